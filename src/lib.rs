@@ -1,0 +1,1 @@
+//! nss-agent: the on-box log uploader of the Zscaler NSS appliance.
