@@ -1,1 +1,8 @@
 //! nss-agent: the on-box log uploader of the Zscaler NSS appliance.
+//!
+//! The data path, one stage a module: [`feed`] turns bytes from the NSS feed into records,
+//! [`batch`] writes them into gzip files, [`spool`] keeps the sealed files on disk until
+//! [`upload`] has handed each to MCAS. [`daemon`] wires the stages together; [`cli`] is what
+//! an administrator types.
+
+pub mod config;
