@@ -6,3 +6,8 @@
 //! an administrator types.
 
 pub mod config;
+pub mod batch;
+pub mod feed;
+pub mod memory;
+pub mod spool;
+pub mod status;

@@ -1,0 +1,95 @@
+//! One batch file: records, each followed by a newline, in a gzip stream on disk.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+/// Output of the compressor is gathered to this size before a write to the file.
+const FILE_BUFFER: usize = 256 << 10;
+
+/// A gzip batch being written. Nothing of it is in memory but the compressor's window and
+/// one file buffer.
+pub struct BatchFile {
+    path: PathBuf,
+    encoder: GzEncoder<BufWriter<File>>,
+    records: u64,
+    raw_bytes: u64,
+}
+
+impl BatchFile {
+    /// Creates the file at `path` (which must not exist) and starts a gzip stream at `level`.
+    pub fn create(path: &Path, level: u32) -> io::Result<BatchFile> {
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(BatchFile {
+            path: path.to_path_buf(),
+            encoder: GzEncoder::new(BufWriter::with_capacity(FILE_BUFFER, file), Compression::new(level)),
+            records: 0,
+            raw_bytes: 0,
+        })
+    }
+
+    /// Appends one record and its newline.
+    pub fn append(&mut self, record: &[u8]) -> io::Result<()> {
+        self.encoder.write_all(record)?;
+        self.encoder.write_all(b"\n")?;
+        self.records += 1;
+        self.raw_bytes += record.len() as u64 + 1;
+        Ok(())
+    }
+
+    /// Records written so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Uncompressed bytes written so far, newlines included.
+    pub fn raw_bytes(&self) -> u64 {
+        self.raw_bytes
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the gzip trailer and makes the file durable. Returns its path, records and
+    /// uncompressed bytes.
+    pub fn finish(self) -> io::Result<(PathBuf, u64, u64)> {
+        let file = self.encoder.finish()?.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok((self.path, self.records, self.raw_bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::read::GzDecoder;
+    use std::io::Read;
+
+    #[test]
+    fn writes_a_gzip_of_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.gz");
+        let mut batch = BatchFile::create(&path, 6).unwrap();
+        batch.append(b"one").unwrap();
+        batch.append(b"\xff\x00two").unwrap();
+        assert_eq!((batch.records(), batch.raw_bytes()), (2, 9));
+        let (written, records, raw) = batch.finish().unwrap();
+        assert_eq!((written, records, raw), (path.clone(), 2, 9));
+        let mut text = Vec::new();
+        GzDecoder::new(File::open(&path).unwrap()).read_to_end(&mut text).unwrap();
+        assert_eq!(text, b"one\n\xff\x00two\n");
+    }
+
+    #[test]
+    fn never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.gz");
+        std::fs::write(&path, b"precious").unwrap();
+        assert!(BatchFile::create(&path, 6).is_err());
+    }
+}

@@ -1,0 +1,258 @@
+//! Batching: records from every input into gzip files in the spool, sealed by count,
+//! size or age, compressed on threads of their own so that both cores compress when the
+//! feed is fast while the async runtime only moves bytes.
+
+mod file;
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+pub use file::BatchFile;
+
+use crate::config::BatchSettings;
+use crate::memory::{MemoryBudget, MemoryPermit};
+use crate::spool::Spool;
+use crate::status::Stats;
+
+/// Records of one input, in the order read, with the memory they hold from the budget.
+pub struct Chunk {
+    pub records: Vec<Bytes>,
+    /// Held until the records are in a batch file.
+    _permit: MemoryPermit,
+}
+
+/// The batch writers are gone: the daemon is shutting down.
+#[derive(Debug, thiserror::Error)]
+#[error("the batch writers have stopped")]
+pub struct SinkClosed;
+
+/// Where inputs hand their records. Cheap to clone: one per input.
+#[derive(Clone)]
+pub struct RecordSink {
+    tx: Sender<Chunk>,
+    budget: MemoryBudget,
+}
+
+impl RecordSink {
+    /// Hands records to the batch writers, first waiting for their bytes in the memory
+    /// budget: while it is spent this waits, and the input stops reading.
+    pub async fn send(&self, records: Vec<Bytes>) -> Result<(), SinkClosed> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let bytes: u64 = records.iter().map(|r| r.len() as u64 + 1).sum();
+        let permit = self.budget.acquire(bytes).await;
+        self.tx
+            .send(Chunk {
+                records,
+                _permit: permit,
+            })
+            .map_err(|_| SinkClosed)
+    }
+}
+
+/// The running batch writer threads.
+pub struct BatchWriters {
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What seals a batch.
+#[derive(Debug, Clone)]
+struct SealRules {
+    max_records: u64,
+    max_bytes: u64,
+    max_age: Duration,
+    level: u32,
+}
+
+impl BatchWriters {
+    /// Starts the writers (`settings.writers`, or one per core) and returns the sink that
+    /// feeds them. They stop, sealing what they hold, once every clone of the sink is dropped.
+    pub fn start(
+        settings: &BatchSettings,
+        budget: MemoryBudget,
+        spool: Arc<Spool>,
+        stats: Arc<Stats>,
+    ) -> io::Result<(RecordSink, BatchWriters)> {
+        let count = match settings.writers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let rules = SealRules {
+            max_records: settings.max_records,
+            max_bytes: settings.max_bytes,
+            max_age: settings.max_age,
+            level: settings.gzip_level,
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut threads = Vec::with_capacity(count);
+        for id in 0..count {
+            let writer = Writer {
+                id,
+                rules: rules.clone(),
+                spool: spool.clone(),
+                stats: stats.clone(),
+                open: None,
+            };
+            let rx = rx.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("batch-writer-{id}"))
+                    .spawn(move || writer.run(rx))?,
+            );
+        }
+        Ok((RecordSink { tx, budget }, BatchWriters { threads }))
+    }
+
+    /// Waits until every writer has sealed its batch and stopped. Blocks: call it from a
+    /// blocking context.
+    pub fn join(self) {
+        for thread in self.threads {
+            if thread.join().is_err() {
+                tracing::error!("a batch writer panicked");
+            }
+        }
+    }
+}
+
+/// An open batch and when it must be sealed by age.
+struct OpenBatch {
+    file: BatchFile,
+    deadline: Instant,
+}
+
+/// One writer thread: takes chunks, appends their records to its own open batch.
+struct Writer {
+    id: usize,
+    rules: SealRules,
+    spool: Arc<Spool>,
+    stats: Arc<Stats>,
+    open: Option<OpenBatch>,
+}
+
+/// How long an idle writer without an open batch sleeps between looks at the channel.
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
+
+/// How long a writer waits before trying again after the disk failed it.
+const DISK_RETRY: Duration = Duration::from_secs(1);
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Chunk>) {
+        loop {
+            let wait = self
+                .open
+                .as_ref()
+                .map_or(IDLE_WAIT, |b| b.deadline.saturating_duration_since(Instant::now()));
+            match rx.recv_timeout(wait) {
+                Ok(chunk) => self.write_chunk(&chunk),
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.open.as_ref().is_some_and(|b| Instant::now() >= b.deadline) {
+                        self.seal();
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.seal();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes every record of the chunk, sealing batches as they fill. A disk error does
+    /// not drop the chunk: the broken batch goes to quarantine and the chunk is written
+    /// again into a new one.
+    fn write_chunk(&mut self, chunk: &Chunk) {
+        let mut next = 0;
+        while next < chunk.records.len() {
+            match self.write_records(&chunk.records[next..]) {
+                Ok(()) => return,
+                Err((written, error)) => {
+                    next += written;
+                    tracing::error!(writer = self.id, %error, "writing a batch failed; retrying in a new batch file");
+                    if let Some(open) = self.open.take() {
+                        let path = open.file.path().to_path_buf();
+                        drop(open);
+                        if let Err(e) = self.spool.quarantine(&path, &format!("write failed: {error}")) {
+                            tracing::error!(file = %path.display(), error = %e, "cannot quarantine the broken batch");
+                        } else {
+                            self.stats.spool.quarantined.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::sleep(DISK_RETRY);
+                }
+            }
+        }
+    }
+
+    /// Appends records, returning on error how many were written (and sealed) before it.
+    fn write_records(&mut self, records: &[Bytes]) -> Result<(), (usize, io::Error)> {
+        let mut sealed_upto = 0;
+        for (i, record) in records.iter().enumerate() {
+            let size = record.len() as u64 + 1;
+            if self
+                .open
+                .as_ref()
+                .is_some_and(|b| b.file.records() > 0 && b.file.raw_bytes() + size > self.rules.max_bytes)
+            {
+                self.try_seal().map_err(|e| (sealed_upto, e))?;
+                sealed_upto = i;
+            }
+            let batch = match self.open.as_mut() {
+                Some(batch) => batch,
+                None => {
+                    let path = self.spool.open_path(self.id);
+                    let file = BatchFile::create(&path, self.rules.level).map_err(|e| (sealed_upto, e))?;
+                    self.open.insert(OpenBatch {
+                        file,
+                        deadline: Instant::now() + self.rules.max_age,
+                    })
+                }
+            };
+            batch.file.append(record).map_err(|e| (sealed_upto, e))?;
+            if batch.file.records() >= self.rules.max_records || batch.file.raw_bytes() >= self.rules.max_bytes {
+                self.try_seal().map_err(|e| (sealed_upto, e))?;
+                sealed_upto = i + 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the open batch, logging a failure (the batch then goes to quarantine).
+    fn seal(&mut self) {
+        if let Err(error) = self.try_seal() {
+            tracing::error!(writer = self.id, %error, "sealing a batch failed");
+        }
+    }
+
+    fn try_seal(&mut self) -> io::Result<()> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let path = open.file.path().to_path_buf();
+        let result = open
+            .file
+            .finish()
+            .and_then(|(path, records, raw)| self.spool.seal(&path, records, raw));
+        match result {
+            Ok(batch) => {
+                self.stats.spool.sealed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(writer = self.id, seq = batch.seq, records = batch.records, raw = batch.raw_bytes, gzip = batch.gzip_bytes, "sealed a batch");
+                Ok(())
+            }
+            Err(error) => {
+                if path.exists() {
+                    if self.spool.quarantine(&path, &format!("sealing failed: {error}")).is_ok() {
+                        self.stats.spool.quarantined.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The one memory budget, in bytes, that every buffer between socket and spool draws on.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::Limit;
+
+/// The smallest and largest budget `memory.limit = "auto"` chooses.
+const AUTO_MIN: u64 = 256 << 20;
+const AUTO_MAX: u64 = 1 << 30;
+
+/// A budget of bytes. Readers take permits for what they hold and give them back when the
+/// bytes are in a spool file; when the budget is spent, readers wait, and so TCP flow
+/// control pushes back to the sender.
+#[derive(Debug, Clone)]
+pub struct MemoryBudget {
+    semaphore: Arc<Semaphore>,
+    limit: u64,
+}
+
+/// Bytes taken from the budget, returned when dropped.
+#[derive(Debug)]
+pub struct MemoryPermit {
+    _permit: Option<OwnedSemaphorePermit>,
+    bytes: u64,
+}
+
+impl MemoryPermit {
+    /// How many bytes this permit holds.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> MemoryBudget {
+        let limit = limit.clamp(1, Semaphore::MAX_PERMITS as u64);
+        MemoryBudget {
+            semaphore: Arc::new(Semaphore::new(limit as usize)),
+            limit,
+        }
+    }
+
+    /// The budget `memory.limit` asks for: given bytes, or for `auto` a sixteenth of the
+    /// machine's memory, clamped to [256 MiB, 1 GiB] (512 MiB on an 8 GB appliance).
+    pub fn resolve(limit: Limit, ram_total: Option<u64>) -> u64 {
+        match limit {
+            Limit::Bytes(bytes) => bytes,
+            Limit::Auto => ram_total.map_or(AUTO_MIN, |ram| (ram / 16).clamp(AUTO_MIN, AUTO_MAX)),
+        }
+    }
+
+    /// The budget in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Bytes currently taken.
+    pub fn in_use(&self) -> u64 {
+        self.limit - self.semaphore.available_permits() as u64
+    }
+
+    /// Takes `bytes` from the budget, waiting while it is spent. A request larger than the
+    /// whole budget takes the whole budget, so that it waits for everything else to drain
+    /// instead of forever.
+    pub async fn acquire(&self, bytes: u64) -> MemoryPermit {
+        if bytes == 0 {
+            return MemoryPermit { _permit: None, bytes };
+        }
+        let take = bytes.min(self.limit).min(u32::MAX as u64) as u32;
+        let permit = self
+            .semaphore
+            .clone()
+            .acquire_many_owned(take)
+            .await
+            .expect("the memory budget's semaphore is never closed");
+        MemoryPermit {
+            _permit: Some(permit),
+            bytes,
+        }
+    }
+}
+
+/// The machine's memory in bytes, from /proc/meminfo.
+pub fn ram_total() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn auto_is_a_sixteenth_of_ram_clamped() {
+        let gib = 1u64 << 30;
+        assert_eq!(MemoryBudget::resolve(Limit::Auto, Some(8 * gib)), 512 << 20);
+        assert_eq!(MemoryBudget::resolve(Limit::Auto, Some(2 * gib)), 256 << 20);
+        assert_eq!(MemoryBudget::resolve(Limit::Auto, Some(64 * gib)), gib);
+        assert_eq!(MemoryBudget::resolve(Limit::Bytes(1234), Some(8 * gib)), 1234);
+    }
+
+    #[tokio::test]
+    async fn waits_while_spent() {
+        let budget = MemoryBudget::new(100);
+        let first = budget.acquire(80).await;
+        assert_eq!(budget.in_use(), 80);
+        let blocked = tokio::time::timeout(Duration::from_millis(50), budget.acquire(30)).await;
+        assert!(blocked.is_err(), "the budget was overdrawn");
+        drop(first);
+        let second = budget.acquire(30).await;
+        assert_eq!(second.bytes(), 30);
+        // Larger than the whole budget: takes all of it instead of waiting forever.
+        drop(second);
+        let huge = budget.acquire(1000).await;
+        assert_eq!(budget.in_use(), 100);
+        drop(huge);
+        assert_eq!(budget.in_use(), 0);
+    }
+}

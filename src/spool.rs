@@ -1,0 +1,242 @@
+//! Sealed batches on disk: the only place data waits between the feed and MCAS.
+//!
+//! ```text
+//! spool/open/        batches being written (one per batch writer)
+//! spool/ready/       sealed batches, uploaded oldest first: SEQ-SEALEDMS-RECORDSr-RAWb.gz
+//! spool/quarantine/  batches MCAS refused or that failed a check, each with a .reason file
+//! ```
+//! A file enters `ready/` only by rename after its gzip trailer is written and fsynced,
+//! and leaves it only after MCAS accepted it, so a crash never uploads half a batch.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+use crate::status::unix_millis;
+
+/// One sealed batch waiting in `ready/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedBatch {
+    pub path: PathBuf,
+    /// Order of sealing: lower goes first.
+    pub seq: u64,
+    pub sealed_at: SystemTime,
+    pub records: u64,
+    /// Uncompressed bytes, with a newline after every record.
+    pub raw_bytes: u64,
+    /// Bytes of the gzip file.
+    pub gzip_bytes: u64,
+}
+
+impl SealedBatch {
+    fn file_name(seq: u64, sealed_at: SystemTime, records: u64, raw_bytes: u64) -> String {
+        format!(
+            "{seq:020}-{}-{records}r-{raw_bytes}b.gz",
+            unix_millis(sealed_at)
+        )
+    }
+
+    /// Reads a batch back from its file name; `None` when the name is not one the spool wrote.
+    fn parse(path: &Path, gzip_bytes: u64) -> Option<SealedBatch> {
+        let name = path.file_name()?.to_str()?.strip_suffix(".gz")?;
+        let mut parts = name.split('-');
+        let seq = parts.next()?.parse().ok()?;
+        let sealed_ms: u64 = parts.next()?.parse().ok()?;
+        let records = parts.next()?.strip_suffix('r')?.parse().ok()?;
+        let raw_bytes = parts.next()?.strip_suffix('b')?.parse().ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(SealedBatch {
+            path: path.to_path_buf(),
+            seq,
+            sealed_at: UNIX_EPOCH + Duration::from_millis(sealed_ms),
+            records,
+            raw_bytes,
+            gzip_bytes,
+        })
+    }
+}
+
+/// The spool directory.
+#[derive(Debug)]
+pub struct Spool {
+    open_dir: PathBuf,
+    ready_dir: PathBuf,
+    quarantine_dir: PathBuf,
+    next_seq: AtomicU64,
+    sealed: Arc<Notify>,
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool at `root`. Batches a previous run left unsealed
+    /// are moved to quarantine, and so are files in `ready/` the spool did not name.
+    pub fn open(root: &Path) -> io::Result<Spool> {
+        let spool = Spool {
+            open_dir: root.join("open"),
+            ready_dir: root.join("ready"),
+            quarantine_dir: root.join("quarantine"),
+            next_seq: AtomicU64::new(0),
+            sealed: Arc::new(Notify::new()),
+        };
+        for dir in [&spool.open_dir, &spool.ready_dir, &spool.quarantine_dir] {
+            fs::create_dir_all(dir)?;
+        }
+        for entry in fs::read_dir(&spool.open_dir)? {
+            let path = entry?.path();
+            tracing::warn!(file = %path.display(), "a batch was left unsealed by an interrupted run; moving it to quarantine");
+            spool.quarantine(&path, "left unsealed by an interrupted run")?;
+        }
+        let ready = spool.ready()?;
+        let next = ready.last().map_or(0, |b| b.seq + 1);
+        spool.next_seq.store(next, Ordering::Relaxed);
+        Ok(spool)
+    }
+
+    /// A path in `open/` for a new batch of writer `writer`.
+    pub fn open_path(&self, writer: usize) -> PathBuf {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        self.open_dir
+            .join(format!("w{writer}-{}-{nanos}.gz.part", std::process::id()))
+    }
+
+    /// Moves a complete, fsynced batch file from `open/` into `ready/` and makes the
+    /// rename itself durable. Wakes the uploader.
+    pub fn seal(&self, open_path: &Path, records: u64, raw_bytes: u64) -> io::Result<SealedBatch> {
+        let gzip_bytes = fs::metadata(open_path)?.len();
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let sealed_at = SystemTime::now();
+        let path = self
+            .ready_dir
+            .join(SealedBatch::file_name(seq, sealed_at, records, raw_bytes));
+        fs::rename(open_path, &path)?;
+        sync_dir(&self.ready_dir)?;
+        sync_dir(&self.open_dir)?;
+        self.sealed.notify_one();
+        Ok(SealedBatch {
+            path,
+            seq,
+            sealed_at: UNIX_EPOCH + Duration::from_millis(unix_millis(sealed_at)),
+            records,
+            raw_bytes,
+            gzip_bytes,
+        })
+    }
+
+    /// The sealed batches, oldest first. Files whose names the spool did not write are
+    /// moved to quarantine.
+    pub fn ready(&self) -> io::Result<Vec<SealedBatch>> {
+        let mut batches = Vec::new();
+        for entry in fs::read_dir(&self.ready_dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let len = entry.metadata()?.len();
+            match SealedBatch::parse(&path, len) {
+                Some(batch) => batches.push(batch),
+                None => {
+                    tracing::warn!(file = %path.display(), "not a batch the spool wrote; moving it to quarantine");
+                    self.quarantine(&path, "file name is not one the spool writes")?;
+                }
+            }
+        }
+        batches.sort_by_key(|b| b.seq);
+        Ok(batches)
+    }
+
+    /// Waits until a batch is sealed after this call (or one was sealed since the last wait).
+    pub async fn wait_sealed(&self) {
+        self.sealed.notified().await
+    }
+
+    /// Deletes a batch MCAS accepted.
+    pub fn remove(&self, batch: &SealedBatch) -> io::Result<()> {
+        fs::remove_file(&batch.path)?;
+        sync_dir(&self.ready_dir)
+    }
+
+    /// Moves a file into quarantine, with a `.reason` file beside it saying why.
+    pub fn quarantine(&self, path: &Path, reason: &str) -> io::Result<PathBuf> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "unnamed".into());
+        let target = self.quarantine_dir.join(&name);
+        fs::rename(path, &target)?;
+        fs::write(self.quarantine_dir.join(format!("{name}.reason")), format!("{reason}\n"))?;
+        sync_dir(&self.quarantine_dir)?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(target)
+    }
+
+    /// How many batches are in quarantine.
+    pub fn quarantined(&self) -> io::Result<u64> {
+        let mut count = 0;
+        for entry in fs::read_dir(&self.quarantine_dir)? {
+            let name = entry?.file_name();
+            if !name.to_string_lossy().ends_with(".reason") {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// The quarantine directory.
+    pub fn quarantine_dir(&self) -> &Path {
+        &self.quarantine_dir
+    }
+}
+
+/// Makes the entries of a directory (renames, creations, deletions) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_in_order_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        for i in 0..3u64 {
+            let open = spool.open_path(0);
+            fs::write(&open, vec![0u8; 10 + i as usize]).unwrap();
+            spool.seal(&open, i + 1, 100 * (i + 1)).unwrap();
+        }
+        let ready = spool.ready().unwrap();
+        assert_eq!(ready.iter().map(|b| b.records).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(ready[2].raw_bytes, 300);
+        assert_eq!(ready[2].gzip_bytes, 12);
+
+        spool.remove(&ready[0]).unwrap();
+        drop(spool);
+        let spool = Spool::open(dir.path()).unwrap();
+        let open = spool.open_path(1);
+        fs::write(&open, b"x").unwrap();
+        let fourth = spool.seal(&open, 4, 4).unwrap();
+        assert_eq!(fourth.seq, 3, "a reopened spool keeps counting after the newest batch");
+        assert_eq!(spool.ready().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn leftovers_and_strangers_go_to_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        fs::write(spool.open_path(0), b"half a batch").unwrap();
+        fs::write(dir.path().join("ready/notes.txt"), b"?").unwrap();
+        drop(spool);
+        let spool = Spool::open(dir.path()).unwrap();
+        assert!(spool.ready().unwrap().is_empty());
+        assert_eq!(spool.quarantined().unwrap(), 2);
+    }
+}

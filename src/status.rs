@@ -1,0 +1,259 @@
+//! What the daemon counts, and the status report it publishes for `nss status`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The status file's name inside the runtime directory.
+pub const STATUS_FILE: &str = "status.json";
+
+/// A point in time kept in an atomic as milliseconds since the epoch; 0 means never.
+#[derive(Debug, Default)]
+pub struct AtomicTime(AtomicU64);
+
+impl AtomicTime {
+    /// Sets the time to now.
+    pub fn touch(&self) {
+        self.0.store(unix_millis(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    /// Sets the time to `at`.
+    pub fn set(&self, at: SystemTime) {
+        self.0.store(unix_millis(at), Ordering::Relaxed);
+    }
+
+    /// The time, or `None` when never set.
+    pub fn get(&self) -> Option<SystemTime> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
+        }
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn unix_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// RFC 3339 UTC, to the second, as the status report writes times.
+pub fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// Counters of the feed stage.
+#[derive(Debug, Default)]
+pub struct FeedStats {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub last_record: AtomicTime,
+    pub oversize_dropped: AtomicU64,
+    /// TCP connections open now.
+    pub connections: AtomicU64,
+    /// TCP connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// The tailed files and how far each was read.
+    pub files: Mutex<Vec<FileReport>>,
+}
+
+/// Counters of the batch and spool stages.
+#[derive(Debug, Default)]
+pub struct SpoolStats {
+    /// Sealed batches waiting, as last seen.
+    pub batches: AtomicU64,
+    pub bytes: AtomicU64,
+    pub oldest: AtomicTime,
+    /// Batches moved to quarantine since start.
+    pub quarantined: AtomicU64,
+    /// Batches sealed since start.
+    pub sealed: AtomicU64,
+}
+
+/// Counters of the upload stage.
+#[derive(Debug, Default)]
+pub struct UploadStats {
+    pub batches: AtomicU64,
+    pub records: AtomicU64,
+    pub bytes_raw: AtomicU64,
+    pub bytes_gzip: AtomicU64,
+    pub last_success: AtomicTime,
+    pub last_error: Mutex<Option<String>>,
+    /// API calls made since start.
+    pub api_calls: AtomicU64,
+    /// Attempts that failed and were retried.
+    pub retries: AtomicU64,
+}
+
+/// Everything the daemon counts, shared by its stages.
+#[derive(Debug)]
+pub struct Stats {
+    pub started: SystemTime,
+    pub feed: FeedStats,
+    pub spool: SpoolStats,
+    pub upload: UploadStats,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            started: SystemTime::now(),
+            feed: FeedStats::default(),
+            spool: SpoolStats::default(),
+            upload: UploadStats::default(),
+        }
+    }
+}
+
+impl UploadStats {
+    /// Records the latest upload error (shown until the next success).
+    pub fn set_error(&self, message: impl Into<String>) {
+        *self.last_error.lock().unwrap() = Some(message.into());
+    }
+}
+
+/// The report `nss status --json` prints: field names are a promise to monitoring.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub started: Option<String>,
+    pub mcas: McasReport,
+    pub feed: FeedReport,
+    pub spool: SpoolReport,
+    pub upload: UploadReport,
+    pub sync: SyncReport,
+    pub memory: MemoryReport,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct McasReport {
+    pub domain: Option<String>,
+    pub data_source: String,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FeedReport {
+    pub records: u64,
+    pub bytes: u64,
+    pub last_record: Option<String>,
+    pub oversize_dropped: u64,
+    pub connections: u64,
+    pub files: Vec<FileReport>,
+}
+
+/// One tailed file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FileReport {
+    pub path: PathBuf,
+    /// Bytes of the current file read so far.
+    pub offset: u64,
+    /// Whether the file is open now.
+    pub open: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SpoolReport {
+    pub batches: u64,
+    pub bytes: u64,
+    pub oldest: Option<String>,
+    pub quarantined: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UploadReport {
+    pub batches: u64,
+    pub records: u64,
+    pub bytes_raw: u64,
+    pub bytes_gzip: u64,
+    pub last_success: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncReport {
+    pub last_success: Option<String>,
+    pub urls: u64,
+    pub added: u64,
+    pub removed: u64,
+    pub last_error: Option<String>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MemoryReport {
+    pub ram_total: u64,
+    pub meets_8gb_floor: bool,
+    pub limit: u64,
+    pub in_use: u64,
+}
+
+/// The least memory the MCAS feed is documented to need.
+pub const RAM_FLOOR: u64 = 8 * 1000 * 1000 * 1000;
+
+impl MemoryReport {
+    /// The memory part of the report for a machine with `ram_total` bytes.
+    pub fn new(ram_total: u64, limit: u64, in_use: u64) -> MemoryReport {
+        MemoryReport {
+            ram_total,
+            // An "8 GB" VM reports a little less than 8 GiB as MemTotal (the kernel keeps
+            // some), and more than 8 GB: compare with the decimal floor.
+            meets_8gb_floor: ram_total >= RAM_FLOOR * 95 / 100,
+            limit,
+            in_use,
+        }
+    }
+}
+
+fn time(t: &AtomicTime) -> Option<String> {
+    t.get().map(rfc3339)
+}
+
+impl Stats {
+    /// The report of a running daemon, from its counters.
+    pub fn report(&self, mcas: McasReport, memory: MemoryReport) -> StatusReport {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatusReport {
+            running: true,
+            pid: Some(std::process::id()),
+            started: Some(rfc3339(self.started)),
+            mcas,
+            feed: FeedReport {
+                records: load(&self.feed.records),
+                bytes: load(&self.feed.bytes),
+                last_record: time(&self.feed.last_record),
+                oversize_dropped: load(&self.feed.oversize_dropped),
+                connections: load(&self.feed.connections),
+                files: self.feed.files.lock().unwrap().clone(),
+            },
+            spool: SpoolReport {
+                batches: load(&self.spool.batches),
+                bytes: load(&self.spool.bytes),
+                oldest: time(&self.spool.oldest),
+                quarantined: load(&self.spool.quarantined),
+            },
+            upload: UploadReport {
+                batches: load(&self.upload.batches),
+                records: load(&self.upload.records),
+                bytes_raw: load(&self.upload.bytes_raw),
+                bytes_gzip: load(&self.upload.bytes_gzip),
+                last_success: time(&self.upload.last_success),
+                last_error: self.upload.last_error.lock().unwrap().clone(),
+            },
+            sync: SyncReport::default(),
+            memory,
+        }
+    }
+}
+
+/// Writes `report` to `dir/status.json` atomically (temporary file, then rename), so a
+/// reader never sees half a report.
+pub fn publish(dir: &Path, report: &StatusReport) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!(".{STATUS_FILE}.tmp"));
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, dir.join(STATUS_FILE))
+}
