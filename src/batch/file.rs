@@ -77,9 +77,9 @@ mod tests {
         let mut batch = BatchFile::create(&path, 6).unwrap();
         batch.append(b"one").unwrap();
         batch.append(b"\xff\x00two").unwrap();
-        assert_eq!((batch.records(), batch.raw_bytes()), (2, 9));
+        assert_eq!((batch.records(), batch.raw_bytes()), (2, 10));
         let (written, records, raw) = batch.finish().unwrap();
-        assert_eq!((written, records, raw), (path.clone(), 2, 9));
+        assert_eq!((written, records, raw), (path.clone(), 2, 10));
         let mut text = Vec::new();
         GzDecoder::new(File::open(&path).unwrap()).read_to_end(&mut text).unwrap();
         assert_eq!(text, b"one\n\xff\x00two\n");
