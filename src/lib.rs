@@ -11,3 +11,7 @@ pub mod feed;
 pub mod memory;
 pub mod spool;
 pub mod status;
+pub mod upload;
+pub mod daemon;
+pub mod cli;
+pub mod logging;

@@ -1,1 +1,45 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use nss_agent::cli::{self, exit, Cli};
+use nss_agent::config::ConfigError;
+use nss_agent::upload::ApiError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::from(exit::SUCCESS),
+        Err(error) => {
+            eprintln!("nss: {}", one_line(&error));
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+/// The error and its causes, as one line.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for (i, cause) in error.chain().enumerate() {
+        if i > 0 {
+            text.push_str(": ");
+        }
+        if let Some(config) = cause.downcast_ref::<ConfigError>() {
+            text.push_str(&format!("configuration error: {config}"));
+        } else {
+            text.push_str(&cause.to_string());
+        }
+    }
+    text
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if cause.is::<ConfigError>() {
+            return exit::CONFIG;
+        }
+        if cause.is::<ApiError>() {
+            return exit::UNAVAILABLE;
+        }
+    }
+    exit::FAILURE
+}

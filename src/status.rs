@@ -25,6 +25,11 @@ impl AtomicTime {
         self.0.store(unix_millis(at), Ordering::Relaxed);
     }
 
+    /// Forgets the time.
+    pub fn clear(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
     /// The time, or `None` when never set.
     pub fn get(&self) -> Option<SystemTime> {
         match self.0.load(Ordering::Relaxed) {

@@ -1,0 +1,123 @@
+//! The command line: one binary, `nss`, with one file a command.
+
+mod dump_config;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+
+/// The exit codes administrators' scripts rely on.
+pub mod exit {
+    pub const SUCCESS: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const UNAVAILABLE: u8 = 69;
+    pub const CONFIG: u8 = 78;
+}
+
+/// nss-agent: uploads the Zscaler NSS MCAS web-log feed to Microsoft Defender for Cloud Apps.
+#[derive(Debug, Parser)]
+#[command(name = "nss", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The configuration file [default: $NSS_AGENT_CONFIG, else /etc/nss-agent/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What `nss` can do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enter the MCAS API token and domain (asks, or takes them from flags)
+    ConfigureMcas(ConfigureMcasArgs),
+    /// Forget the MCAS token and domain
+    DisableMcas,
+    /// Run the daemon in the foreground (what systemd starts)
+    Run,
+    /// Start the daemon
+    Start,
+    /// Stop the daemon
+    Stop,
+    /// Restart the daemon
+    Restart,
+    /// Show what the daemon is doing
+    Status {
+        /// One JSON object, for monitoring
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the MCAS token and the unsanctioned-apps list, explained
+    Troubleshoot {
+        #[command(subcommand)]
+        what: TroubleshootTarget,
+    },
+    /// Run one unsanctioned-URL sync, print it, and exit
+    SyncNow,
+    /// List the custom URL categories with their URL counts
+    UrlCategories {
+        /// One JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the effective configuration, token masked
+    DumpConfig,
+}
+
+/// `nss troubleshoot` subjects.
+#[derive(Debug, Subcommand)]
+pub enum TroubleshootTarget {
+    /// The token and unsanctioned-list check
+    Mcas,
+}
+
+/// `nss configure-mcas` flags, for cloud-init and scripts.
+#[derive(Debug, clap::Args)]
+pub struct ConfigureMcasArgs {
+    /// Read the token from this file
+    #[arg(long, value_name = "F", conflicts_with = "token_stdin")]
+    pub token_file: Option<PathBuf>,
+    /// Read the token from standard input
+    #[arg(long)]
+    pub token_stdin: bool,
+    /// The MCAS domain, e.g. mycompany.us3.portal.cloudappsecurity.com
+    #[arg(long, value_name = "D")]
+    pub domain: Option<String>,
+    /// The data source's name in the MCAS portal
+    #[arg(long, value_name = "NAME")]
+    pub data_source: Option<String>,
+    /// Skip checking the token against MCAS
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+/// A command that exists but is not part of this build yet.
+#[derive(Debug, thiserror::Error)]
+#[error("`nss {0}` is not yet available in this version of nss-agent")]
+pub struct NotYetAvailable(pub &'static str);
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let path = Settings::resolve_path(cli.config.as_deref());
+    match cli.command {
+        Command::Run => {
+            let settings = Settings::load(&path)?;
+            crate::logging::init();
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(crate::daemon::run(settings))
+        }
+        Command::DumpConfig => dump_config::run(&Settings::load(&path)?),
+        Command::ConfigureMcas(_) => Err(NotYetAvailable("configure-mcas").into()),
+        Command::DisableMcas => Err(NotYetAvailable("disable-mcas").into()),
+        Command::Start => Err(NotYetAvailable("start").into()),
+        Command::Stop => Err(NotYetAvailable("stop").into()),
+        Command::Restart => Err(NotYetAvailable("restart").into()),
+        Command::Status { .. } => Err(NotYetAvailable("status").into()),
+        Command::Troubleshoot { .. } => Err(NotYetAvailable("troubleshoot mcas").into()),
+        Command::SyncNow => Err(NotYetAvailable("sync-now").into()),
+        Command::UrlCategories { .. } => Err(NotYetAvailable("url-categories").into()),
+    }
+}

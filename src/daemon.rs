@@ -1,0 +1,144 @@
+//! The daemon: wires feed, batch writers, spool and uploader together, and shuts them
+//! down in order so that nothing read is lost.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::batch::BatchWriters;
+use crate::config::{ConfigError, Settings};
+use crate::feed::{tail, tcp};
+use crate::memory::{self, MemoryBudget};
+use crate::spool::Spool;
+use crate::status::{self, McasReport, MemoryReport, Stats, RAM_FLOOR};
+use crate::upload::{self, ApiRateLimiter, McasClient, Uploader};
+
+/// How long an upload in flight at shutdown may take to finish.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often the status file is rewritten.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let target = settings.mcas_target()?;
+    for (key, dir) in [("paths.state_dir", &settings.paths.state_dir), ("paths.runtime_dir", &settings.paths.runtime_dir)] {
+        std::fs::create_dir_all(dir).map_err(|e| ConfigError {
+            key: key.to_string(),
+            problem: format!("cannot create {}: {e}; point it at a writable directory", dir.display()),
+        })?;
+    }
+    let spool = Arc::new(Spool::open(&settings.spool_dir()).with_context(|| format!("cannot open the spool in {}", settings.spool_dir().display()))?);
+
+    let ram_total = memory::ram_total();
+    let budget = MemoryBudget::new(MemoryBudget::resolve(settings.memory.limit, ram_total));
+    if let Some(ram) = ram_total.filter(|&r| !MemoryReport::new(r, 0, 0).meets_8gb_floor) {
+        tracing::warn!(
+            ram_gb = format!("{:.1}", ram as f64 / 1e9),
+            "this appliance has less than the {} GB of RAM the NSS MCAS feed needs: give the VM at least 8 GB",
+            RAM_FLOOR / 1_000_000_000
+        );
+    }
+
+    let stats = Arc::new(Stats::default());
+    let http = upload::http::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
+        key: "mcas.ca_file".to_string(),
+        problem,
+    })?;
+    let limiter = Arc::new(ApiRateLimiter::new(settings.upload.api_calls_per_minute));
+    let client = McasClient::new(&target, http, limiter, settings.upload.timeout, stats.clone());
+
+    let (sink, writers) = BatchWriters::start(&settings.batch, budget.clone(), spool.clone(), stats.clone())
+        .context("cannot start the batch writers")?;
+
+    let inputs = TaskTracker::new();
+    let stop_inputs = CancellationToken::new();
+    if let Some(addr) = settings.feed.listen {
+        let listener = tcp::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (feed.listen): is another receiver using the port?")
+        })?;
+        tracing::info!(%addr, "receiving the NSS feed");
+        inputs.spawn(tcp::serve(listener, sink.clone(), settings.feed.max_record_bytes, stats.clone(), stop_inputs.clone()));
+    }
+    for path in &settings.feed.files {
+        inputs.spawn(tail::follow(path.clone(), sink.clone(), settings.feed.max_record_bytes, stats.clone(), stop_inputs.clone()));
+    }
+    inputs.close();
+    // The inputs hold the only senders now: when they end, the writers seal and stop.
+    drop(sink);
+
+    let stop_uploads = CancellationToken::new();
+    let abort_uploads = CancellationToken::new();
+    let uploader = Uploader::new(client, spool.clone(), stats.clone(), settings.upload.clone(), target.source.clone(), target.data_source.clone());
+    let upload_task = tokio::spawn(uploader.run(stop_uploads.clone(), abort_uploads.clone()));
+
+    let mcas_report = McasReport {
+        domain: Some(target.domain.clone()),
+        data_source: target.data_source.clone(),
+        token: Some(target.token.masked()),
+    };
+    let stop_status = CancellationToken::new();
+    let status_task = tokio::spawn(publish_status(
+        settings.paths.runtime_dir.clone(),
+        stats.clone(),
+        mcas_report,
+        budget.clone(),
+        ram_total.unwrap_or(0),
+        stop_status.clone(),
+    ));
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(domain = %target.domain, data_source = %target.data_source, memory_limit = budget.limit(), "nss-agent running");
+
+    wait_for_shutdown_signal().await?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("shutting down: closing the feed, sealing open batches");
+
+    stop_inputs.cancel();
+    inputs.wait().await;
+    tokio::task::spawn_blocking(move || writers.join()).await.context("batch writers")?;
+
+    stop_uploads.cancel();
+    if tokio::time::timeout(SHUTDOWN_TIMEOUT, upload_task).await.is_err() {
+        tracing::warn!("the upload in flight did not finish in time; its batch stays in the spool");
+        abort_uploads.cancel();
+    }
+    stop_status.cancel();
+    let _ = status_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// Rewrites the status file every second until stopped, then once more.
+async fn publish_status(dir: std::path::PathBuf, stats: Arc<Stats>, mcas: McasReport, budget: MemoryBudget, ram_total: u64, stop: CancellationToken) {
+    let write = |dir: &Path| {
+        let memory = MemoryReport::new(ram_total, budget.limit(), budget.in_use());
+        let report = stats.report(mcas.clone(), memory);
+        if let Err(error) = status::publish(dir, &report) {
+            tracing::debug!(%error, "cannot write the status file");
+        }
+    };
+    loop {
+        write(&dir);
+        tokio::select! {
+            _ = tokio::time::sleep(STATUS_INTERVAL) => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+    write(&dir);
+}

@@ -1,0 +1,139 @@
+//! What can go wrong talking to MCAS, sorted by what the uploader does about it.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The request of the upload (or sync) that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    UploadUrl,
+    Blob,
+    DoneUpload,
+    BlockScript,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::UploadUrl => "upload_url",
+            Step::Blob => "blob upload",
+            Step::DoneUpload => "done_upload",
+            Step::BlockScript => "block script",
+        })
+    }
+}
+
+/// A failed request, by what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Worth trying again after a wait: a connection error, a timeout, 408, 429 or 5xx.
+    #[error("{step}: {reason}")]
+    Transient {
+        step: Step,
+        reason: String,
+        /// How long the server asked to wait (Retry-After).
+        retry_after: Option<Duration>,
+        /// The server answered 429: the tenant's throttle was hit.
+        throttled: bool,
+    },
+    /// MCAS refused the API token (401 or 403 on an API call).
+    #[error("{step}: MCAS refused the API token (HTTP {status}): a global administrator must generate a new API token in the MCAS portal (Settings > Security extensions > API tokens), then run `sudo nss configure-mcas` and `sudo nss restart`")]
+    TokenRefused { step: Step, status: u16 },
+    /// The API path does not exist on that host: the domain is wrong.
+    #[error("{step}: MCAS answered 404 Not Found at {host}: check mcas.domain (the tenant's portal host, e.g. mycompany.us3.portal.cloudappsecurity.com)")]
+    NotFound { step: Step, host: String },
+    /// The blob store refused the upload URL (expired or invalid): ask MCAS for a new one.
+    #[error("blob upload: the storage refused the upload URL (HTTP {status}); asking MCAS for a new one")]
+    BlobUrlRefused { status: u16 },
+    /// The server refused this request for good (another 4xx): retrying cannot help.
+    #[error("{step}: refused with HTTP {status}: {body}")]
+    Rejected { step: Step, status: u16, body: String },
+    /// The batch file could not be read.
+    #[error("reading the batch file: {0}")]
+    Local(#[from] std::io::Error),
+}
+
+/// How much of a server's answer goes into a log line or the status.
+const BODY_SHOWN: usize = 300;
+
+impl ApiError {
+    /// Sorts a non-2xx answer of an API call.
+    pub fn from_api_status(step: Step, status: u16, retry_after: Option<Duration>, host: &str, body: &[u8]) -> ApiError {
+        match status {
+            401 | 403 => ApiError::TokenRefused { step, status },
+            404 => ApiError::NotFound {
+                step,
+                host: host.to_string(),
+            },
+            _ => Self::common(step, status, retry_after, body),
+        }
+    }
+
+    /// Sorts a non-2xx answer of the blob store.
+    pub fn from_blob_status(status: u16, retry_after: Option<Duration>, body: &[u8]) -> ApiError {
+        match status {
+            401 | 403 | 404 => ApiError::BlobUrlRefused { status },
+            _ => Self::common(Step::Blob, status, retry_after, body),
+        }
+    }
+
+    fn common(step: Step, status: u16, retry_after: Option<Duration>, body: &[u8]) -> ApiError {
+        match status {
+            408 | 429 | 500..=599 => ApiError::Transient {
+                step,
+                reason: format!("HTTP {status} {}", shown(body)),
+                retry_after,
+                throttled: status == 429,
+            },
+            _ => ApiError::Rejected {
+                step,
+                status,
+                body: shown(body),
+            },
+        }
+    }
+
+    /// A transport failure (connect, TLS, timeout, reset), with the URL left out because a
+    /// blob URL carries a signature.
+    pub fn from_transport(step: Step, error: reqwest::Error) -> ApiError {
+        let kind = if error.is_timeout() {
+            "timed out"
+        } else if error.is_connect() {
+            "cannot connect"
+        } else {
+            "request failed"
+        };
+        ApiError::Transient {
+            step,
+            reason: format!("{kind}: {}", describe(&error.without_url())),
+            retry_after: None,
+            throttled: false,
+        }
+    }
+}
+
+/// The error and its causes on one line (reqwest hides the useful part in its sources).
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A server's answer as one printable line, cut short.
+fn shown(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(BODY_SHOWN)
+        .collect();
+    line.trim().to_string()
+}

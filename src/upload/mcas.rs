@@ -1,0 +1,177 @@
+//! The MCAS Cloud Discovery API: upload_url, done_upload and the block script.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{Client, RequestBuilder};
+use serde::Deserialize;
+
+use super::error::{ApiError, Step};
+use super::limit::ApiRateLimiter;
+use super::retry::parse_retry_after;
+use crate::config::{McasTarget, Secret};
+use crate::status::Stats;
+
+/// Where the blob store wants the file, as upload_url answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadTarget {
+    /// The pre-signed blob URL. It carries a signature: never logged.
+    pub url: String,
+    pub provider: Provider,
+}
+
+/// The storage behind the upload URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// Azure Blob: Put Blob, or Put Block and Put Block List for large files.
+    Azure,
+    /// Amazon S3: one PUT of the object.
+    Aws,
+}
+
+#[derive(Deserialize)]
+struct UploadUrlAnswer {
+    url: String,
+    provider: Option<String>,
+}
+
+/// A client of one tenant's API. Every call waits for the process-wide rate limiter.
+#[derive(Debug, Clone)]
+pub struct McasClient {
+    http: Client,
+    domain: String,
+    authorization: HeaderValue,
+    limiter: Arc<ApiRateLimiter>,
+    timeout: Duration,
+    stats: Arc<Stats>,
+}
+
+impl McasClient {
+    /// A client of `target`'s tenant.
+    pub fn new(target: &McasTarget, http: Client, limiter: Arc<ApiRateLimiter>, timeout: Duration, stats: Arc<Stats>) -> McasClient {
+        McasClient {
+            http,
+            domain: target.domain.clone(),
+            authorization: authorization(&target.token),
+            limiter,
+            timeout,
+            stats,
+        }
+    }
+
+    /// The HTTP client, shared with the blob upload.
+    pub fn http(&self) -> &Client {
+        &self.http
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.domain)
+    }
+
+    /// Sends an API request (after the rate limiter lets it) and returns the answer's body.
+    async fn call(&self, step: Step, request: RequestBuilder) -> Result<Bytes, ApiError> {
+        self.limiter.acquire().await;
+        self.stats.upload.api_calls.fetch_add(1, Ordering::Relaxed);
+        let answer = request
+            .header(AUTHORIZATION, self.authorization.clone())
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_transport(step, e))?;
+        let status = answer.status().as_u16();
+        let retry_after = answer
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = answer.bytes().await.map_err(|e| ApiError::from_transport(step, e))?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        if status == 429 {
+            // The throttle is the tenant's: every call of this process waits.
+            self.limiter.hold_for(retry_after.unwrap_or(Duration::from_secs(10)));
+        }
+        Err(ApiError::from_api_status(step, status, retry_after, &self.domain, &body))
+    }
+
+    /// Step 1: asks where to put a file named `filename` of log format `source`.
+    pub async fn upload_url(&self, filename: &str, source: &str) -> Result<UploadTarget, ApiError> {
+        let request = self
+            .http
+            .get(self.url("/api/v1/discovery/upload_url/"))
+            .query(&[("filename", filename), ("source", source)]);
+        let body = self.call(Step::UploadUrl, request).await?;
+        let answer: UploadUrlAnswer = serde_json::from_slice(&body).map_err(|e| ApiError::Transient {
+            step: Step::UploadUrl,
+            reason: format!("the answer is not the expected {{\"url\", \"provider\"}} JSON: {e}"),
+            retry_after: None,
+            throttled: false,
+        })?;
+        let provider = match answer.provider.as_deref() {
+            None | Some("azure") => Provider::Azure,
+            Some("aws") => Provider::Aws,
+            Some(other) => {
+                tracing::warn!(provider = other, "upload_url named an unknown storage provider; uploading with one plain PUT");
+                Provider::Aws
+            }
+        };
+        Ok(UploadTarget {
+            url: answer.url,
+            provider,
+        })
+    }
+
+    /// Step 3: tells MCAS the file at `upload_url` is complete and belongs to `data_source`.
+    pub async fn done_upload(&self, upload_url: &str, data_source: &str) -> Result<(), ApiError> {
+        let body = serde_json::json!({
+            "uploadUrl": upload_url,
+            "inputStreamName": data_source,
+            "uploadAsSnapshot": false,
+        });
+        let request = self.http.post(self.url("/api/v1/discovery/done_upload/")).json(&body);
+        self.call(Step::DoneUpload, request).await.map(drop)
+    }
+
+    /// The block script of format 120 (Zscaler): `banned` for unsanctioned apps,
+    /// `allowed` for sanctioned ones. One domain a line.
+    pub async fn block_script(&self, kind: &str) -> Result<Bytes, ApiError> {
+        let request = self
+            .http
+            .get(self.url("/api/discovery_block_scripts/"))
+            .query(&[("format", "120"), ("type", kind)]);
+        self.call(Step::BlockScript, request).await
+    }
+}
+
+/// The Authorization header for `token`: `Token <token>` for a legacy API token, `Bearer
+/// <token>` for an Entra ID access token (a JWT). Marked sensitive so it is never logged.
+fn authorization(token: &Secret) -> HeaderValue {
+    let token = token.expose();
+    let scheme = if token.starts_with("eyJ") && token.matches('.').count() == 2 {
+        "Bearer"
+    } else {
+        "Token"
+    };
+    let mut value = HeaderValue::from_str(&format!("{scheme} {token}"))
+        .expect("the token's characters were checked when the configuration was loaded");
+    value.set_sensitive(true);
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_tokens_and_jwts() {
+        let legacy = Secret::new("a".repeat(64));
+        assert_eq!(authorization(&legacy).to_str().unwrap(), format!("Token {}", "a".repeat(64)));
+        let jwt = Secret::new("eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ");
+        assert!(authorization(&jwt).to_str().unwrap().starts_with("Bearer eyJ"));
+        assert!(authorization(&jwt).is_sensitive());
+    }
+}
