@@ -1,1 +1,410 @@
-//! MCAS emulator.
+//! An HTTPS emulator of Microsoft Defender for Cloud Apps (MCAS): the Cloud Discovery
+//! upload API (`upload_url`, `done_upload`), the block-script endpoint, and the Azure
+//! (or AWS) blob store the upload URL points at. Azure's blob step can also be sent to
+//! Azurite, Microsoft's own storage emulator.
+//!
+//! It validates what the real services validate (auth header, parameters, SAS, block
+//! ids, block lists, an upload URL it issued and whose blob is committed) so that tests
+//! catch client bugs, and it can inject faults (statuses, dropped connections, delays)
+//! and MCAS's throttle (30 calls a minute).
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use mcas_emulator::{Emulator, EmulatorConfig};
+//! let dir = std::env::temp_dir().join("emu");
+//! let emu = Emulator::start(EmulatorConfig::new("t0ken", &dir.join("store"), &dir.join("certs"))).await?;
+//! println!("mcas.domain = {}, mcas.ca_file = {}", emu.domain(), emu.ca_pem_path().display());
+//! emu.wait_for_records(100, std::time::Duration::from_secs(30)).await?;
+//! # Ok(()) }
+//! ```
+
+mod azurite;
+mod blobstore;
+mod blocklist;
+mod certs;
+mod records;
+mod sas;
+mod server;
+mod throttle;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+pub use blocklist::block_list_xml;
+pub use certs::{ensure_certs, CA_FILE, CERT_FILE, KEY_FILE};
+
+/// Which cloud the upload URL points at (the `provider` of the upload_url answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Azure Blob Storage: Put Blob, or Put Block + Put Block List.
+    #[default]
+    Azure,
+    /// Amazon S3: one plain PUT to a pre-signed URL.
+    Aws,
+}
+
+impl Provider {
+    /// `"azure"` or `"aws"`, as MCAS spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Azure => "azure",
+            Provider::Aws => "aws",
+        }
+    }
+}
+
+impl std::str::FromStr for Provider {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "azure" => Ok(Provider::Azure),
+            "aws" => Ok(Provider::Aws),
+            _ => Err(format!("unknown provider {s:?} (azure or aws)")),
+        }
+    }
+}
+
+/// Where the blob step goes when Azurite stands in for Azure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzuriteTarget {
+    /// Blob service endpoint with the account in the path (path-style), e.g.
+    /// `https://127.0.0.1:10000/devstoreaccount1`.
+    pub endpoint: String,
+    /// Storage account name.
+    pub account: String,
+    /// Base64 account key.
+    pub key: String,
+    /// Container the upload blobs go to (created at start if missing).
+    pub container: String,
+}
+
+impl AzuriteTarget {
+    /// Azurite's well-known development account.
+    pub const DEV_ACCOUNT: &'static str = "devstoreaccount1";
+    /// The key of Azurite's well-known development account (public, documented by
+    /// Microsoft; it only opens local emulators).
+    pub const DEV_KEY: &'static str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    /// The development account at `endpoint`, container `container`.
+    pub fn dev(endpoint: &str, container: &str) -> AzuriteTarget {
+        AzuriteTarget {
+            endpoint: endpoint.to_string(),
+            account: Self::DEV_ACCOUNT.to_string(),
+            key: Self::DEV_KEY.to_string(),
+            container: container.to_string(),
+        }
+    }
+}
+
+/// How to run an [`Emulator`].
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Address to listen on; port 0 picks a free one. Default `127.0.0.1:0`.
+    pub bind: SocketAddr,
+    /// The accepted API token (`Authorization: Token <token>`; `Bearer <token>` too).
+    pub token: String,
+    /// Cloud of the upload URLs. Default Azure.
+    pub provider: Provider,
+    /// Where blobs, blocks and finalized uploads are written.
+    pub store_dir: PathBuf,
+    /// Holds `ca.pem`, `server.pem`, `server.key`: loaded if all present, else generated.
+    pub cert_dir: PathBuf,
+    /// MCAS's throttle: at most this many API calls (upload_url, done_upload, block
+    /// scripts) in any 60 s, 429 with `Retry-After` beyond. Default none.
+    pub throttle_per_minute: Option<u32>,
+    /// Send the blob step to Azurite instead of the emulator's own blob store.
+    pub azurite: Option<AzuriteTarget>,
+    /// Lines of the block-script answer (`type=banned`), e.g. `.reddit.com`.
+    pub banned: Vec<String>,
+    /// How long an upload URL's signature stays valid. Default one hour.
+    pub sas_ttl: Duration,
+}
+
+impl EmulatorConfig {
+    /// A configuration accepting `token`, storing under `store_dir`, with certificates in
+    /// `cert_dir`, and defaults for the rest.
+    pub fn new(token: &str, store_dir: &Path, cert_dir: &Path) -> EmulatorConfig {
+        EmulatorConfig {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            token: token.to_string(),
+            provider: Provider::Azure,
+            store_dir: store_dir.to_path_buf(),
+            cert_dir: cert_dir.to_path_buf(),
+            throttle_per_minute: None,
+            azurite: None,
+            banned: Vec::new(),
+            sas_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The emulated endpoints, for faults and for telling calls apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `GET /api/v1/discovery/upload_url/`
+    UploadUrl,
+    /// Any request to the emulator's own blob store (`/blob/...`).
+    Blob,
+    /// `POST /api/v1/discovery/done_upload/`
+    DoneUpload,
+    /// `GET /api/discovery_block_scripts/`
+    BlockScript,
+}
+
+impl Endpoint {
+    /// The name used by the control API: `upload_url`, `blob`, `done_upload`, `block_script`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::UploadUrl => "upload_url",
+            Endpoint::Blob => "blob",
+            Endpoint::DoneUpload => "done_upload",
+            Endpoint::BlockScript => "block_script",
+        }
+    }
+
+    /// Parses a control-API name (`block_scripts` is accepted too).
+    pub fn from_name(name: &str) -> Option<Endpoint> {
+        match name {
+            "upload_url" => Some(Endpoint::UploadUrl),
+            "blob" => Some(Endpoint::Blob),
+            "done_upload" => Some(Endpoint::DoneUpload),
+            "block_script" | "block_scripts" => Some(Endpoint::BlockScript),
+            _ => None,
+        }
+    }
+
+    /// Whether calls to it are MCAS API calls (authenticated, throttled).
+    pub fn is_api(self) -> bool {
+        self != Endpoint::Blob
+    }
+}
+
+/// Something to do to a request instead of (or before) answering it normally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer this status (with `Retry-After` if given, and this body) without
+    /// processing the request.
+    Status {
+        /// HTTP status code.
+        code: u16,
+        /// Value of a `Retry-After` header.
+        retry_after: Option<String>,
+        /// Response body (sent as JSON if it looks like JSON, else as text).
+        body: String,
+    },
+    /// Close the connection without an answer, once the request head is read.
+    Drop,
+    /// Receive the whole request, wait this long, then process and answer it normally. The
+    /// request takes effect even if the client gave up meanwhile.
+    Delay(Duration),
+}
+
+/// One request the emulator received (control API requests excepted).
+#[derive(Debug, Clone, Serialize)]
+pub struct Call {
+    /// Which endpoint it addressed; `None` for unknown paths (answered 404).
+    pub endpoint: Option<Endpoint>,
+    /// HTTP method.
+    pub method: String,
+    /// Path as sent (still percent-encoded).
+    pub path: String,
+    /// Query string as sent (without `?`), empty if none.
+    pub query: String,
+    /// Request headers, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// Bytes of request body read.
+    pub body_len: u64,
+    /// Status answered; 0 for a dropped connection, or while still being processed.
+    pub status: u16,
+    /// When the request head arrived.
+    pub at: SystemTime,
+}
+
+impl Call {
+    /// The value of header `name` (lower case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An upload that done_upload accepted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Upload {
+    /// `filename` given to upload_url.
+    pub filename: String,
+    /// `source` (log format) given to upload_url.
+    pub source: String,
+    /// `inputStreamName` given to done_upload (the data source).
+    pub data_source: String,
+    /// The upload URL issued by upload_url and finalized.
+    pub upload_url: String,
+    /// `uploadAsSnapshot` given to done_upload.
+    pub as_snapshot: bool,
+    /// The blob's bytes as finalized, on disk.
+    pub path: PathBuf,
+    /// Size of the blob.
+    pub bytes: u64,
+    /// Non-empty lines after decompression.
+    pub records: u64,
+    /// Committed blocks; 0 when the blob was written whole (Put Blob, or S3 PUT).
+    pub block_count: u32,
+    /// Why decompression stopped early (corrupt or truncated gzip), if it did.
+    pub decode_error: Option<String>,
+}
+
+impl Upload {
+    /// The blob's bytes.
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        std::fs::read(&self.path)
+    }
+
+    /// The records: gunzipped (several gzip members are fine; plain text is read as is),
+    /// split on `\n`, empty lines skipped.
+    pub fn records_decompressed(&self) -> std::io::Result<Vec<Vec<u8>>> {
+        records::read_records(&self.path)
+    }
+}
+
+/// Counters of the control API's `/_emulator/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Finalized uploads.
+    pub uploads: u64,
+    /// Records in finalized uploads.
+    pub records: u64,
+    /// Bytes of finalized uploads.
+    pub bytes: u64,
+    /// API calls received (upload_url, done_upload, block scripts), whatever the answer.
+    pub api_calls: u64,
+    /// API calls answered 429 by the throttle.
+    pub throttled: u64,
+    /// done_upload calls for an upload URL already finalized (answered 200, not recorded).
+    pub repeated_done: u64,
+}
+
+/// A running emulator. Cheap to clone: clones share the same server and state.
+#[derive(Clone)]
+pub struct Emulator {
+    inner: Arc<server::Shared>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("addr", &self.inner.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// Loads or generates the certificates, binds, (with Azurite) creates the container,
+    /// and starts serving in the background of the current tokio runtime.
+    pub async fn start(cfg: EmulatorConfig) -> anyhow::Result<Emulator> {
+        let inner = server::start(cfg).await?;
+        Ok(Emulator { inner })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// `127.0.0.1:PORT`: the MCAS domain a client configures (HTTPS implied).
+    pub fn domain(&self) -> String {
+        self.inner.host.clone()
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("https://{}", self.inner.host)
+    }
+
+    /// The CA certificate clients must trust: `cert_dir/ca.pem`.
+    pub fn ca_pem_path(&self) -> PathBuf {
+        self.inner.cert_dir.join(CA_FILE)
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` (after those already
+    /// queued).
+    pub fn push_fault(&self, endpoint: Endpoint, fault: Fault, times: u32) {
+        self.inner.push_fault(endpoint, fault, times);
+    }
+
+    /// Drops the faults still queued.
+    pub fn clear_faults(&self) {
+        self.inner.state().faults.clear();
+    }
+
+    /// Every request received, in order of arrival (control API requests excepted).
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.state().calls.clone()
+    }
+
+    /// The calls to `endpoint`.
+    pub fn calls_to(&self, endpoint: Endpoint) -> Vec<Call> {
+        self.inner
+            .state()
+            .calls
+            .iter()
+            .filter(|c| c.endpoint == Some(endpoint))
+            .cloned()
+            .collect()
+    }
+
+    /// Finalized uploads, in order.
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.inner.state().uploads.clone()
+    }
+
+    /// done_upload calls that repeated an already finalized upload URL.
+    pub fn repeated_done(&self) -> u64 {
+        self.inner.state().stats.repeated_done
+    }
+
+    /// The counters of `/_emulator/stats`.
+    pub fn stats(&self) -> Stats {
+        self.inner.state().stats
+    }
+
+    /// Replaces the lines of the block-script answer.
+    pub fn set_banned(&self, lines: Vec<String>) {
+        self.inner.state().banned = lines;
+    }
+
+    /// Changes the throttle (`None`: unlimited). Calls already made stay in the window.
+    pub fn set_throttle(&self, per_minute: Option<u32>) {
+        self.inner.state().throttle.set_limit(per_minute);
+    }
+
+    /// Waits until finalized uploads hold at least `n` records.
+    pub async fn wait_for_records(&self, n: u64, timeout: Duration) -> anyhow::Result<()> {
+        let mut rx = self.inner.records_tx.subscribe();
+        let reached = async { rx.wait_for(|&have| have >= n).await.map(|_| ()) };
+        match tokio::time::timeout(timeout, reached).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => anyhow::bail!("the emulator is gone"),
+            Err(_) => {
+                let have = *rx.borrow();
+                anyhow::bail!(
+                    "timed out after {timeout:?} waiting for {n} records: {have} in {} uploads",
+                    self.inner.state().uploads.len()
+                )
+            }
+        }
+    }
+
+    /// Stops accepting and closes open connections. Recorded state stays readable.
+    pub fn shutdown(&self) {
+        self.inner.shutdown_tx.send_replace(true);
+    }
+}

@@ -1,0 +1,140 @@
+//! Reading back what was uploaded: gzip (possibly several members) or plain text,
+//! one record a line.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+
+/// Opens `path` decompressed if it starts with the gzip magic, as is otherwise
+/// (MCAS also accepts plain text).
+fn open(path: &Path) -> io::Result<Box<dyn Read>> {
+    let mut file = File::open(path)?;
+    let mut magic = [0u8; 2];
+    let n = read_full(&mut file, &mut magic)?;
+    let file = File::open(path)?;
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            file,
+        ))))
+    } else {
+        Ok(Box::new(file))
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Counts the non-empty lines of the decompressed content. A decoding error (corrupt or
+/// truncated gzip) does not fail the count: the lines read before it are counted and the
+/// error is returned beside them, as MCAS would still take the upload and fail later.
+pub(crate) fn count_records(path: &Path) -> io::Result<(u64, Option<String>)> {
+    let mut reader = open(path)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut count = 0u64;
+    // Whether the current line has at least one byte.
+    let mut in_line = false;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                if in_line {
+                    count += 1;
+                }
+                return Ok((count, Some(e.to_string())));
+            }
+        };
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                if in_line {
+                    count += 1;
+                }
+                in_line = false;
+            } else {
+                in_line = true;
+            }
+        }
+    }
+    if in_line {
+        count += 1;
+    }
+    Ok((count, None))
+}
+
+/// All non-empty lines of the decompressed content, without their `\n`.
+pub(crate) fn read_records(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let mut data = Vec::new();
+    open(path)?.read_to_end(&mut data)?;
+    Ok(data
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn counts_multi_member_gzip_and_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.gz");
+        let mut data = gz(b"one\ntwo\n\n");
+        data.extend(gz(b"three\nfour"));
+        std::fs::write(&p, &data).unwrap();
+        assert_eq!(count_records(&p).unwrap(), (4, None));
+        assert_eq!(
+            read_records(&p).unwrap(),
+            vec![
+                b"one".to_vec(),
+                b"two".to_vec(),
+                b"three".to_vec(),
+                b"four".to_vec()
+            ]
+        );
+
+        let t = dir.path().join("a.txt");
+        std::fs::write(&t, b"\nx\xff\ny\n").unwrap();
+        assert_eq!(count_records(&t).unwrap(), (2, None));
+
+        let e = dir.path().join("empty");
+        std::fs::write(&e, b"").unwrap();
+        assert_eq!(count_records(&e).unwrap(), (0, None));
+    }
+
+    #[test]
+    fn truncated_gzip_reports_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.gz");
+        let body: Vec<u8> = (0..10_000).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+        let data = gz(&body);
+        std::fs::write(&p, &data[..data.len() - 10]).unwrap();
+        let (n, err) = count_records(&p).unwrap();
+        assert!(err.is_some());
+        assert!(n <= 10_000);
+    }
+}

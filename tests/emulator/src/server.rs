@@ -1,0 +1,1144 @@
+//! The HTTPS server: accept loop, routing, faults, the MCAS API and the control API.
+//! The blob store lives in `blobstore.rs`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+use crate::azurite::AzuriteClient;
+use crate::throttle::Throttle;
+use crate::{
+    blobstore, certs, records, sas, Call, Endpoint, EmulatorConfig, Fault, Provider, Stats,
+    Upload,
+};
+
+/// Response body type of every handler.
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+/// The container of the emulator's own blob store, the first path segment after `/blob/`.
+pub(crate) const CONTAINER: &str = "mcas-discovery";
+
+/// The API's request bodies are small JSON or form documents.
+const API_BODY_LIMIT: usize = 1 << 20;
+
+/// Paths of the MCAS API.
+const UPLOAD_URL_PATH: &str = "/api/v1/discovery/upload_url/";
+const DONE_UPLOAD_PATH: &str = "/api/v1/discovery/done_upload/";
+const BLOCK_SCRIPT_PATH: &str = "/api/discovery_block_scripts/";
+
+/// State shared by the handle and all connections.
+pub(crate) struct Shared {
+    pub addr: SocketAddr,
+    /// `ip:port` as it appears in URLs.
+    pub host: String,
+    pub cert_dir: PathBuf,
+    pub token: String,
+    pub provider: Provider,
+    pub dirs: Dirs,
+    pub sas_ttl: Duration,
+    pub azurite: Option<AzuriteClient>,
+    state: Mutex<State>,
+    /// Total records in finalized uploads, for `wait_for_records`.
+    pub records_tx: watch::Sender<u64>,
+    pub shutdown_tx: watch::Sender<bool>,
+    /// For unique temporary file names.
+    seq: AtomicU64,
+}
+
+/// Subdirectories of the store.
+pub(crate) struct Dirs {
+    /// Committed blobs, one file per upload URL.
+    pub blobs: PathBuf,
+    /// Uncommitted blocks, one directory per blob.
+    pub blocks: PathBuf,
+    /// Request bodies being received.
+    pub tmp: PathBuf,
+    /// Finalized uploads (hard links to the blob as it was at done_upload).
+    pub uploads: PathBuf,
+}
+
+impl Dirs {
+    fn create(store: &Path) -> Result<Dirs> {
+        let dirs = Dirs {
+            blobs: store.join("blobs"),
+            blocks: store.join("blocks"),
+            tmp: store.join("tmp"),
+            uploads: store.join("uploads"),
+        };
+        for d in [&dirs.blobs, &dirs.blocks, &dirs.tmp, &dirs.uploads] {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        Ok(dirs)
+    }
+}
+
+/// Everything recorded or configurable at run time.
+pub(crate) struct State {
+    pub calls: Vec<Call>,
+    pub uploads: Vec<Upload>,
+    pub faults: HashMap<Endpoint, VecDeque<Fault>>,
+    pub banned: Vec<String>,
+    pub throttle: Throttle,
+    pub stats: Stats,
+    /// Upload URLs handed out, by blob name.
+    pub issued: HashMap<String, Issued>,
+    /// The own store's blobs, by blob name.
+    pub blobs: HashMap<String, blobstore::BlobState>,
+    /// Blob names already finalized (or being finalized) by done_upload.
+    pub finalized: HashSet<String>,
+}
+
+/// An upload URL handed out by upload_url.
+#[derive(Debug, Clone)]
+pub(crate) struct Issued {
+    /// Name of the blob (decoded last path segment of the URL).
+    pub blob_name: String,
+    /// Name of its file in the store (the blob name made safe for a file system).
+    pub file_name: String,
+    pub filename: String,
+    pub source: String,
+    pub url: String,
+    /// The signed query parameters as issued; each must come back unchanged.
+    pub params: Vec<(String, String)>,
+    /// Name of the signature parameter among `params`.
+    pub sig_param: &'static str,
+    pub expiry: SystemTime,
+}
+
+impl Issued {
+    fn sig(&self) -> &str {
+        self.params
+            .iter()
+            .find(|(k, _)| k == self.sig_param)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// A handler's error that closes the connection without an answer (the Drop fault).
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+/// Loads the certificates, binds, connects to Azurite if asked, and spawns the server.
+pub(crate) async fn start(cfg: EmulatorConfig) -> Result<Arc<Shared>> {
+    if cfg.azurite.is_some() && cfg.provider == Provider::Aws {
+        bail!("Azurite emulates Azure: it cannot serve provider aws");
+    }
+    let dirs = Dirs::create(&cfg.store_dir)?;
+    let cert_dir = cfg.cert_dir.clone();
+    tokio::task::spawn_blocking(move || certs::ensure_certs(&cert_dir)).await??;
+    let tls = certs::server_config(&cfg.cert_dir)?;
+    let listener = TcpListener::bind(cfg.bind)
+        .await
+        .with_context(|| format!("binding {}", cfg.bind))?;
+    let addr = listener.local_addr()?;
+    // URLs must name an address a client can reach: never 0.0.0.0.
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let host = SocketAddr::new(ip, addr.port()).to_string();
+    let azurite = match cfg.azurite {
+        Some(target) => {
+            let ca_path = cfg.cert_dir.join(certs::CA_FILE);
+            let ca = std::fs::read(&ca_path)
+                .with_context(|| format!("reading {}", ca_path.display()))?;
+            Some(AzuriteClient::connect(target, &ca).await?)
+        }
+        None => None,
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        addr,
+        host,
+        cert_dir: cfg.cert_dir,
+        token: cfg.token,
+        provider: cfg.provider,
+        dirs,
+        sas_ttl: cfg.sas_ttl,
+        azurite,
+        state: Mutex::new(State {
+            calls: Vec::new(),
+            uploads: Vec::new(),
+            faults: HashMap::new(),
+            banned: cfg.banned,
+            throttle: Throttle::new(cfg.throttle_per_minute),
+            stats: Stats::default(),
+            issued: HashMap::new(),
+            blobs: HashMap::new(),
+            finalized: HashSet::new(),
+        }),
+        records_tx: watch::channel(0).0,
+        shutdown_tx,
+        seq: AtomicU64::new(0),
+    });
+    tokio::spawn(accept_loop(
+        listener,
+        TlsAcceptor::from(tls),
+        shared.clone(),
+        shutdown_rx,
+    ));
+    Ok(shared)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // E.g. out of file descriptors: wait instead of spinning.
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let shared = shared.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    debug!("TLS handshake with {peer} failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = hyper::service::service_fn(move |req| serve(shared.clone(), req));
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new());
+            // Large windows: uploads of hundreds of MiB over h2 crawl with the defaults.
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .initial_stream_window_size(8 << 20)
+                .initial_connection_window_size(16 << 20);
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            tokio::select! {
+                res = conn => if let Err(e) = res {
+                    debug!("connection from {peer}: {e}");
+                },
+                _ = stopped(&mut shutdown) => {}
+            }
+        });
+    }
+}
+
+/// Resolves once shutdown is asked for.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|&stop| stop).await;
+}
+
+/// Which endpoint a path addresses.
+fn route(path: &str, own_blobs: bool) -> Option<Endpoint> {
+    match path {
+        UPLOAD_URL_PATH => Some(Endpoint::UploadUrl),
+        DONE_UPLOAD_PATH => Some(Endpoint::DoneUpload),
+        BLOCK_SCRIPT_PATH => Some(Endpoint::BlockScript),
+        p if own_blobs && p.starts_with("/blob/") => Some(Endpoint::Blob),
+        _ => None,
+    }
+}
+
+async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
+    let path = req.uri().path();
+    if path == "/_emulator" || path.starts_with("/_emulator/") {
+        return Ok(control(&shared, req).await);
+    }
+    let endpoint = route(path, shared.azurite.is_none());
+    let idx = shared.begin_call(endpoint, &req);
+    let fault = endpoint.and_then(|e| shared.take_fault(e));
+    let delay = match fault {
+        Some(Fault::Drop) => {
+            shared.end_call(idx, 0, 0);
+            return Err(Dropped);
+        }
+        Some(Fault::Status {
+            code,
+            retry_after,
+            body,
+        }) => {
+            let resp = fault_response(code, retry_after.as_deref(), body);
+            shared.end_call(idx, resp.status().as_u16(), 0);
+            return Ok(resp);
+        }
+        Some(Fault::Delay(d)) => Some(d),
+        None => None,
+    };
+    // A task of its own, so that a request completes (and takes effect) even when the
+    // client goes away and hyper drops this future.
+    let task_shared = shared.clone();
+    let task = tokio::spawn(async move {
+        let shared = task_shared;
+        let (resp, body_len) = match endpoint {
+            None => (
+                json_response(StatusCode::NOT_FOUND, json!({"detail": "Not found."})),
+                0,
+            ),
+            Some(Endpoint::Blob) => blobstore::handle(&shared, req, delay).await,
+            Some(e) => api(&shared, e, req, delay).await,
+        };
+        shared.end_call(idx, resp.status().as_u16(), body_len);
+        resp
+    });
+    match task.await {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            warn!("request handler failed: {e}");
+            shared.end_call(idx, 500, 0);
+            Ok(text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error\n",
+            ))
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent enough data for a test tool.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn push_fault(&self, endpoint: Endpoint, fault: Fault, times: u32) {
+        let mut st = self.state();
+        let queue = st.faults.entry(endpoint).or_default();
+        for _ in 0..times {
+            queue.push_back(fault.clone());
+        }
+    }
+
+    fn take_fault(&self, endpoint: Endpoint) -> Option<Fault> {
+        self.state().faults.get_mut(&endpoint)?.pop_front()
+    }
+
+    fn begin_call(&self, endpoint: Option<Endpoint>, req: &Request<Incoming>) -> usize {
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let call = Call {
+            endpoint,
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            query: req.uri().query().unwrap_or("").to_string(),
+            headers,
+            body_len: 0,
+            status: 0,
+            at: SystemTime::now(),
+        };
+        let mut st = self.state();
+        if endpoint.is_some_and(Endpoint::is_api) {
+            st.stats.api_calls += 1;
+        }
+        st.calls.push(call);
+        st.calls.len() - 1
+    }
+
+    fn end_call(&self, idx: usize, status: u16, body_len: u64) {
+        if let Some(call) = self.state().calls.get_mut(idx) {
+            call.status = status;
+            call.body_len = body_len;
+        }
+    }
+
+    /// Takes a slot of the throttle, or answers the 429.
+    fn admit(&self) -> Result<(), Response<Body>> {
+        let mut st = self.state();
+        match st.throttle.admit(Instant::now()) {
+            Ok(()) => Ok(()),
+            Err(secs) => {
+                st.stats.throttled += 1;
+                let mut resp = json_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    json!({"detail": format!("Request was throttled. Expected available in {secs} seconds.")}),
+                );
+                resp.headers_mut()
+                    .insert("retry-after", HeaderValue::from(secs));
+                Err(resp)
+            }
+        }
+    }
+}
+
+/// An MCAS API call: read the (small) body, apply a delay fault, authenticate, throttle,
+/// then the endpoint's own checks.
+async fn api(
+    shared: &Shared,
+    endpoint: Endpoint,
+    req: Request<Incoming>,
+    delay: Option<Duration>,
+) -> (Response<Body>, u64) {
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, API_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge(n)) => {
+            return (
+                json_error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large."),
+                n,
+            )
+        }
+        Err(ReadError::Body(e)) => {
+            return (
+                json_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Error reading the request body: {e}"),
+                ),
+                0,
+            )
+        }
+    };
+    let body_len = body.len() as u64;
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    // MCAS (a Django REST framework service) authenticates before it throttles, and
+    // throttles before it looks at the method.
+    if let Err(resp) = check_auth(&parts.headers, &shared.token) {
+        return (resp, body_len);
+    }
+    if let Err(resp) = shared.admit() {
+        return (resp, body_len);
+    }
+    let query = parts.uri.query().unwrap_or("");
+    let resp = match endpoint {
+        Endpoint::UploadUrl if parts.method == Method::GET => shared.upload_url(query),
+        Endpoint::DoneUpload if parts.method == Method::POST => {
+            shared.done_upload(&parts.headers, &body).await
+        }
+        Endpoint::BlockScript if parts.method == Method::GET => shared.block_script(query),
+        Endpoint::UploadUrl | Endpoint::BlockScript => method_not_allowed(&parts.method, "GET"),
+        Endpoint::DoneUpload => method_not_allowed(&parts.method, "POST"),
+        Endpoint::Blob => unreachable!("blob requests are not API calls"),
+    };
+    (resp, body_len)
+}
+
+/// Accepts `Token <token>` and `Bearer <token>` (scheme case-insensitive), answering
+/// otherwise the 401 of Django REST framework's token authentication.
+fn check_auth(headers: &HeaderMap, token: &str) -> Result<(), Response<Body>> {
+    let unauthorized = |detail: &str| {
+        let mut resp = json_response(StatusCode::UNAUTHORIZED, json!({ "detail": detail }));
+        resp.headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static("Token"));
+        resp
+    };
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Err(unauthorized("Authentication credentials were not provided."));
+    };
+    let Ok(value) = value.to_str() else {
+        return Err(unauthorized(
+            "Invalid token header. Token string should not contain invalid characters.",
+        ));
+    };
+    let mut words = value.split_whitespace();
+    let scheme = words.next().unwrap_or("");
+    if !scheme.eq_ignore_ascii_case("token") && !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(unauthorized("Authentication credentials were not provided."));
+    }
+    match (words.next(), words.next()) {
+        (None, _) => Err(unauthorized(
+            "Invalid token header. No credentials provided.",
+        )),
+        (Some(_), Some(_)) => Err(unauthorized(
+            "Invalid token header. Token string should not contain spaces.",
+        )),
+        (Some(given), None) if given == token => Ok(()),
+        _ => Err(unauthorized("Invalid token.")),
+    }
+}
+
+/// The fields of a done_upload request.
+struct DoneForm {
+    upload_url: String,
+    stream: String,
+    snapshot: bool,
+}
+
+impl Shared {
+    /// `GET upload_url/?filename=..&source=..`: hands out a signed blob URL.
+    fn upload_url(&self, query: &str) -> Response<Body> {
+        let params = parse_query(query);
+        let filename = param(&params, "filename").unwrap_or("");
+        let source = param(&params, "source").unwrap_or("");
+        if filename.is_empty() || source.is_empty() {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "The filename and source query parameters are required.",
+            );
+        }
+        let uid = random_hex(8);
+        let blob_name = format!("{uid}-{filename}");
+        let file_name = format!("{uid}-{}", safe_file_name(filename));
+        let now = SystemTime::now();
+        let expiry = now + self.sas_ttl;
+        let (url, sig_param) = match &self.azurite {
+            Some(az) => (az.blob_url(&blob_name, expiry), "sig"),
+            None => self.own_blob_url(&blob_name, now, expiry),
+        };
+        let params = url::Url::parse(&url)
+            .map(|u| {
+                u.query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let issued = Issued {
+            blob_name: blob_name.clone(),
+            file_name,
+            filename: filename.to_string(),
+            source: source.to_string(),
+            url: url.clone(),
+            params,
+            sig_param,
+            expiry,
+        };
+        self.state().issued.insert(blob_name, issued);
+        let provider = if self.azurite.is_some() {
+            Provider::Azure
+        } else {
+            self.provider
+        };
+        json_response(
+            StatusCode::OK,
+            json!({"url": url, "provider": provider.as_str()}),
+        )
+    }
+
+    /// A URL of the own blob store, shaped like the cloud's pre-signed URLs.
+    fn own_blob_url(
+        &self,
+        blob_name: &str,
+        now: SystemTime,
+        expiry: SystemTime,
+    ) -> (String, &'static str) {
+        let mut url = url::Url::parse(&format!("https://{}/", self.host)).expect("valid host");
+        url.path_segments_mut()
+            .expect("https URLs have a path")
+            .clear()
+            .push("blob")
+            .push(CONTAINER)
+            .push(blob_name);
+        let sig_param = match self.provider {
+            Provider::Azure => {
+                url.query_pairs_mut()
+                    .append_pair("sv", blobstore::OWN_SAS_VERSION)
+                    .append_pair("se", &sas::iso8601(expiry))
+                    .append_pair("sr", "b")
+                    .append_pair("sp", "cw")
+                    .append_pair("sig", &random_b64(32));
+                "sig"
+            }
+            Provider::Aws => {
+                let date = sas::amz_date(now);
+                url.query_pairs_mut()
+                    .append_pair("X-Amz-Algorithm", "AWS4-HMAC-SHA256")
+                    .append_pair(
+                        "X-Amz-Credential",
+                        &format!("AKIAMCASEMULATOR0000/{}/us-east-1/s3/aws4_request", &date[..8]),
+                    )
+                    .append_pair("X-Amz-Date", &date)
+                    .append_pair(
+                        "X-Amz-Expires",
+                        &expiry
+                            .duration_since(now)
+                            .unwrap_or_default()
+                            .as_secs()
+                            .to_string(),
+                    )
+                    .append_pair("X-Amz-SignedHeaders", "host")
+                    .append_pair("X-Amz-Signature", &random_hex(32));
+                "X-Amz-Signature"
+            }
+        };
+        (url.to_string(), sig_param)
+    }
+
+    /// `POST done_upload/`: checks the URL was issued here and its blob is committed,
+    /// then records the upload (once per URL).
+    async fn done_upload(&self, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+        let form = match parse_done_form(headers, body) {
+            Ok(f) => f,
+            Err(resp) => return resp,
+        };
+        let not_issued = || {
+            json_error(
+                StatusCode::BAD_REQUEST,
+                "uploadUrl is not an upload URL issued by this service.",
+            )
+        };
+        let Some((blob_name, params)) = parse_upload_url(&form.upload_url) else {
+            return not_issued();
+        };
+        let (issued, block_count) = {
+            let mut st = self.state();
+            let Some(issued) = st.issued.get(&blob_name).cloned() else {
+                return not_issued();
+            };
+            if param(&params, issued.sig_param) != Some(issued.sig()) {
+                return not_issued();
+            }
+            if st.finalized.contains(&blob_name) {
+                st.stats.repeated_done += 1;
+                return done_ok();
+            }
+            let mut block_count = 0;
+            if self.azurite.is_none() {
+                match st.blobs.get(&blob_name).and_then(|b| b.committed.as_ref()) {
+                    Some(c) => block_count = c.blocks.len() as u32,
+                    None => return no_blob(),
+                }
+            }
+            // Claimed now, so that a concurrent repeat counts as a repeat.
+            st.finalized.insert(blob_name.clone());
+            (issued, block_count)
+        };
+        match self.finalize(&issued, &form, block_count).await {
+            Ok(Some(upload)) => {
+                let mut st = self.state();
+                st.stats.uploads += 1;
+                st.stats.records += upload.records;
+                st.stats.bytes += upload.bytes;
+                let total = st.stats.records;
+                st.uploads.push(upload);
+                drop(st);
+                self.records_tx.send_replace(total);
+                done_ok()
+            }
+            Ok(None) => {
+                self.state().finalized.remove(&blob_name);
+                no_blob()
+            }
+            Err(e) => {
+                warn!("finalizing {blob_name}: {e:#}");
+                self.state().finalized.remove(&blob_name);
+                json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("Internal error: {e:#}"),
+                )
+            }
+        }
+    }
+
+    /// Puts the committed blob under `uploads/` and counts its records. `Ok(None)` when
+    /// there is no committed blob (Azurite).
+    async fn finalize(
+        &self,
+        issued: &Issued,
+        form: &DoneForm,
+        block_count: u32,
+    ) -> Result<Option<Upload>> {
+        let dest = self.dirs.uploads.join(&issued.file_name);
+        let _ = tokio::fs::remove_file(&dest).await;
+        let block_count = match &self.azurite {
+            Some(az) => {
+                if az.fetch(&issued.url, &dest).await?.is_none() {
+                    return Ok(None);
+                }
+                az.committed_block_count(&issued.url).await?
+            }
+            None => {
+                // A hard link keeps the bytes as finalized even if the client PUTs to the
+                // same URL again.
+                let src = self.dirs.blobs.join(&issued.file_name);
+                if tokio::fs::hard_link(&src, &dest).await.is_err() {
+                    tokio::fs::copy(&src, &dest)
+                        .await
+                        .with_context(|| format!("copying {}", src.display()))?;
+                }
+                block_count
+            }
+        };
+        let bytes = tokio::fs::metadata(&dest).await?.len();
+        let path = dest.clone();
+        let (records, decode_error) =
+            tokio::task::spawn_blocking(move || records::count_records(&path)).await??;
+        Ok(Some(Upload {
+            filename: issued.filename.clone(),
+            source: issued.source.clone(),
+            data_source: form.stream.clone(),
+            upload_url: issued.url.clone(),
+            as_snapshot: form.snapshot,
+            path: dest,
+            bytes,
+            records,
+            block_count,
+            decode_error,
+        }))
+    }
+
+    /// `GET discovery_block_scripts/?format=120&type=banned|allowed`: one line per
+    /// domain, sent chunked like MCAS does.
+    fn block_script(&self, query: &str) -> Response<Body> {
+        let params = parse_query(query);
+        match param(&params, "format") {
+            Some("120") => {}
+            Some(f) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Unsupported format {f:?}: the Zscaler format is 120."),
+                )
+            }
+            None => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "The format query parameter is required.",
+                )
+            }
+        }
+        let lines = match param(&params, "type") {
+            Some("banned") => self.state().banned.clone(),
+            Some("allowed") => Vec::new(),
+            _ => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "The type query parameter must be banned or allowed.",
+                )
+            }
+        };
+        let frames = lines
+            .into_iter()
+            .map(|line| Ok::<_, Infallible>(Frame::data(Bytes::from(line + "\n"))));
+        let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
+        let mut resp = Response::new(body);
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp
+    }
+}
+
+fn done_ok() -> Response<Body> {
+    json_response(StatusCode::OK, json!({"success": true}))
+}
+
+fn no_blob() -> Response<Body> {
+    json_error(
+        StatusCode::BAD_REQUEST,
+        "No blob was committed at uploadUrl: upload the file (and commit its block list) before done_upload.",
+    )
+}
+
+/// Parses the done_upload body: JSON, or form-encoded as some clients send it.
+fn parse_done_form(headers: &HeaderMap, body: &[u8]) -> Result<DoneForm, Response<Body>> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let bad = |msg: &str| json_error(StatusCode::BAD_REQUEST, msg);
+    let fields: HashMap<String, Value> = match content_type.as_str() {
+        "application/json" => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => map.into_iter().collect(),
+            Ok(_) => return Err(bad("JSON parse error - expected an object.")),
+            Err(e) => return Err(bad(&format!("JSON parse error - {e}"))),
+        },
+        "application/x-www-form-urlencoded" => url::form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect(),
+        // Without a content type the framework sees no data at all.
+        "" if body.is_empty() => HashMap::new(),
+        other => {
+            return Err(json_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({"detail": format!("Unsupported media type \"{other}\" in request.")}),
+            ))
+        }
+    };
+    let text = |name: &str| match fields.get(name) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => Err(bad(&format!("{name} is required (a non-empty string)."))),
+    };
+    let upload_url = text("uploadUrl")?;
+    let stream = text("inputStreamName")?;
+    let snapshot = match fields.get("uploadAsSnapshot") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
+        Some(_) => return Err(bad("uploadAsSnapshot must be a boolean.")),
+    };
+    Ok(DoneForm {
+        upload_url,
+        stream,
+        snapshot,
+    })
+}
+
+/// The blob name (decoded last path segment) and query of an upload URL.
+fn parse_upload_url(url: &str) -> Option<(String, Vec<(String, String)>)> {
+    let url = url::Url::parse(url).ok()?;
+    let last = url.path_segments()?.next_back()?;
+    let name = percent_encoding::percent_decode_str(last)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    let params = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    Some((name, params))
+}
+
+/// Query parameters, decoded.
+pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The first value of parameter `name`.
+pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A file name made of `[A-Za-z0-9._-]` only (others become `_`), never `.` or `..`.
+fn safe_file_name(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(120)
+        .collect();
+    safe.trim_start_matches('.').to_string()
+}
+
+pub(crate) fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
+}
+
+fn random_b64(bytes: usize) -> String {
+    use base64::Engine as _;
+    let raw: Vec<u8> = (0..bytes).map(|_| fastrand::u8(..)).collect();
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+/// Why a body could not be read.
+pub(crate) enum ReadError {
+    /// Over the limit; carries the bytes read so far.
+    TooLarge(u64),
+    /// The connection failed mid-body.
+    Body(hyper::Error),
+}
+
+/// Reads a whole body of at most `limit` bytes.
+pub(crate) async fn read_body(mut body: Incoming, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ReadError::Body)?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(ReadError::TooLarge((out.len() + data.len()) as u64));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into()).boxed()
+}
+
+pub(crate) fn json_response(status: StatusCode, value: Value) -> Response<Body> {
+    let mut resp = Response::new(full(value.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn json_error(status: StatusCode, detail: &str) -> Response<Body> {
+    json_response(status, json!({ "detail": detail }))
+}
+
+fn text_response(status: StatusCode, text: &str) -> Response<Body> {
+    let mut resp = Response::new(full(text.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn method_not_allowed(method: &Method, allow: &'static str) -> Response<Body> {
+    let mut resp = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("Method \"{method}\" not allowed."),
+    );
+    resp.headers_mut()
+        .insert("allow", HeaderValue::from_static(allow));
+    resp
+}
+
+/// The answer of a `Fault::Status`.
+fn fault_response(code: u16, retry_after: Option<&str>, body: String) -> Response<Body> {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let is_json = body.trim_start().starts_with('{') || body.trim_start().starts_with('[');
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(if is_json {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        }),
+    );
+    if let Some(v) = retry_after.and_then(|v| HeaderValue::from_str(v).ok()) {
+        resp.headers_mut().insert("retry-after", v);
+    }
+    resp
+}
+
+/// A fault as posted to `/_emulator/faults`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultRequest {
+    endpoint: String,
+    #[serde(default = "one")]
+    times: u32,
+    status: Option<u16>,
+    retry_after: Option<Value>,
+    body: Option<String>,
+    #[serde(default)]
+    drop: bool,
+    delay_ms: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl FaultRequest {
+    fn into_fault(self) -> Result<(Endpoint, Fault, u32), String> {
+        let endpoint = Endpoint::from_name(&self.endpoint).ok_or_else(|| {
+            format!(
+                "unknown endpoint {:?} (upload_url, blob, done_upload, block_script)",
+                self.endpoint
+            )
+        })?;
+        let fault = match (self.status, self.drop, self.delay_ms) {
+            (Some(code), false, None) => {
+                if !(100..=999).contains(&code) {
+                    return Err(format!("bad status {code}"));
+                }
+                Fault::Status {
+                    code,
+                    retry_after: match self.retry_after {
+                        None | Some(Value::Null) => None,
+                        Some(Value::String(s)) => Some(s),
+                        Some(v) => Some(v.to_string()),
+                    },
+                    body: self.body.unwrap_or_default(),
+                }
+            }
+            (None, true, None) => Fault::Drop,
+            (None, false, Some(ms)) => Fault::Delay(Duration::from_millis(ms)),
+            _ => return Err("give exactly one of status, drop, delay_ms".to_string()),
+        };
+        Ok((endpoint, fault, self.times))
+    }
+}
+
+/// The control API under `/_emulator/`, for the binary's users (scripts, demo).
+async fn control(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let body = match read_body(req.into_body(), API_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return json_error(StatusCode::BAD_REQUEST, "unreadable or too large body"),
+    };
+    let bad = |msg: String| json_response(StatusCode::BAD_REQUEST, json!({ "error": msg }));
+    match (method, path.as_str()) {
+        (Method::GET, "/_emulator/stats") => {
+            json_response(StatusCode::OK, json!(shared.state().stats))
+        }
+        (Method::GET, "/_emulator/uploads") => {
+            json_response(StatusCode::OK, json!(shared.state().uploads))
+        }
+        (Method::GET, "/_emulator/calls") => {
+            json_response(StatusCode::OK, json!(shared.state().calls))
+        }
+        (Method::POST, "/_emulator/faults") => {
+            let parsed = serde_json::from_slice::<FaultRequest>(&body)
+                .map_err(|e| e.to_string())
+                .and_then(FaultRequest::into_fault);
+            match parsed {
+                Ok((endpoint, fault, times)) => {
+                    shared.push_fault(endpoint, fault, times);
+                    json_response(
+                        StatusCode::OK,
+                        json!({"endpoint": endpoint.name(), "queued": times}),
+                    )
+                }
+                Err(e) => bad(e),
+            }
+        }
+        (Method::DELETE, "/_emulator/faults") => {
+            shared.state().faults.clear();
+            json_response(StatusCode::OK, json!({"cleared": true}))
+        }
+        (Method::POST, "/_emulator/banned") => {
+            let lines: Vec<String> = String::from_utf8_lossy(&body)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            let n = lines.len();
+            shared.state().banned = lines;
+            json_response(StatusCode::OK, json!({ "banned": n }))
+        }
+        (Method::POST, "/_emulator/throttle") => {
+            #[derive(Deserialize)]
+            struct ThrottleRequest {
+                per_minute: Option<u32>,
+            }
+            match serde_json::from_slice::<ThrottleRequest>(&body) {
+                Ok(t) => {
+                    shared.state().throttle.set_limit(t.per_minute);
+                    json_response(StatusCode::OK, json!({ "per_minute": t.per_minute }))
+                }
+                Err(e) => bad(e.to_string()),
+            }
+        }
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": "unknown control endpoint", "endpoints": [
+                "GET /_emulator/stats", "GET /_emulator/uploads", "GET /_emulator/calls",
+                "POST /_emulator/faults", "DELETE /_emulator/faults",
+                "POST /_emulator/banned", "POST /_emulator/throttle"]}),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn auth_schemes() {
+        let tok = "abc";
+        assert!(check_auth(&headers(&[("authorization", "Token abc")]), tok).is_ok());
+        assert!(check_auth(&headers(&[("authorization", "token abc")]), tok).is_ok());
+        assert!(check_auth(&headers(&[("authorization", "Bearer abc")]), tok).is_ok());
+        for bad in ["Token abd", "Token", "Token abc abc", "Basic abc", "abc"] {
+            let r = check_auth(&headers(&[("authorization", bad)]), tok).unwrap_err();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{bad}");
+        }
+        assert!(check_auth(&HeaderMap::new(), tok).is_err());
+    }
+
+    #[test]
+    fn done_form_json_and_form() {
+        let f = parse_done_form(
+            &headers(&[("content-type", "application/json; charset=utf-8")]),
+            br#"{"uploadUrl": "https://x/y", "inputStreamName": "NSS", "uploadAsSnapshot": false}"#,
+        )
+        .ok()
+        .unwrap();
+        assert_eq!((f.upload_url.as_str(), f.stream.as_str(), f.snapshot), ("https://x/y", "NSS", false));
+        let f = parse_done_form(
+            &headers(&[("content-type", "application/x-www-form-urlencoded")]),
+            b"uploadUrl=https%3A%2F%2Fx%2Fy%3Fa%3D1%26b%3D2&inputStreamName=NSS&uploadAsSnapshot=True",
+        )
+        .ok()
+        .unwrap();
+        assert_eq!((f.upload_url.as_str(), f.snapshot), ("https://x/y?a=1&b=2", true));
+        let e = parse_done_form(&headers(&[("content-type", "text/plain")]), b"x").err().unwrap();
+        assert_eq!(e.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let e = parse_done_form(
+            &headers(&[("content-type", "application/json")]),
+            br#"{"uploadUrl": "u"}"#,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn safe_names() {
+        assert_eq!(safe_file_name("nss 2024:01/x.gz"), "nss_2024_01_x.gz");
+        assert_eq!(safe_file_name("../.."), "_..");
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/api/v1/discovery/upload_url/", true), Some(Endpoint::UploadUrl));
+        assert_eq!(route("/api/v1/discovery/upload_url", true), None);
+        assert_eq!(route("/blob/c/x", true), Some(Endpoint::Blob));
+        assert_eq!(route("/blob/c/x", false), None);
+    }
+}
