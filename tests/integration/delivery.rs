@@ -1,0 +1,178 @@
+//! Records in, gzip batches out at MCAS, each record exactly once.
+
+use std::io::Write;
+use std::time::Duration;
+
+use mcas_emulator::Endpoint;
+
+use crate::harness::*;
+
+/// Records over three TCP connections and from a tailed file, in batches sealed by each
+/// of the three limits, all arrive exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_arrives_exactly_once_across_all_three_seal_limits() {
+    let world = World::start().await;
+    let feed_file = world.dir.path().join("feed.log");
+    let mut settings = world.settings();
+    settings
+        .set("batch.max_records", "400")
+        .set("batch.max_bytes", &quote("64KiB"))
+        .set("batch.max_age", &quote("2s"))
+        .set("feed.files", &format!("[{}]", quote(&feed_file.display().to_string())));
+    let agent = world.agent(&settings);
+    let addr = agent.feed.unwrap();
+    let mut expected = Vec::new();
+
+    // Small records, fast: batches fill by count (400 records of ~180 bytes < 64 KiB).
+    let mut senders = Vec::new();
+    for conn in 0..3 {
+        let records: Vec<Vec<u8>> = (0..1000).map(|n| leef(&format!("tcp{conn}"), n, 0)).collect();
+        expected.extend(records.iter().cloned());
+        senders.push(std::thread::spawn(move || send_tcp(addr, &lines(&records))));
+    }
+    // Large records: batches fill by size before count.
+    let big: Vec<Vec<u8>> = (0..300).map(|n| leef("big", n, 1500)).collect();
+    expected.extend(big.iter().cloned());
+    senders.push(std::thread::spawn(move || send_tcp(addr, &lines(&big))));
+    // The tailed file, appended in two parts.
+    let file_records: Vec<Vec<u8>> = (0..500).map(|n| leef("file", n, 10)).collect();
+    expected.extend(file_records.iter().cloned());
+    let mut file = std::fs::File::create(&feed_file).unwrap();
+    file.write_all(&lines(&file_records[..250])).unwrap();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    file.write_all(&lines(&file_records[250..])).unwrap();
+    drop(file);
+
+    world.emulator.wait_for_records(expected.len() as u64, Duration::from_secs(60)).await.unwrap();
+    // A trickle after the rush: only the age limit seals it.
+    let trickle: Vec<Vec<u8>> = (0..5).map(|n| leef("trickle", n, 0)).collect();
+    expected.extend(trickle.iter().cloned());
+    let sent_at = std::time::Instant::now();
+    send_tcp(addr, &lines(&trickle));
+    world.emulator.wait_for_records(expected.len() as u64, Duration::from_secs(30)).await.unwrap();
+    assert!(sent_at.elapsed() >= Duration::from_millis(1500), "the trickle was sealed before its age");
+    let total = expected.len() as u64;
+    assert_exactly_once(&world.emulator, expected);
+
+    let uploads = world.emulator.uploads();
+    let sizes: Vec<(usize, usize)> = uploads
+        .iter()
+        .map(|u| {
+            let records = u.records_decompressed().unwrap();
+            (records.len(), records.iter().map(|r| r.len() + 1).sum())
+        })
+        .collect();
+    assert!(sizes.iter().any(|&(n, _)| n == 400), "no batch sealed by count: {sizes:?}");
+    assert!(
+        sizes.iter().any(|&(n, bytes)| n < 400 && bytes > 60 << 10 && bytes <= 64 << 10),
+        "no batch sealed by size: {sizes:?}"
+    );
+    assert!(sizes.iter().all(|&(_, bytes)| bytes <= 64 << 10), "a batch over max_bytes: {sizes:?}");
+    assert!(sizes.iter().any(|&(n, _)| n == 5), "the trickle was not a batch of its own: {sizes:?}");
+
+    agent.wait_status("every record counted", |s| s["feed"]["records"] == total && s["upload"]["records"] == total);
+    assert!(!agent.log_text().contains(TOKEN), "the token was logged");
+}
+
+/// The three API steps come in order, with the query, headers and JSON MCAS documents;
+/// the token goes to the API only, never to the blob URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_api_steps_in_order_and_the_token_only_on_the_api() {
+    let world = World::start().await;
+    let mut settings = world.settings();
+    settings.set("batch.max_age", &quote("500ms"));
+    let agent = world.agent(&settings);
+    let records: Vec<Vec<u8>> = (0..50).map(|n| leef("steps", n, 0)).collect();
+    send_tcp(agent.feed.unwrap(), &lines(&records));
+    world.emulator.wait_for_records(50, Duration::from_secs(30)).await.unwrap();
+
+    let calls = world.emulator.calls();
+    let header = |call: &mcas_emulator::Call, name: &str| {
+        call.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    };
+    let steps: Vec<Endpoint> = calls.iter().filter_map(|c| c.endpoint).collect();
+    assert_eq!(steps[..3], [Endpoint::UploadUrl, Endpoint::Blob, Endpoint::DoneUpload], "{steps:?}");
+    for call in &calls {
+        match call.endpoint {
+            Some(Endpoint::UploadUrl) => {
+                assert_eq!(call.method, "GET");
+                assert_eq!(header(call, "authorization").as_deref(), Some(format!("Token {TOKEN}").as_str()));
+                assert!(call.query.contains("source=ZSCALER_QRADAR"), "{}", call.query);
+                assert!(call.query.contains("filename=nss-") && call.query.contains(".log.gz"), "{}", call.query);
+            }
+            Some(Endpoint::Blob) => {
+                assert_eq!(call.method, "PUT");
+                assert_eq!(header(call, "authorization"), None, "the token went to the blob store");
+                assert!(!call.query.contains(TOKEN) && !call.path.contains(TOKEN));
+                assert_eq!(header(call, "x-ms-blob-type").as_deref(), Some("BlockBlob"));
+            }
+            Some(Endpoint::DoneUpload) => {
+                assert_eq!(call.method, "POST");
+                assert_eq!(header(call, "authorization").as_deref(), Some(format!("Token {TOKEN}").as_str()));
+                assert!(header(call, "content-type").unwrap().starts_with("application/json"));
+            }
+            _ => {}
+        }
+    }
+    let uploads = world.emulator.uploads();
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].data_source, "NSS");
+    assert_eq!(uploads[0].source, "ZSCALER_QRADAR");
+    assert!(!uploads[0].as_snapshot);
+    assert_eq!(uploads[0].block_count, 0);
+    assert_exactly_once(&world.emulator, records);
+}
+
+/// Incompressible records over 64 MiB of gzip: the batch goes up as Put Block + Put Block
+/// List and arrives identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_64_mib_goes_up_in_blocks() {
+    let world = World::start().await;
+    let mut settings = world.settings();
+    settings
+        .set("batch.max_bytes", &quote("1GiB"))
+        .set("batch.max_age", &quote("3s"))
+        .set("batch.writers", "1")
+        .set("batch.gzip_level", "1");
+    let agent = world.agent(&settings);
+    let records = incompressible_records(70 << 20);
+    send_tcp(agent.feed.unwrap(), &lines(&records));
+    world.emulator.wait_for_records(records.len() as u64, Duration::from_secs(120)).await.unwrap();
+    let uploads = world.emulator.uploads();
+    assert_eq!(uploads.len(), 1);
+    assert!(uploads[0].bytes > 64 << 20, "the batch was only {} bytes", uploads[0].bytes);
+    assert!(uploads[0].block_count >= 5, "{} blocks", uploads[0].block_count);
+    assert_exactly_once(&world.emulator, records);
+}
+
+/// Records of random bytes (no newline) adding up to `total` bytes.
+pub fn incompressible_records(total: usize) -> Vec<Vec<u8>> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    (0..total / (64 << 10))
+        .map(|_| (0..64 << 10).map(|_| loop { let b = rng.u8(..); if b != b'\n' && b != b'\r' { break b; } }).collect())
+        .collect()
+}
+
+/// SIGTERM seals the open batch, exits 0, and the next start delivers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_seals_the_open_batch_and_a_restart_delivers_it() {
+    let world = World::start().await;
+    let mut settings = world.settings();
+    settings.set("batch.max_age", &quote("1h"));
+    let mut agent = world.agent(&settings);
+    let records: Vec<Vec<u8>> = (0..200).map(|n| leef("term", n, 0)).collect();
+    send_tcp(agent.feed.unwrap(), &lines(&records));
+    agent.wait_status("the records read", |s| s["feed"]["records"] == 200);
+    let exit = agent.stop();
+    assert!(exit.success(), "{exit:?}\n{}", agent.log_text());
+    // The sealed batch is either delivered already or waits in the spool for the next start.
+    let ready = std::fs::read_dir(agent.state_dir.join("spool/ready")).unwrap().count();
+    assert!(ready == 1 || world.emulator.uploads().len() == 1, "the open batch was not sealed");
+    assert!(std::fs::read_dir(agent.state_dir.join("spool/open")).unwrap().next().is_none());
+
+    let _again = world.agent(&settings);
+    world.emulator.wait_for_records(200, Duration::from_secs(30)).await.unwrap();
+    assert_exactly_once(&world.emulator, records);
+}

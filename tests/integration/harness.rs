@@ -1,0 +1,291 @@
+//! Running the real `nss` binary against the in-process MCAS emulator.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use mcas_emulator::{Emulator, EmulatorConfig};
+use tempfile::TempDir;
+
+/// The API token the emulator accepts and the agent is given.
+pub const TOKEN: &str = "t0k3n-0123456789abcdef0123456789abcdef0123456789abcdef-SECRET";
+
+/// The `nss` binary under test.
+pub fn nss() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nss"))
+}
+
+/// A working directory and an emulator in it.
+pub struct World {
+    pub dir: TempDir,
+    pub emulator: Emulator,
+}
+
+impl World {
+    /// Starts an emulator with its store and certificates in a new temporary directory.
+    pub async fn start() -> World {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like `start`, after `adjust` had its say on the emulator's configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut EmulatorConfig)) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EmulatorConfig::new(TOKEN, &dir.path().join("store"), &dir.path().join("certs"));
+        adjust(&mut config);
+        let emulator = Emulator::start(config).await.unwrap();
+        World { dir, emulator }
+    }
+
+    /// Settings for an agent of this world: fast retries, no metrics port, a free feed port.
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::default();
+        let port = free_port();
+        for (key, value) in [
+            ("mcas.domain", quote(&self.emulator.domain())),
+            ("mcas.token", quote(TOKEN)),
+            ("mcas.ca_file", quote(&self.emulator.ca_pem_path().display().to_string())),
+            ("feed.listen", quote(&format!("127.0.0.1:{port}"))),
+            ("batch.max_age", quote("2s")),
+            ("upload.timeout", quote("3s")),
+            ("upload.backoff_min", quote("100ms")),
+            ("upload.backoff_max", quote("1s")),
+            ("upload.auth_retry", quote("1s")),
+            ("upload.api_calls_per_minute", "600".to_string()),
+            ("metrics.listen", quote("")),
+            ("paths.state_dir", quote(&self.dir.path().join("state").display().to_string())),
+            ("paths.runtime_dir", quote(&self.dir.path().join("run").display().to_string())),
+        ] {
+            settings.set(key, &value);
+        }
+        settings
+    }
+
+    /// Starts an agent with `settings`.
+    pub fn agent(&self, settings: &Settings) -> Agent {
+        Agent::start(self.dir.path(), settings)
+    }
+}
+
+/// A TOML string literal.
+pub fn quote(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A configuration file's keys, `section.key` to a TOML value.
+#[derive(Debug, Clone, Default)]
+pub struct Settings(BTreeMap<String, String>);
+
+impl Settings {
+    /// Sets `key` (`section.key`) to the TOML value `value` (quote strings with [`quote`]).
+    pub fn set(&mut self, key: &str, value: &str) -> &mut Settings {
+        self.0.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// The value of `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// The file's text.
+    pub fn toml(&self) -> String {
+        let mut sections: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (key, value) in &self.0 {
+            let (section, name) = key.split_once('.').unwrap();
+            sections.entry(section).or_default().push(format!("{name} = {value}"));
+        }
+        sections
+            .into_iter()
+            .map(|(section, lines)| format!("[{section}]\n{}\n", lines.join("\n")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Writes the file to `path`.
+    pub fn write(&self, path: &Path) {
+        std::fs::write(path, self.toml()).unwrap();
+    }
+}
+
+/// A running `nss run`.
+pub struct Agent {
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub state_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub feed: Option<SocketAddr>,
+}
+
+impl Agent {
+    fn start(dir: &Path, settings: &Settings) -> Agent {
+        let config = dir.join("config.toml");
+        settings.write(&config);
+        let log = dir.join(format!("agent-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+        let child = nss()
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env("NSS_LOG", "info,nss_agent=debug")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let unquote = |key: &str| PathBuf::from(serde_json::from_str::<String>(settings.get(key).unwrap()).unwrap());
+        let feed = settings
+            .get("feed.listen")
+            .and_then(|v| serde_json::from_str::<String>(v).ok())
+            .and_then(|v| v.parse().ok());
+        let agent = Agent {
+            child: Some(child),
+            log,
+            state_dir: unquote("paths.state_dir"),
+            runtime_dir: unquote("paths.runtime_dir"),
+            feed,
+        };
+        agent.wait_ready();
+        agent
+    }
+
+    /// Waits until the feed port accepts (or, without a TCP feed, the status file exists).
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ready = match self.feed {
+                Some(addr) => TcpStream::connect(addr).is_ok(),
+                None => self.runtime_dir.join("status.json").exists(),
+            };
+            if ready {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the agent did not get ready; its log:\n{}", self.log_text());
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The status the agent published last.
+    pub fn status(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.runtime_dir.join("status.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Waits until `check` holds for the status, or panics with the log.
+    pub fn wait_status(&self, what: &str, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(text) = std::fs::read_to_string(self.runtime_dir.join("status.json")) {
+                if let Ok(status) = serde_json::from_str(&text) {
+                    if check(&status) {
+                        return status;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("status never showed {what}; log:\n{}", self.log_text());
+    }
+
+    /// Files in the spool's quarantine, without their `.reason` companions.
+    pub fn quarantined(&self) -> Vec<PathBuf> {
+        let dir = self.state_dir.join("spool/quarantine");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.map(|e| e.unwrap().path()).filter(|p| p.extension().is_none_or(|e| e != "reason")).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("the agent did not stop on SIGTERM; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends `data` over one TCP connection to the feed and closes it.
+pub fn send_tcp(addr: SocketAddr, data: &[u8]) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(data).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    // Wait for the agent to close its side, so that everything sent was read.
+    let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
+}
+
+/// A LEEF record like the NSS MCAS feed's, unique by `stream` and `n`, about `pad` bytes longer
+/// than the minimum.
+pub fn leef(stream: &str, n: usize, pad: usize) -> Vec<u8> {
+    format!(
+        "Mon Oct 02 16:21:40 UTC 2017 zscaler-nss: LEEF:1.0|Zscaler|NSS|4.1|NA|cat=Blocked\tsrc=185.27.134.{}\turl=www.example{}.com/{}\trecordid={stream}-{n}\tdstBytes={}",
+        n % 256,
+        n % 97,
+        "p".repeat(pad),
+        n * 7
+    )
+    .into_bytes()
+}
+
+/// Records joined with newlines, each terminated.
+pub fn lines(records: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for record in records {
+        out.extend_from_slice(record);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Every record the emulator holds, sorted, with how many batches they came in.
+pub fn delivered(emulator: &Emulator) -> (Vec<Vec<u8>>, usize) {
+    let uploads = emulator.uploads();
+    let mut records: Vec<Vec<u8>> = uploads.iter().flat_map(|u| u.records_decompressed().unwrap()).collect();
+    records.sort();
+    (records, uploads.len())
+}
+
+/// Asserts that `expected` arrived exactly once, nothing else.
+pub fn assert_exactly_once(emulator: &Emulator, mut expected: Vec<Vec<u8>>) {
+    expected.sort();
+    let (got, _) = delivered(emulator);
+    if got != expected {
+        let mut seen = std::collections::BTreeMap::new();
+        for r in &got {
+            *seen.entry(r.clone()).or_insert(0) += 1;
+        }
+        let dups = seen.values().filter(|&&c| c > 1).count();
+        let missing = expected.iter().filter(|r| !seen.contains_key(*r)).count();
+        panic!("{} records expected, {} delivered: {missing} missing, {dups} duplicated", expected.len(), got.len());
+    }
+}

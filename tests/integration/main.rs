@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `nss` binary, records in over TCP and from files, gzip
+//! files out at the MCAS emulator.
+
+mod config;
+mod delivery;
+mod faults;
+mod feed;
+mod harness;
