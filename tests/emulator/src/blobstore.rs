@@ -235,14 +235,28 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Issued, ErrorRe
     };
     if container != CONTAINER {
         return Err(if aws {
-            err(StatusCode::NOT_FOUND, "NoSuchBucket", "The specified bucket does not exist")
+            err(
+                StatusCode::NOT_FOUND,
+                "NoSuchBucket",
+                "The specified bucket does not exist",
+            )
         } else {
-            err(StatusCode::NOT_FOUND, "ContainerNotFound", "The specified container does not exist.")
+            err(
+                StatusCode::NOT_FOUND,
+                "ContainerNotFound",
+                "The specified container does not exist.",
+            )
         });
     }
     let name = percent_encoding::percent_decode_str(encoded_name)
         .decode_utf8()
-        .map_err(|_| err(StatusCode::BAD_REQUEST, "InvalidUri", "The blob name is not valid UTF-8."))?
+        .map_err(|_| {
+            err(
+                StatusCode::BAD_REQUEST,
+                "InvalidUri",
+                "The blob name is not valid UTF-8.",
+            )
+        })?
         .into_owned();
     // A pre-signed URL carries its own authorization; a client that adds its API token
     // would leak it to the storage service.
@@ -305,15 +319,29 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Result<Issued, ErrorRe
 fn content_length(headers: &HeaderMap, aws: bool) -> Result<u64, ErrorReply> {
     match headers.get(CONTENT_LENGTH) {
         None => Err(if aws {
-            err(StatusCode::LENGTH_REQUIRED, "MissingContentLength", "You must provide the Content-Length HTTP header.")
+            err(
+                StatusCode::LENGTH_REQUIRED,
+                "MissingContentLength",
+                "You must provide the Content-Length HTTP header.",
+            )
         } else {
-            err(StatusCode::LENGTH_REQUIRED, "MissingContentLengthHeader", "The Content-Length header must be specified.")
+            err(
+                StatusCode::LENGTH_REQUIRED,
+                "MissingContentLengthHeader",
+                "The Content-Length header must be specified.",
+            )
         }),
         Some(v) => v
             .to_str()
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| err(StatusCode::BAD_REQUEST, "InvalidHeaderValue", "The Content-Length header is not a number.")),
+            .ok_or_else(|| {
+                err(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidHeaderValue",
+                    "The Content-Length header is not a number.",
+                )
+            }),
     }
 }
 
@@ -367,9 +395,15 @@ fn created(shared: &Shared, status: StatusCode) -> Response<Body> {
     if shared.provider == Provider::Azure {
         h.insert("x-ms-request-id", header_value(&request_id()));
         h.insert("x-ms-version", HeaderValue::from_static(OWN_SAS_VERSION));
-        h.insert("x-ms-request-server-encrypted", HeaderValue::from_static("true"));
+        h.insert(
+            "x-ms-request-server-encrypted",
+            HeaderValue::from_static("true"),
+        );
     } else {
-        h.insert("x-amz-request-id", header_value(&random_hex(8).to_uppercase()));
+        h.insert(
+            "x-amz-request-id",
+            header_value(&random_hex(8).to_uppercase()),
+        );
     }
     resp
 }
@@ -521,7 +555,11 @@ async fn put_block_list(
         Ok(b) => b,
         Err(ReadError::TooLarge(n)) => {
             return Err((
-                err(StatusCode::PAYLOAD_TOO_LARGE, "RequestBodyTooLarge", "The request body is too large."),
+                err(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestBodyTooLarge",
+                    "The request body is too large.",
+                ),
                 n,
             ))
         }
@@ -551,7 +589,10 @@ async fn put_block_list(
         )
     };
     if list.len() > MAX_COMMITTED_BLOCKS {
-        return Err(invalid_list(format!("{} blocks, at most {MAX_COMMITTED_BLOCKS}", list.len())));
+        return Err(invalid_list(format!(
+            "{} blocks, at most {MAX_COMMITTED_BLOCKS}",
+            list.len()
+        )));
     }
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
@@ -586,14 +627,20 @@ async fn put_block_list(
                     BlockRef::Uncommitted(_) => "Uncommitted",
                     BlockRef::Committed(_) => "Committed",
                 };
-                return Err(invalid_list(format!("no {which} block with id {:?}", r.id())));
+                return Err(invalid_list(format!(
+                    "no {which} block with id {:?}",
+                    r.id()
+                )));
             };
             sources.push(src);
             lens.push(len);
         }
         (sources, lens)
     };
-    let tmp = shared.dirs.tmp.join(format!("commit-{}", shared.next_seq()));
+    let tmp = shared
+        .dirs
+        .tmp
+        .join(format!("commit-{}", shared.next_seq()));
     let tmp2 = tmp.clone();
     let total = tokio::task::spawn_blocking(move || concatenate(&sources, &tmp2))
         .await

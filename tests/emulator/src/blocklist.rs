@@ -157,7 +157,10 @@ pub(crate) fn parse_block_list(xml: &str) -> Result<Vec<BlockRef>, String> {
             let id = rd.text()?.trim().to_string();
             let (end, closing, _) = rd.tag()?;
             if !closing || end != name {
-                return Err(format!("<{name}> closed by <{}{end}>", if closing { "/" } else { "" }));
+                return Err(format!(
+                    "<{name}> closed by <{}{end}>",
+                    if closing { "/" } else { "" }
+                ));
             }
             if id.is_empty() {
                 return Err(format!("empty block id in <{name}>"));
@@ -167,7 +170,10 @@ pub(crate) fn parse_block_list(xml: &str) -> Result<Vec<BlockRef>, String> {
     }
     rd.skip_misc()?;
     if !rd.rest.is_empty() {
-        return Err(format!("content after </BlockList>: {:?}", preview(rd.rest)));
+        return Err(format!(
+            "content after </BlockList>: {:?}",
+            preview(rd.rest)
+        ));
     }
     Ok(blocks)
 }
@@ -224,11 +230,16 @@ mod tests {
     fn parses_compact_bom_and_entities() {
         let xml = "\u{feff}<?xml version=\"1.0\"?><BlockList><Latest>QUE=</Latest><!-- c --><Latest> QkI= </Latest></BlockList>\n";
         let b = parse_block_list(xml).unwrap();
-        assert_eq!(b.iter().map(BlockRef::id).collect::<Vec<_>>(), ["QUE=", "QkI="]);
+        assert_eq!(
+            b.iter().map(BlockRef::id).collect::<Vec<_>>(),
+            ["QUE=", "QkI="]
+        );
         let b = parse_block_list("<BlockList><Latest>a&amp;b&#x3D;</Latest></BlockList>").unwrap();
         assert_eq!(b[0].id(), "a&b=");
         assert!(parse_block_list("<BlockList/>").unwrap().is_empty());
-        assert!(parse_block_list("<BlockList></BlockList>").unwrap().is_empty());
+        assert!(parse_block_list("<BlockList></BlockList>")
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -267,7 +278,10 @@ mod tests {
     fn counts_committed_blocks() {
         let xml = r#"<?xml version="1.0" encoding="utf-8"?><BlockList><CommittedBlocks><Block><Name>QUE=</Name><Size>3</Size></Block><Block><Name>QkI=</Name><Size>4</Size></Block></CommittedBlocks><UncommittedBlocks><Block><Name>Q0M=</Name><Size>1</Size></Block></UncommittedBlocks></BlockList>"#;
         assert_eq!(count_committed_blocks(xml), 2);
-        assert_eq!(count_committed_blocks("<BlockList><CommittedBlocks /></BlockList>"), 0);
+        assert_eq!(
+            count_committed_blocks("<BlockList><CommittedBlocks /></BlockList>"),
+            0
+        );
         assert_eq!(count_committed_blocks("<BlockList></BlockList>"), 0);
     }
 }

@@ -49,7 +49,10 @@ fn complete(dir: &Path) -> bool {
 
 /// Generates a new CA and server certificate and writes the three files.
 fn write_new_certs(dir: &Path) -> Result<()> {
-    let (not_before, not_after) = (rcgen::date_time_ymd(2020, 1, 1), rcgen::date_time_ymd(2049, 12, 31));
+    let (not_before, not_after) = (
+        rcgen::date_time_ymd(2020, 1, 1),
+        rcgen::date_time_ymd(2049, 12, 31),
+    );
 
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
@@ -68,7 +71,8 @@ fn write_new_certs(dir: &Path) -> Result<()> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let server_key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
     params
         .distinguished_name
         .push(DnType::CommonName, "mcas-emulator");
@@ -79,7 +83,11 @@ fn write_new_certs(dir: &Path) -> Result<()> {
     params.not_after = not_after;
     let server_cert = params.signed_by(&server_key, &issuer)?;
 
-    write_atomic(&dir.join(KEY_FILE), server_key.serialize_pem().as_bytes(), true)?;
+    write_atomic(
+        &dir.join(KEY_FILE),
+        server_key.serialize_pem().as_bytes(),
+        true,
+    )?;
     write_atomic(&dir.join(CERT_FILE), server_cert.pem().as_bytes(), false)?;
     // The CA last: its presence completes the set for readers not holding the lock.
     write_atomic(&dir.join(CA_FILE), ca_cert.pem().as_bytes(), false)?;

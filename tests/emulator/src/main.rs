@@ -14,7 +14,11 @@ use mcas_emulator::{AzuriteTarget, Emulator, EmulatorConfig, Provider};
 /// /_emulator/uploads, /_emulator/calls; POST /_emulator/faults, /_emulator/banned,
 /// /_emulator/throttle.
 #[derive(Parser, Debug)]
-#[command(name = "mcas-emulator", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "mcas-emulator",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -130,7 +130,9 @@ mod tests {
     fn truncated_gzip_reports_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.gz");
-        let body: Vec<u8> = (0..10_000).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+        let body: Vec<u8> = (0..10_000)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
         let data = gz(&body);
         std::fs::write(&p, &data[..data.len() - 10]).unwrap();
         let (n, err) = count_records(&p).unwrap();

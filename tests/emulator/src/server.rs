@@ -27,12 +27,14 @@ use tracing::{debug, warn};
 use crate::azurite::AzuriteClient;
 use crate::throttle::Throttle;
 use crate::{
-    blobstore, certs, records, sas, Call, Endpoint, EmulatorConfig, Fault, Provider, Stats,
-    Upload,
+    blobstore, certs, records, sas, Call, EmulatorConfig, Endpoint, Fault, Provider, Stats, Upload,
 };
 
 /// Response body type of every handler.
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+/// An early answer (an error) of a check, boxed to keep `Result`s small.
+type Reply = Box<Response<Body>>;
 
 /// The container of the emulator's own blob store, the first path segment after `/blob/`.
 pub(crate) const CONTAINER: &str = "mcas-discovery";
@@ -234,15 +236,15 @@ async fn accept_loop(
         let shared = shared.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    debug!("TLS handshake with {peer} failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        debug!("TLS handshake with {peer} failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let service = hyper::service::service_fn(move |req| serve(shared.clone(), req));
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new());
@@ -392,7 +394,7 @@ impl Shared {
     }
 
     /// Takes a slot of the throttle, or answers the 429.
-    fn admit(&self) -> Result<(), Response<Body>> {
+    fn admit(&self) -> Result<(), Reply> {
         let mut st = self.state();
         match st.throttle.admit(Instant::now()) {
             Ok(()) => Ok(()),
@@ -404,7 +406,7 @@ impl Shared {
                 );
                 resp.headers_mut()
                     .insert("retry-after", HeaderValue::from(secs));
-                Err(resp)
+                Err(Box::new(resp))
             }
         }
     }
@@ -444,10 +446,10 @@ async fn api(
     // MCAS (a Django REST framework service) authenticates before it throttles, and
     // throttles before it looks at the method.
     if let Err(resp) = check_auth(&parts.headers, &shared.token) {
-        return (resp, body_len);
+        return (*resp, body_len);
     }
     if let Err(resp) = shared.admit() {
-        return (resp, body_len);
+        return (*resp, body_len);
     }
     let query = parts.uri.query().unwrap_or("");
     let resp = match endpoint {
@@ -465,15 +467,17 @@ async fn api(
 
 /// Accepts `Token <token>` and `Bearer <token>` (scheme case-insensitive), answering
 /// otherwise the 401 of Django REST framework's token authentication.
-fn check_auth(headers: &HeaderMap, token: &str) -> Result<(), Response<Body>> {
+fn check_auth(headers: &HeaderMap, token: &str) -> Result<(), Reply> {
     let unauthorized = |detail: &str| {
         let mut resp = json_response(StatusCode::UNAUTHORIZED, json!({ "detail": detail }));
         resp.headers_mut()
             .insert("www-authenticate", HeaderValue::from_static("Token"));
-        resp
+        Box::new(resp)
     };
     let Some(value) = headers.get(AUTHORIZATION) else {
-        return Err(unauthorized("Authentication credentials were not provided."));
+        return Err(unauthorized(
+            "Authentication credentials were not provided.",
+        ));
     };
     let Ok(value) = value.to_str() else {
         return Err(unauthorized(
@@ -483,7 +487,9 @@ fn check_auth(headers: &HeaderMap, token: &str) -> Result<(), Response<Body>> {
     let mut words = value.split_whitespace();
     let scheme = words.next().unwrap_or("");
     if !scheme.eq_ignore_ascii_case("token") && !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(unauthorized("Authentication credentials were not provided."));
+        return Err(unauthorized(
+            "Authentication credentials were not provided.",
+        ));
     }
     match (words.next(), words.next()) {
         (None, _) => Err(unauthorized(
@@ -584,7 +590,10 @@ impl Shared {
                     .append_pair("X-Amz-Algorithm", "AWS4-HMAC-SHA256")
                     .append_pair(
                         "X-Amz-Credential",
-                        &format!("AKIAMCASEMULATOR0000/{}/us-east-1/s3/aws4_request", &date[..8]),
+                        &format!(
+                            "AKIAMCASEMULATOR0000/{}/us-east-1/s3/aws4_request",
+                            &date[..8]
+                        ),
                     )
                     .append_pair("X-Amz-Date", &date)
                     .append_pair(
@@ -608,7 +617,7 @@ impl Shared {
     async fn done_upload(&self, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
         let form = match parse_done_form(headers, body) {
             Ok(f) => f,
-            Err(resp) => return resp,
+            Err(resp) => return *resp,
         };
         let not_issued = || {
             json_error(
@@ -770,7 +779,7 @@ fn no_blob() -> Response<Body> {
 }
 
 /// Parses the done_upload body: JSON, or form-encoded as some clients send it.
-fn parse_done_form(headers: &HeaderMap, body: &[u8]) -> Result<DoneForm, Response<Body>> {
+fn parse_done_form(headers: &HeaderMap, body: &[u8]) -> Result<DoneForm, Reply> {
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -780,7 +789,7 @@ fn parse_done_form(headers: &HeaderMap, body: &[u8]) -> Result<DoneForm, Respons
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let bad = |msg: &str| json_error(StatusCode::BAD_REQUEST, msg);
+    let bad = |msg: &str| Box::new(json_error(StatusCode::BAD_REQUEST, msg));
     let fields: HashMap<String, Value> = match content_type.as_str() {
         "application/json" => match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => map.into_iter().collect(),
@@ -793,10 +802,10 @@ fn parse_done_form(headers: &HeaderMap, body: &[u8]) -> Result<DoneForm, Respons
         // Without a content type the framework sees no data at all.
         "" if body.is_empty() => HashMap::new(),
         other => {
-            return Err(json_response(
+            return Err(Box::new(json_response(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!({"detail": format!("Unsupported media type \"{other}\" in request.")}),
-            ))
+            )))
         }
     };
     let text = |name: &str| match fields.get(name) {
@@ -866,7 +875,9 @@ fn safe_file_name(name: &str) -> String {
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", fastrand::u8(..)))
+        .collect()
 }
 
 fn random_b64(bytes: usize) -> String {
@@ -1109,15 +1120,23 @@ mod tests {
         )
         .ok()
         .unwrap();
-        assert_eq!((f.upload_url.as_str(), f.stream.as_str(), f.snapshot), ("https://x/y", "NSS", false));
+        assert_eq!(
+            (f.upload_url.as_str(), f.stream.as_str(), f.snapshot),
+            ("https://x/y", "NSS", false)
+        );
         let f = parse_done_form(
             &headers(&[("content-type", "application/x-www-form-urlencoded")]),
             b"uploadUrl=https%3A%2F%2Fx%2Fy%3Fa%3D1%26b%3D2&inputStreamName=NSS&uploadAsSnapshot=True",
         )
         .ok()
         .unwrap();
-        assert_eq!((f.upload_url.as_str(), f.snapshot), ("https://x/y?a=1&b=2", true));
-        let e = parse_done_form(&headers(&[("content-type", "text/plain")]), b"x").err().unwrap();
+        assert_eq!(
+            (f.upload_url.as_str(), f.snapshot),
+            ("https://x/y?a=1&b=2", true)
+        );
+        let e = parse_done_form(&headers(&[("content-type", "text/plain")]), b"x")
+            .err()
+            .unwrap();
         assert_eq!(e.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
         let e = parse_done_form(
             &headers(&[("content-type", "application/json")]),
@@ -1136,7 +1155,10 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route("/api/v1/discovery/upload_url/", true), Some(Endpoint::UploadUrl));
+        assert_eq!(
+            route("/api/v1/discovery/upload_url/", true),
+            Some(Endpoint::UploadUrl)
+        );
         assert_eq!(route("/api/v1/discovery/upload_url", true), None);
         assert_eq!(route("/blob/c/x", true), Some(Endpoint::Blob));
         assert_eq!(route("/blob/c/x", false), None);
