@@ -27,13 +27,24 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let target = settings.mcas_target()?;
-    for (key, dir) in [("paths.state_dir", &settings.paths.state_dir), ("paths.runtime_dir", &settings.paths.runtime_dir)] {
+    for (key, dir) in [
+        ("paths.state_dir", &settings.paths.state_dir),
+        ("paths.runtime_dir", &settings.paths.runtime_dir),
+    ] {
         std::fs::create_dir_all(dir).map_err(|e| ConfigError {
             key: key.to_string(),
-            problem: format!("cannot create {}: {e}; point it at a writable directory", dir.display()),
+            problem: format!(
+                "cannot create {}: {e}; point it at a writable directory",
+                dir.display()
+            ),
         })?;
     }
-    let spool = Arc::new(Spool::open(&settings.spool_dir()).with_context(|| format!("cannot open the spool in {}", settings.spool_dir().display()))?);
+    let spool = Arc::new(Spool::open(&settings.spool_dir()).with_context(|| {
+        format!(
+            "cannot open the spool in {}",
+            settings.spool_dir().display()
+        )
+    })?);
 
     let ram_total = memory::ram_total();
     let budget = MemoryBudget::new(MemoryBudget::resolve(settings.memory.limit, ram_total));
@@ -51,10 +62,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         problem,
     })?;
     let limiter = Arc::new(ApiRateLimiter::new(settings.upload.api_calls_per_minute));
-    let client = McasClient::new(&target, http, limiter, settings.upload.timeout, stats.clone());
+    let client = McasClient::new(
+        &target,
+        http,
+        limiter,
+        settings.upload.timeout,
+        stats.clone(),
+    );
 
-    let (sink, writers) = BatchWriters::start(&settings.batch, budget.clone(), spool.clone(), stats.clone())
-        .context("cannot start the batch writers")?;
+    let (sink, writers) = BatchWriters::start(
+        &settings.batch,
+        budget.clone(),
+        spool.clone(),
+        stats.clone(),
+    )
+    .context("cannot start the batch writers")?;
 
     let inputs = TaskTracker::new();
     let stop_inputs = CancellationToken::new();
@@ -63,10 +85,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             format!("cannot listen on {addr} (feed.listen): is another receiver using the port?")
         })?;
         tracing::info!(%addr, "receiving the NSS feed");
-        inputs.spawn(tcp::serve(listener, sink.clone(), settings.feed.max_record_bytes, stats.clone(), stop_inputs.clone()));
+        inputs.spawn(tcp::serve(
+            listener,
+            sink.clone(),
+            settings.feed.max_record_bytes,
+            stats.clone(),
+            stop_inputs.clone(),
+        ));
     }
     for path in &settings.feed.files {
-        inputs.spawn(tail::follow(path.clone(), sink.clone(), settings.feed.max_record_bytes, stats.clone(), stop_inputs.clone()));
+        inputs.spawn(tail::follow(
+            path.clone(),
+            sink.clone(),
+            settings.feed.max_record_bytes,
+            stats.clone(),
+            stop_inputs.clone(),
+        ));
     }
     inputs.close();
     // The inputs hold the only senders now: when they end, the writers seal and stop.
@@ -74,7 +108,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let stop_uploads = CancellationToken::new();
     let abort_uploads = CancellationToken::new();
-    let uploader = Uploader::new(client, spool.clone(), stats.clone(), settings.upload.clone(), target.source.clone(), target.data_source.clone());
+    let uploader = Uploader::new(
+        client,
+        spool.clone(),
+        stats.clone(),
+        settings.upload.clone(),
+        target.source.clone(),
+        target.data_source.clone(),
+    );
     let upload_task = tokio::spawn(uploader.run(stop_uploads.clone(), abort_uploads.clone()));
 
     let mcas_report = McasReport {
@@ -101,10 +142,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     stop_inputs.cancel();
     inputs.wait().await;
-    tokio::task::spawn_blocking(move || writers.join()).await.context("batch writers")?;
+    tokio::task::spawn_blocking(move || writers.join())
+        .await
+        .context("batch writers")?;
 
     stop_uploads.cancel();
-    if tokio::time::timeout(SHUTDOWN_TIMEOUT, upload_task).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_TIMEOUT, upload_task)
+        .await
+        .is_err()
+    {
         tracing::warn!("the upload in flight did not finish in time; its batch stays in the spool");
         abort_uploads.cancel();
     }
@@ -125,7 +171,14 @@ async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
 }
 
 /// Rewrites the status file every second until stopped, then once more.
-async fn publish_status(dir: std::path::PathBuf, stats: Arc<Stats>, mcas: McasReport, budget: MemoryBudget, ram_total: u64, stop: CancellationToken) {
+async fn publish_status(
+    dir: std::path::PathBuf,
+    stats: Arc<Stats>,
+    mcas: McasReport,
+    budget: MemoryBudget,
+    ram_total: u64,
+    stop: CancellationToken,
+) {
     let write = |dir: &Path| {
         let memory = MemoryReport::new(ram_total, budget.limit(), budget.in_use());
         let report = stats.report(mcas.clone(), memory);

@@ -5,13 +5,13 @@
 //! [`upload`] has handed each to MCAS. [`daemon`] wires the stages together; [`cli`] is what
 //! an administrator types.
 
-pub mod config;
 pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod feed;
+pub mod logging;
 pub mod memory;
 pub mod spool;
 pub mod status;
 pub mod upload;
-pub mod daemon;
-pub mod cli;
-pub mod logging;

@@ -7,7 +7,10 @@ pub fn init() {
     let filter = EnvFilter::try_from_env("NSS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Under systemd the journal stamps each line; elsewhere the time helps.
     let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
     if under_systemd {
         builder.without_time().init();
     } else {

@@ -67,7 +67,10 @@ impl MemoryBudget {
     /// instead of forever.
     pub async fn acquire(&self, bytes: u64) -> MemoryPermit {
         if bytes == 0 {
-            return MemoryPermit { _permit: None, bytes };
+            return MemoryPermit {
+                _permit: None,
+                bytes,
+            };
         }
         let take = bytes.min(self.limit).min(u32::MAX as u64) as u32;
         let permit = self
@@ -102,7 +105,10 @@ mod tests {
         assert_eq!(MemoryBudget::resolve(Limit::Auto, Some(8 * gib)), 512 << 20);
         assert_eq!(MemoryBudget::resolve(Limit::Auto, Some(2 * gib)), 256 << 20);
         assert_eq!(MemoryBudget::resolve(Limit::Auto, Some(64 * gib)), gib);
-        assert_eq!(MemoryBudget::resolve(Limit::Bytes(1234), Some(8 * gib)), 1234);
+        assert_eq!(
+            MemoryBudget::resolve(Limit::Bytes(1234), Some(8 * gib)),
+            1234
+        );
     }
 
     #[tokio::test]

@@ -169,7 +169,10 @@ impl Spool {
             .unwrap_or_else(|| "unnamed".into());
         let target = self.quarantine_dir.join(&name);
         fs::rename(path, &target)?;
-        fs::write(self.quarantine_dir.join(format!("{name}.reason")), format!("{reason}\n"))?;
+        fs::write(
+            self.quarantine_dir.join(format!("{name}.reason")),
+            format!("{reason}\n"),
+        )?;
         sync_dir(&self.quarantine_dir)?;
         if let Some(parent) = path.parent() {
             sync_dir(parent)?;
@@ -214,7 +217,10 @@ mod tests {
             spool.seal(&open, i + 1, 100 * (i + 1)).unwrap();
         }
         let ready = spool.ready().unwrap();
-        assert_eq!(ready.iter().map(|b| b.records).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            ready.iter().map(|b| b.records).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
         assert_eq!(ready[2].raw_bytes, 300);
         assert_eq!(ready[2].gzip_bytes, 12);
 
@@ -224,7 +230,10 @@ mod tests {
         let open = spool.open_path(1);
         fs::write(&open, b"x").unwrap();
         let fourth = spool.seal(&open, 4, 4).unwrap();
-        assert_eq!(fourth.seq, 3, "a reopened spool keeps counting after the newest batch");
+        assert_eq!(
+            fourth.seq, 3,
+            "a reopened spool keeps counting after the newest batch"
+        );
         assert_eq!(spool.ready().unwrap().len(), 3);
     }
 

@@ -17,7 +17,8 @@ pub struct AtomicTime(AtomicU64);
 impl AtomicTime {
     /// Sets the time to now.
     pub fn touch(&self) {
-        self.0.store(unix_millis(SystemTime::now()), Ordering::Relaxed);
+        self.0
+            .store(unix_millis(SystemTime::now()), Ordering::Relaxed);
     }
 
     /// Sets the time to `at`.
@@ -41,7 +42,8 @@ impl AtomicTime {
 
 /// Milliseconds since the epoch.
 pub fn unix_millis(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// RFC 3339 UTC, to the second, as the status report writes times.

@@ -25,7 +25,10 @@ impl BatchFile {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
         Ok(BatchFile {
             path: path.to_path_buf(),
-            encoder: GzEncoder::new(BufWriter::with_capacity(FILE_BUFFER, file), Compression::new(level)),
+            encoder: GzEncoder::new(
+                BufWriter::with_capacity(FILE_BUFFER, file),
+                Compression::new(level),
+            ),
             records: 0,
             raw_bytes: 0,
         })
@@ -58,7 +61,11 @@ impl BatchFile {
     /// Writes the gzip trailer and makes the file durable. Returns its path, records and
     /// uncompressed bytes.
     pub fn finish(self) -> io::Result<(PathBuf, u64, u64)> {
-        let file = self.encoder.finish()?.into_inner().map_err(|e| e.into_error())?;
+        let file = self
+            .encoder
+            .finish()?
+            .into_inner()
+            .map_err(|e| e.into_error())?;
         file.sync_all()?;
         Ok((self.path, self.records, self.raw_bytes))
     }
@@ -81,7 +88,9 @@ mod tests {
         let (written, records, raw) = batch.finish().unwrap();
         assert_eq!((written, records, raw), (path.clone(), 2, 10));
         let mut text = Vec::new();
-        GzDecoder::new(File::open(&path).unwrap()).read_to_end(&mut text).unwrap();
+        GzDecoder::new(File::open(&path).unwrap())
+            .read_to_end(&mut text)
+            .unwrap();
         assert_eq!(text, b"one\n\xff\x00two\n");
     }
 

@@ -145,14 +145,17 @@ const DISK_RETRY: Duration = Duration::from_secs(1);
 impl Writer {
     fn run(mut self, rx: Receiver<Chunk>) {
         loop {
-            let wait = self
-                .open
-                .as_ref()
-                .map_or(IDLE_WAIT, |b| b.deadline.saturating_duration_since(Instant::now()));
+            let wait = self.open.as_ref().map_or(IDLE_WAIT, |b| {
+                b.deadline.saturating_duration_since(Instant::now())
+            });
             match rx.recv_timeout(wait) {
                 Ok(chunk) => self.write_chunk(&chunk),
                 Err(RecvTimeoutError::Timeout) => {
-                    if self.open.as_ref().is_some_and(|b| Instant::now() >= b.deadline) {
+                    if self
+                        .open
+                        .as_ref()
+                        .is_some_and(|b| Instant::now() >= b.deadline)
+                    {
                         self.seal();
                     }
                 }
@@ -178,7 +181,10 @@ impl Writer {
                     if let Some(open) = self.open.take() {
                         let path = open.file.path().to_path_buf();
                         drop(open);
-                        if let Err(e) = self.spool.quarantine(&path, &format!("write failed: {error}")) {
+                        if let Err(e) = self
+                            .spool
+                            .quarantine(&path, &format!("write failed: {error}"))
+                        {
                             tracing::error!(file = %path.display(), error = %e, "cannot quarantine the broken batch");
                         } else {
                             self.stats.spool.quarantined.fetch_add(1, Ordering::Relaxed);
@@ -195,11 +201,9 @@ impl Writer {
         let mut sealed_upto = 0;
         for (i, record) in records.iter().enumerate() {
             let size = record.len() as u64 + 1;
-            if self
-                .open
-                .as_ref()
-                .is_some_and(|b| b.file.records() > 0 && b.file.raw_bytes() + size > self.rules.max_bytes)
-            {
+            if self.open.as_ref().is_some_and(|b| {
+                b.file.records() > 0 && b.file.raw_bytes() + size > self.rules.max_bytes
+            }) {
                 self.try_seal().map_err(|e| (sealed_upto, e))?;
                 sealed_upto = i;
             }
@@ -207,7 +211,8 @@ impl Writer {
                 Some(batch) => batch,
                 None => {
                     let path = self.spool.open_path(self.id);
-                    let file = BatchFile::create(&path, self.rules.level).map_err(|e| (sealed_upto, e))?;
+                    let file =
+                        BatchFile::create(&path, self.rules.level).map_err(|e| (sealed_upto, e))?;
                     self.open.insert(OpenBatch {
                         file,
                         deadline: Instant::now() + self.rules.max_age,
@@ -215,7 +220,9 @@ impl Writer {
                 }
             };
             batch.file.append(record).map_err(|e| (sealed_upto, e))?;
-            if batch.file.records() >= self.rules.max_records || batch.file.raw_bytes() >= self.rules.max_bytes {
+            if batch.file.records() >= self.rules.max_records
+                || batch.file.raw_bytes() >= self.rules.max_bytes
+            {
                 self.try_seal().map_err(|e| (sealed_upto, e))?;
                 sealed_upto = i + 1;
             }
@@ -242,14 +249,24 @@ impl Writer {
         match result {
             Ok(batch) => {
                 self.stats.spool.sealed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(writer = self.id, seq = batch.seq, records = batch.records, raw = batch.raw_bytes, gzip = batch.gzip_bytes, "sealed a batch");
+                tracing::debug!(
+                    writer = self.id,
+                    seq = batch.seq,
+                    records = batch.records,
+                    raw = batch.raw_bytes,
+                    gzip = batch.gzip_bytes,
+                    "sealed a batch"
+                );
                 Ok(())
             }
             Err(error) => {
-                if path.exists() {
-                    if self.spool.quarantine(&path, &format!("sealing failed: {error}")).is_ok() {
-                        self.stats.spool.quarantined.fetch_add(1, Ordering::Relaxed);
-                    }
+                if path.exists()
+                    && self
+                        .spool
+                        .quarantine(&path, &format!("sealing failed: {error}"))
+                        .is_ok()
+                {
+                    self.stats.spool.quarantined.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(error)
             }

@@ -16,7 +16,11 @@ fn quote(text: &str) -> String {
 }
 
 fn path(p: &Option<impl AsRef<Path>>) -> String {
-    quote(&p.as_ref().map(|p| p.as_ref().display().to_string()).unwrap_or_default())
+    quote(
+        &p.as_ref()
+            .map(|p| p.as_ref().display().to_string())
+            .unwrap_or_default(),
+    )
 }
 
 fn limit(l: Limit) -> String {
@@ -32,13 +36,22 @@ fn addr(a: Option<std::net::SocketAddr>) -> String {
 
 /// The configuration as TOML, with the token masked.
 pub fn render(s: &Settings) -> String {
-    let found = if s.file_found { "" } else { " (not found: defaults)" };
+    let found = if s.file_found {
+        ""
+    } else {
+        " (not found: defaults)"
+    };
     let token = match (&s.mcas.token, &s.mcas.token_file) {
         (_, Some(file)) => format!("token_file = {}", quote(&file.display().to_string())),
         (Some(token), None) => format!("token = {}", quote(&token.masked())),
         (None, None) => "token = \"\"".to_string(),
     };
-    let files: Vec<String> = s.feed.files.iter().map(|f| quote(&f.display().to_string())).collect();
+    let files: Vec<String> = s
+        .feed
+        .files
+        .iter()
+        .map(|f| quote(&f.display().to_string()))
+        .collect();
     format!(
         r#"# effective configuration of {path}{found}
 [mcas]
@@ -98,7 +111,11 @@ runtime_dir = {runtime_dir}
         max_bytes = quote(&format_size(s.batch.max_bytes)),
         max_age = quote(&format_duration(s.batch.max_age)),
         gzip_level = s.batch.gzip_level,
-        writers = if s.batch.writers == 0 { quote("auto") } else { s.batch.writers.to_string() },
+        writers = if s.batch.writers == 0 {
+            quote("auto")
+        } else {
+            s.batch.writers.to_string()
+        },
         calls = s.upload.api_calls_per_minute,
         timeout = quote(&format_duration(s.upload.timeout)),
         backoff_min = quote(&format_duration(s.upload.backoff_min)),
@@ -124,10 +141,17 @@ mod tests {
     fn reads_back_as_the_same_settings() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, "[batch]\nmax_age = \"90s\"\n[feed]\nfiles = [\"/tmp/x.log\"]\n").unwrap();
+        std::fs::write(
+            &path,
+            "[batch]\nmax_age = \"90s\"\n[feed]\nfiles = [\"/tmp/x.log\"]\n",
+        )
+        .unwrap();
         let first = Settings::load(&path).unwrap();
         std::fs::write(&path, render(&first)).unwrap();
         let second = Settings::load(&path).unwrap();
-        assert_eq!(render(&first).lines().skip(1).collect::<Vec<_>>(), render(&second).lines().skip(1).collect::<Vec<_>>());
+        assert_eq!(
+            render(&first).lines().skip(1).collect::<Vec<_>>(),
+            render(&second).lines().skip(1).collect::<Vec<_>>()
+        );
     }
 }

@@ -106,7 +106,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run => {
             let settings = Settings::load(&path)?;
             crate::logging::init();
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(crate::daemon::run(settings))
         }
         Command::DumpConfig => dump_config::run(&Settings::load(&path)?),

@@ -8,7 +8,9 @@ const EXAMPLE: &str = "mycompany.us3.portal.cloudappsecurity.com";
 /// scheme, path or white space, and returns it unchanged.
 pub fn check_domain(domain: &str) -> Result<&str, String> {
     if domain.trim().is_empty() {
-        return Err(format!("the domain is empty: set it to your tenant's MCAS host, e.g. {EXAMPLE}"));
+        return Err(format!(
+            "the domain is empty: set it to your tenant's MCAS host, e.g. {EXAMPLE}"
+        ));
     }
     if domain.chars().any(char::is_whitespace) {
         return Err(format!(
@@ -29,7 +31,11 @@ pub fn check_domain(domain: &str) -> Result<&str, String> {
     if let Some(port) = port {
         match port.parse::<u16>() {
             Ok(p) if p > 0 => {}
-            _ => return Err(format!("\"{port}\" in \"{domain}\" is not a port (1 to 65535)")),
+            _ => {
+                return Err(format!(
+                    "\"{port}\" in \"{domain}\" is not a port (1 to 65535)"
+                ))
+            }
         }
     }
     if !(is_ip(host) || is_host_name(host)) {
@@ -55,7 +61,9 @@ fn split_port(domain: &str) -> Result<(&str, Option<&str>), String> {
     }
     match domain.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') => Ok((host, Some(port))),
-        Some(_) => Err(format!("\"{domain}\": write an IPv6 address in brackets, e.g. [::1]:443")),
+        Some(_) => Err(format!(
+            "\"{domain}\": write an IPv6 address in brackets, e.g. [::1]:443"
+        )),
         None => Ok((domain, None)),
     }
 }

@@ -274,7 +274,10 @@ impl Settings {
         let file_key = path.display().to_string();
         if file_found {
             std::fs::read(path).map_err(|e| {
-                ConfigError::new(&file_key, format!("cannot read the configuration file: {e}"))
+                ConfigError::new(
+                    &file_key,
+                    format!("cannot read the configuration file: {e}"),
+                )
             })?;
         }
         let raw = Config::builder()
@@ -312,17 +315,24 @@ impl Settings {
             feed: FeedSettings {
                 listen: raw.listen("feed.listen", defaults.feed.listen)?,
                 files: raw.paths("feed.files")?,
-                max_record_bytes: raw.size("feed.max_record_bytes", defaults.feed.max_record_bytes)?,
+                max_record_bytes: raw
+                    .size("feed.max_record_bytes", defaults.feed.max_record_bytes)?,
             },
             batch: BatchSettings {
-                max_records: raw.number("batch.max_records", defaults.batch.max_records, 1, u64::MAX)?,
+                max_records: raw.number(
+                    "batch.max_records",
+                    defaults.batch.max_records,
+                    1,
+                    u64::MAX,
+                )?,
                 max_bytes: raw.size("batch.max_bytes", defaults.batch.max_bytes)?,
                 max_age: raw.duration("batch.max_age", defaults.batch.max_age)?,
                 gzip_level: raw.number("batch.gzip_level", 6, 1, 9)? as u32,
                 writers: raw.number_or_auto("batch.writers", 0, 64)? as usize,
             },
             upload: UploadSettings {
-                api_calls_per_minute: raw.number("upload.api_calls_per_minute", 30, 1, 10_000)? as u32,
+                api_calls_per_minute: raw.number("upload.api_calls_per_minute", 30, 1, 10_000)?
+                    as u32,
                 timeout: raw.duration("upload.timeout", defaults.upload.timeout)?,
                 backoff_min: raw.duration("upload.backoff_min", defaults.upload.backoff_min)?,
                 backoff_max: raw.duration("upload.backoff_max", defaults.upload.backoff_max)?,
@@ -344,8 +354,12 @@ impl Settings {
                 listen: raw.listen("metrics.listen", defaults.metrics.listen)?,
             },
             paths: PathSettings {
-                state_dir: raw.path("paths.state_dir")?.unwrap_or(defaults.paths.state_dir),
-                runtime_dir: raw.path("paths.runtime_dir")?.unwrap_or(defaults.paths.runtime_dir),
+                state_dir: raw
+                    .path("paths.state_dir")?
+                    .unwrap_or(defaults.paths.state_dir),
+                runtime_dir: raw
+                    .path("paths.runtime_dir")?
+                    .unwrap_or(defaults.paths.runtime_dir),
             },
         };
         settings.mcas.token = raw.token(settings.mcas.token_file.as_deref())?;
@@ -365,7 +379,11 @@ impl Settings {
             ));
         }
         if self.mcas.source.is_empty()
-            || !self.mcas.source.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || !self
+                .mcas
+                .source
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             return Err(ConfigError::new(
                 "mcas.source",
@@ -379,7 +397,10 @@ impl Settings {
             check_ca_file(ca_file).map_err(|p| ConfigError::new("mcas.ca_file", p))?;
         }
         if self.feed.max_record_bytes == 0 {
-            return Err(ConfigError::new("feed.max_record_bytes", "must be more than 0, e.g. \"1MiB\""));
+            return Err(ConfigError::new(
+                "feed.max_record_bytes",
+                "must be more than 0, e.g. \"1MiB\"",
+            ));
         }
         if self.batch.max_bytes == 0 || self.batch.max_bytes > MAX_BATCH_BYTES {
             return Err(ConfigError::new(
@@ -388,7 +409,10 @@ impl Settings {
             ));
         }
         if self.batch.max_age.is_zero() {
-            return Err(ConfigError::new("batch.max_age", "must be longer than 0, e.g. \"5m\""));
+            return Err(ConfigError::new(
+                "batch.max_age",
+                "must be longer than 0, e.g. \"5m\"",
+            ));
         }
         for (key, value) in [
             ("upload.timeout", self.upload.timeout),
@@ -448,7 +472,10 @@ impl Settings {
         if self.file_found {
             String::new()
         } else {
-            format!(" (there is no configuration file at {})", self.path.display())
+            format!(
+                " (there is no configuration file at {})",
+                self.path.display()
+            )
         }
     }
 
@@ -532,7 +559,10 @@ impl Raw {
     }
 
     fn path(&self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
-        Ok(self.string(key)?.filter(|s| !s.is_empty()).map(PathBuf::from))
+        Ok(self
+            .string(key)?
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from))
     }
 
     fn paths(&self, key: &str) -> Result<Vec<PathBuf>, ConfigError> {
@@ -543,12 +573,18 @@ impl Raw {
                     .into_iter()
                     .map(|item| match item.kind {
                         ValueKind::String(s) if !s.is_empty() => Ok(PathBuf::from(s)),
-                        _ => Err(ConfigError::new(key, "must be a list of file paths in quotes")),
+                        _ => Err(ConfigError::new(
+                            key,
+                            "must be a list of file paths in quotes",
+                        )),
                     })
                     .collect(),
                 ValueKind::String(s) if s.is_empty() => Ok(Vec::new()),
                 ValueKind::String(s) => Ok(vec![PathBuf::from(s)]),
-                _ => Err(ConfigError::new(key, "must be a list of file paths, e.g. [\"/var/log/nss/mcas.log\"]")),
+                _ => Err(ConfigError::new(
+                    key,
+                    "must be a list of file paths, e.g. [\"/var/log/nss/mcas.log\"]",
+                )),
             },
         }
     }
@@ -603,7 +639,11 @@ impl Raw {
         }
     }
 
-    fn listen(&self, key: &str, default: Option<SocketAddr>) -> Result<Option<SocketAddr>, ConfigError> {
+    fn listen(
+        &self,
+        key: &str,
+        default: Option<SocketAddr>,
+    ) -> Result<Option<SocketAddr>, ConfigError> {
         match self.string(key)? {
             None => Ok(default),
             Some(s) if s.is_empty() => Ok(None),
@@ -630,7 +670,10 @@ impl Raw {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     ConfigError::new(
                         "mcas.token_file",
-                        format!("cannot read {}: {e}; point it at a readable file holding the token", path.display()),
+                        format!(
+                            "cannot read {}: {e}; point it at a readable file holding the token",
+                            path.display()
+                        ),
                     )
                 })?;
                 ("mcas.token_file", text.trim().to_string())
@@ -661,7 +704,10 @@ mod tests {
         assert!(!settings.file_found);
         assert_eq!(settings.batch.max_records, 100_000);
         assert_eq!(settings.batch.max_bytes, 256 << 20);
-        assert_eq!(settings.feed.listen, Some("127.0.0.1:13010".parse().unwrap()));
+        assert_eq!(
+            settings.feed.listen,
+            Some("127.0.0.1:13010".parse().unwrap())
+        );
         let err = settings.mcas_target().unwrap_err();
         assert_eq!(err.key, "mcas.domain");
         assert!(err.problem.contains("configure-mcas"));

@@ -40,7 +40,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Formats a byte count the way `parse_size` reads it back, in the largest exact binary unit.
 pub fn format_size(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
     for (unit, size) in UNITS {
         if bytes >= size && bytes % size == 0 {
             return format!("{}{unit}", bytes / size);
@@ -56,8 +61,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(seconds) = text.parse::<u64>() {
         return Ok(Duration::from_secs(seconds));
     }
-    humantime::parse_duration(text)
-        .map_err(|_| format!("\"{text}\" is not a duration: write it like \"90s\", \"5m\" or \"2h\""))
+    humantime::parse_duration(text).map_err(|_| {
+        format!("\"{text}\" is not a duration: write it like \"90s\", \"5m\" or \"2h\"")
+    })
 }
 
 /// Formats a duration the way `parse_duration` reads it back.

@@ -41,7 +41,11 @@ impl RecordDecoder {
 
     /// Turns a complete line (terminator removed from `len`) into a frame.
     fn frame(&self, mut line: BytesMut, len: usize) -> Option<Frame> {
-        let len = if len > 0 && line[len - 1] == b'\r' { len - 1 } else { len };
+        let len = if len > 0 && line[len - 1] == b'\r' {
+            len - 1
+        } else {
+            len
+        };
         if len == 0 {
             return None;
         }
@@ -161,18 +165,25 @@ mod tests {
 
     #[test]
     fn oversize_record_is_dropped_and_the_stream_goes_on() {
-        let long = vec![b'x'; 50];
+        let long = [b'x'; 50];
         let frames = decode_all(&[b"ok\n", &long[..20], &long[20..], b"\nnext\n"], 10);
         assert_eq!(
             frames,
-            vec![record(b"ok"), Frame::Oversize { bytes: 50 }, record(b"next")]
+            vec![
+                record(b"ok"),
+                Frame::Oversize { bytes: 50 },
+                record(b"next")
+            ]
         );
     }
 
     #[test]
     fn oversize_within_one_read() {
         let frames = decode_all(&[b"0123456789A\nshort\n"], 10);
-        assert_eq!(frames, vec![Frame::Oversize { bytes: 11 }, record(b"short")]);
+        assert_eq!(
+            frames,
+            vec![Frame::Oversize { bytes: 11 }, record(b"short")]
+        );
     }
 
     #[test]

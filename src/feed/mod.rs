@@ -73,7 +73,10 @@ impl Framer {
             }
         }
         let bytes: u64 = records.iter().map(|r| r.len() as u64).sum();
-        self.stats.feed.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.stats
+            .feed
+            .records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
         self.stats.feed.bytes.fetch_add(bytes, Ordering::Relaxed);
         if !records.is_empty() {
             self.stats.feed.last_record.touch();
@@ -82,7 +85,10 @@ impl Framer {
     }
 
     fn oversize(&mut self, bytes: u64) {
-        self.stats.feed.oversize_dropped.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .feed
+            .oversize_dropped
+            .fetch_add(1, Ordering::Relaxed);
         if !self.oversize_logged {
             self.oversize_logged = true;
             tracing::warn!(
@@ -93,5 +99,4 @@ impl Framer {
             );
         }
     }
-
 }

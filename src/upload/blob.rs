@@ -27,9 +27,17 @@ const AZURE_VERSION: &str = "2021-08-06";
 const SLOWEST_UPLINK: u64 = 512 << 10;
 
 /// Uploads the `len` bytes of the file at `path` to `target`, streamed from disk.
-pub async fn put(http: &Client, target: &UploadTarget, path: &Path, len: u64, timeout: Duration) -> Result<(), ApiError> {
+pub async fn put(
+    http: &Client,
+    target: &UploadTarget,
+    path: &Path,
+    len: u64,
+    timeout: Duration,
+) -> Result<(), ApiError> {
     match target.provider {
-        Provider::Azure if len >= SINGLE_PUT_LIMIT => put_blocks(http, &target.url, path, len, timeout).await,
+        Provider::Azure if len >= SINGLE_PUT_LIMIT => {
+            put_blocks(http, &target.url, path, len, timeout).await
+        }
         Provider::Azure => {
             let request = http
                 .put(&target.url)
@@ -42,7 +50,13 @@ pub async fn put(http: &Client, target: &UploadTarget, path: &Path, len: u64, ti
 }
 
 /// Put Block for each slice of the file, then Put Block List in order.
-async fn put_blocks(http: &Client, url: &str, path: &Path, len: u64, timeout: Duration) -> Result<(), ApiError> {
+async fn put_blocks(
+    http: &Client,
+    url: &str,
+    path: &Path,
+    len: u64,
+    timeout: Duration,
+) -> Result<(), ApiError> {
     let mut ids = Vec::new();
     let mut offset = 0;
     while offset < len {
@@ -91,7 +105,13 @@ fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 /// Sends `len` bytes of the file from `offset` as the request's body.
-async fn send(request: RequestBuilder, path: &Path, offset: u64, len: u64, timeout: Duration) -> Result<(), ApiError> {
+async fn send(
+    request: RequestBuilder,
+    path: &Path,
+    offset: u64,
+    len: u64,
+    timeout: Duration,
+) -> Result<(), ApiError> {
     let body = file_body(path, offset, len).await?;
     let allowance = timeout + Duration::from_secs(len / SLOWEST_UPLINK);
     let answer = request
@@ -121,7 +141,10 @@ async fn check(answer: reqwest::Response) -> Result<(), ApiError> {
 async fn file_body(path: &Path, offset: u64, len: u64) -> io::Result<Body> {
     let mut file = tokio::fs::File::open(path).await?;
     file.seek(io::SeekFrom::Start(offset)).await?;
-    Ok(Body::wrap_stream(ReaderStream::with_capacity(file.take(len), 256 << 10)))
+    Ok(Body::wrap_stream(ReaderStream::with_capacity(
+        file.take(len),
+        256 << 10,
+    )))
 }
 
 #[cfg(test)]
@@ -136,7 +159,10 @@ mod tests {
 
     #[test]
     fn query_is_appended_to_the_signature() {
-        let url = with_query("https://a.blob.core.windows.net/c/b.gz?sv=2020&sig=a%2Bb%3D", &[("comp", "block"), ("blockid", "YQ==")]);
+        let url = with_query(
+            "https://a.blob.core.windows.net/c/b.gz?sv=2020&sig=a%2Bb%3D",
+            &[("comp", "block"), ("blockid", "YQ==")],
+        );
         assert_eq!(url, "https://a.blob.core.windows.net/c/b.gz?sv=2020&sig=a%2Bb%3D&comp=block&blockid=YQ%3D%3D");
     }
 }

@@ -47,7 +47,11 @@ pub enum ApiError {
     BlobUrlRefused { status: u16 },
     /// The server refused this request for good (another 4xx): retrying cannot help.
     #[error("{step}: refused with HTTP {status}: {body}")]
-    Rejected { step: Step, status: u16, body: String },
+    Rejected {
+        step: Step,
+        status: u16,
+        body: String,
+    },
     /// The batch file could not be read.
     #[error("reading the batch file: {0}")]
     Local(#[from] std::io::Error),
@@ -58,7 +62,13 @@ const BODY_SHOWN: usize = 300;
 
 impl ApiError {
     /// Sorts a non-2xx answer of an API call.
-    pub fn from_api_status(step: Step, status: u16, retry_after: Option<Duration>, host: &str, body: &[u8]) -> ApiError {
+    pub fn from_api_status(
+        step: Step,
+        status: u16,
+        retry_after: Option<Duration>,
+        host: &str,
+        body: &[u8],
+    ) -> ApiError {
         match status {
             401 | 403 => ApiError::TokenRefused { step, status },
             404 => ApiError::NotFound {

@@ -20,12 +20,15 @@ pub fn client(ca_file: Option<&Path>) -> Result<Client, String> {
         .user_agent(concat!("nss-agent/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(3));
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let certs = Certificate::from_pem_bundle(&pem)
             .map_err(|e| format!("{} is not a PEM bundle: {e}", path.display()))?;
         for cert in certs {
             builder = builder.add_root_certificate(cert);
         }
     }
-    builder.build().map_err(|e| format!("cannot set up HTTPS: {e}"))
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up HTTPS: {e}"))
 }

@@ -82,7 +82,10 @@ mod tests {
         // Every window of 60 s holds at most 30 calls.
         for (i, &t) in times.iter().enumerate() {
             let in_window = times[i..].iter().take_while(|&&u| u < t + WINDOW).count();
-            assert!(in_window <= 30, "{in_window} calls within a minute from {t:?}");
+            assert!(
+                in_window <= 30,
+                "{in_window} calls within a minute from {t:?}"
+            );
         }
         assert_eq!(times[29], Duration::ZERO);
         assert_eq!(times[30], WINDOW);

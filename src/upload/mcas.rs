@@ -51,7 +51,13 @@ pub struct McasClient {
 
 impl McasClient {
     /// A client of `target`'s tenant.
-    pub fn new(target: &McasTarget, http: Client, limiter: Arc<ApiRateLimiter>, timeout: Duration, stats: Arc<Stats>) -> McasClient {
+    pub fn new(
+        target: &McasTarget,
+        http: Client,
+        limiter: Arc<ApiRateLimiter>,
+        timeout: Duration,
+        stats: Arc<Stats>,
+    ) -> McasClient {
         McasClient {
             http,
             domain: target.domain.clone(),
@@ -87,15 +93,25 @@ impl McasClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let body = answer.bytes().await.map_err(|e| ApiError::from_transport(step, e))?;
+        let body = answer
+            .bytes()
+            .await
+            .map_err(|e| ApiError::from_transport(step, e))?;
         if (200..300).contains(&status) {
             return Ok(body);
         }
         if status == 429 {
             // The throttle is the tenant's: every call of this process waits.
-            self.limiter.hold_for(retry_after.unwrap_or(Duration::from_secs(10)));
+            self.limiter
+                .hold_for(retry_after.unwrap_or(Duration::from_secs(10)));
         }
-        Err(ApiError::from_api_status(step, status, retry_after, &self.domain, &body))
+        Err(ApiError::from_api_status(
+            step,
+            status,
+            retry_after,
+            &self.domain,
+            &body,
+        ))
     }
 
     /// Step 1: asks where to put a file named `filename` of log format `source`.
@@ -105,17 +121,23 @@ impl McasClient {
             .get(self.url("/api/v1/discovery/upload_url/"))
             .query(&[("filename", filename), ("source", source)]);
         let body = self.call(Step::UploadUrl, request).await?;
-        let answer: UploadUrlAnswer = serde_json::from_slice(&body).map_err(|e| ApiError::Transient {
-            step: Step::UploadUrl,
-            reason: format!("the answer is not the expected {{\"url\", \"provider\"}} JSON: {e}"),
-            retry_after: None,
-            throttled: false,
-        })?;
+        let answer: UploadUrlAnswer =
+            serde_json::from_slice(&body).map_err(|e| ApiError::Transient {
+                step: Step::UploadUrl,
+                reason: format!(
+                    "the answer is not the expected {{\"url\", \"provider\"}} JSON: {e}"
+                ),
+                retry_after: None,
+                throttled: false,
+            })?;
         let provider = match answer.provider.as_deref() {
             None | Some("azure") => Provider::Azure,
             Some("aws") => Provider::Aws,
             Some(other) => {
-                tracing::warn!(provider = other, "upload_url named an unknown storage provider; uploading with one plain PUT");
+                tracing::warn!(
+                    provider = other,
+                    "upload_url named an unknown storage provider; uploading with one plain PUT"
+                );
                 Provider::Aws
             }
         };
@@ -132,7 +154,10 @@ impl McasClient {
             "inputStreamName": data_source,
             "uploadAsSnapshot": false,
         });
-        let request = self.http.post(self.url("/api/v1/discovery/done_upload/")).json(&body);
+        let request = self
+            .http
+            .post(self.url("/api/v1/discovery/done_upload/"))
+            .json(&body);
         self.call(Step::DoneUpload, request).await.map(drop)
     }
 
@@ -169,9 +194,15 @@ mod tests {
     #[test]
     fn legacy_tokens_and_jwts() {
         let legacy = Secret::new("a".repeat(64));
-        assert_eq!(authorization(&legacy).to_str().unwrap(), format!("Token {}", "a".repeat(64)));
+        assert_eq!(
+            authorization(&legacy).to_str().unwrap(),
+            format!("Token {}", "a".repeat(64))
+        );
         let jwt = Secret::new("eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ");
-        assert!(authorization(&jwt).to_str().unwrap().starts_with("Bearer eyJ"));
+        assert!(authorization(&jwt)
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer eyJ"));
         assert!(authorization(&jwt).is_sensitive());
     }
 }

@@ -57,7 +57,14 @@ enum Outcome {
 
 impl Uploader {
     /// An uploader of `spool`'s batches through `client`.
-    pub fn new(client: McasClient, spool: Arc<Spool>, stats: Arc<Stats>, settings: UploadSettings, source: String, data_source: String) -> Uploader {
+    pub fn new(
+        client: McasClient,
+        spool: Arc<Spool>,
+        stats: Arc<Stats>,
+        settings: UploadSettings,
+        source: String,
+        data_source: String,
+    ) -> Uploader {
         let host = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
@@ -122,7 +129,9 @@ impl Uploader {
         let ready = self.spool.ready()?;
         let spool = &self.stats.spool;
         spool.batches.store(ready.len() as u64, Ordering::Relaxed);
-        spool.bytes.store(ready.iter().map(|b| b.gzip_bytes).sum(), Ordering::Relaxed);
+        spool
+            .bytes
+            .store(ready.iter().map(|b| b.gzip_bytes).sum(), Ordering::Relaxed);
         match ready.first() {
             Some(oldest) => spool.oldest.set(oldest.sealed_at),
             None => spool.oldest.clear(),
@@ -147,11 +156,21 @@ impl Uploader {
                 let upload = &self.stats.upload;
                 upload.batches.fetch_add(1, Ordering::Relaxed);
                 upload.records.fetch_add(batch.records, Ordering::Relaxed);
-                upload.bytes_raw.fetch_add(batch.raw_bytes, Ordering::Relaxed);
-                upload.bytes_gzip.fetch_add(batch.gzip_bytes, Ordering::Relaxed);
+                upload
+                    .bytes_raw
+                    .fetch_add(batch.raw_bytes, Ordering::Relaxed);
+                upload
+                    .bytes_gzip
+                    .fetch_add(batch.gzip_bytes, Ordering::Relaxed);
                 upload.last_success.touch();
                 *upload.last_error.lock().unwrap() = None;
-                tracing::info!(seq = batch.seq, records = batch.records, raw = batch.raw_bytes, gzip = batch.gzip_bytes, "batch delivered to MCAS");
+                tracing::info!(
+                    seq = batch.seq,
+                    records = batch.records,
+                    raw = batch.raw_bytes,
+                    gzip = batch.gzip_bytes,
+                    "batch delivered to MCAS"
+                );
                 *progress = Progress::default();
                 Outcome::Delivered
             }
@@ -163,21 +182,36 @@ impl Uploader {
         let target = match &progress.target {
             Some(target) => target.clone(),
             None => {
-                let target = self.client.upload_url(&self.file_name(batch), &self.source).await?;
+                let target = self
+                    .client
+                    .upload_url(&self.file_name(batch), &self.source)
+                    .await?;
                 progress.target = Some(target.clone());
                 progress.blob_sent = false;
                 target
             }
         };
         if !progress.blob_sent {
-            blob::put(self.client.http(), &target, &batch.path, batch.gzip_bytes, self.settings.timeout).await?;
+            blob::put(
+                self.client.http(),
+                &target,
+                &batch.path,
+                batch.gzip_bytes,
+                self.settings.timeout,
+            )
+            .await?;
             progress.blob_sent = true;
         }
-        self.client.done_upload(&target.url, &self.data_source).await
+        self.client
+            .done_upload(&target.url, &self.data_source)
+            .await
     }
 
     fn failed(&self, batch: &SealedBatch, progress: &mut Progress, error: ApiError) -> Outcome {
-        self.stats.upload.set_error(format!("{}: {error}", rfc3339(std::time::SystemTime::now())));
+        self.stats.upload.set_error(format!(
+            "{}: {error}",
+            rfc3339(std::time::SystemTime::now())
+        ));
         match error {
             ApiError::Transient { retry_after, .. } => {
                 tracing::warn!(seq = batch.seq, %error, "upload attempt failed");
@@ -200,7 +234,9 @@ impl Uploader {
                         self.stats.spool.quarantined.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(seq = batch.seq, file = %path.display(), %error, "MCAS refused the batch; it is kept in quarantine and will not be retried");
                     }
-                    Err(io) => tracing::error!(seq = batch.seq, %error, quarantine_error = %io, "MCAS refused the batch and it cannot be moved to quarantine"),
+                    Err(io) => {
+                        tracing::error!(seq = batch.seq, %error, quarantine_error = %io, "MCAS refused the batch and it cannot be moved to quarantine")
+                    }
                 }
                 *progress = Progress::default();
                 Outcome::Quarantined

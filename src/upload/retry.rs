@@ -14,7 +14,11 @@ pub struct Backoff {
 impl Backoff {
     /// Backoff starting at `min`, never longer than `max`.
     pub fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff { min, max, attempt: 0 }
+        Backoff {
+            min,
+            max,
+            attempt: 0,
+        }
     }
 
     /// The wait before the next attempt; at least `at_least` (a server's Retry-After).
@@ -53,7 +57,8 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         Ok(seconds) => Duration::from_secs(seconds),
         Err(_) => {
             let at = httpdate::parse_http_date(value).ok()?;
-            at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
         }
     };
     Some(wait.min(CAP))
@@ -89,7 +94,10 @@ mod tests {
         let soon = SystemTime::now() + Duration::from_secs(120);
         let wait = parse_retry_after(&httpdate::fmt_http_date(soon)).unwrap();
         assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("later"), None);
     }
 }

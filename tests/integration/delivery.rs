@@ -18,7 +18,10 @@ async fn every_record_arrives_exactly_once_across_all_three_seal_limits() {
         .set("batch.max_records", "400")
         .set("batch.max_bytes", &quote("64KiB"))
         .set("batch.max_age", &quote("2s"))
-        .set("feed.files", &format!("[{}]", quote(&feed_file.display().to_string())));
+        .set(
+            "feed.files",
+            &format!("[{}]", quote(&feed_file.display().to_string())),
+        );
     let agent = world.agent(&settings);
     let addr = agent.feed.unwrap();
     let mut expected = Vec::new();
@@ -26,7 +29,9 @@ async fn every_record_arrives_exactly_once_across_all_three_seal_limits() {
     // Small records, fast: batches fill by count (400 records of ~180 bytes < 64 KiB).
     let mut senders = Vec::new();
     for conn in 0..3 {
-        let records: Vec<Vec<u8>> = (0..1000).map(|n| leef(&format!("tcp{conn}"), n, 0)).collect();
+        let records: Vec<Vec<u8>> = (0..1000)
+            .map(|n| leef(&format!("tcp{conn}"), n, 0))
+            .collect();
         expected.extend(records.iter().cloned());
         senders.push(std::thread::spawn(move || send_tcp(addr, &lines(&records))));
     }
@@ -45,14 +50,25 @@ async fn every_record_arrives_exactly_once_across_all_three_seal_limits() {
     file.write_all(&lines(&file_records[250..])).unwrap();
     drop(file);
 
-    world.emulator.wait_for_records(expected.len() as u64, Duration::from_secs(60)).await.unwrap();
+    world
+        .emulator
+        .wait_for_records(expected.len() as u64, Duration::from_secs(60))
+        .await
+        .unwrap();
     // A trickle after the rush: only the age limit seals it.
     let trickle: Vec<Vec<u8>> = (0..5).map(|n| leef("trickle", n, 0)).collect();
     expected.extend(trickle.iter().cloned());
     let sent_at = std::time::Instant::now();
     send_tcp(addr, &lines(&trickle));
-    world.emulator.wait_for_records(expected.len() as u64, Duration::from_secs(30)).await.unwrap();
-    assert!(sent_at.elapsed() >= Duration::from_millis(1500), "the trickle was sealed before its age");
+    world
+        .emulator
+        .wait_for_records(expected.len() as u64, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        sent_at.elapsed() >= Duration::from_millis(1500),
+        "the trickle was sealed before its age"
+    );
     let total = expected.len() as u64;
     assert_exactly_once(&world.emulator, expected);
 
@@ -64,15 +80,28 @@ async fn every_record_arrives_exactly_once_across_all_three_seal_limits() {
             (records.len(), records.iter().map(|r| r.len() + 1).sum())
         })
         .collect();
-    assert!(sizes.iter().any(|&(n, _)| n == 400), "no batch sealed by count: {sizes:?}");
     assert!(
-        sizes.iter().any(|&(n, bytes)| n < 400 && bytes > 60 << 10 && bytes <= 64 << 10),
+        sizes.iter().any(|&(n, _)| n == 400),
+        "no batch sealed by count: {sizes:?}"
+    );
+    assert!(
+        sizes
+            .iter()
+            .any(|&(n, bytes)| n < 400 && bytes > 60 << 10 && bytes <= 64 << 10),
         "no batch sealed by size: {sizes:?}"
     );
-    assert!(sizes.iter().all(|&(_, bytes)| bytes <= 64 << 10), "a batch over max_bytes: {sizes:?}");
-    assert!(sizes.iter().any(|&(n, _)| n == 5), "the trickle was not a batch of its own: {sizes:?}");
+    assert!(
+        sizes.iter().all(|&(_, bytes)| bytes <= 64 << 10),
+        "a batch over max_bytes: {sizes:?}"
+    );
+    assert!(
+        sizes.iter().any(|&(n, _)| n == 5),
+        "the trickle was not a batch of its own: {sizes:?}"
+    );
 
-    agent.wait_status("every record counted", |s| s["feed"]["records"] == total && s["upload"]["records"] == total);
+    agent.wait_status("every record counted", |s| {
+        s["feed"]["records"] == total && s["upload"]["records"] == total
+    });
     assert!(!agent.log_text().contains(TOKEN), "the token was logged");
 }
 
@@ -86,32 +115,63 @@ async fn three_api_steps_in_order_and_the_token_only_on_the_api() {
     let agent = world.agent(&settings);
     let records: Vec<Vec<u8>> = (0..50).map(|n| leef("steps", n, 0)).collect();
     send_tcp(agent.feed.unwrap(), &lines(&records));
-    world.emulator.wait_for_records(50, Duration::from_secs(30)).await.unwrap();
+    world
+        .emulator
+        .wait_for_records(50, Duration::from_secs(30))
+        .await
+        .unwrap();
 
     let calls = world.emulator.calls();
     let header = |call: &mcas_emulator::Call, name: &str| {
-        call.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        call.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     };
     let steps: Vec<Endpoint> = calls.iter().filter_map(|c| c.endpoint).collect();
-    assert_eq!(steps[..3], [Endpoint::UploadUrl, Endpoint::Blob, Endpoint::DoneUpload], "{steps:?}");
+    assert_eq!(
+        steps[..3],
+        [Endpoint::UploadUrl, Endpoint::Blob, Endpoint::DoneUpload],
+        "{steps:?}"
+    );
     for call in &calls {
         match call.endpoint {
             Some(Endpoint::UploadUrl) => {
                 assert_eq!(call.method, "GET");
-                assert_eq!(header(call, "authorization").as_deref(), Some(format!("Token {TOKEN}").as_str()));
-                assert!(call.query.contains("source=ZSCALER_QRADAR"), "{}", call.query);
-                assert!(call.query.contains("filename=nss-") && call.query.contains(".log.gz"), "{}", call.query);
+                assert_eq!(
+                    header(call, "authorization").as_deref(),
+                    Some(format!("Token {TOKEN}").as_str())
+                );
+                assert!(
+                    call.query.contains("source=ZSCALER_QRADAR"),
+                    "{}",
+                    call.query
+                );
+                assert!(
+                    call.query.contains("filename=nss-") && call.query.contains(".log.gz"),
+                    "{}",
+                    call.query
+                );
             }
             Some(Endpoint::Blob) => {
                 assert_eq!(call.method, "PUT");
-                assert_eq!(header(call, "authorization"), None, "the token went to the blob store");
+                assert_eq!(
+                    header(call, "authorization"),
+                    None,
+                    "the token went to the blob store"
+                );
                 assert!(!call.query.contains(TOKEN) && !call.path.contains(TOKEN));
                 assert_eq!(header(call, "x-ms-blob-type").as_deref(), Some("BlockBlob"));
             }
             Some(Endpoint::DoneUpload) => {
                 assert_eq!(call.method, "POST");
-                assert_eq!(header(call, "authorization").as_deref(), Some(format!("Token {TOKEN}").as_str()));
-                assert!(header(call, "content-type").unwrap().starts_with("application/json"));
+                assert_eq!(
+                    header(call, "authorization").as_deref(),
+                    Some(format!("Token {TOKEN}").as_str())
+                );
+                assert!(header(call, "content-type")
+                    .unwrap()
+                    .starts_with("application/json"));
             }
             _ => {}
         }
@@ -139,11 +199,23 @@ async fn a_batch_over_64_mib_goes_up_in_blocks() {
     let agent = world.agent(&settings);
     let records = incompressible_records(70 << 20);
     send_tcp(agent.feed.unwrap(), &lines(&records));
-    world.emulator.wait_for_records(records.len() as u64, Duration::from_secs(120)).await.unwrap();
+    world
+        .emulator
+        .wait_for_records(records.len() as u64, Duration::from_secs(120))
+        .await
+        .unwrap();
     let uploads = world.emulator.uploads();
     assert_eq!(uploads.len(), 1);
-    assert!(uploads[0].bytes > 64 << 20, "the batch was only {} bytes", uploads[0].bytes);
-    assert!(uploads[0].block_count >= 5, "{} blocks", uploads[0].block_count);
+    assert!(
+        uploads[0].bytes > 64 << 20,
+        "the batch was only {} bytes",
+        uploads[0].bytes
+    );
+    assert!(
+        uploads[0].block_count >= 5,
+        "{} blocks",
+        uploads[0].block_count
+    );
     assert_exactly_once(&world.emulator, records);
 }
 
@@ -151,7 +223,16 @@ async fn a_batch_over_64_mib_goes_up_in_blocks() {
 pub fn incompressible_records(total: usize) -> Vec<Vec<u8>> {
     let mut rng = fastrand::Rng::with_seed(7);
     (0..total / (64 << 10))
-        .map(|_| (0..64 << 10).map(|_| loop { let b = rng.u8(..); if b != b'\n' && b != b'\r' { break b; } }).collect())
+        .map(|_| {
+            (0..64 << 10)
+                .map(|_| loop {
+                    let b = rng.u8(..);
+                    if b != b'\n' && b != b'\r' {
+                        break b;
+                    }
+                })
+                .collect()
+        })
         .collect()
 }
 
@@ -168,11 +249,23 @@ async fn sigterm_seals_the_open_batch_and_a_restart_delivers_it() {
     let exit = agent.stop();
     assert!(exit.success(), "{exit:?}\n{}", agent.log_text());
     // The sealed batch is either delivered already or waits in the spool for the next start.
-    let ready = std::fs::read_dir(agent.state_dir.join("spool/ready")).unwrap().count();
-    assert!(ready == 1 || world.emulator.uploads().len() == 1, "the open batch was not sealed");
-    assert!(std::fs::read_dir(agent.state_dir.join("spool/open")).unwrap().next().is_none());
+    let ready = std::fs::read_dir(agent.state_dir.join("spool/ready"))
+        .unwrap()
+        .count();
+    assert!(
+        ready == 1 || world.emulator.uploads().len() == 1,
+        "the open batch was not sealed"
+    );
+    assert!(std::fs::read_dir(agent.state_dir.join("spool/open"))
+        .unwrap()
+        .next()
+        .is_none());
 
     let _again = world.agent(&settings);
-    world.emulator.wait_for_records(200, Duration::from_secs(30)).await.unwrap();
+    world
+        .emulator
+        .wait_for_records(200, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_exactly_once(&world.emulator, records);
 }

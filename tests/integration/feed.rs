@@ -35,7 +35,11 @@ async fn awkward_records() {
     .iter()
     .map(|r| r.to_vec())
     .collect();
-    world.emulator.wait_for_records(expected.len() as u64, Duration::from_secs(30)).await.unwrap();
+    world
+        .emulator
+        .wait_for_records(expected.len() as u64, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_exactly_once(&world.emulator, expected);
     let status = agent.wait_status("the oversize count", |s| s["feed"]["oversize_dropped"] == 1);
     assert_eq!(status["feed"]["records"], 5);

@@ -33,7 +33,8 @@ impl World {
     /// Like `start`, after `adjust` had its say on the emulator's configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut EmulatorConfig)) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = EmulatorConfig::new(TOKEN, &dir.path().join("store"), &dir.path().join("certs"));
+        let mut config =
+            EmulatorConfig::new(TOKEN, &dir.path().join("store"), &dir.path().join("certs"));
         adjust(&mut config);
         let emulator = Emulator::start(config).await.unwrap();
         World { dir, emulator }
@@ -46,7 +47,10 @@ impl World {
         for (key, value) in [
             ("mcas.domain", quote(&self.emulator.domain())),
             ("mcas.token", quote(TOKEN)),
-            ("mcas.ca_file", quote(&self.emulator.ca_pem_path().display().to_string())),
+            (
+                "mcas.ca_file",
+                quote(&self.emulator.ca_pem_path().display().to_string()),
+            ),
             ("feed.listen", quote(&format!("127.0.0.1:{port}"))),
             ("batch.max_age", quote("2s")),
             ("upload.timeout", quote("3s")),
@@ -55,8 +59,14 @@ impl World {
             ("upload.auth_retry", quote("1s")),
             ("upload.api_calls_per_minute", "600".to_string()),
             ("metrics.listen", quote("")),
-            ("paths.state_dir", quote(&self.dir.path().join("state").display().to_string())),
-            ("paths.runtime_dir", quote(&self.dir.path().join("run").display().to_string())),
+            (
+                "paths.state_dir",
+                quote(&self.dir.path().join("state").display().to_string()),
+            ),
+            (
+                "paths.runtime_dir",
+                quote(&self.dir.path().join("run").display().to_string()),
+            ),
         ] {
             settings.set(key, &value);
         }
@@ -76,7 +86,11 @@ pub fn quote(text: &str) -> String {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A configuration file's keys, `section.key` to a TOML value.
@@ -100,7 +114,10 @@ impl Settings {
         let mut sections: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (key, value) in &self.0 {
             let (section, name) = key.split_once('.').unwrap();
-            sections.entry(section).or_default().push(format!("{name} = {value}"));
+            sections
+                .entry(section)
+                .or_default()
+                .push(format!("{name} = {value}"));
         }
         sections
             .into_iter()
@@ -128,7 +145,13 @@ impl Agent {
     fn start(dir: &Path, settings: &Settings) -> Agent {
         let config = dir.join("config.toml");
         settings.write(&config);
-        let log = dir.join(format!("agent-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+        let log = dir.join(format!(
+            "agent-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
         let child = nss()
             .arg("--config")
             .arg(&config)
@@ -139,7 +162,9 @@ impl Agent {
             .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
             .spawn()
             .unwrap();
-        let unquote = |key: &str| PathBuf::from(serde_json::from_str::<String>(settings.get(key).unwrap()).unwrap());
+        let unquote = |key: &str| {
+            PathBuf::from(serde_json::from_str::<String>(settings.get(key).unwrap()).unwrap())
+        };
         let feed = settings
             .get("feed.listen")
             .and_then(|v| serde_json::from_str::<String>(v).ok())
@@ -183,7 +208,11 @@ impl Agent {
     }
 
     /// Waits until `check` holds for the status, or panics with the log.
-    pub fn wait_status(&self, what: &str, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_status(
+        &self,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(text) = std::fs::read_to_string(self.runtime_dir.join("status.json")) {
@@ -202,7 +231,11 @@ impl Agent {
     pub fn quarantined(&self) -> Vec<PathBuf> {
         let dir = self.state_dir.join("spool/quarantine");
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|d| d.map(|e| e.unwrap().path()).filter(|p| p.extension().is_none_or(|e| e != "reason")).collect())
+            .map(|d| {
+                d.map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_none_or(|e| e != "reason"))
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
         files
@@ -211,7 +244,11 @@ impl Agent {
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -219,7 +256,10 @@ impl Agent {
             }
             if Instant::now() > deadline {
                 child.kill().unwrap();
-                panic!("the agent did not stop on SIGTERM; log:\n{}", self.log_text());
+                panic!(
+                    "the agent did not stop on SIGTERM; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -270,7 +310,10 @@ pub fn lines(records: &[Vec<u8>]) -> Vec<u8> {
 /// Every record the emulator holds, sorted, with how many batches they came in.
 pub fn delivered(emulator: &Emulator) -> (Vec<Vec<u8>>, usize) {
     let uploads = emulator.uploads();
-    let mut records: Vec<Vec<u8>> = uploads.iter().flat_map(|u| u.records_decompressed().unwrap()).collect();
+    let mut records: Vec<Vec<u8>> = uploads
+        .iter()
+        .flat_map(|u| u.records_decompressed().unwrap())
+        .collect();
     records.sort();
     (records, uploads.len())
 }
@@ -286,6 +329,10 @@ pub fn assert_exactly_once(emulator: &Emulator, mut expected: Vec<Vec<u8>>) {
         }
         let dups = seen.values().filter(|&&c| c > 1).count();
         let missing = expected.iter().filter(|r| !seen.contains_key(*r)).count();
-        panic!("{} records expected, {} delivered: {missing} missing, {dups} duplicated", expected.len(), got.len());
+        panic!(
+            "{} records expected, {} delivered: {missing} missing, {dups} duplicated",
+            expected.len(),
+            got.len()
+        );
     }
 }
