@@ -196,7 +196,10 @@ async fn a_batch_over_64_mib_goes_up_in_blocks() {
 /// Azurite and compared. scripts/test starts Azurite and sets AZURITE_BLOB_ENDPOINT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_over_64_mib_goes_up_in_blocks_to_azurite() {
-    let (Ok(endpoint), Ok(cert_dir)) = (std::env::var("AZURITE_BLOB_ENDPOINT"), std::env::var("AZURITE_CERT_DIR")) else {
+    let (Ok(endpoint), Ok(cert_dir)) = (
+        std::env::var("AZURITE_BLOB_ENDPOINT"),
+        std::env::var("AZURITE_CERT_DIR"),
+    ) else {
         assert!(
             std::env::var_os("NSS_REQUIRE_AZURITE").is_none(),
             "Azurite is required but AZURITE_BLOB_ENDPOINT is not set"
@@ -206,7 +209,10 @@ async fn a_batch_over_64_mib_goes_up_in_blocks_to_azurite() {
     };
     let world = World::start_with(|config| {
         config.cert_dir = cert_dir.into();
-        config.azurite = Some(mcas_emulator::AzuriteTarget::dev(&endpoint, "nss-agent-test"));
+        config.azurite = Some(mcas_emulator::AzuriteTarget::dev(
+            &endpoint,
+            "nss-agent-test",
+        ));
     })
     .await;
     large_batch_goes_up_in_blocks(world).await;
@@ -222,11 +228,23 @@ async fn large_batch_goes_up_in_blocks(world: World) {
     let agent = world.agent(&settings);
     let records = incompressible_records(70 << 20);
     send_tcp(agent.feed.unwrap(), &lines(&records));
-    world.emulator.wait_for_records(records.len() as u64, Duration::from_secs(120)).await.unwrap();
+    world
+        .emulator
+        .wait_for_records(records.len() as u64, Duration::from_secs(120))
+        .await
+        .unwrap();
     let uploads = world.emulator.uploads();
     assert_eq!(uploads.len(), 1);
-    assert!(uploads[0].bytes > 64 << 20, "the batch was only {} bytes", uploads[0].bytes);
-    assert!(uploads[0].block_count >= 5, "{} blocks", uploads[0].block_count);
+    assert!(
+        uploads[0].bytes > 64 << 20,
+        "the batch was only {} bytes",
+        uploads[0].bytes
+    );
+    assert!(
+        uploads[0].block_count >= 5,
+        "{} blocks",
+        uploads[0].block_count
+    );
     assert_exactly_once(&world.emulator, records);
 }
 
