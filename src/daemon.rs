@@ -113,8 +113,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         spool.clone(),
         stats.clone(),
         settings.upload.clone(),
-        target.source.clone(),
-        target.data_source.clone(),
+        &target,
     );
     let upload_task = tokio::spawn(uploader.run(stop_uploads.clone(), abort_uploads.clone()));
 

@@ -5,14 +5,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Body, Client, RequestBuilder};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::error::{ApiError, Step};
 use super::mcas::{Provider, UploadTarget};
-use super::retry::parse_retry_after;
+use super::retry::retry_after;
 
 /// Azure takes a file below this in one Put Blob; larger ones go up in blocks.
 pub const SINGLE_PUT_LIMIT: u64 = 64 << 20;
@@ -76,16 +76,12 @@ async fn put_blocks(
         xml.push_str("</Latest>");
     }
     xml.push_str("</BlockList>");
-    let answer = http
+    let request = http
         .put(with_query(url, &[("comp", "blocklist")]))
         .header("x-ms-version", AZURE_VERSION)
         .header(CONTENT_TYPE, "application/xml")
-        .body(xml)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| ApiError::from_transport(Step::Blob, e))?;
-    check(answer).await
+        .body(xml);
+    execute(request, timeout).await
 }
 
 /// Block ids must all have the same length within a blob.
@@ -114,26 +110,21 @@ async fn send(
 ) -> Result<(), ApiError> {
     let body = file_body(path, offset, len).await?;
     let allowance = timeout + Duration::from_secs(len / SLOWEST_UPLINK);
+    execute(request.header(CONTENT_LENGTH, len).body(body), allowance).await
+}
+
+/// Sends a blob request and sorts its answer.
+async fn execute(request: RequestBuilder, timeout: Duration) -> Result<(), ApiError> {
     let answer = request
-        .header(CONTENT_LENGTH, len)
-        .body(body)
-        .timeout(allowance)
+        .timeout(timeout)
         .send()
         .await
         .map_err(|e| ApiError::from_transport(Step::Blob, e))?;
-    check(answer).await
-}
-
-async fn check(answer: reqwest::Response) -> Result<(), ApiError> {
     let status = answer.status().as_u16();
     if (200..300).contains(&status) {
         return Ok(());
     }
-    let retry_after = answer
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
+    let retry_after = retry_after(answer.headers());
     let body = answer.bytes().await.unwrap_or_default();
     Err(ApiError::from_blob_status(status, retry_after, &body))
 }

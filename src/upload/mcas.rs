@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Client, RequestBuilder};
 use serde::Deserialize;
 
 use super::error::{ApiError, Step};
 use super::limit::ApiRateLimiter;
-use super::retry::parse_retry_after;
+use super::retry::retry_after;
 use crate::config::{McasTarget, Secret};
 use crate::status::Stats;
 
@@ -88,11 +88,7 @@ impl McasClient {
             .await
             .map_err(|e| ApiError::from_transport(step, e))?;
         let status = answer.status().as_u16();
-        let retry_after = answer
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+        let retry_after = retry_after(answer.headers());
         let body = answer
             .bytes()
             .await

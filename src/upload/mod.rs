@@ -19,7 +19,7 @@ pub use limit::ApiRateLimiter;
 pub use mcas::{McasClient, Provider, UploadTarget};
 pub use retry::Backoff;
 
-use crate::config::UploadSettings;
+use crate::config::{McasTarget, UploadSettings};
 use crate::spool::{SealedBatch, Spool};
 use crate::status::{rfc3339, Stats};
 
@@ -62,8 +62,7 @@ impl Uploader {
         spool: Arc<Spool>,
         stats: Arc<Stats>,
         settings: UploadSettings,
-        source: String,
-        data_source: String,
+        target: &McasTarget,
     ) -> Uploader {
         let host = nix::unistd::gethostname()
             .ok()
@@ -75,8 +74,8 @@ impl Uploader {
             spool,
             stats,
             settings,
-            source,
-            data_source,
+            source: target.source.clone(),
+            data_source: target.data_source.clone(),
             host,
         }
     }

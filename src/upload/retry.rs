@@ -48,6 +48,14 @@ impl Backoff {
     }
 }
 
+/// The wait an answer's Retry-After header asks for, if it has a readable one.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
 /// Reads a Retry-After header: seconds, or an HTTP date. Capped at an hour, so that a
 /// wrong header cannot stall uploads for days.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
