@@ -36,6 +36,7 @@ use serde::Serialize;
 
 pub use blocklist::block_list_xml;
 pub use certs::{ensure_certs, CA_FILE, CERT_FILE, KEY_FILE};
+pub use records::gzip_lines;
 
 /// Which cloud the upload URL points at (the `provider` of the upload_url answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]

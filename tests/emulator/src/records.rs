@@ -86,6 +86,19 @@ pub(crate) fn read_records(path: &Path) -> io::Result<Vec<Vec<u8>>> {
         .collect())
 }
 
+/// A gzip file of `lines`, each followed by a newline: what a client would upload.
+pub fn gzip_lines(lines: &[&str]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for line in lines {
+        encoder
+            .write_all(line.as_bytes())
+            .expect("writing to memory");
+        encoder.write_all(b"\n").expect("writing to memory");
+    }
+    encoder.finish().expect("writing to memory")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,6 @@
 //! Runs when `scripts/azurite start DIR` has set AZURITE_BLOB_ENDPOINT and
 //! AZURITE_CERT_DIR (the certificates Azurite serves); skipped otherwise.
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -13,15 +12,6 @@ use mcas_emulator::{block_list_xml, AzuriteTarget, Emulator, EmulatorConfig};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "azurite-test-token-0123456789abcdef0123456789abcdef0123456789abcdef";
-
-fn gz(lines: &[&str]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    for l in lines {
-        e.write_all(l.as_bytes()).unwrap();
-        e.write_all(b"\n").unwrap();
-    }
-    e.finish().unwrap()
-}
 
 #[tokio::test]
 async fn upload_through_azurite() {
@@ -88,7 +78,7 @@ async fn upload_through_azurite() {
     );
     // Nothing uploaded yet.
     assert_eq!(done(url.clone()).await.unwrap().status(), 400);
-    let data = gz(&["r1", "r2", "r3"]);
+    let data = mcas_emulator::gzip_lines(&["r1", "r2", "r3"]);
     // Azurite checks the signature: a tampered one is refused.
     let r = http
         .put(url.replace("sig=", "sig=AAAA"))
@@ -120,7 +110,7 @@ async fn upload_through_azurite() {
 
     // Put Block + Put Block List.
     let url = upload_url("blocks.gz").await;
-    let data = gz(&["b1", "b2", "b3", "b4"]);
+    let data = mcas_emulator::gzip_lines(&["b1", "b2", "b3", "b4"]);
     let (first, second) = data.split_at(data.len() / 2);
     let ids = [B64.encode(b"blk-000000"), B64.encode(b"blk-000001")];
     for (id, part) in ids.iter().zip([first, second]) {

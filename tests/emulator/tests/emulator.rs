@@ -1,7 +1,6 @@
 //! Drives the emulator over HTTPS the way a client of MCAS does: the three upload steps,
 //! the block path, the checks a real service makes, faults and the throttle.
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -46,15 +45,6 @@ fn client(emu: &Emulator, h2: bool) -> reqwest::Client {
         b.http1_only()
     };
     b.build().unwrap()
-}
-
-fn gz(lines: &[&str]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    for l in lines {
-        e.write_all(l.as_bytes()).unwrap();
-        e.write_all(b"\n").unwrap();
-    }
-    e.finish().unwrap()
 }
 
 fn enc(s: &str) -> String {
@@ -117,7 +107,7 @@ async fn three_steps_with_put_blob() {
     );
     assert!(url.contains("sv=2020-10-02") && url.contains("sr=b") && url.contains("sp=cw"));
 
-    let data = gz(&["rec 1", "rec 2", "", "rec 3"]);
+    let data = mcas_emulator::gzip_lines(&["rec 1", "rec 2", "", "rec 3"]);
     let resp = h.put_blob(&url, data.clone()).await;
     assert_eq!(resp.status(), 201);
     assert!(resp.headers().contains_key("etag"));
@@ -192,8 +182,8 @@ async fn block_path() {
     let h = start().await;
     let url = h.upload_url("big.gz").await;
     // Two gzip members across three blocks, split mid-member.
-    let mut data = gz(&["a", "b", "c"]);
-    data.extend(gz(&["d", "e"]));
+    let mut data = mcas_emulator::gzip_lines(&["a", "b", "c"]);
+    data.extend(mcas_emulator::gzip_lines(&["d", "e"]));
     let parts = [&data[..7], &data[7..20], &data[20..]];
     // Ids whose base64 has '+', '/' and '=': they must be URL-encoded.
     let ids: Vec<String> = [[0xfbu8, 0xff, 0x00], [0xfb, 0xff, 0x01], [0xfb, 0xff, 0x02]]
@@ -346,7 +336,7 @@ async fn validation_like_the_real_services() {
     assert_eq!(r.status(), 405);
 
     let url = h.upload_url("b.gz").await;
-    let data = gz(&["x"]);
+    let data = mcas_emulator::gzip_lines(&["x"]);
     // No x-ms-blob-type.
     let r = h.http.put(&url).body(data.clone()).send().await.unwrap();
     assert_eq!(r.status(), 400);
@@ -482,7 +472,7 @@ async fn expired_upload_url() {
     let h = start_with(|c| c.sas_ttl = Duration::from_millis(1100)).await;
     let url = h.upload_url("late.gz").await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let r = h.put_blob(&url, gz(&["x"])).await;
+    let r = h.put_blob(&url, mcas_emulator::gzip_lines(&["x"])).await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.headers()["x-ms-error-code"], "AuthenticationFailed");
 }
@@ -533,12 +523,17 @@ async fn faults() {
         .http
         .put(&url)
         .header("x-ms-blob-type", "BlockBlob")
-        .body(gz(&["x"]))
+        .body(mcas_emulator::gzip_lines(&["x"]))
         .send()
         .await;
     assert!(r.is_err(), "{r:?}");
     assert_eq!(h.emu.calls_to(Endpoint::Blob).last().unwrap().status, 0);
-    assert_eq!(h.put_blob(&url, gz(&["x", "y"])).await.status(), 201);
+    assert_eq!(
+        h.put_blob(&url, mcas_emulator::gzip_lines(&["x", "y"]))
+            .await
+            .status(),
+        201
+    );
 
     // Delay: the client times out, the request takes effect anyway.
     h.emu.push_fault(
@@ -624,7 +619,7 @@ async fn aws_provider_and_http2() {
     let url = v["url"].as_str().unwrap().to_string();
     assert!(url.contains("X-Amz-Signature="), "{url}");
     let h2 = client(&h.emu, true);
-    let data = gz(&["1", "2"]);
+    let data = mcas_emulator::gzip_lines(&["1", "2"]);
     let r = h2.put(&url).body(data.clone()).send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
