@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use mcas_emulator::{block_list_xml, AzuriteTarget, Emulator, EmulatorConfig};
-use serde_json::{json, Value};
+use mcas_emulator::{block_list_xml, AzuriteTarget};
 
-const TOKEN: &str = "azurite-test-token-0123456789abcdef0123456789abcdef0123456789abcdef";
+mod common;
+
+use common::*;
 
 #[tokio::test]
 async fn upload_through_azurite() {
@@ -24,46 +25,18 @@ async fn upload_through_azurite() {
     };
     let cert_dir = std::env::var("AZURITE_CERT_DIR")
         .expect("AZURITE_CERT_DIR must name the certificates Azurite serves");
-    let dir = tempfile::tempdir().unwrap();
     let container = format!("mcas-test-{:08x}", std::process::id() ^ fastrand::u32(..));
-    let mut cfg = EmulatorConfig::new(TOKEN, &dir.path().join("store"), cert_dir.as_ref());
-    cfg.azurite = Some(AzuriteTarget::dev(&endpoint, &container));
-    let emu = Emulator::start(cfg).await.unwrap();
-
-    let ca = std::fs::read(emu.ca_pem_path()).unwrap();
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let api = |p: &str| format!("{}{p}", emu.base_url());
-    let upload_url = |name: &'static str| {
-        let http = http.clone();
-        let u = api("/api/v1/discovery/upload_url/");
-        async move {
-            let r = http
-                .get(u)
-                .query(&[("filename", name), ("source", "ZSCALER_QRADAR")])
-                .header("Authorization", format!("Token {TOKEN}"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-            assert_eq!(v["provider"], "azure");
-            v["url"].as_str().unwrap().to_string()
-        }
-    };
-    let done = |url: String| {
-        http.post(api("/api/v1/discovery/done_upload/"))
-            .header("Authorization", format!("Token {TOKEN}"))
-            .header("content-type", "application/json")
-            .body(
-                json!({"uploadUrl": url, "inputStreamName": "NSS", "uploadAsSnapshot": false})
-                    .to_string(),
-            )
-            .send()
+    let harness = start_with(|cfg| {
+        cfg.cert_dir = cert_dir.into();
+        cfg.azurite = Some(AzuriteTarget::dev(&endpoint, &container));
+    })
+    .await;
+    let h = &harness;
+    let (emu, http) = (&h.emu, &h.http);
+    let upload_url = |name: &'static str| async move {
+        let (url, provider) = h.upload_target(name).await;
+        assert_eq!(provider, "azure");
+        url
     };
 
     // Put Blob.
@@ -77,7 +50,7 @@ async fn upload_through_azurite() {
         "{url}"
     );
     // Nothing uploaded yet.
-    assert_eq!(done(url.clone()).await.unwrap().status(), 400);
+    assert_eq!(h.done(&url).await.status(), 400);
     let data = mcas_emulator::gzip_lines(&["r1", "r2", "r3"]);
     // Azurite checks the signature: a tampered one is refused.
     let r = http
@@ -88,16 +61,9 @@ async fn upload_through_azurite() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let r = http
-        .put(&url)
-        .header("x-ms-blob-type", "BlockBlob")
-        .header("x-ms-version", "2021-08-06")
-        .body(data.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = h.put_blob(&url, data.clone()).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    assert_eq!(done(url.clone()).await.unwrap().status(), 200);
+    assert_eq!(h.done(&url).await.status(), 200);
     emu.wait_for_records(3, Duration::from_secs(10))
         .await
         .unwrap();
@@ -125,7 +91,7 @@ async fn upload_through_azurite() {
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     }
     // Blocks alone are not a blob.
-    assert_eq!(done(url.clone()).await.unwrap().status(), 400);
+    assert_eq!(h.done(&url).await.status(), 400);
     let r = http
         .put(format!("{url}&comp=blocklist"))
         .header("x-ms-version", "2021-08-06")
@@ -134,8 +100,8 @@ async fn upload_through_azurite() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    assert_eq!(done(url.clone()).await.unwrap().status(), 200);
-    assert_eq!(done(url.clone()).await.unwrap().status(), 200);
+    assert_eq!(h.done(&url).await.status(), 200);
+    assert_eq!(h.done(&url).await.status(), 200);
     let ups = emu.uploads();
     assert_eq!(ups.len(), 2);
     assert_eq!((ups[1].records, ups[1].block_count), (4, 2));

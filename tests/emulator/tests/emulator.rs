@@ -5,96 +5,12 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use mcas_emulator::{block_list_xml, Emulator, EmulatorConfig, Endpoint, Fault, Provider};
+use mcas_emulator::{block_list_xml, Endpoint, Fault, Provider};
 use serde_json::{json, Value};
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+mod common;
 
-struct Harness {
-    emu: Emulator,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_with(edit: impl FnOnce(&mut EmulatorConfig)) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = EmulatorConfig::new(TOKEN, &dir.path().join("store"), &dir.path().join("certs"));
-    edit(&mut cfg);
-    let emu = Emulator::start(cfg).await.unwrap();
-    let http = client(&emu, false);
-    Harness {
-        emu,
-        http,
-        _dir: dir,
-    }
-}
-
-async fn start() -> Harness {
-    start_with(|_| {}).await
-}
-
-fn client(emu: &Emulator, h2: bool) -> reqwest::Client {
-    let ca = std::fs::read(emu.ca_pem_path()).unwrap();
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .timeout(Duration::from_secs(20));
-    b = if h2 {
-        b.http2_prior_knowledge()
-    } else {
-        b.http1_only()
-    };
-    b.build().unwrap()
-}
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-impl Harness {
-    fn api(&self, path: &str) -> String {
-        format!("{}{path}", self.emu.base_url())
-    }
-
-    async fn upload_url(&self, filename: &str) -> String {
-        let resp = self
-            .http
-            .get(self.api("/api/v1/discovery/upload_url/"))
-            .query(&[("filename", filename), ("source", "ZSCALER_QRADAR")])
-            .header("Authorization", format!("Token {TOKEN}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-        v["url"].as_str().unwrap().to_string()
-    }
-
-    async fn put_blob(&self, url: &str, data: Vec<u8>) -> reqwest::Response {
-        self.http
-            .put(url)
-            .header("x-ms-blob-type", "BlockBlob")
-            .header("x-ms-version", "2020-10-02")
-            .body(data)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn done(&self, url: &str) -> reqwest::Response {
-        self.http
-            .post(self.api("/api/v1/discovery/done_upload/"))
-            .header("Authorization", format!("Token {TOKEN}"))
-            .header("content-type", "application/json")
-            .body(
-                json!({"uploadUrl": url, "inputStreamName": "NSS", "uploadAsSnapshot": false})
-                    .to_string(),
-            )
-            .send()
-            .await
-            .unwrap()
-    }
-}
+use common::*;
 
 #[tokio::test]
 async fn three_steps_with_put_blob() {
@@ -309,30 +225,20 @@ async fn validation_like_the_real_services() {
     assert_eq!(r.status(), 200);
     // Parameters.
     let r = h
-        .http
-        .get(h.api("/api/v1/discovery/upload_url/?filename=a.gz"))
-        .header("Authorization", format!("Token {TOKEN}"))
+        .authed_get(h.api("/api/v1/discovery/upload_url/?filename=a.gz"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
     // Unknown paths, a missing trailing slash included.
     let r = h
-        .http
-        .get(h.api("/api/v1/discovery/upload_url?filename=a&source=b"))
-        .header("Authorization", format!("Token {TOKEN}"))
+        .authed_get(h.api("/api/v1/discovery/upload_url?filename=a&source=b"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
     // Wrong method.
-    let r = h
-        .http
-        .post(&upload_url)
-        .header("Authorization", format!("Token {TOKEN}"))
-        .send()
-        .await
-        .unwrap();
+    let r = h.authed_post(&upload_url).send().await.unwrap();
     assert_eq!(r.status(), 405);
 
     let url = h.upload_url("b.gz").await;
@@ -387,9 +293,7 @@ async fn validation_like_the_real_services() {
     assert_eq!(h.done(&tampered).await.status(), 400);
     assert_eq!(h.done("https://example.com/x?sig=1").await.status(), 400);
     let r = h
-        .http
-        .post(h.api("/api/v1/discovery/done_upload/"))
-        .header("Authorization", format!("Token {TOKEN}"))
+        .authed_post(h.api("/api/v1/discovery/done_upload/"))
         .header("content-type", "application/json")
         .body(json!({"uploadUrl": url}).to_string())
         .send()
@@ -397,9 +301,7 @@ async fn validation_like_the_real_services() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let r = h
-        .http
-        .post(h.api("/api/v1/discovery/done_upload/"))
-        .header("Authorization", format!("Token {TOKEN}"))
+        .authed_post(h.api("/api/v1/discovery/done_upload/"))
         .header("content-type", "text/plain")
         .body("uploadUrl=x")
         .send()
@@ -409,9 +311,7 @@ async fn validation_like_the_real_services() {
     // Form-encoded is accepted.
     assert_eq!(h.put_blob(&url, data.clone()).await.status(), 201);
     let r = h
-        .http
-        .post(h.api("/api/v1/discovery/done_upload/"))
-        .header("Authorization", format!("Token {TOKEN}"))
+        .authed_post(h.api("/api/v1/discovery/done_upload/"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "uploadUrl={}&inputStreamName=NSS&uploadAsSnapshot=true",
@@ -426,9 +326,7 @@ async fn validation_like_the_real_services() {
 
     // Block scripts.
     let bs = |q: &str| {
-        h.http
-            .get(h.api(&format!("/api/discovery_block_scripts/{q}")))
-            .header("Authorization", format!("Token {TOKEN}"))
+        h.authed_get(h.api(&format!("/api/discovery_block_scripts/{q}")))
             .send()
     };
     let r = bs("?format=120&type=banned").await.unwrap();
@@ -500,9 +398,7 @@ async fn faults() {
         1,
     );
     let get = || {
-        h.http
-            .get(h.api("/api/v1/discovery/upload_url/?filename=f.gz&source=ZSCALER"))
-            .header("Authorization", format!("Token {TOKEN}"))
+        h.authed_get(h.api("/api/v1/discovery/upload_url/?filename=f.gz&source=ZSCALER"))
             .send()
     };
     for _ in 0..2 {
@@ -542,9 +438,7 @@ async fn faults() {
         1,
     );
     let r = h
-        .http
-        .post(h.api("/api/v1/discovery/done_upload/"))
-        .header("Authorization", format!("Token {TOKEN}"))
+        .authed_post(h.api("/api/v1/discovery/done_upload/"))
         .header("content-type", "application/json")
         .timeout(Duration::from_millis(200))
         .body(
@@ -573,9 +467,7 @@ async fn faults() {
 async fn throttle() {
     let h = start_with(|c| c.throttle_per_minute = Some(3)).await;
     let get = || {
-        h.http
-            .get(h.api("/api/discovery_block_scripts/?format=120&type=banned"))
-            .header("Authorization", format!("Token {TOKEN}"))
+        h.authed_get(h.api("/api/discovery_block_scripts/?format=120&type=banned"))
             .send()
     };
     for _ in 0..3 {
@@ -591,9 +483,7 @@ async fn throttle() {
     assert!((59..=60).contains(&wait), "{wait}");
     // Blob requests are not API calls.
     let url_req = h
-        .http
-        .get(h.api("/api/v1/discovery/upload_url/?filename=f&source=s"))
-        .header("Authorization", format!("Token {TOKEN}"))
+        .authed_get(h.api("/api/v1/discovery/upload_url/?filename=f&source=s"))
         .send()
         .await
         .unwrap();
@@ -608,9 +498,7 @@ async fn throttle() {
 async fn aws_provider_and_http2() {
     let h = start_with(|c| c.provider = Provider::Aws).await;
     let r = h
-        .http
-        .get(h.api("/api/v1/discovery/upload_url/?filename=s3.gz&source=ZSCALER"))
-        .header("Authorization", format!("Token {TOKEN}"))
+        .authed_get(h.api("/api/v1/discovery/upload_url/?filename=s3.gz&source=ZSCALER"))
         .send()
         .await
         .unwrap();
@@ -623,17 +511,7 @@ async fn aws_provider_and_http2() {
     let r = h2.put(&url).body(data.clone()).send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
-    let r = h2
-        .post(h.api("/api/v1/discovery/done_upload/"))
-        .header("Authorization", format!("Token {TOKEN}"))
-        .header("content-type", "application/json")
-        .body(
-            json!({"uploadUrl": url, "inputStreamName": "NSS", "uploadAsSnapshot": false})
-                .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = h.done_request(&h2, &url).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let u = &h.emu.uploads()[0];
     assert_eq!(
@@ -719,9 +597,7 @@ async fn control_api() {
         assert!(stats.get(key).is_some(), "{key}");
     }
     let r = h
-        .http
-        .get(h.api("/api/discovery_block_scripts/?format=120&type=banned"))
-        .header("Authorization", format!("Token {TOKEN}"))
+        .authed_get(h.api("/api/discovery_block_scripts/?format=120&type=banned"))
         .send()
         .await
         .unwrap();
