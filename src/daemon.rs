@@ -48,7 +48,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let ram_total = memory::ram_total();
     let budget = MemoryBudget::new(MemoryBudget::resolve(settings.memory.limit, ram_total));
-    if let Some(ram) = ram_total.filter(|&r| !MemoryReport::new(r, 0, 0).meets_8gb_floor) {
+    if let Some(ram) = ram_total.filter(|&r| !status::meets_ram_floor(r)) {
         tracing::warn!(
             ram_gb = format!("{:.1}", ram as f64 / 1e9),
             "this appliance has less than the {} GB of RAM the NSS MCAS feed needs: give the VM at least 8 GB",

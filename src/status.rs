@@ -73,7 +73,7 @@ pub struct SpoolStats {
     pub batches: AtomicU64,
     pub bytes: AtomicU64,
     pub oldest: AtomicTime,
-    /// Batches moved to quarantine since start.
+    /// Batches in quarantine, as last seen.
     pub quarantined: AtomicU64,
     /// Batches sealed since start.
     pub sealed: AtomicU64,
@@ -201,14 +201,18 @@ pub struct MemoryReport {
 /// The least memory the MCAS feed is documented to need.
 pub const RAM_FLOOR: u64 = 8 * 1000 * 1000 * 1000;
 
+/// Whether a machine with `ram_total` bytes has the memory the MCAS feed needs. An "8 GB"
+/// VM reports a little less than 8 GB as MemTotal (the kernel keeps some): allow 5%.
+pub fn meets_ram_floor(ram_total: u64) -> bool {
+    ram_total >= RAM_FLOOR * 95 / 100
+}
+
 impl MemoryReport {
     /// The memory part of the report for a machine with `ram_total` bytes.
     pub fn new(ram_total: u64, limit: u64, in_use: u64) -> MemoryReport {
         MemoryReport {
             ram_total,
-            // An "8 GB" VM reports a little less than 8 GiB as MemTotal (the kernel keeps
-            // some), and more than 8 GB: compare with the decimal floor.
-            meets_8gb_floor: ram_total >= RAM_FLOOR * 95 / 100,
+            meets_8gb_floor: meets_ram_floor(ram_total),
             limit,
             in_use,
         }

@@ -181,14 +181,7 @@ impl Writer {
                     if let Some(open) = self.open.take() {
                         let path = open.file.path().to_path_buf();
                         drop(open);
-                        if let Err(e) = self
-                            .spool
-                            .quarantine(&path, &format!("write failed: {error}"))
-                        {
-                            tracing::error!(file = %path.display(), error = %e, "cannot quarantine the broken batch");
-                        } else {
-                            self.stats.spool.quarantined.fetch_add(1, Ordering::Relaxed);
-                        }
+                        self.quarantine_broken(&path, &format!("write failed: {error}"));
                     }
                     std::thread::sleep(DISK_RETRY);
                 }
@@ -260,16 +253,19 @@ impl Writer {
                 Ok(())
             }
             Err(error) => {
-                if path.exists()
-                    && self
-                        .spool
-                        .quarantine(&path, &format!("sealing failed: {error}"))
-                        .is_ok()
-                {
-                    self.stats.spool.quarantined.fetch_add(1, Ordering::Relaxed);
+                if path.exists() {
+                    self.quarantine_broken(&path, &format!("sealing failed: {error}"));
                 }
                 Err(error)
             }
+        }
+    }
+
+    /// Moves a batch the disk failed to quarantine, so that its records are kept for
+    /// inspection and never uploaded half.
+    fn quarantine_broken(&self, path: &std::path::Path, reason: &str) {
+        if let Err(error) = self.spool.quarantine(path, reason) {
+            tracing::error!(file = %path.display(), %error, "cannot move the broken batch to quarantine");
         }
     }
 }

@@ -131,6 +131,10 @@ impl Uploader {
         spool
             .bytes
             .store(ready.iter().map(|b| b.gzip_bytes).sum(), Ordering::Relaxed);
+        // Counted in the directory, so that batches quarantined by earlier runs show too.
+        spool
+            .quarantined
+            .store(self.spool.quarantined()?, Ordering::Relaxed);
         match ready.first() {
             Some(oldest) => spool.oldest.set(oldest.sealed_at),
             None => spool.oldest.clear(),
@@ -230,7 +234,6 @@ impl Uploader {
                 let reason = error.to_string();
                 match self.spool.quarantine(&batch.path, &reason) {
                     Ok(path) => {
-                        self.stats.spool.quarantined.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(seq = batch.seq, file = %path.display(), %error, "MCAS refused the batch; it is kept in quarantine and will not be retried");
                     }
                     Err(io) => {
