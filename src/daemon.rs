@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::batch::BatchWriters;
 use crate::config::{ConfigError, Settings};
+use crate::feed::checkpoint::CheckpointStore;
 use crate::feed::{tail, tcp};
 use crate::memory::{self, MemoryBudget};
 use crate::spool::Spool;
@@ -93,14 +94,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             stop_inputs.clone(),
         ));
     }
+    let checkpoints = Arc::new(
+        CheckpointStore::open(&settings.paths.state_dir.join("checkpoints"))
+            .context("cannot open the checkpoint directory")?,
+    );
     for path in &settings.feed.files {
-        inputs.spawn(tail::follow(
-            path.clone(),
-            sink.clone(),
-            settings.feed.max_record_bytes,
-            stats.clone(),
-            stop_inputs.clone(),
-        ));
+        let tail = tail::Tail {
+            path: path.clone(),
+            sink: sink.clone(),
+            max_record_bytes: settings.feed.max_record_bytes,
+            stats: stats.clone(),
+            checkpoints: checkpoints.clone(),
+        };
+        inputs.spawn(tail.follow(stop_inputs.clone()));
     }
     inputs.close();
     // The inputs hold the only senders now: when they end, the writers seal and stop.

@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 pub use file::BatchFile;
 
 use crate::config::BatchSettings;
+use crate::feed::checkpoint::Ack;
 use crate::memory::{MemoryBudget, MemoryPermit};
 use crate::spool::Spool;
 use crate::status::Stats;
@@ -25,6 +26,8 @@ pub struct Chunk {
     pub records: Vec<Bytes>,
     /// Held until the records are in a batch file.
     _permit: MemoryPermit,
+    /// For a tailed file: acknowledged once the records are in a sealed batch.
+    ack: Option<Ack>,
 }
 
 /// The batch writers are gone: the daemon is shutting down.
@@ -41,9 +44,13 @@ pub struct RecordSink {
 
 impl RecordSink {
     /// Hands records to the batch writers, first waiting for their bytes in the memory
-    /// budget: while it is spent this waits, and the input stops reading.
-    pub async fn send(&self, records: Vec<Bytes>) -> Result<(), SinkClosed> {
+    /// budget: while it is spent this waits, and the input stops reading. `ack`, if any,
+    /// is acknowledged once every record is in a sealed batch.
+    pub async fn send(&self, records: Vec<Bytes>, ack: Option<Ack>) -> Result<(), SinkClosed> {
         if records.is_empty() {
+            if let Some(ack) = ack {
+                ack.sealed();
+            }
             return Ok(());
         }
         let bytes: u64 = records.iter().map(|r| r.len() as u64 + 1).sum();
@@ -52,6 +59,7 @@ impl RecordSink {
             .send(Chunk {
                 records,
                 _permit: permit,
+                ack,
             })
             .map_err(|_| SinkClosed)
     }
@@ -125,6 +133,8 @@ impl BatchWriters {
 struct OpenBatch {
     file: BatchFile,
     deadline: Instant,
+    /// Chunks whose last record is in this batch.
+    acks: Vec<Ack>,
 }
 
 /// One writer thread: takes chunks, appends their records to its own open batch.
@@ -149,7 +159,7 @@ impl Writer {
                 b.deadline.saturating_duration_since(Instant::now())
             });
             match rx.recv_timeout(wait) {
-                Ok(chunk) => self.write_chunk(&chunk),
+                Ok(chunk) => self.write_chunk(chunk),
                 Err(RecvTimeoutError::Timeout) => {
                     if self
                         .open
@@ -170,11 +180,20 @@ impl Writer {
     /// Writes every record of the chunk, sealing batches as they fill. A disk error does
     /// not drop the chunk: the broken batch goes to quarantine and the chunk is written
     /// again into a new one.
-    fn write_chunk(&mut self, chunk: &Chunk) {
+    fn write_chunk(&mut self, mut chunk: Chunk) {
         let mut next = 0;
         while next < chunk.records.len() {
             match self.write_records(&chunk.records[next..]) {
-                Ok(()) => return,
+                Ok(()) => {
+                    if let Some(ack) = chunk.ack.take() {
+                        match self.open.as_mut() {
+                            Some(open) => open.acks.push(ack),
+                            // The last record sealed its batch: all of the chunk is sealed.
+                            None => ack.sealed(),
+                        }
+                    }
+                    return;
+                }
                 Err((written, error)) => {
                     next += written;
                     tracing::error!(writer = self.id, %error, "writing a batch failed; retrying in a new batch file");
@@ -209,6 +228,7 @@ impl Writer {
                     self.open.insert(OpenBatch {
                         file,
                         deadline: Instant::now() + self.rules.max_age,
+                        acks: Vec::new(),
                     })
                 }
             };
@@ -235,12 +255,17 @@ impl Writer {
             return Ok(());
         };
         let path = open.file.path().to_path_buf();
+        // Unacknowledged on failure: the checkpoints stay before these records, so that a
+        // restart reads them again.
         let result = open
             .file
             .finish()
             .and_then(|(path, records, raw)| self.spool.seal(&path, records, raw));
         match result {
             Ok(batch) => {
+                for ack in open.acks {
+                    ack.sealed();
+                }
                 self.stats.spool.sealed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
                     writer = self.id,

@@ -1,5 +1,6 @@
 //! The feed: bytes in from the NSS MCAS feed over TCP or from tailed files, records out.
 
+pub mod checkpoint;
 pub mod codec;
 pub mod tail;
 pub mod tcp;

@@ -100,7 +100,7 @@ async fn receive(
                 break;
             }
         };
-        if sink.send(records).await.is_err() || end {
+        if sink.send(records, None).await.is_err() || end {
             break;
         }
     }

@@ -144,6 +144,11 @@ pub struct Agent {
 impl Agent {
     fn start(dir: &Path, settings: &Settings) -> Agent {
         let config = dir.join("config.toml");
+        if let Some(run) = settings.get("paths.runtime_dir") {
+            // A status file left by an earlier run must not pass for this one's.
+            let run = PathBuf::from(serde_json::from_str::<String>(run).unwrap());
+            let _ = std::fs::remove_file(run.join("status.json"));
+        }
         settings.write(&config);
         let log = dir.join(format!(
             "agent-{}.log",
@@ -239,6 +244,13 @@ impl Agent {
             .unwrap_or_default();
         files.sort();
         files
+    }
+
+    /// Kills the agent with SIGKILL, as a crash would, and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// Sends SIGTERM and waits for the exit.

@@ -3,6 +3,7 @@
 
 mod config;
 mod delivery;
+mod durability;
 mod faults;
 mod feed;
 mod harness;
