@@ -149,7 +149,17 @@ impl Tail {
                 }
             }
 
-            match look_at_end(&path, open).await {
+            let mut end = look_at_end(&path, open).await;
+            if let AtEnd::Idle = end {
+                sleep_or_cancel(&cancel).await;
+                // Truncated and written again during the sleep: look before reading on,
+                // or the new content would be read from the old offset.
+                if !truncated(open).await {
+                    continue;
+                }
+                end = AtEnd::Truncated;
+            }
+            match end {
                 AtEnd::Replaced => {
                     tracing::info!(file = %path.display(), "the file was rotated: read the old one to its end, now reading the new one");
                     if !self.deliver(&mut framer, &progress, open, true).await {
@@ -171,7 +181,7 @@ impl Tail {
                         self.report(0, true);
                     }
                 }
-                AtEnd::Idle => sleep_or_cancel(&cancel).await,
+                AtEnd::Idle => {}
             }
         }
         // Complete records still in the buffer go on; an unfinished last line stays
@@ -287,13 +297,27 @@ async fn read_head(file: &File) -> io::Result<Vec<u8>> {
 async fn look_at_end(path: &Path, open: &Open) -> AtEnd {
     match tokio::fs::metadata(path).await {
         Ok(meta) if (meta.dev(), meta.ino()) != (open.dev, open.ino) => AtEnd::Replaced,
-        Ok(_) => match open.file.metadata().await {
-            Ok(meta) if meta.len() < open.offset => AtEnd::Truncated,
-            _ => AtEnd::Idle,
-        },
+        Ok(_) if truncated(open).await => AtEnd::Truncated,
         // Renamed away or deleted with no successor yet: keep reading the open handle.
-        Err(_) => AtEnd::Idle,
+        _ => AtEnd::Idle,
     }
+}
+
+/// Whether the open file was truncated: shorter than what was read, or (truncated and
+/// written past the old offset between two looks) its first bytes changed.
+async fn truncated(open: &Open) -> bool {
+    if open
+        .file
+        .metadata()
+        .await
+        .is_ok_and(|meta| meta.len() < open.offset)
+    {
+        return true;
+    }
+    !open.head.is_empty()
+        && read_head(&open.file)
+            .await
+            .is_ok_and(|head| !head.starts_with(&open.head))
 }
 
 async fn sleep_or_cancel(cancel: &CancellationToken) {

@@ -122,3 +122,131 @@ async fn kill_9_while_tailing_loses_no_record() {
         "{duplicates} duplicates after {kills} crashes"
     );
 }
+
+/// Runs the real logrotate once, forced, with `directives` for `file`.
+fn logrotate(dir: &std::path::Path, file: &std::path::Path, directives: &str) {
+    let conf = dir.join("logrotate.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{} {{\n  rotate 10\n  nocompress\n  missingok\n  {directives}\n}}\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(logrotate_binary())
+        .arg("-f")
+        .arg("-s")
+        .arg(dir.join("logrotate.state"))
+        .arg(&conf)
+        .output()
+        .expect("logrotate runs (scripts/test installs it)");
+    assert!(
+        output.status.success(),
+        "logrotate: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn logrotate_binary() -> &'static str {
+    ["/usr/sbin/logrotate", "/sbin/logrotate"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("logrotate")
+}
+
+/// logrotate's rename + create while records are appended: the old file is read to its
+/// end before the new one, nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logrotate_rename_and_create_loses_nothing() {
+    let world = World::start().await;
+    let file = world.dir.path().join("feed.log");
+    std::fs::write(&file, b"").unwrap();
+    let agent = world.agent(&tail_only(&world, &file));
+    agent.wait_status("the file open", |s| s["feed"]["files"][0]["open"] == true);
+    let mut expected = Vec::new();
+    for round in 0..5 {
+        // Appended right before the rotation: the agent may not have read them yet.
+        let burst: Vec<Vec<u8>> = (0..300)
+            .map(|n| leef(&format!("create{round}"), n, 0))
+            .collect();
+        append(&file, &burst);
+        expected.extend(burst);
+        logrotate(world.dir.path(), &file, "create");
+        // The next rotation comes once the agent is through with this one (logrotate
+        // runs hourly or daily, not faster than the agent looks).
+        let read = expected.len();
+        agent.wait_status("the burst read", |s| s["feed"]["records"] == read);
+    }
+    let last: Vec<Vec<u8>> = (0..100).map(|n| leef("after", n, 0)).collect();
+    append(&file, &last);
+    expected.extend(last);
+    world
+        .emulator
+        .wait_for_records(expected.len() as u64, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_exactly_once(&world.emulator, expected);
+    assert!(agent.log_text().contains("rotated"));
+}
+
+/// logrotate's copytruncate: records read before the truncation are kept, and the file
+/// is read again from its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logrotate_copytruncate_loses_nothing_read() {
+    let world = World::start().await;
+    let file = world.dir.path().join("feed.log");
+    let agent = world.agent(&tail_only(&world, &file));
+    let mut expected = Vec::new();
+    for round in 0..5 {
+        let burst: Vec<Vec<u8>> = (0..300 + round * 50)
+            .map(|n| leef(&format!("copy{round}"), n, 0))
+            .collect();
+        append(&file, &burst);
+        expected.extend(burst);
+        let read = expected.len();
+        agent.wait_status("the burst read", |s| s["feed"]["records"] == read);
+        logrotate(world.dir.path(), &file, "copytruncate");
+    }
+    // Written past the old offset before the agent looks again: the first bytes tell.
+    let long: Vec<Vec<u8>> = (0..2000).map(|n| leef("after", n, 0)).collect();
+    append(&file, &long);
+    expected.extend(long);
+    world
+        .emulator
+        .wait_for_records(expected.len() as u64, Duration::from_secs(30))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_exactly_once(&world.emulator, expected);
+    assert!(agent.log_text().contains("truncated"));
+}
+
+/// A file deleted while partly unread is read out through the open handle; a new file at
+/// the path is then read from its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_file_is_read_out_and_a_new_one_followed() {
+    let world = World::start().await;
+    let file = world.dir.path().join("feed.log");
+    std::fs::write(&file, b"").unwrap();
+    let agent = world.agent(&tail_only(&world, &file));
+    agent.wait_status("the file open", |s| s["feed"]["files"][0]["open"] == true);
+    let doomed: Vec<Vec<u8>> = (0..20_000).map(|n| leef("deleted", n, 0)).collect();
+    append(&file, &doomed);
+    std::fs::remove_file(&file).unwrap();
+    let total = doomed.len();
+    agent.wait_status("the deleted file read out", |s| {
+        s["feed"]["records"] == total
+    });
+    let reborn: Vec<Vec<u8>> = (0..100).map(|n| leef("new", n, 0)).collect();
+    append(&file, &reborn);
+    let expected = [doomed, reborn].concat();
+    world
+        .emulator
+        .wait_for_records(expected.len() as u64, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_exactly_once(&world.emulator, expected);
+}
