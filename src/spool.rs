@@ -150,6 +150,37 @@ impl Spool {
         Ok(batches)
     }
 
+    /// Checks that a sealed batch is still what was sealed: a gzip stream (its magic bytes)
+    /// whose trailer holds the uncompressed size its name records. Catches a file cut
+    /// short or overwritten; damage inside the stream is MCAS's to refuse.
+    pub fn verify(&self, batch: &SealedBatch) -> Result<(), String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let check = || -> io::Result<Result<(), String>> {
+            let mut file = File::open(&batch.path)?;
+            let len = file.metadata()?.len();
+            if len < 18 {
+                return Ok(Err(format!("{len} bytes is too short for a gzip file")));
+            }
+            let mut magic = [0u8; 2];
+            file.read_exact(&mut magic)?;
+            if magic != [0x1f, 0x8b] {
+                return Ok(Err("not a gzip file (no gzip magic bytes)".to_string()));
+            }
+            let mut isize = [0u8; 4];
+            file.seek(SeekFrom::End(-4))?;
+            file.read_exact(&mut isize)?;
+            let isize = u32::from_le_bytes(isize);
+            if isize != batch.raw_bytes as u32 {
+                return Ok(Err(format!(
+                    "the gzip trailer says {isize} bytes, the batch had {} (mod 2^32): the file was cut short or overwritten",
+                    batch.raw_bytes
+                )));
+            }
+            Ok(Ok(()))
+        };
+        check().unwrap_or_else(|e| Err(format!("cannot read it: {e}")))
+    }
+
     /// Waits until a batch is sealed after this call (or one was sealed since the last wait).
     pub async fn wait_sealed(&self) {
         self.sealed.notified().await
@@ -235,6 +266,23 @@ mod tests {
             "a reopened spool keeps counting after the newest batch"
         );
         assert_eq!(spool.ready().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn verify_catches_a_cut_or_foreign_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let open = spool.open_path(0);
+        let mut file = crate::batch::BatchFile::create(&open, 6).unwrap();
+        file.append(b"a record").unwrap();
+        let (path, records, raw) = file.finish().unwrap();
+        let batch = spool.seal(&path, records, raw).unwrap();
+        assert_eq!(spool.verify(&batch), Ok(()));
+        let bytes = fs::read(&batch.path).unwrap();
+        fs::write(&batch.path, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(spool.verify(&batch).unwrap_err().contains("cut short"));
+        fs::write(&batch.path, vec![b'x'; 100]).unwrap();
+        assert!(spool.verify(&batch).unwrap_err().contains("magic"));
     }
 
     #[test]

@@ -106,6 +106,10 @@ impl Uploader {
             if current_seq != Some(batch.seq) {
                 current_seq = Some(batch.seq);
                 progress = Progress::default();
+                if let Err(problem) = self.spool.verify(&batch) {
+                    self.quarantine(&batch, &format!("failed its integrity check: {problem}"));
+                    continue;
+                }
             }
             let outcome = tokio::select! {
                 outcome = self.upload(&batch, &mut progress) => outcome,
@@ -181,6 +185,19 @@ impl Uploader {
         }
     }
 
+    /// Moves a batch that must not be retried to quarantine, saying why in the log and
+    /// beside the file.
+    fn quarantine(&self, batch: &SealedBatch, reason: &str) {
+        match self.spool.quarantine(&batch.path, reason) {
+            Ok(path) => {
+                tracing::error!(seq = batch.seq, file = %path.display(), reason, "the batch is kept in quarantine and will not be uploaded")
+            }
+            Err(error) => {
+                tracing::error!(seq = batch.seq, reason, %error, "cannot move the batch to quarantine")
+            }
+        }
+    }
+
     async fn steps(&self, batch: &SealedBatch, progress: &mut Progress) -> Result<(), ApiError> {
         let target = match &progress.target {
             Some(target) => target.clone(),
@@ -231,15 +248,7 @@ impl Uploader {
                 Outcome::Retry(self.settings.auth_retry)
             }
             ApiError::Rejected { .. } | ApiError::Local(_) => {
-                let reason = error.to_string();
-                match self.spool.quarantine(&batch.path, &reason) {
-                    Ok(path) => {
-                        tracing::error!(seq = batch.seq, file = %path.display(), %error, "MCAS refused the batch; it is kept in quarantine and will not be retried");
-                    }
-                    Err(io) => {
-                        tracing::error!(seq = batch.seq, %error, quarantine_error = %io, "MCAS refused the batch and it cannot be moved to quarantine")
-                    }
-                }
+                self.quarantine(batch, &error.to_string());
                 *progress = Progress::default();
                 Outcome::Quarantined
             }

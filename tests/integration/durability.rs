@@ -250,3 +250,109 @@ async fn a_deleted_file_is_read_out_and_a_new_one_followed() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_exactly_once(&world.emulator, expected);
 }
+
+/// A spool file and a checkpoint damaged while the agent was down: each ends in
+/// quarantine (or set aside) with a log line, the agent runs on, and nothing else is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_spool_file_and_checkpoint_are_set_aside() {
+    let world = World::start().await;
+    let file = world.dir.path().join("feed.log");
+    let mut settings = world.settings();
+    settings
+        .set(
+            "feed.files",
+            &format!("[{}]", quote(&file.display().to_string())),
+        )
+        .set("batch.max_age", &quote("300ms"));
+    // MCAS refuses the token: batches wait in the spool.
+    world.emulator.push_fault(
+        mcas_emulator::Endpoint::UploadUrl,
+        mcas_emulator::Fault::Status {
+            code: 401,
+            retry_after: None,
+            body: String::new(),
+        },
+        1000,
+    );
+    let file_records: Vec<Vec<u8>> = (0..200).map(|n| leef("file", n, 0)).collect();
+    append(&file, &file_records);
+    let mut agent = world.agent(&settings);
+    let addr = agent.feed.unwrap();
+    let first: Vec<Vec<u8>> = (0..100).map(|n| leef("doomed", n, 0)).collect();
+    send_tcp(addr, &lines(&first));
+    agent.wait_status("a sealed batch", |s| {
+        s["spool"]["batches"].as_u64() >= Some(1) && s["feed"]["records"] == 300
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let second: Vec<Vec<u8>> = (0..100).map(|n| leef("kept", n, 0)).collect();
+    send_tcp(addr, &lines(&second));
+    agent.wait_status("every record read", |s| s["feed"]["records"] == 400);
+    assert!(agent.stop().success());
+
+    // Damage: the oldest batch cut short, the checkpoint overwritten.
+    let ready = agent.state_dir.join("spool/ready");
+    let mut batches: Vec<_> = std::fs::read_dir(&ready)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    batches.sort();
+    assert!(batches.len() >= 2, "{batches:?}");
+    let victim = batches[0].clone();
+    let victim_records: Vec<Vec<u8>> = {
+        let gz = std::fs::read(&victim).unwrap();
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+        text.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
+    let checkpoints: Vec<_> = std::fs::read_dir(agent.state_dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(checkpoints.len(), 1);
+    std::fs::write(
+        &checkpoints[0],
+        b"{\"path\": \"/etc/passwd\", \"offset\": 12",
+    )
+    .unwrap();
+
+    world.emulator.clear_faults();
+    let agent = world.agent(&settings);
+    agent.wait_status("the damaged batch in quarantine", |s| {
+        s["spool"]["quarantined"] == 1
+    });
+    let quarantined = agent.quarantined();
+    let reason = std::fs::read_to_string(format!("{}.reason", quarantined[0].display())).unwrap();
+    assert!(
+        reason.contains("integrity") && reason.contains("cut short"),
+        "{reason}"
+    );
+    let log = agent.log_text();
+    assert!(log.contains("a checkpoint failed its check"), "{log}");
+
+    // Everything but the damaged batch arrives; the file is read again from its start.
+    let all_tcp: Vec<Vec<u8>> = [first, second].concat();
+    let expected_tcp: Vec<Vec<u8>> = all_tcp
+        .into_iter()
+        .filter(|r| !victim_records.contains(r))
+        .collect();
+    let want = (expected_tcp.len() + file_records.len()) as u64;
+    world
+        .emulator
+        .wait_for_records(want, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (got, _) = delivered(&world.emulator);
+    for record in expected_tcp.iter().chain(&file_records) {
+        assert!(
+            got.contains(record),
+            "missing {}",
+            String::from_utf8_lossy(record)
+        );
+    }
+    assert_eq!(agent.status()["running"], true);
+}
