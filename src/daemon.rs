@@ -40,12 +40,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             ),
         })?;
     }
-    let spool = Arc::new(Spool::open(&settings.spool_dir()).with_context(|| {
+    let spool_dir = settings.spool_dir();
+    let spool = Arc::new(
+        Spool::open(&spool_dir)
+            .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?,
+    );
+    // Before anything is read: what a killed run left unsealed is salvaged or let go.
+    let recovery = spool.recover(settings.batch.gzip_level).with_context(|| {
         format!(
-            "cannot open the spool in {}",
-            settings.spool_dir().display()
+            "cannot recover the unsealed batches in {}",
+            spool_dir.display()
         )
-    })?);
+    })?;
+    if recovery != Default::default() {
+        tracing::info!(
+            salvaged_batches = recovery.salvaged_batches,
+            salvaged_records = recovery.salvaged_records,
+            discarded_file_batches = recovery.discarded,
+            "recovered the unsealed batches of an interrupted run"
+        );
+    }
 
     let ram_total = memory::ram_total();
     let budget = MemoryBudget::new(MemoryBudget::resolve(settings.memory.limit, ram_total));

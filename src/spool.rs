@@ -15,7 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use flate2::read::GzDecoder;
+use std::io::Read;
 use tokio::sync::Notify;
+
+use crate::batch::BatchFile;
 
 use crate::status::unix_millis;
 
@@ -63,6 +67,16 @@ impl SealedBatch {
     }
 }
 
+/// What [`Spool::recover`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// New sealed batches of salvaged TCP records.
+    pub salvaged_batches: u64,
+    pub salvaged_records: u64,
+    /// Unsealed batches of tailed files, deleted (their files are read again).
+    pub discarded: u64,
+}
+
 /// The spool directory.
 #[derive(Debug)]
 pub struct Spool {
@@ -74,8 +88,9 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens (creating if needed) the spool at `root`. Batches a previous run left unsealed
-    /// are moved to quarantine, and so are files in `ready/` the spool did not name.
+    /// Opens (creating if needed) the spool at `root`. Files in `ready/` the spool did not
+    /// name are moved to quarantine; batches a previous run left unsealed wait for
+    /// [`Spool::recover`].
     pub fn open(root: &Path) -> io::Result<Spool> {
         let spool = Spool {
             open_dir: root.join("open"),
@@ -87,24 +102,121 @@ impl Spool {
         for dir in [&spool.open_dir, &spool.ready_dir, &spool.quarantine_dir] {
             fs::create_dir_all(dir)?;
         }
-        for entry in fs::read_dir(&spool.open_dir)? {
-            let path = entry?.path();
-            tracing::warn!(file = %path.display(), "a batch was left unsealed by an interrupted run; moving it to quarantine");
-            spool.quarantine(&path, "left unsealed by an interrupted run")?;
-        }
         let ready = spool.ready()?;
         let next = ready.last().map_or(0, |b| b.seq + 1);
         spool.next_seq.store(next, Ordering::Relaxed);
         Ok(spool)
     }
 
-    /// A path in `open/` for a new batch of writer `writer`.
-    pub fn open_path(&self, writer: usize) -> PathBuf {
+    /// A path in `open/` for a new batch of writer `writer`, of records from `origin`
+    /// (`tcp` or `file`: what [`Spool::recover`] does with it after a crash).
+    pub fn open_path(&self, writer: usize, origin: &str) -> PathBuf {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        self.open_dir
-            .join(format!("w{writer}-{}-{nanos}.gz.part", std::process::id()))
+        self.open_dir.join(format!(
+            "w{writer}-{origin}-{}-{nanos}.gz.part",
+            std::process::id()
+        ))
+    }
+
+    /// Deals with the batches a killed run left unsealed in `open/`:
+    /// - from TCP (`tcp`): the records in them exist nowhere else. Every whole record that
+    ///   reads back (the writers flush as they go) is sealed into a new batch.
+    /// - from tailed files (`file`): deleted; their records are read again from the files,
+    ///   whose checkpoints never moved past an unsealed batch.
+    /// - anything else goes to quarantine.
+    pub fn recover(&self, level: u32) -> io::Result<Recovery> {
+        let mut recovery = Recovery::default();
+        for entry in fs::read_dir(&self.open_dir)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match name.split('-').nth(1) {
+                Some("tcp") => {
+                    let salvaged = self.salvage(&path, level)?;
+                    recovery.salvaged_records += salvaged;
+                    recovery.salvaged_batches += (salvaged > 0) as u64;
+                }
+                Some("file") => {
+                    fs::remove_file(&path)?;
+                    recovery.discarded += 1;
+                }
+                // An interrupted salvage: its source is still here and is salvaged again.
+                _ if name.starts_with("salvage-") => fs::remove_file(&path)?,
+                _ => {
+                    tracing::warn!(file = %path.display(), "an unknown file in the spool's open batches; moving it to quarantine");
+                    self.quarantine(&path, "not a batch the spool writes")?;
+                }
+            }
+        }
+        sync_dir(&self.open_dir)?;
+        Ok(recovery)
+    }
+
+    /// Reads the whole records back from an unsealed TCP batch into a new sealed batch,
+    /// then deletes it. Returns how many records were saved.
+    fn salvage(&self, path: &Path, level: u32) -> io::Result<u64> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let out = self
+            .open_dir
+            .join(format!("salvage-{}-{nanos}.gz.part", std::process::id()));
+        let mut batch = BatchFile::create(&out, level)?;
+        let mut decoder = GzDecoder::new(io::BufReader::new(File::open(path)?));
+        let mut buf = vec![0u8; 256 << 10];
+        let mut carry: Vec<u8> = Vec::new();
+        let ended = loop {
+            match decoder.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    carry.extend_from_slice(&buf[..n]);
+                    let Some(last) = memchr::memrchr(b'\n', &carry) else {
+                        continue;
+                    };
+                    for record in carry[..last]
+                        .split(|&b| b == b'\n')
+                        .filter(|r| !r.is_empty())
+                    {
+                        batch.append(record)?;
+                    }
+                    carry.drain(..=last);
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        let records = batch.records();
+        // A stream cut off by the kill ends early; anything else means damage.
+        let damaged = match &ended {
+            Err(error) if error.kind() != io::ErrorKind::UnexpectedEof => Some(error.to_string()),
+            _ => None,
+        };
+        if records > 0 {
+            let (out, records, raw) = batch.finish()?;
+            self.seal(&out, records, raw)?;
+        } else {
+            drop(batch);
+            fs::remove_file(&out)?;
+        }
+        match damaged {
+            Some(error) => {
+                tracing::warn!(file = %path.display(), records, %error, "salvaged the readable records of a damaged unsealed batch; the batch is kept in quarantine");
+                self.quarantine(
+                    path,
+                    &format!("unsealed batch unreadable after {records} records: {error}"),
+                )?;
+            }
+            None => {
+                if records > 0 || !carry.is_empty() {
+                    tracing::info!(file = %path.display(), records, partial_bytes = carry.len(), "salvaged an unsealed batch of an interrupted run");
+                }
+                fs::remove_file(path)?;
+            }
+        }
+        Ok(records)
     }
 
     /// Moves a complete, fsynced batch file from `open/` into `ready/` and makes the
@@ -194,10 +306,17 @@ impl Spool {
 
     /// Moves a file into quarantine, with a `.reason` file beside it saying why.
     pub fn quarantine(&self, path: &Path, reason: &str) -> io::Result<PathBuf> {
-        let name = path
+        let base = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "unnamed".into());
+        // Never over another quarantined file of the same name.
+        let mut name = base.clone();
+        let mut n = 0;
+        while self.quarantine_dir.join(&name).exists() {
+            n += 1;
+            name = format!("{base}.{n}");
+        }
         let target = self.quarantine_dir.join(&name);
         fs::rename(path, &target)?;
         fs::write(
@@ -243,7 +362,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
         for i in 0..3u64 {
-            let open = spool.open_path(0);
+            let open = spool.open_path(0, "tcp");
             fs::write(&open, vec![0u8; 10 + i as usize]).unwrap();
             spool.seal(&open, i + 1, 100 * (i + 1)).unwrap();
         }
@@ -258,7 +377,7 @@ mod tests {
         spool.remove(&ready[0]).unwrap();
         drop(spool);
         let spool = Spool::open(dir.path()).unwrap();
-        let open = spool.open_path(1);
+        let open = spool.open_path(1, "tcp");
         fs::write(&open, b"x").unwrap();
         let fourth = spool.seal(&open, 4, 4).unwrap();
         assert_eq!(
@@ -272,7 +391,7 @@ mod tests {
     fn verify_catches_a_cut_or_foreign_file() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let open = spool.open_path(0);
+        let open = spool.open_path(0, "tcp");
         let mut file = crate::batch::BatchFile::create(&open, 6).unwrap();
         file.append(b"a record").unwrap();
         let (path, records, raw) = file.finish().unwrap();
@@ -286,14 +405,46 @@ mod tests {
     }
 
     #[test]
-    fn leftovers_and_strangers_go_to_quarantine() {
+    fn recover_salvages_tcp_batches_and_drops_file_batches() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        fs::write(spool.open_path(0), b"half a batch").unwrap();
+        // A TCP batch killed after a flush and in the middle of the next record.
+        let tcp = spool.open_path(0, "tcp");
+        let mut batch = BatchFile::create(&tcp, 6).unwrap();
+        batch.append(b"one").unwrap();
+        batch.append(b"two").unwrap();
+        batch.flush().unwrap();
+        std::mem::forget(batch);
+        let file = spool.open_path(1, "file");
+        fs::write(&file, b"records the file still has").unwrap();
+        let junk = spool.open_path(1, "tcp");
+        fs::write(&junk, b"not gzip at all").unwrap();
+        fs::write(dir.path().join("open/notes.txt"), b"?").unwrap();
         fs::write(dir.path().join("ready/notes.txt"), b"?").unwrap();
         drop(spool);
+
         let spool = Spool::open(dir.path()).unwrap();
-        assert!(spool.ready().unwrap().is_empty());
-        assert_eq!(spool.quarantined().unwrap(), 2);
+        let recovery = spool.recover(6).unwrap();
+        assert_eq!(
+            recovery,
+            Recovery {
+                salvaged_batches: 1,
+                salvaged_records: 2,
+                discarded: 1
+            }
+        );
+        let ready = spool.ready().unwrap();
+        assert_eq!(ready.len(), 1);
+        let mut text = Vec::new();
+        GzDecoder::new(File::open(&ready[0].path).unwrap())
+            .read_to_end(&mut text)
+            .unwrap();
+        assert_eq!(text, b"one\ntwo\n");
+        assert!(fs::read_dir(dir.path().join("open"))
+            .unwrap()
+            .next()
+            .is_none());
+        // The junk "batch" and the two strangers.
+        assert_eq!(spool.quarantined().unwrap(), 3);
     }
 }

@@ -106,7 +106,7 @@ impl BatchWriters {
                 rules: rules.clone(),
                 spool: spool.clone(),
                 stats: stats.clone(),
-                open: None,
+                open: [None, None],
             };
             let rx = rx.clone();
             threads.push(
@@ -129,6 +129,39 @@ impl BatchWriters {
     }
 }
 
+/// Where a chunk's records came from, which decides what a crash does to their batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The TCP feed: the records exist nowhere else. Their batch is flushed to the
+    /// operating system as the writer catches up, and salvaged after a crash.
+    Stream,
+    /// A tailed file: the file keeps the records. An unsealed batch is discarded after a
+    /// crash and its records read again from the file's checkpoint.
+    File,
+}
+
+impl Origin {
+    /// The name in open batch files' names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Stream => "tcp",
+            Origin::File => "file",
+        }
+    }
+
+    fn of(chunk: &Chunk) -> Origin {
+        if chunk.ack.is_some() {
+            Origin::File
+        } else {
+            Origin::Stream
+        }
+    }
+}
+
+/// A stream batch is flushed at least this often under load (uncompressed bytes); when
+/// the writer has caught up, after every chunk.
+const FLUSH_BYTES: u64 = 1 << 20;
+
 /// An open batch and when it must be sealed by age.
 struct OpenBatch {
     file: BatchFile,
@@ -137,13 +170,14 @@ struct OpenBatch {
     acks: Vec<Ack>,
 }
 
-/// One writer thread: takes chunks, appends their records to its own open batch.
+/// One writer thread: takes chunks, appends their records to its own open batches, one
+/// per origin.
 struct Writer {
     id: usize,
     rules: SealRules,
     spool: Arc<Spool>,
     stats: Arc<Stats>,
-    open: Option<OpenBatch>,
+    open: [Option<OpenBatch>; 2],
 }
 
 /// How long an idle writer without an open batch sleeps between looks at the channel.
@@ -152,27 +186,60 @@ const IDLE_WAIT: Duration = Duration::from_secs(3600);
 /// How long a writer waits before trying again after the disk failed it.
 const DISK_RETRY: Duration = Duration::from_secs(1);
 
+const ORIGINS: [Origin; 2] = [Origin::Stream, Origin::File];
+
 impl Writer {
     fn run(mut self, rx: Receiver<Chunk>) {
         loop {
-            let wait = self.open.as_ref().map_or(IDLE_WAIT, |b| {
-                b.deadline.saturating_duration_since(Instant::now())
-            });
+            let wait = self
+                .open
+                .iter()
+                .flatten()
+                .map(|b| b.deadline.saturating_duration_since(Instant::now()))
+                .min()
+                .unwrap_or(IDLE_WAIT);
             match rx.recv_timeout(wait) {
-                Ok(chunk) => self.write_chunk(chunk),
+                Ok(chunk) => {
+                    let origin = Origin::of(&chunk);
+                    self.write_chunk(origin, chunk);
+                    if origin == Origin::Stream {
+                        self.flush_stream(rx.is_empty());
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {
-                    if self
-                        .open
-                        .as_ref()
-                        .is_some_and(|b| Instant::now() >= b.deadline)
-                    {
-                        self.seal();
+                    let now = Instant::now();
+                    for origin in ORIGINS {
+                        if self
+                            .open(origin)
+                            .as_ref()
+                            .is_some_and(|b| now >= b.deadline)
+                        {
+                            self.seal(origin);
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.seal();
+                    for origin in ORIGINS {
+                        self.seal(origin);
+                    }
                     return;
                 }
+            }
+        }
+    }
+
+    fn open(&mut self, origin: Origin) -> &mut Option<OpenBatch> {
+        &mut self.open[origin as usize]
+    }
+
+    /// Flushes the stream batch when the writer has caught up, or enough is unflushed.
+    fn flush_stream(&mut self, caught_up: bool) {
+        let Some(open) = self.open(Origin::Stream).as_mut() else {
+            return;
+        };
+        if caught_up || open.file.unflushed() >= FLUSH_BYTES {
+            if let Err(error) = open.file.flush() {
+                tracing::error!(writer = self.id, %error, "flushing a batch failed");
             }
         }
     }
@@ -180,13 +247,13 @@ impl Writer {
     /// Writes every record of the chunk, sealing batches as they fill. A disk error does
     /// not drop the chunk: the broken batch goes to quarantine and the chunk is written
     /// again into a new one.
-    fn write_chunk(&mut self, mut chunk: Chunk) {
+    fn write_chunk(&mut self, origin: Origin, mut chunk: Chunk) {
         let mut next = 0;
         while next < chunk.records.len() {
-            match self.write_records(&chunk.records[next..]) {
+            match self.write_records(origin, &chunk.records[next..]) {
                 Ok(()) => {
                     if let Some(ack) = chunk.ack.take() {
-                        match self.open.as_mut() {
+                        match self.open(origin).as_mut() {
                             Some(open) => open.acks.push(ack),
                             // The last record sealed its batch: all of the chunk is sealed.
                             None => ack.sealed(),
@@ -197,7 +264,7 @@ impl Writer {
                 Err((written, error)) => {
                     next += written;
                     tracing::error!(writer = self.id, %error, "writing a batch failed; retrying in a new batch file");
-                    if let Some(open) = self.open.take() {
+                    if let Some(open) = self.open(origin).take() {
                         let path = open.file.path().to_path_buf();
                         drop(open);
                         self.quarantine_broken(&path, &format!("write failed: {error}"));
@@ -209,34 +276,38 @@ impl Writer {
     }
 
     /// Appends records, returning on error how many were written (and sealed) before it.
-    fn write_records(&mut self, records: &[Bytes]) -> Result<(), (usize, io::Error)> {
+    fn write_records(
+        &mut self,
+        origin: Origin,
+        records: &[Bytes],
+    ) -> Result<(), (usize, io::Error)> {
         let mut sealed_upto = 0;
         for (i, record) in records.iter().enumerate() {
             let size = record.len() as u64 + 1;
-            if self.open.as_ref().is_some_and(|b| {
-                b.file.records() > 0 && b.file.raw_bytes() + size > self.rules.max_bytes
-            }) {
-                self.try_seal().map_err(|e| (sealed_upto, e))?;
+            let (max_records, max_bytes) = (self.rules.max_records, self.rules.max_bytes);
+            if self
+                .open(origin)
+                .as_ref()
+                .is_some_and(|b| b.file.records() > 0 && b.file.raw_bytes() + size > max_bytes)
+            {
+                self.try_seal(origin).map_err(|e| (sealed_upto, e))?;
                 sealed_upto = i;
             }
-            let batch = match self.open.as_mut() {
-                Some(batch) => batch,
-                None => {
-                    let path = self.spool.open_path(self.id);
-                    let file =
-                        BatchFile::create(&path, self.rules.level).map_err(|e| (sealed_upto, e))?;
-                    self.open.insert(OpenBatch {
-                        file,
-                        deadline: Instant::now() + self.rules.max_age,
-                        acks: Vec::new(),
-                    })
-                }
-            };
+            if self.open(origin).is_none() {
+                let path = self.spool.open_path(self.id, origin.name());
+                let file =
+                    BatchFile::create(&path, self.rules.level).map_err(|e| (sealed_upto, e))?;
+                let deadline = Instant::now() + self.rules.max_age;
+                *self.open(origin) = Some(OpenBatch {
+                    file,
+                    deadline,
+                    acks: Vec::new(),
+                });
+            }
+            let batch = self.open(origin).as_mut().expect("opened above");
             batch.file.append(record).map_err(|e| (sealed_upto, e))?;
-            if batch.file.records() >= self.rules.max_records
-                || batch.file.raw_bytes() >= self.rules.max_bytes
-            {
-                self.try_seal().map_err(|e| (sealed_upto, e))?;
+            if batch.file.records() >= max_records || batch.file.raw_bytes() >= max_bytes {
+                self.try_seal(origin).map_err(|e| (sealed_upto, e))?;
                 sealed_upto = i + 1;
             }
         }
@@ -244,14 +315,14 @@ impl Writer {
     }
 
     /// Seals the open batch, logging a failure (the batch then goes to quarantine).
-    fn seal(&mut self) {
-        if let Err(error) = self.try_seal() {
+    fn seal(&mut self, origin: Origin) {
+        if let Err(error) = self.try_seal(origin) {
             tracing::error!(writer = self.id, %error, "sealing a batch failed");
         }
     }
 
-    fn try_seal(&mut self) -> io::Result<()> {
-        let Some(open) = self.open.take() else {
+    fn try_seal(&mut self, origin: Origin) -> io::Result<()> {
+        let Some(open) = self.open(origin).take() else {
             return Ok(());
         };
         let path = open.file.path().to_path_buf();

@@ -356,3 +356,165 @@ async fn damaged_spool_file_and_checkpoint_are_set_aside() {
     }
     assert_eq!(agent.status()["running"], true);
 }
+
+/// kill -9 after the agent read records from TCP but before their batch was sealed: the
+/// next start salvages them from the unsealed batch and delivers every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_salvages_what_tcp_delivered() {
+    let world = World::start().await;
+    let mut settings = world.settings();
+    settings.set("batch.max_age", &quote("1h"));
+    let mut expected = Vec::new();
+    for cycle in 0..10 {
+        let mut agent = world.agent(&settings);
+        let records: Vec<Vec<u8>> = (0..300)
+            .map(|n| leef(&format!("salvage{cycle}"), n, 0))
+            .collect();
+        send_tcp(agent.feed.unwrap(), &lines(&records));
+        expected.extend(records);
+        let read = 300;
+        agent.wait_status("the records read", |s| s["feed"]["records"] == read);
+        // The batch writer writes and flushes what it was handed within microseconds.
+        std::thread::sleep(Duration::from_millis(100));
+        agent.kill();
+    }
+    let agent = world.agent(&settings);
+    let total = expected.len() as u64;
+    world
+        .emulator
+        .wait_for_records(total, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_exactly_once(&world.emulator, expected);
+    assert!(
+        agent.log_text().contains("salvaged"),
+        "{}",
+        agent.log_text()
+    );
+}
+
+/// kill -9 at random moments (20 times) while records stream over TCP and into a tailed
+/// file, with MCAS failing at random: every record of the file arrives, every record that
+/// arrives is one that was sent (whole), and duplicates stay within one batch a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_tcp_file_and_a_failing_mcas() {
+    use mcas_emulator::{Endpoint, Fault};
+    let world = World::start().await;
+    let file = world.dir.path().join("feed.log");
+    let mut settings = world.settings();
+    settings
+        .set(
+            "feed.files",
+            &format!("[{}]", quote(&file.display().to_string())),
+        )
+        .set("batch.max_age", &quote("300ms"));
+    let mut rng = fastrand::Rng::with_seed(9);
+    let file_writer = file.clone();
+    let appender = std::thread::spawn(move || {
+        let mut records = Vec::new();
+        for burst in 0..80 {
+            let part: Vec<Vec<u8>> = (0..50).map(|n| leef(&format!("f{burst}"), n, 10)).collect();
+            append(&file_writer, &part);
+            records.extend(part);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        records
+    });
+    let mut sent_tcp = Vec::new();
+    let mut kills = 0;
+    while kills < 20 {
+        for (endpoint, code) in [
+            (Endpoint::UploadUrl, 503),
+            (Endpoint::Blob, 500),
+            (Endpoint::DoneUpload, 503),
+        ] {
+            if rng.bool() {
+                world.emulator.push_fault(
+                    endpoint,
+                    Fault::Status {
+                        code,
+                        retry_after: None,
+                        body: String::new(),
+                    },
+                    1,
+                );
+            }
+        }
+        let mut agent = world.agent(&settings);
+        let addr = agent.feed.unwrap();
+        let cycle = kills;
+        let records: Vec<Vec<u8>> = (0..200).map(|n| leef(&format!("t{cycle}"), n, 0)).collect();
+        sent_tcp.extend(records.iter().cloned());
+        let sender = std::thread::spawn(move || {
+            if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+                for record in records.chunks(20) {
+                    if stream.write_all(&lines(record)).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(rng.u64(100..600)));
+        agent.kill();
+        let _ = sender.join();
+        kills += 1;
+    }
+    let file_records = appender.join().unwrap();
+    world.emulator.clear_faults();
+    let agent = world.agent(&settings);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (got, _) = delivered(&world.emulator);
+        if file_records.iter().all(|r| got.binary_search(r).is_ok()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "file records missing\n{}",
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (all, batches) = delivered(&world.emulator);
+    let mut sent: Vec<Vec<u8>> = [file_records.clone(), sent_tcp.clone()].concat();
+    sent.sort();
+    for record in &all {
+        assert!(
+            sent.binary_search(record).is_ok(),
+            "a record that was never sent: {}",
+            String::from_utf8_lossy(record)
+        );
+    }
+    sent_tcp.sort();
+    let mut unique = all.clone();
+    unique.dedup();
+    let duplicates = all.len() - unique.len();
+    let tcp_delivered = unique
+        .iter()
+        .filter(|r| sent_tcp.binary_search(r).is_ok())
+        .count();
+    let file_delivered = file_records
+        .iter()
+        .filter(|r| unique.binary_search(r).is_ok())
+        .count();
+    let largest = world
+        .emulator
+        .uploads()
+        .iter()
+        .map(|u| u.records)
+        .max()
+        .unwrap_or(0) as usize;
+    eprintln!(
+        "kill -9 x{kills}: file {file_delivered} of {} records, tcp {tcp_delivered} of {} sent, {batches} batches, {duplicates} duplicates",
+        file_records.len(),
+        sent_tcp.len()
+    );
+    assert!(
+        duplicates <= kills * largest,
+        "{duplicates} duplicates after {kills} crashes"
+    );
+}
