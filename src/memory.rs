@@ -20,9 +20,11 @@ pub struct MemoryBudget {
 }
 
 /// Bytes taken from the budget, returned when dropped.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct MemoryPermit {
-    _permit: Option<OwnedSemaphorePermit>,
+    permit: Option<OwnedSemaphorePermit>,
+    /// The bytes this permit stands for (more than its permits when a request was larger
+    /// than the whole budget).
     bytes: u64,
 }
 
@@ -30,6 +32,31 @@ impl MemoryPermit {
     /// How many bytes this permit holds.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Moves `bytes` of this permit (or all it has, if less) into a new one: the memory
+    /// changes hands, say from a read buffer to the records cut out of it.
+    pub fn split(&mut self, bytes: u64) -> MemoryPermit {
+        let bytes = bytes.min(self.bytes);
+        self.bytes -= bytes;
+        let held = self.permit.as_ref().map_or(0, |p| p.num_permits() as u64);
+        // Keep as many permits as the bytes left need; hand over the rest.
+        let moved = held.saturating_sub(self.bytes).min(bytes);
+        let permit = match moved {
+            0 => None,
+            n => self.permit.as_mut().and_then(|p| p.split(n as usize)),
+        };
+        MemoryPermit { permit, bytes }
+    }
+
+    /// Adds another permit's bytes to this one.
+    pub fn merge(&mut self, other: MemoryPermit) {
+        self.bytes += other.bytes;
+        match (&mut self.permit, other.permit) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
     }
 }
 
@@ -67,10 +94,7 @@ impl MemoryBudget {
     /// instead of forever.
     pub async fn acquire(&self, bytes: u64) -> MemoryPermit {
         if bytes == 0 {
-            return MemoryPermit {
-                _permit: None,
-                bytes,
-            };
+            return MemoryPermit::default();
         }
         let take = bytes.min(self.limit).min(u32::MAX as u64) as u32;
         let permit = self
@@ -80,8 +104,18 @@ impl MemoryBudget {
             .await
             .expect("the memory budget's semaphore is never closed");
         MemoryPermit {
-            _permit: Some(permit),
+            permit: Some(permit),
             bytes,
+        }
+    }
+
+    /// Grows `permit` to `bytes` (at most the whole budget, which a permit can always get
+    /// once the others are returned), waiting while the budget is spent.
+    pub async fn top_up(&self, permit: &mut MemoryPermit, bytes: u64) {
+        let bytes = bytes.min(self.limit);
+        if permit.bytes < bytes {
+            let more = self.acquire(bytes - permit.bytes).await;
+            permit.merge(more);
         }
     }
 }
@@ -126,6 +160,25 @@ mod tests {
         let huge = budget.acquire(1000).await;
         assert_eq!(budget.in_use(), 100);
         drop(huge);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn permits_change_hands() {
+        let budget = MemoryBudget::new(200);
+        let mut buffer = MemoryPermit::default();
+        budget.top_up(&mut buffer, 64).await;
+        assert_eq!((buffer.bytes(), budget.in_use()), (64, 64));
+        let records = buffer.split(40);
+        assert_eq!((buffer.bytes(), records.bytes()), (24, 40));
+        budget.top_up(&mut buffer, 64).await;
+        // The buffer's 64 again, and the records' 40.
+        assert_eq!(budget.in_use(), 104);
+        drop(records);
+        assert_eq!(budget.in_use(), 64);
+        let all = buffer.split(1000);
+        assert_eq!((all.bytes(), buffer.bytes()), (64, 0));
+        drop(all);
         assert_eq!(budget.in_use(), 0);
     }
 }

@@ -17,6 +17,7 @@ pub use file::BatchFile;
 
 use crate::config::BatchSettings;
 use crate::feed::checkpoint::Ack;
+use crate::feed::Framed;
 use crate::memory::{MemoryBudget, MemoryPermit};
 use crate::spool::Spool;
 use crate::status::Stats;
@@ -43,18 +44,21 @@ pub struct RecordSink {
 }
 
 impl RecordSink {
-    /// Hands records to the batch writers, first waiting for their bytes in the memory
-    /// budget: while it is spent this waits, and the input stops reading. `ack`, if any,
-    /// is acknowledged once every record is in a sealed batch.
-    pub async fn send(&self, records: Vec<Bytes>, ack: Option<Ack>) -> Result<(), SinkClosed> {
+    /// The memory budget inputs draw on.
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.budget
+    }
+
+    /// Hands records and the memory they hold to the batch writers. `ack`, if any, is
+    /// acknowledged once every record is in a sealed batch.
+    pub fn send(&self, framed: Framed, ack: Option<Ack>) -> Result<(), SinkClosed> {
+        let Framed { records, permit } = framed;
         if records.is_empty() {
             if let Some(ack) = ack {
                 ack.sealed();
             }
             return Ok(());
         }
-        let bytes: u64 = records.iter().map(|r| r.len() as u64 + 1).sum();
-        let permit = self.budget.acquire(bytes).await;
         self.tx
             .send(Chunk {
                 records,

@@ -14,6 +14,7 @@ use tokio_util::codec::Decoder;
 
 pub use codec::{Frame, RecordDecoder};
 
+use crate::memory::{MemoryBudget, MemoryPermit};
 use crate::status::Stats;
 
 /// Bytes asked of the operating system in one read.
@@ -29,26 +30,46 @@ pub struct Framer {
     oversize_logged: bool,
     max_record_bytes: u64,
     stats: Arc<Stats>,
+    budget: MemoryBudget,
+    /// The budget's bytes for the read buffer; records cut out of it take their share along.
+    held: MemoryPermit,
+}
+
+/// Records cut out of the read buffer, with the memory they hold.
+pub struct Framed {
+    pub records: Vec<Bytes>,
+    pub permit: MemoryPermit,
 }
 
 impl Framer {
-    /// A framer for the input named `label`.
-    pub fn new(label: String, max_record_bytes: u64, stats: Arc<Stats>) -> Framer {
+    /// A framer for the input named `label`, whose buffer draws on `budget`.
+    pub fn new(
+        label: String,
+        max_record_bytes: u64,
+        stats: Arc<Stats>,
+        budget: MemoryBudget,
+    ) -> Framer {
         Framer {
             decoder: RecordDecoder::new(max_record_bytes as usize),
-            buf: BytesMut::with_capacity(READ_SIZE),
+            buf: BytesMut::new(),
             label,
             oversize_logged: false,
             max_record_bytes,
             stats,
+            budget,
+            held: MemoryPermit::default(),
         }
     }
 
-    /// The buffer to read into, with room for one read.
-    pub fn buffer(&mut self) -> &mut BytesMut {
+    /// The buffer to read into, with room for one read, once the memory budget covers it:
+    /// while the budget is spent this waits, and so the input stops reading.
+    pub async fn buffer(&mut self) -> &mut BytesMut {
         if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
             self.buf.reserve(READ_SIZE);
         }
+        self.budget
+            .top_up(&mut self.held, self.buf.capacity() as u64)
+            .await;
         &mut self.buf
     }
 
@@ -59,7 +80,7 @@ impl Framer {
 
     /// The complete records in the buffer. At the end of the input (`eof`), an
     /// unterminated last line counts as a record too.
-    pub fn records(&mut self, eof: bool) -> io::Result<Vec<Bytes>> {
+    pub fn records(&mut self, eof: bool) -> io::Result<Framed> {
         let mut records = Vec::new();
         loop {
             let frame = if eof {
@@ -82,7 +103,9 @@ impl Framer {
         if !records.is_empty() {
             self.stats.feed.last_record.touch();
         }
-        Ok(records)
+        // The records' memory was the buffer's: its permit goes along with them.
+        let permit = self.held.split(bytes + records.len() as u64);
+        Ok(Framed { records, permit })
     }
 
     fn oversize(&mut self, bytes: u64) {

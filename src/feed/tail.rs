@@ -78,6 +78,7 @@ impl Tail {
             path.display().to_string(),
             self.max_record_bytes,
             self.stats.clone(),
+            self.sink.budget().clone(),
         );
         let mut current: Option<Open> = None;
         let mut first_open = true;
@@ -125,7 +126,8 @@ impl Tail {
                 .map_or(u64::MAX, |&(start, _)| start - open.offset);
             let mut limited = (&mut open.file).take(limit);
             let read = tokio::select! {
-                read = limited.read_buf(framer.buffer()) => read,
+                // Waits for the memory budget first: the tail pauses while it is spent.
+                read = async { limited.read_buf(framer.buffer().await).await } => read,
                 _ = cancel.cancelled() => break,
             };
             match read {
@@ -243,7 +245,7 @@ impl Tail {
                 let end = open.offset - framer.pending() as u64;
                 let ack = progress.register(open.identity(), open.chunk_start, end);
                 open.chunk_start = end;
-                self.sink.send(records, Some(ack)).await.is_ok()
+                self.sink.send(records, Some(ack)).is_ok()
             }
             Err(error) => {
                 tracing::warn!(file = %self.path.display(), %error, "cannot frame the feed file");

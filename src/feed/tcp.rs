@@ -39,7 +39,7 @@ pub async fn serve(
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let framer = Framer::new(format!("tcp {peer}"), max_record_bytes, stats.clone());
+                    let framer = Framer::new(format!("tcp {peer}"), max_record_bytes, stats.clone(), sink.budget().clone());
                     connections.spawn(receive(stream, peer, framer, sink.clone(), stats.clone(), cancel.clone()));
                 }
                 Err(error) => {
@@ -70,11 +70,14 @@ async fn receive(
     let mut drain_until = None;
     loop {
         let read = match drain_until {
-            Some(deadline) => tokio::time::timeout_at(deadline, stream.read_buf(framer.buffer()))
-                .await
-                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+            Some(deadline) => tokio::time::timeout_at(deadline, async {
+                stream.read_buf(framer.buffer().await).await
+            })
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
             None => tokio::select! {
-                read = stream.read_buf(framer.buffer()) => read,
+                // Waits for the memory budget first: TCP then pushes back to the sender.
+                read = async { stream.read_buf(framer.buffer().await).await } => read,
                 _ = cancel.cancelled() => {
                     drain_until = Some(tokio::time::Instant::now() + DRAIN_DEADLINE);
                     continue;
@@ -100,7 +103,7 @@ async fn receive(
                 break;
             }
         };
-        if sink.send(records, None).await.is_err() || end {
+        if sink.send(records, None).is_err() || end {
             break;
         }
     }
