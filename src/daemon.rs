@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::batch::BatchWriters;
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Limit, Settings};
 use crate::feed::checkpoint::CheckpointStore;
 use crate::feed::{tail, tcp};
 use crate::memory::{self, MemoryBudget};
@@ -85,8 +85,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         stats.clone(),
     );
 
+    let spool_cap = spool_cap(settings.spool.max_bytes, &spool_dir);
+    stats
+        .spool
+        .max_bytes
+        .store(spool_cap, std::sync::atomic::Ordering::Relaxed);
     let (sink, writers) = BatchWriters::start(
         &settings.batch,
+        spool_cap,
         budget.clone(),
         spool.clone(),
         stats.clone(),
@@ -160,6 +166,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("shutting down: closing the feed, sealing open batches");
 
     stop_inputs.cancel();
+    writers.stop_waiting();
     inputs.wait().await;
     tokio::task::spawn_blocking(move || writers.join())
         .await
@@ -177,6 +184,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = status_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The smallest cap `spool.max_bytes = "auto"` chooses.
+const SPOOL_AUTO_MIN: u64 = 64 << 20;
+
+/// The spool's cap: given bytes, or for `auto` half the disk space free at start (at least
+/// 64 MiB), so that the spool fills before the disk does.
+fn spool_cap(limit: Limit, dir: &Path) -> u64 {
+    match limit {
+        Limit::Bytes(bytes) => bytes,
+        Limit::Auto => match nix::sys::statvfs::statvfs(dir) {
+            Ok(fs) => (fs.blocks_available() * fs.fragment_size() / 2).max(SPOOL_AUTO_MIN),
+            Err(error) => {
+                tracing::warn!(%error, "cannot see the free disk space; spool cap set to 1 GiB");
+                1 << 30
+            }
+        },
+    }
 }
 
 async fn wait_for_shutdown_signal() -> anyhow::Result<()> {

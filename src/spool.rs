@@ -85,6 +85,8 @@ pub struct Spool {
     quarantine_dir: PathBuf,
     next_seq: AtomicU64,
     sealed: Arc<Notify>,
+    /// Bytes of the sealed batches, kept up to date by every change and every scan.
+    ready_bytes: AtomicU64,
 }
 
 impl Spool {
@@ -98,6 +100,7 @@ impl Spool {
             quarantine_dir: root.join("quarantine"),
             next_seq: AtomicU64::new(0),
             sealed: Arc::new(Notify::new()),
+            ready_bytes: AtomicU64::new(0),
         };
         for dir in [&spool.open_dir, &spool.ready_dir, &spool.quarantine_dir] {
             fs::create_dir_all(dir)?;
@@ -229,6 +232,7 @@ impl Spool {
             .ready_dir
             .join(SealedBatch::file_name(seq, sealed_at, records, raw_bytes));
         fs::rename(open_path, &path)?;
+        self.ready_bytes.fetch_add(gzip_bytes, Ordering::Relaxed);
         sync_dir(&self.ready_dir)?;
         sync_dir(&self.open_dir)?;
         self.sealed.notify_one();
@@ -259,6 +263,10 @@ impl Spool {
             }
         }
         batches.sort_by_key(|b| b.seq);
+        self.ready_bytes.store(
+            batches.iter().map(|b| b.gzip_bytes).sum(),
+            Ordering::Relaxed,
+        );
         Ok(batches)
     }
 
@@ -301,7 +309,21 @@ impl Spool {
     /// Deletes a batch MCAS accepted.
     pub fn remove(&self, batch: &SealedBatch) -> io::Result<()> {
         fs::remove_file(&batch.path)?;
+        self.forget_ready_bytes(batch.gzip_bytes);
         sync_dir(&self.ready_dir)
+    }
+
+    fn forget_ready_bytes(&self, bytes: u64) {
+        let _ = self
+            .ready_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(bytes))
+            });
+    }
+
+    /// Bytes of the sealed batches waiting.
+    pub fn ready_bytes(&self) -> u64 {
+        self.ready_bytes.load(Ordering::Relaxed)
     }
 
     /// Moves a file into quarantine, with a `.reason` file beside it saying why.
@@ -318,7 +340,12 @@ impl Spool {
             name = format!("{base}.{n}");
         }
         let target = self.quarantine_dir.join(&name);
+        let from_ready = path.parent() == Some(self.ready_dir.as_path());
+        let len = fs::metadata(path).map_or(0, |m| m.len());
         fs::rename(path, &target)?;
+        if from_ready {
+            self.forget_ready_bytes(len);
+        }
         fs::write(
             self.quarantine_dir.join(format!("{name}.reason")),
             format!("{reason}\n"),

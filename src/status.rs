@@ -1,7 +1,7 @@
 //! What the daemon counts, and the status report it publishes for `nss status`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -77,6 +77,12 @@ pub struct SpoolStats {
     pub quarantined: AtomicU64,
     /// Batches sealed since start.
     pub sealed: AtomicU64,
+    /// The spool is at its cap and reading is paused.
+    pub full: AtomicBool,
+    /// Times the spool filled up since start.
+    pub full_events: AtomicU64,
+    /// The cap in bytes.
+    pub max_bytes: AtomicU64,
 }
 
 /// Counters of the upload stage.
@@ -168,6 +174,12 @@ pub struct SpoolReport {
     pub bytes: u64,
     pub oldest: Option<String>,
     pub quarantined: u64,
+    /// The cap (spool.max_bytes, resolved).
+    #[serde(default)]
+    pub max_bytes: u64,
+    /// At the cap: reading is paused until uploads make room.
+    #[serde(default)]
+    pub full: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -245,6 +257,8 @@ impl Stats {
                 bytes: load(&self.spool.bytes),
                 oldest: time(&self.spool.oldest),
                 quarantined: load(&self.spool.quarantined),
+                max_bytes: load(&self.spool.max_bytes),
+                full: self.spool.full.load(Ordering::Relaxed),
             },
             upload: UploadReport {
                 batches: load(&self.upload.batches),

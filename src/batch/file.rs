@@ -72,6 +72,12 @@ impl BatchFile {
         self.raw_bytes
     }
 
+    /// Compressed bytes so far, in the file or on their way to it.
+    pub fn compressed_bytes(&self) -> u64 {
+        let out = self.encoder.get_ref();
+        out.get_ref().metadata().map_or(0, |m| m.len()) + out.buffer().len() as u64
+    }
+
     /// Where the file is.
     pub fn path(&self) -> &Path {
         &self.path

@@ -5,7 +5,7 @@
 mod file;
 
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -72,6 +72,7 @@ impl RecordSink {
 /// The running batch writer threads.
 pub struct BatchWriters {
     threads: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
 }
 
 /// What seals a batch.
@@ -81,6 +82,8 @@ struct SealRules {
     max_bytes: u64,
     max_age: Duration,
     level: u32,
+    /// Writers wait while the spool holds this many bytes.
+    spool_cap: u64,
 }
 
 impl BatchWriters {
@@ -88,6 +91,7 @@ impl BatchWriters {
     /// feeds them. They stop, sealing what they hold, once every clone of the sink is dropped.
     pub fn start(
         settings: &BatchSettings,
+        spool_cap: u64,
         budget: MemoryBudget,
         spool: Arc<Spool>,
         stats: Arc<Stats>,
@@ -101,7 +105,9 @@ impl BatchWriters {
             max_bytes: settings.max_bytes,
             max_age: settings.max_age,
             level: settings.gzip_level,
+            spool_cap,
         };
+        let stopping = Arc::new(AtomicBool::new(false));
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut threads = Vec::with_capacity(count);
         for id in 0..count {
@@ -111,6 +117,7 @@ impl BatchWriters {
                 spool: spool.clone(),
                 stats: stats.clone(),
                 open: [None, None],
+                stopping: stopping.clone(),
             };
             let rx = rx.clone();
             threads.push(
@@ -119,7 +126,16 @@ impl BatchWriters {
                     .spawn(move || writer.run(rx))?,
             );
         }
-        Ok((RecordSink { tx, budget }, BatchWriters { threads }))
+        Ok((
+            RecordSink { tx, budget },
+            BatchWriters { threads, stopping },
+        ))
+    }
+
+    /// Shutdown has begun: writers waiting for room in a full spool write anyway (a little
+    /// over the cap rather than losing what was read), so that they can stop.
+    pub fn stop_waiting(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
     }
 
     /// Waits until every writer has sealed its batch and stopped. Blocks: call it from a
@@ -182,7 +198,11 @@ struct Writer {
     spool: Arc<Spool>,
     stats: Arc<Stats>,
     open: [Option<OpenBatch>; 2],
+    stopping: Arc<AtomicBool>,
 }
+
+/// How often a writer waiting for room in the spool looks again.
+const ROOM_POLL: Duration = Duration::from_millis(200);
 
 /// How long an idle writer without an open batch sleeps between looks at the channel.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
@@ -205,6 +225,7 @@ impl Writer {
             match rx.recv_timeout(wait) {
                 Ok(chunk) => {
                     let origin = Origin::of(&chunk);
+                    self.wait_for_room();
                     self.write_chunk(origin, chunk);
                     if origin == Origin::Stream {
                         self.flush_stream(rx.is_empty());
@@ -229,6 +250,55 @@ impl Writer {
                     return;
                 }
             }
+        }
+    }
+
+    /// Waits while the spool is at its cap. The chunks queue behind, the memory budget
+    /// runs out, and the inputs stop reading: TCP pushes back to the sender, the tail
+    /// pauses. Nothing is dropped. Batches due by age are still sealed meanwhile, so that
+    /// uploads can make room.
+    fn wait_for_room(&mut self) {
+        let mut waited = false;
+        loop {
+            let open: u64 = self
+                .open
+                .iter()
+                .flatten()
+                .map(|b| b.file.compressed_bytes())
+                .sum();
+            let used = self.spool.ready_bytes() + open;
+            if used < self.rules.spool_cap || self.stopping.load(Ordering::Relaxed) {
+                if waited {
+                    tracing::info!(
+                        writer = self.id,
+                        "the spool has room again: reading goes on"
+                    );
+                    self.stats.spool.full.store(false, Ordering::Relaxed);
+                }
+                return;
+            }
+            if !waited {
+                waited = true;
+                self.stats.spool.full.store(true, Ordering::Relaxed);
+                self.stats.spool.full_events.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    writer = self.id,
+                    used,
+                    cap = self.rules.spool_cap,
+                    "the spool is full (spool.max_bytes): reading is paused until uploads make room; nothing is dropped"
+                );
+            }
+            let now = Instant::now();
+            for origin in ORIGINS {
+                if self
+                    .open(origin)
+                    .as_ref()
+                    .is_some_and(|b| now >= b.deadline)
+                {
+                    self.seal(origin);
+                }
+            }
+            std::thread::sleep(ROOM_POLL);
         }
     }
 

@@ -246,6 +246,18 @@ impl Agent {
         files
     }
 
+    /// A figure of the agent process's /proc status in bytes, e.g. `VmHWM` (peak RSS).
+    pub fn proc_status_bytes(&self, field: &str) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{field}:")))
+            .unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
     /// Kills the agent with SIGKILL, as a crash would, and waits for it to be gone.
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("running");

@@ -1,0 +1,107 @@
+//! MCAS refusing everything while the feed keeps coming: the agent holds its memory and
+//! spool bounds, pushes back on the sender instead of dropping, and delivers it all later.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcas_emulator::{Endpoint, Fault};
+
+use crate::harness::*;
+
+const MEMORY_LIMIT: u64 = 8 << 20;
+const SPOOL_CAP: u64 = 1 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_mcas_blocks_the_sender_within_memory_and_spool_bounds() {
+    let world = World::start().await;
+    world.emulator.push_fault(
+        Endpoint::UploadUrl,
+        Fault::Status {
+            code: 503,
+            retry_after: None,
+            body: String::new(),
+        },
+        1_000_000,
+    );
+    let mut settings = world.settings();
+    settings
+        .set("memory.limit", &quote("8MiB"))
+        .set("spool.max_bytes", &quote("1MiB"))
+        .set("batch.max_bytes", &quote("4MiB"))
+        .set("batch.max_age", &quote("1s"));
+    let agent = world.agent(&settings);
+    let baseline = agent.proc_status_bytes("VmRSS");
+
+    // 53 MiB of records, about 5 MiB of gzip: five times the spool's cap.
+    let records: Vec<Vec<u8>> = (0..340_000).map(|n| leef("pushback", n, 0)).collect();
+    let payload = lines(&records);
+    let offered = payload.len() as u64;
+    let written = Arc::new(AtomicU64::new(0));
+    let progress = written.clone();
+    let addr = agent.feed.unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        for piece in payload.chunks(64 << 10) {
+            stream.write_all(piece).unwrap();
+            progress.fetch_add(piece.len() as u64, Ordering::Relaxed);
+        }
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
+    });
+
+    // The spool fills, reading stops, and the sender is held back.
+    agent.wait_status("a full spool", |s| s["spool"]["full"] == true);
+    let stalled_at = loop {
+        let before = written.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(2));
+        let after = written.load(Ordering::Relaxed);
+        if after == before {
+            break after;
+        }
+        assert!(after < offered, "the sender was never held back");
+    };
+    assert!(
+        stalled_at < offered,
+        "everything was taken in: nothing pushed back"
+    );
+    let status = agent.status();
+    let spool_bytes = status["spool"]["bytes"].as_u64().unwrap();
+    // The cap, plus at most the open batches of the writers (each under batch.max_bytes
+    // of gzip, far less in practice).
+    assert!(
+        spool_bytes <= SPOOL_CAP + (1 << 20),
+        "spool at {spool_bytes} bytes, cap {SPOOL_CAP}"
+    );
+    let peak = agent.proc_status_bytes("VmHWM");
+    eprintln!(
+        "held back after {} of {} MiB offered; spool {} KiB (cap {} KiB); peak RSS {} MiB = baseline {} MiB + {} MiB (budget {} MiB)",
+        stalled_at >> 20,
+        offered >> 20,
+        spool_bytes >> 10,
+        SPOOL_CAP >> 10,
+        peak >> 20,
+        baseline >> 20,
+        (peak - baseline) >> 20,
+        MEMORY_LIMIT >> 20
+    );
+    assert!(
+        peak <= baseline + MEMORY_LIMIT + (10 << 20),
+        "peak RSS {peak} over baseline {baseline} + budget {MEMORY_LIMIT} + 10 MiB of compressors and file buffers"
+    );
+    assert_eq!(agent.status()["feed"]["oversize_dropped"], 0);
+
+    // MCAS comes back: everything arrives, once.
+    world.emulator.clear_faults();
+    let started = Instant::now();
+    sender.join().unwrap();
+    world
+        .emulator
+        .wait_for_records(records.len() as u64, Duration::from_secs(180))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    eprintln!("delivered the backlog in {:?}", started.elapsed());
+    assert_exactly_once(&world.emulator, records);
+    assert!(agent.log_text().contains("the spool is full"));
+}
