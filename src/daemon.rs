@@ -19,14 +19,73 @@ use crate::spool::Spool;
 use crate::status::{self, McasReport, MemoryReport, Stats, RAM_FLOOR};
 use crate::upload::{self, ApiRateLimiter, McasClient, Uploader};
 
-/// How long an upload in flight at shutdown may take to finish.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How often the status file is rewritten.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Runs the daemon until SIGTERM or SIGINT.
+/// How the pipeline came to a stop.
+enum Stopped {
+    /// SIGTERM or SIGINT: the process ends.
+    Exit,
+    /// SIGHUP with a valid configuration: the pipeline starts again with it.
+    Reload(Box<Settings>),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the configuration: the pipeline
+/// stops as at shutdown (nothing read is lost) and starts again with the new settings; a
+/// configuration that fails its checks is refused with a log line, and the agent runs on.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
+    let mut settings = settings;
+    loop {
+        match run_pipeline(settings, &mut signals).await? {
+            Stopped::Exit => return Ok(()),
+            Stopped::Reload(new) => {
+                tracing::info!(config = %new.path.display(), "configuration reloaded: starting again with it");
+                settings = *new;
+            }
+        }
+    }
+}
+
+/// The signals the daemon acts on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT (then `Exit`), or SIGHUP with a configuration that
+    /// passes its checks (then `Reload`).
+    async fn stopped(&mut self, path: &Path) -> Stopped {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return Stopped::Exit,
+                _ = self.int.recv() => return Stopped::Exit,
+                _ = self.hup.recv() => {
+                    match Settings::load(path).and_then(|s| s.mcas_target().map(|_| s)) {
+                        Ok(settings) => return Stopped::Reload(Box::new(settings)),
+                        Err(error) => tracing::error!(
+                            %error,
+                            "SIGHUP: the configuration was not reloaded (configuration error: {error}); running on with the previous one"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the pipeline until a signal stops it, then shuts it down in order.
+async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Result<Stopped> {
     let target = settings.mcas_target()?;
     for (key, dir) in [
         ("paths.state_dir", &settings.paths.state_dir),
@@ -161,9 +220,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(domain = %target.domain, data_source = %target.data_source, memory_limit = budget.limit(), "nss-agent running");
 
-    wait_for_shutdown_signal().await?;
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    tracing::info!("shutting down: closing the feed, sealing open batches");
+    let stopped = signals.stopped(&settings.path).await;
+    let state = match stopped {
+        Stopped::Exit => sd_notify::NotifyState::Stopping,
+        Stopped::Reload(_) => sd_notify::NotifyState::Reloading,
+    };
+    let _ = sd_notify::notify(false, &[state]);
+    tracing::info!("stopping the pipeline: closing the feed, sealing open batches");
 
     stop_inputs.cancel();
     writers.stop_waiting();
@@ -173,7 +236,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .context("batch writers")?;
 
     stop_uploads.cancel();
-    if tokio::time::timeout(SHUTDOWN_TIMEOUT, upload_task)
+    if tokio::time::timeout(settings.upload.shutdown_timeout, upload_task)
         .await
         .is_err()
     {
@@ -183,7 +246,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     stop_status.cancel();
     let _ = status_task.await;
     tracing::info!("stopped");
-    Ok(())
+    Ok(stopped)
 }
 
 /// The smallest cap `spool.max_bytes = "auto"` chooses.
@@ -202,16 +265,6 @@ fn spool_cap(limit: Limit, dir: &Path) -> u64 {
             }
         },
     }
-}
-
-async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
 }
 
 /// Rewrites the status file every second until stopped, then once more.

@@ -79,6 +79,7 @@ timeout = {timeout}
 backoff_min = {backoff_min}
 backoff_max = {backoff_max}
 auth_retry = {auth_retry}
+shutdown_timeout = {shutdown_timeout}
 
 [spool]
 max_bytes = {spool_max}
@@ -121,6 +122,7 @@ runtime_dir = {runtime_dir}
         backoff_min = quote(&format_duration(s.upload.backoff_min)),
         backoff_max = quote(&format_duration(s.upload.backoff_max)),
         auth_retry = quote(&format_duration(s.upload.auth_retry)),
+        shutdown_timeout = quote(&format_duration(s.upload.shutdown_timeout)),
         spool_max = limit(s.spool.max_bytes),
         memory_limit = limit(s.memory.limit),
         interval = quote(&format_duration(s.sync.interval)),

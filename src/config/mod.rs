@@ -118,6 +118,8 @@ pub struct UploadSettings {
     pub backoff_max: Duration,
     /// How often a refused token (401/403) is tried again.
     pub auth_retry: Duration,
+    /// At shutdown, how long an upload in flight may take to finish.
+    pub shutdown_timeout: Duration,
 }
 
 /// `[spool]`: sealed batches waiting on disk.
@@ -197,6 +199,7 @@ impl Default for Settings {
                 backoff_min: Duration::from_secs(1),
                 backoff_max: Duration::from_secs(300),
                 auth_retry: Duration::from_secs(300),
+                shutdown_timeout: Duration::from_secs(30),
             },
             spool: SpoolSettings {
                 max_bytes: Limit::Auto,
@@ -240,6 +243,7 @@ const KNOWN_KEYS: &[&str] = &[
     "upload.backoff_min",
     "upload.backoff_max",
     "upload.auth_retry",
+    "upload.shutdown_timeout",
     "spool.max_bytes",
     "memory.limit",
     "sync.interval",
@@ -337,6 +341,8 @@ impl Settings {
                 backoff_min: raw.duration("upload.backoff_min", defaults.upload.backoff_min)?,
                 backoff_max: raw.duration("upload.backoff_max", defaults.upload.backoff_max)?,
                 auth_retry: raw.duration("upload.auth_retry", defaults.upload.auth_retry)?,
+                shutdown_timeout: raw
+                    .duration("upload.shutdown_timeout", defaults.upload.shutdown_timeout)?,
             },
             spool: SpoolSettings {
                 max_bytes: raw.limit("spool.max_bytes")?,

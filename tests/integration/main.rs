@@ -8,3 +8,4 @@ mod durability;
 mod faults;
 mod feed;
 mod harness;
+mod signals;
