@@ -34,18 +34,32 @@ async fn a_refusing_mcas_blocks_the_sender_within_memory_and_spool_bounds() {
     let agent = world.agent(&settings);
     let baseline = agent.proc_status_bytes("VmRSS");
 
-    // 53 MiB of records, about 5 MiB of gzip: five times the spool's cap.
-    let records: Vec<Vec<u8>> = (0..340_000).map(|n| leef("pushback", n, 0)).collect();
-    let payload = lines(&records);
-    let offered = payload.len() as u64;
+    // 53 MiB of records by default, about 5 MiB of gzip: five times the spool's cap.
+    // scripts/soak offers 2 GiB (NSS_SOAK_OFFER_MIB=2048).
+    let offer_mib: u64 = std::env::var("NSS_SOAK_OFFER_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(53);
+    let count = (offer_mib << 20) / leef("pushback", 0, 0).len() as u64;
+    let offered: u64 = (0..count)
+        .map(|n| leef("pushback", n as usize, 0).len() as u64 + 1)
+        .sum();
     let written = Arc::new(AtomicU64::new(0));
     let progress = written.clone();
     let addr = agent.feed.unwrap();
     let sender = std::thread::spawn(move || {
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        for piece in payload.chunks(64 << 10) {
-            stream.write_all(piece).unwrap();
+        let mut n = 0;
+        while n < count {
+            let end = (n + 300).min(count);
+            let piece = lines(
+                &(n..end)
+                    .map(|i| leef("pushback", i as usize, 0))
+                    .collect::<Vec<_>>(),
+            );
+            stream.write_all(&piece).unwrap();
             progress.fetch_add(piece.len() as u64, Ordering::Relaxed);
+            n = end;
         }
         stream.shutdown(std::net::Shutdown::Write).unwrap();
         let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
@@ -98,10 +112,10 @@ async fn a_refusing_mcas_blocks_the_sender_within_memory_and_spool_bounds() {
     sender.join().unwrap();
     world
         .emulator
-        .wait_for_records(records.len() as u64, Duration::from_secs(180))
+        .wait_for_records(count, Duration::from_secs(180 + offer_mib / 2))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
     eprintln!("delivered the backlog in {:?}", started.elapsed());
-    assert_exactly_once(&world.emulator, records);
+    assert_ids_exactly_once(&world.emulator, "pushback", count);
     assert!(agent.log_text().contains("the spool is full"));
 }

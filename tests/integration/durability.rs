@@ -5,6 +5,14 @@ use std::time::Duration;
 
 use crate::harness::*;
 
+/// How many times the kill -9 tests kill the agent: 20, or NSS_SOAK_KILLS (scripts/soak).
+fn kill_cycles() -> usize {
+    std::env::var("NSS_SOAK_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
 fn tail_only(world: &World, file: &std::path::Path) -> Settings {
     let mut settings = world.settings();
     settings
@@ -59,7 +67,7 @@ async fn a_restart_resumes_a_tailed_file_at_its_checkpoint() {
     );
 }
 
-/// kill -9 at random moments (20 times or more) while records are appended: after the last start every
+/// kill -9 at random moments (20 times, or NSS_SOAK_KILLS) while records are appended: after the last start every
 /// record of the file is delivered; duplicates (a crash between done_upload and the
 /// deletion of the batch) are counted and reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +91,7 @@ async fn kill_9_while_tailing_loses_no_record() {
     });
     let mut rng = fastrand::Rng::with_seed(20);
     let mut kills = 0;
-    while !appender.is_finished() || kills < 20 {
+    while !appender.is_finished() || kills < kill_cycles() {
         let mut agent = world.agent(&settings);
         std::thread::sleep(Duration::from_millis(rng.u64(100..700)));
         agent.kill();
@@ -394,7 +402,7 @@ async fn kill_9_salvages_what_tcp_delivered() {
     );
 }
 
-/// kill -9 at random moments (20 times) while records stream over TCP and into a tailed
+/// kill -9 at random moments (20 times, or NSS_SOAK_KILLS) while records stream over TCP and into a tailed
 /// file, with MCAS failing at random: every record of the file arrives, every record that
 /// arrives is one that was sent (whole), and duplicates stay within one batch a crash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,7 +431,7 @@ async fn kill_9_with_tcp_file_and_a_failing_mcas() {
     });
     let mut sent_tcp = Vec::new();
     let mut kills = 0;
-    while kills < 20 {
+    while kills < kill_cycles() {
         for (endpoint, code) in [
             (Endpoint::UploadUrl, 503),
             (Endpoint::Blob, 500),

@@ -368,6 +368,34 @@ pub fn delivered(emulator: &Emulator) -> (Vec<Vec<u8>>, usize) {
     (records, uploads.len())
 }
 
+/// Asserts that the records made by [`leef`] for `stream` with numbers `0..count` each
+/// arrived exactly once, and nothing else: by their record ids, so that gigabytes of
+/// records need not be held in memory.
+pub fn assert_ids_exactly_once(emulator: &Emulator, stream: &str, count: u64) {
+    let mut seen = vec![0u8; count as usize];
+    let needle = format!("recordid={stream}-");
+    let mut foreign = 0;
+    for upload in emulator.uploads() {
+        for record in upload.records_decompressed().unwrap() {
+            let id = memchr::memmem::find(&record, needle.as_bytes())
+                .map(|at| &record[at + needle.len()..])
+                .and_then(|rest| rest.split(|&b| b == b'\t').next())
+                .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
+            match id {
+                Some(n) if n < seen.len() => seen[n] = seen[n].saturating_add(1),
+                _ => foreign += 1,
+            }
+        }
+    }
+    let missing = seen.iter().filter(|&&c| c == 0).count();
+    let doubled = seen.iter().filter(|&&c| c > 1).count();
+    assert_eq!(
+        (missing, doubled, foreign),
+        (0, 0, 0),
+        "of {count} records: missing, duplicated, foreign"
+    );
+}
+
 /// Asserts that `expected` arrived exactly once, nothing else.
 pub fn assert_exactly_once(emulator: &Emulator, mut expected: Vec<Vec<u8>>) {
     expected.sort();
