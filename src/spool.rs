@@ -321,6 +321,15 @@ impl Spool {
             });
     }
 
+    /// The size of the spool's file system and the bytes free on it, if they can be seen.
+    pub fn disk(&self) -> Option<(u64, u64)> {
+        let fs = nix::sys::statvfs::statvfs(&self.open_dir).ok()?;
+        Some((
+            fs.blocks() * fs.fragment_size(),
+            fs.blocks_available() * fs.fragment_size(),
+        ))
+    }
+
     /// Bytes of the sealed batches waiting.
     pub fn ready_bytes(&self) -> u64 {
         self.ready_bytes.load(Ordering::Relaxed)

@@ -82,8 +82,10 @@ struct SealRules {
     max_bytes: u64,
     max_age: Duration,
     level: u32,
-    /// Writers wait while the spool holds this many bytes.
+    /// Writers wait while the spool holds this many bytes,
     spool_cap: u64,
+    /// or while its disk has less than this free.
+    disk_reserve: u64,
 }
 
 impl BatchWriters {
@@ -106,6 +108,7 @@ impl BatchWriters {
             max_age: settings.max_age,
             level: settings.gzip_level,
             spool_cap,
+            disk_reserve: spool.disk().map_or(0, |(size, _)| disk_reserve(size)),
         };
         let stopping = Arc::new(AtomicBool::new(false));
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -201,6 +204,12 @@ struct Writer {
     stopping: Arc<AtomicBool>,
 }
 
+/// The free disk space writers keep: a twentieth of the file system, within 1 MiB to
+/// 256 MiB, so that the disk answers ENOSPC to nobody, the appliance's own logs included.
+fn disk_reserve(size: u64) -> u64 {
+    (size / 20).clamp(1 << 20, 256 << 20)
+}
+
 /// How often a writer waiting for room in the spool looks again.
 const ROOM_POLL: Duration = Duration::from_millis(200);
 
@@ -253,7 +262,7 @@ impl Writer {
         }
     }
 
-    /// Waits while the spool is at its cap. The chunks queue behind, the memory budget
+    /// Waits while the spool is at its cap or its disk nearly full. The chunks queue behind, the memory budget
     /// runs out, and the inputs stop reading: TCP pushes back to the sender, the tail
     /// pauses. Nothing is dropped. Batches due by age are still sealed meanwhile, so that
     /// uploads can make room.
@@ -267,7 +276,21 @@ impl Writer {
                 .map(|b| b.file.compressed_bytes())
                 .sum();
             let used = self.spool.ready_bytes() + open;
-            if used < self.rules.spool_cap || self.stopping.load(Ordering::Relaxed) {
+            let free = self.spool.disk().map_or(u64::MAX, |(_, free)| free);
+            let full = if used >= self.rules.spool_cap {
+                Some(format!(
+                    "the spool is full ({used} of spool.max_bytes = {} bytes)",
+                    self.rules.spool_cap
+                ))
+            } else if free < self.rules.disk_reserve {
+                Some(format!(
+                    "the disk is almost full ({free} bytes free, {} kept in reserve)",
+                    self.rules.disk_reserve
+                ))
+            } else {
+                None
+            };
+            let Some(why) = full.filter(|_| !self.stopping.load(Ordering::Relaxed)) else {
                 if waited {
                     tracing::info!(
                         writer = self.id,
@@ -276,16 +299,14 @@ impl Writer {
                     self.stats.spool.full.store(false, Ordering::Relaxed);
                 }
                 return;
-            }
+            };
             if !waited {
                 waited = true;
                 self.stats.spool.full.store(true, Ordering::Relaxed);
                 self.stats.spool.full_events.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     writer = self.id,
-                    used,
-                    cap = self.rules.spool_cap,
-                    "the spool is full (spool.max_bytes): reading is paused until uploads make room; nothing is dropped"
+                    "{why}: reading is paused until uploads make room; nothing is dropped"
                 );
             }
             let now = Instant::now();

@@ -117,5 +117,125 @@ async fn a_refusing_mcas_blocks_the_sender_within_memory_and_spool_bounds() {
         .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
     eprintln!("delivered the backlog in {:?}", started.elapsed());
     assert_ids_exactly_once(&world.emulator, "pushback", count);
+    // The backlog went up oldest first.
+    let seqs: Vec<u64> = world
+        .emulator
+        .uploads()
+        .iter()
+        .map(|u| {
+            u.filename
+                .trim_end_matches(".log.gz")
+                .rsplit('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "not oldest first: {seqs:?}"
+    );
     assert!(agent.log_text().contains("the spool is full"));
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (scripts/test runs as root)"
+        );
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The disk fills up before the spool's cap: the agent keeps a reserve free and blocks
+/// the feed instead of meeting ENOSPC; nothing is dropped, nothing corrupted, and all of
+/// it is delivered once MCAS makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nearly_full_disk_blocks_the_feed_instead_of_failing() {
+    let world = World::start().await;
+    let state = world.dir.path().join("small-disk");
+    let _disk = Tmpfs::mount(&state, "4m");
+    world.emulator.push_fault(
+        Endpoint::UploadUrl,
+        Fault::Status {
+            code: 503,
+            retry_after: None,
+            body: String::new(),
+        },
+        1_000_000,
+    );
+    let mut settings = world.settings();
+    settings
+        .set("paths.state_dir", &quote(&state.display().to_string()))
+        .set("spool.max_bytes", &quote("1GiB"))
+        .set("memory.limit", &quote("8MiB"))
+        .set("batch.max_bytes", &quote("4MiB"))
+        .set("batch.max_age", &quote("1s"));
+    let agent = world.agent(&settings);
+    // About 105 MiB of records, 7 MiB of gzip, on a 4 MiB disk.
+    let count: u64 = 650_000;
+    let addr = agent.feed.unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let mut n = 0;
+        while n < count {
+            let end = (n + 300).min(count);
+            let piece = lines(
+                &(n..end)
+                    .map(|i| leef("disk", i as usize, 0))
+                    .collect::<Vec<_>>(),
+            );
+            stream.write_all(&piece).unwrap();
+            n = end;
+        }
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
+    });
+    agent.wait_log("the disk is almost full");
+    let status = agent.wait_status("a full spool", |s| s["spool"]["full"] == true);
+    assert!(
+        agent.quarantined().is_empty(),
+        "a batch failed: {:?}\n{}",
+        agent.quarantined(),
+        agent.log_text()
+    );
+    let log = agent.log_text();
+    assert!(
+        !log.contains("writing a batch failed") && !log.contains("sealing a batch failed"),
+        "{log}"
+    );
+    eprintln!(
+        "blocked with {} KiB spooled on a 4 MiB disk",
+        status["spool"]["bytes"].as_u64().unwrap() >> 10
+    );
+
+    world.emulator.clear_faults();
+    sender.join().unwrap();
+    world
+        .emulator
+        .wait_for_records(count, Duration::from_secs(240))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    assert_ids_exactly_once(&world.emulator, "disk", count);
+    assert!(agent.quarantined().is_empty());
 }
