@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use file::BatchFile;
 
@@ -27,6 +28,8 @@ pub struct Chunk {
     pub records: Vec<Bytes>,
     /// Held until the records are in a batch file.
     _permit: MemoryPermit,
+    /// One of the few places in the writers' queue, held until the records are flushed.
+    _slot: OwnedSemaphorePermit,
     /// For a tailed file: acknowledged once the records are in a sealed batch.
     ack: Option<Ack>,
 }
@@ -41,6 +44,10 @@ pub struct SinkClosed;
 pub struct RecordSink {
     tx: Sender<Chunk>,
     budget: MemoryBudget,
+    /// Chunks handed to the writers and not yet flushed to the operating system: few, so
+    /// that a killed process loses little of what it read from TCP (the rest is salvaged
+    /// from the flushed batch files).
+    slots: Arc<Semaphore>,
 }
 
 impl RecordSink {
@@ -49,9 +56,10 @@ impl RecordSink {
         &self.budget
     }
 
-    /// Hands records and the memory they hold to the batch writers. `ack`, if any, is
-    /// acknowledged once every record is in a sealed batch.
-    pub fn send(&self, framed: Framed, ack: Option<Ack>) -> Result<(), SinkClosed> {
+    /// Hands records and the memory they hold to the batch writers, waiting while the
+    /// writers' short queue is full. `ack`, if any, is acknowledged once every record is
+    /// in a sealed batch.
+    pub async fn send(&self, framed: Framed, ack: Option<Ack>) -> Result<(), SinkClosed> {
         let Framed { records, permit } = framed;
         if records.is_empty() {
             if let Some(ack) = ack {
@@ -59,10 +67,17 @@ impl RecordSink {
             }
             return Ok(());
         }
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SinkClosed)?;
         self.tx
             .send(Chunk {
                 records,
                 _permit: permit,
+                _slot: slot,
                 ack,
             })
             .map_err(|_| SinkClosed)
@@ -130,7 +145,11 @@ impl BatchWriters {
             );
         }
         Ok((
-            RecordSink { tx, budget },
+            RecordSink {
+                tx,
+                budget,
+                slots: Arc::new(Semaphore::new(count * QUEUE_PER_WRITER)),
+            },
             BatchWriters { threads, stopping },
         ))
     }
@@ -180,6 +199,9 @@ impl Origin {
         }
     }
 }
+
+/// Chunks a writer may have queued or in hand.
+const QUEUE_PER_WRITER: usize = 2;
 
 /// A stream batch is flushed at least this often under load (uncompressed bytes); when
 /// the writer has caught up, after every chunk.
@@ -232,13 +254,16 @@ impl Writer {
                 .min()
                 .unwrap_or(IDLE_WAIT);
             match rx.recv_timeout(wait) {
-                Ok(chunk) => {
+                Ok(mut chunk) => {
                     let origin = Origin::of(&chunk);
                     self.wait_for_room();
-                    self.write_chunk(origin, chunk);
+                    self.write_chunk(origin, &mut chunk);
                     if origin == Origin::Stream {
                         self.flush_stream(rx.is_empty());
                     }
+                    // Only now is its place in the queue free: written and, when it counts,
+                    // flushed.
+                    drop(chunk);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     let now = Instant::now();
@@ -342,7 +367,7 @@ impl Writer {
     /// Writes every record of the chunk, sealing batches as they fill. A disk error does
     /// not drop the chunk: the broken batch goes to quarantine and the chunk is written
     /// again into a new one.
-    fn write_chunk(&mut self, origin: Origin, mut chunk: Chunk) {
+    fn write_chunk(&mut self, origin: Origin, chunk: &mut Chunk) {
         let mut next = 0;
         while next < chunk.records.len() {
             match self.write_records(origin, &chunk.records[next..]) {

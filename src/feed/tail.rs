@@ -245,7 +245,7 @@ impl Tail {
                 let end = open.offset - framer.pending() as u64;
                 let ack = progress.register(open.identity(), open.chunk_start, end);
                 open.chunk_start = end;
-                self.sink.send(records, Some(ack)).is_ok()
+                self.sink.send(records, Some(ack)).await.is_ok()
             }
             Err(error) => {
                 tracing::warn!(file = %self.path.display(), %error, "cannot frame the feed file");

@@ -103,7 +103,7 @@ async fn receive(
                 break;
             }
         };
-        if sink.send(records, None).is_err() || end {
+        if sink.send(records, None).await.is_err() || end {
             break;
         }
     }
