@@ -266,16 +266,7 @@ impl Writer {
                     drop(chunk);
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    let now = Instant::now();
-                    for origin in ORIGINS {
-                        if self
-                            .open(origin)
-                            .as_ref()
-                            .is_some_and(|b| now >= b.deadline)
-                        {
-                            self.seal(origin);
-                        }
-                    }
+                    self.seal_due();
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     for origin in ORIGINS {
@@ -287,10 +278,10 @@ impl Writer {
         }
     }
 
-    /// Waits while the spool is at its cap or its disk nearly full. The chunks queue behind, the memory budget
-    /// runs out, and the inputs stop reading: TCP pushes back to the sender, the tail
-    /// pauses. Nothing is dropped. Batches due by age are still sealed meanwhile, so that
-    /// uploads can make room.
+    /// Waits while the spool is at its cap or its disk nearly full. The chunks queue
+    /// behind, the memory budget runs out, and the inputs stop reading: TCP pushes back to
+    /// the sender, the tail pauses. Nothing is dropped. Batches due by age are still sealed
+    /// meanwhile, so that uploads can make room.
     fn wait_for_room(&mut self) {
         let mut waited = false;
         loop {
@@ -334,17 +325,22 @@ impl Writer {
                     "{why}: reading is paused until uploads make room; nothing is dropped"
                 );
             }
-            let now = Instant::now();
-            for origin in ORIGINS {
-                if self
-                    .open(origin)
-                    .as_ref()
-                    .is_some_and(|b| now >= b.deadline)
-                {
-                    self.seal(origin);
-                }
-            }
+            self.seal_due();
             std::thread::sleep(ROOM_POLL);
+        }
+    }
+
+    /// Seals the open batches whose age is up.
+    fn seal_due(&mut self) {
+        let now = Instant::now();
+        for origin in ORIGINS {
+            if self
+                .open(origin)
+                .as_ref()
+                .is_some_and(|b| now >= b.deadline)
+            {
+                self.seal(origin);
+            }
         }
     }
 

@@ -47,23 +47,7 @@ async fn a_refusing_mcas_blocks_the_sender_within_memory_and_spool_bounds() {
     let written = Arc::new(AtomicU64::new(0));
     let progress = written.clone();
     let addr = agent.feed.unwrap();
-    let sender = std::thread::spawn(move || {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        let mut n = 0;
-        while n < count {
-            let end = (n + 300).min(count);
-            let piece = lines(
-                &(n..end)
-                    .map(|i| leef("pushback", i as usize, 0))
-                    .collect::<Vec<_>>(),
-            );
-            stream.write_all(&piece).unwrap();
-            progress.fetch_add(piece.len() as u64, Ordering::Relaxed);
-            n = end;
-        }
-        stream.shutdown(std::net::Shutdown::Write).unwrap();
-        let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
-    });
+    let sender = stream_records(addr, "pushback", count, progress);
 
     // The spool fills, reading stops, and the sender is held back.
     agent.wait_status("a full spool", |s| s["spool"]["full"] == true);
@@ -139,6 +123,33 @@ async fn a_refusing_mcas_blocks_the_sender_within_memory_and_spool_bounds() {
     assert!(agent.log_text().contains("the spool is full"));
 }
 
+/// Streams the records [`leef`] makes for `stream`, numbered `0..count`, over one TCP
+/// connection as fast as the agent takes them, counting the bytes written in `progress`.
+fn stream_records(
+    addr: std::net::SocketAddr,
+    stream: &'static str,
+    count: u64,
+    progress: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut connection = std::net::TcpStream::connect(addr).unwrap();
+        let mut n = 0;
+        while n < count {
+            let end = (n + 300).min(count);
+            let piece = lines(
+                &(n..end)
+                    .map(|i| leef(stream, i as usize, 0))
+                    .collect::<Vec<_>>(),
+            );
+            connection.write_all(&piece).unwrap();
+            progress.fetch_add(piece.len() as u64, Ordering::Relaxed);
+            n = end;
+        }
+        connection.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = std::io::Read::read(&mut connection, &mut [0u8; 1]);
+    })
+}
+
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct Tmpfs(std::path::PathBuf);
 
@@ -195,22 +206,7 @@ async fn a_nearly_full_disk_blocks_the_feed_instead_of_failing() {
     // About 105 MiB of records, 7 MiB of gzip, on a 4 MiB disk.
     let count: u64 = 650_000;
     let addr = agent.feed.unwrap();
-    let sender = std::thread::spawn(move || {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        let mut n = 0;
-        while n < count {
-            let end = (n + 300).min(count);
-            let piece = lines(
-                &(n..end)
-                    .map(|i| leef("disk", i as usize, 0))
-                    .collect::<Vec<_>>(),
-            );
-            stream.write_all(&piece).unwrap();
-            n = end;
-        }
-        stream.shutdown(std::net::Shutdown::Write).unwrap();
-        let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
-    });
+    let sender = stream_records(addr, "disk", count, Arc::default());
     agent.wait_log("the disk is almost full");
     let status = agent.wait_status("a full spool", |s| s["spool"]["full"] == true);
     assert!(

@@ -67,9 +67,9 @@ async fn a_restart_resumes_a_tailed_file_at_its_checkpoint() {
     );
 }
 
-/// kill -9 at random moments (20 times, or NSS_SOAK_KILLS) while records are appended: after the last start every
-/// record of the file is delivered; duplicates (a crash between done_upload and the
-/// deletion of the batch) are counted and reported.
+/// kill -9 at random moments (20 times, or NSS_SOAK_KILLS) while records are appended:
+/// after the last start every record of the file is delivered; duplicates (a crash
+/// between done_upload and the deletion of the batch) are counted and reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_tailing_loses_no_record() {
     let world = World::start().await;
@@ -402,9 +402,10 @@ async fn kill_9_salvages_what_tcp_delivered() {
     );
 }
 
-/// kill -9 at random moments (20 times, or NSS_SOAK_KILLS) while records stream over TCP and into a tailed
-/// file, with MCAS failing at random: every record of the file arrives, every record that
-/// arrives is one that was sent (whole), and duplicates stay within one batch a crash.
+/// kill -9 at random moments (20 times, or NSS_SOAK_KILLS) while records stream over TCP
+/// and into a tailed file, with MCAS failing at random: every record of the file arrives,
+/// every record that arrives is one that was sent (whole), and duplicates stay within one
+/// batch a crash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_tcp_file_and_a_failing_mcas() {
     use mcas_emulator::{Endpoint, Fault};
