@@ -15,8 +15,9 @@ use crate::config::{ConfigError, Limit, Settings};
 use crate::feed::checkpoint::CheckpointStore;
 use crate::feed::{tail, tcp};
 use crate::memory::{self, MemoryBudget};
+use crate::metrics;
 use crate::spool::Spool;
-use crate::status::{self, McasReport, MemoryReport, Stats, RAM_FLOOR};
+use crate::status::{self, McasReport, MemoryReport, Stats, StatusReport, RAM_FLOOR};
 use crate::upload::{self, ApiRateLimiter, McasClient, Uploader};
 
 /// How often the status file is rewritten.
@@ -202,18 +203,31 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
     );
     let upload_task = tokio::spawn(uploader.run(stop_uploads.clone(), abort_uploads.clone()));
 
-    let mcas_report = McasReport {
-        domain: Some(target.domain.clone()),
-        data_source: target.data_source.clone(),
-        token: Some(target.token.masked()),
+    let reports = Reports {
+        stats: stats.clone(),
+        mcas: McasReport {
+            domain: Some(target.domain.clone()),
+            data_source: target.data_source.clone(),
+            token: Some(target.token.masked()),
+        },
+        budget: budget.clone(),
+        ram_total: ram_total.unwrap_or(0),
     };
     let stop_status = CancellationToken::new();
+    if let Some(addr) = settings.metrics.listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot serve metrics on {addr} (metrics.listen): is the port taken? \"\" disables metrics")
+        })?;
+        let reports = reports.clone();
+        tokio::spawn(metrics::serve(
+            listener,
+            move || reports.report(),
+            stop_status.clone(),
+        ));
+    }
     let status_task = tokio::spawn(publish_status(
         settings.paths.runtime_dir.clone(),
-        stats.clone(),
-        mcas_report,
-        budget.clone(),
-        ram_total.unwrap_or(0),
+        reports,
         stop_status.clone(),
     ));
 
@@ -267,28 +281,38 @@ fn spool_cap(limit: Limit, dir: &Path) -> u64 {
     }
 }
 
-/// Rewrites the status file every second until stopped, then once more.
-async fn publish_status(
-    dir: std::path::PathBuf,
+/// Makes the status report from the daemon's counters: for the status file and metrics.
+#[derive(Clone)]
+struct Reports {
     stats: Arc<Stats>,
     mcas: McasReport,
     budget: MemoryBudget,
     ram_total: u64,
-    stop: CancellationToken,
-) {
-    let write = |dir: &Path| {
-        let memory = MemoryReport::new(ram_total, budget.limit(), budget.in_use());
-        let report = stats.report(mcas.clone(), memory);
-        if let Err(error) = status::publish(dir, &report) {
+}
+
+impl Reports {
+    fn report(&self) -> StatusReport {
+        let memory = MemoryReport::new(self.ram_total, self.budget.limit(), self.budget.in_use());
+        self.stats.report(self.mcas.clone(), memory)
+    }
+}
+
+/// Rewrites the status file every second until stopped, then once more, saying the
+/// daemon is no longer running.
+async fn publish_status(dir: std::path::PathBuf, reports: Reports, stop: CancellationToken) {
+    let write = |report: StatusReport| {
+        if let Err(error) = status::publish(&dir, &report) {
             tracing::debug!(%error, "cannot write the status file");
         }
     };
     loop {
-        write(&dir);
+        write(reports.report());
         tokio::select! {
             _ = tokio::time::sleep(STATUS_INTERVAL) => {}
             _ = stop.cancelled() => break,
         }
     }
-    write(&dir);
+    let mut last = reports.report();
+    last.running = false;
+    write(last);
 }

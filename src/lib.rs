@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod feed;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod spool;
 pub mod status;
 pub mod upload;

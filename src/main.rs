@@ -37,7 +37,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         if cause.is::<ConfigError>() {
             return exit::CONFIG;
         }
-        if cause.is::<ApiError>() {
+        if cause.is::<ApiError>() || cause.is::<cli::Unavailable>() {
             return exit::UNAVAILABLE;
         }
     }

@@ -100,6 +100,17 @@ pub struct UploadStats {
     pub retries: AtomicU64,
 }
 
+/// What the unsanctioned-apps sync last did.
+#[derive(Debug, Default)]
+pub struct SyncStats {
+    pub last_success: AtomicTime,
+    pub urls: AtomicU64,
+    pub added: AtomicU64,
+    pub removed: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    pub next: AtomicTime,
+}
+
 /// Everything the daemon counts, shared by its stages.
 #[derive(Debug)]
 pub struct Stats {
@@ -107,6 +118,7 @@ pub struct Stats {
     pub feed: FeedStats,
     pub spool: SpoolStats,
     pub upload: UploadStats,
+    pub sync: SyncStats,
 }
 
 impl Default for Stats {
@@ -116,6 +128,7 @@ impl Default for Stats {
             feed: FeedStats::default(),
             spool: SpoolStats::default(),
             upload: UploadStats::default(),
+            sync: SyncStats::default(),
         }
     }
 }
@@ -268,10 +281,23 @@ impl Stats {
                 last_success: time(&self.upload.last_success),
                 last_error: self.upload.last_error.lock().unwrap().clone(),
             },
-            sync: SyncReport::default(),
+            sync: SyncReport {
+                last_success: time(&self.sync.last_success),
+                urls: load(&self.sync.urls),
+                added: load(&self.sync.added),
+                removed: load(&self.sync.removed),
+                last_error: self.sync.last_error.lock().unwrap().clone(),
+                next: time(&self.sync.next),
+            },
             memory,
         }
     }
+}
+
+/// Reads the report the daemon last wrote to `dir/status.json`.
+pub fn read(dir: &Path) -> std::io::Result<StatusReport> {
+    let text = std::fs::read(dir.join(STATUS_FILE))?;
+    serde_json::from_slice(&text).map_err(std::io::Error::other)
 }
 
 /// Writes `report` to `dir/status.json` atomically (temporary file, then rename), so a

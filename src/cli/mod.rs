@@ -1,6 +1,8 @@
 //! The command line: one binary, `nss`, with one file a command.
 
 mod dump_config;
+mod status;
+mod troubleshoot;
 
 use std::path::PathBuf;
 
@@ -99,6 +101,11 @@ pub struct ConfigureMcasArgs {
 #[error("`nss {0}` is not yet available in this version of nss-agent")]
 pub struct NotYetAvailable(pub &'static str);
 
+/// A remote service (MCAS) refused or could not be reached: exit code 69.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let path = Settings::resolve_path(cli.config.as_deref());
@@ -117,8 +124,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Start => Err(NotYetAvailable("start").into()),
         Command::Stop => Err(NotYetAvailable("stop").into()),
         Command::Restart => Err(NotYetAvailable("restart").into()),
-        Command::Status { .. } => Err(NotYetAvailable("status").into()),
-        Command::Troubleshoot { .. } => Err(NotYetAvailable("troubleshoot mcas").into()),
+        Command::Status { json } => status::run(&Settings::load(&path)?, json),
+        Command::Troubleshoot {
+            what: TroubleshootTarget::Mcas,
+        } => troubleshoot::run(&Settings::load(&path)?),
         Command::SyncNow => Err(NotYetAvailable("sync-now").into()),
         Command::UrlCategories { .. } => Err(NotYetAvailable("url-categories").into()),
     }

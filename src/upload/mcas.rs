@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::error::{ApiError, Step};
 use super::limit::ApiRateLimiter;
 use super::retry::retry_after;
-use crate::config::{McasTarget, Secret};
+use crate::config::{ConfigError, McasTarget, Secret, UploadSettings};
 use crate::status::Stats;
 
 /// Where the blob store wants the file, as upload_url answered.
@@ -21,6 +21,14 @@ pub struct UploadTarget {
     /// The pre-signed blob URL. It carries a signature: never logged.
     pub url: String,
     pub provider: Provider,
+}
+
+/// An API answer as it came.
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: Bytes,
 }
 
 /// The storage behind the upload URL.
@@ -68,6 +76,27 @@ impl McasClient {
         }
     }
 
+    /// A client for a one-shot command (`sync-now`, `troubleshoot mcas`): its own HTTPS
+    /// client and rate limiter, with the settings' timeout and throttle.
+    pub fn for_command(
+        target: &McasTarget,
+        settings: &UploadSettings,
+    ) -> Result<McasClient, ConfigError> {
+        let http =
+            super::http::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
+                key: "mcas.ca_file".to_string(),
+                problem,
+            })?;
+        let limiter = Arc::new(ApiRateLimiter::new(settings.api_calls_per_minute));
+        Ok(McasClient::new(
+            target,
+            http,
+            limiter,
+            settings.timeout,
+            Arc::new(Stats::default()),
+        ))
+    }
+
     /// The HTTP client, shared with the blob upload.
     pub fn http(&self) -> &Client {
         &self.http
@@ -77,36 +106,47 @@ impl McasClient {
         format!("https://{}{path}", self.domain)
     }
 
-    /// Sends an API request (after the rate limiter lets it) and returns the answer's body.
-    async fn call(&self, step: Step, request: RequestBuilder) -> Result<Bytes, ApiError> {
+    /// Sends an API request once the rate limiter lets it, with the token, and returns the
+    /// answer as it came: status, Retry-After and body.
+    async fn send(&self, request: RequestBuilder) -> Result<RawAnswer, reqwest::Error> {
         self.limiter.acquire().await;
         self.stats.upload.api_calls.fetch_add(1, Ordering::Relaxed);
         let answer = request
             .header(AUTHORIZATION, self.authorization.clone())
             .timeout(self.timeout)
             .send()
-            .await
-            .map_err(|e| ApiError::from_transport(step, e))?;
+            .await?;
         let status = answer.status().as_u16();
         let retry_after = retry_after(answer.headers());
-        let body = answer
-            .bytes()
-            .await
-            .map_err(|e| ApiError::from_transport(step, e))?;
-        if (200..300).contains(&status) {
-            return Ok(body);
-        }
+        let body = answer.bytes().await?;
         if status == 429 {
             // The throttle is the tenant's: every call of this process waits.
             self.limiter
                 .hold_for(retry_after.unwrap_or(Duration::from_secs(10)));
         }
-        Err(ApiError::from_api_status(
-            step,
+        Ok(RawAnswer {
             status,
             retry_after,
+            body,
+        })
+    }
+
+    /// Sends an API request and returns the body of a 2xx answer; any other answer or
+    /// failure sorted by what to do about it.
+    async fn call(&self, step: Step, request: RequestBuilder) -> Result<Bytes, ApiError> {
+        let answer = self
+            .send(request)
+            .await
+            .map_err(|e| ApiError::from_transport(step, e))?;
+        if (200..300).contains(&answer.status) {
+            return Ok(answer.body);
+        }
+        Err(ApiError::from_api_status(
+            step,
+            answer.status,
+            answer.retry_after,
             &self.domain,
-            &body,
+            &answer.body,
         ))
     }
 
@@ -160,11 +200,26 @@ impl McasClient {
     /// The block script of format 120 (Zscaler): `banned` for unsanctioned apps,
     /// `allowed` for sanctioned ones. One domain a line.
     pub async fn block_script(&self, kind: &str) -> Result<Bytes, ApiError> {
-        let request = self
-            .http
+        self.call(Step::BlockScript, self.block_script_request(kind))
+            .await
+    }
+
+    /// The block script's answer as it came, for `nss troubleshoot mcas` to explain.
+    pub async fn block_script_answer(&self, kind: &str) -> Result<RawAnswer, reqwest::Error> {
+        self.send(self.block_script_request(kind)).await
+    }
+
+    fn block_script_request(&self, kind: &str) -> RequestBuilder {
+        self.http
             .get(self.url("/api/discovery_block_scripts/"))
-            .query(&[("format", "120"), ("type", kind)]);
-        self.call(Step::BlockScript, request).await
+            .query(&[("format", "120"), ("type", kind)])
+    }
+
+    /// The URL of the block script, as the documented curl check writes it.
+    pub fn block_script_url(&self, kind: &str) -> String {
+        self.url(&format!(
+            "/api/discovery_block_scripts/?format=120&type={kind}"
+        ))
     }
 }
 

@@ -8,4 +8,5 @@ mod durability;
 mod faults;
 mod feed;
 mod harness;
+mod observe;
 mod signals;

@@ -1,0 +1,275 @@
+//! `nss status`: what the daemon is doing, as a checklist for a person or one JSON object
+//! for monitoring. Works, saying so, when the daemon is not running.
+
+use std::time::{Duration, SystemTime};
+
+use crate::config::{format_size, Settings};
+use crate::memory::{self, MemoryBudget};
+use crate::spool::Spool;
+use crate::status::{self, meets_ram_floor, rfc3339, McasReport, MemoryReport, StatusReport};
+
+/// A status file older than this, from a daemon that is gone, is not a running daemon.
+const STALE: Duration = Duration::from_secs(10);
+
+/// Prints the status.
+pub fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let report = current(settings);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", human(settings, &report));
+    }
+    Ok(())
+}
+
+/// The running daemon's report; without one, what can be known from the configuration,
+/// the spool on disk and the daemon's last report.
+pub fn current(settings: &Settings) -> StatusReport {
+    let dir = &settings.paths.runtime_dir;
+    let last = status::read(dir).ok();
+    if let Some(report) = &last {
+        let fresh = std::fs::metadata(dir.join(status::STATUS_FILE))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() < STALE);
+        if report.running && fresh && report.pid.is_some_and(alive) {
+            return report.clone();
+        }
+    }
+    offline(settings, last)
+}
+
+fn alive(pid: u32) -> bool {
+    use nix::errno::Errno;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
+        Ok(()) | Err(Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}
+
+/// The report of a daemon that is not running: counts since start are zero, the last
+/// upload and sync outcomes are kept, the spool and memory are read afresh.
+fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
+    let last = last.unwrap_or_else(|| StatusReport {
+        running: false,
+        pid: None,
+        started: None,
+        mcas: McasReport::default(),
+        feed: Default::default(),
+        spool: Default::default(),
+        upload: Default::default(),
+        sync: Default::default(),
+        memory: Default::default(),
+    });
+    let mut report = StatusReport {
+        running: false,
+        pid: None,
+        started: None,
+        mcas: McasReport {
+            domain: settings.mcas.domain.clone(),
+            data_source: settings.mcas.data_source.clone(),
+            token: settings.mcas.token.as_ref().map(|t| t.masked()),
+        },
+        feed: Default::default(),
+        spool: Default::default(),
+        upload: status::UploadReport {
+            last_success: last.upload.last_success,
+            last_error: last.upload.last_error,
+            ..Default::default()
+        },
+        sync: status::SyncReport {
+            last_success: last.sync.last_success,
+            urls: last.sync.urls,
+            last_error: last.sync.last_error,
+            ..Default::default()
+        },
+        memory: Default::default(),
+    };
+    if let Ok(spool) = Spool::open(&settings.spool_dir()) {
+        if let Ok(ready) = spool.ready() {
+            report.spool.batches = ready.len() as u64;
+            report.spool.bytes = ready.iter().map(|b| b.gzip_bytes).sum();
+            report.spool.oldest = ready.first().map(|b| rfc3339(b.sealed_at));
+        }
+        report.spool.quarantined = spool.quarantined().unwrap_or(0);
+    }
+    let ram = memory::ram_total().unwrap_or(0);
+    report.memory = MemoryReport::new(
+        ram,
+        MemoryBudget::resolve(settings.memory.limit, Some(ram)),
+        0,
+    );
+    report
+}
+
+/// The status as a person reads it: the preconditions of the integration first.
+fn human(settings: &Settings, r: &StatusReport) -> String {
+    let mut out = String::new();
+    let mut line = |mark: &str, what: &str, detail: String| {
+        out.push_str(&format!("  [{mark:^4}] {what:<20} {detail}\n"));
+    };
+    let configured = r.mcas.domain.is_some() && r.mcas.token.is_some();
+    line(
+        if configured { "ok" } else { "FAIL" },
+        "configuration",
+        if configured {
+            format!(
+                "{}: domain {}, data source {}, token {}",
+                settings.path.display(),
+                r.mcas.domain.as_deref().unwrap_or(""),
+                r.mcas.data_source,
+                r.mcas.token.as_deref().unwrap_or("")
+            )
+        } else {
+            format!(
+                "{}: no MCAS domain or token: run `sudo nss configure-mcas`",
+                settings.path.display()
+            )
+        },
+    );
+    let refused = r
+        .upload
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("refused the API token"));
+    line(
+        match (refused, &r.upload.last_success) {
+            (true, _) => "FAIL",
+            (false, Some(_)) => "ok",
+            (false, None) => "--",
+        },
+        "token accepted",
+        match (refused, &r.upload.last_success) {
+            (true, _) => "MCAS refused the token: a global administrator must generate a new API token, then `sudo nss configure-mcas`".into(),
+            (false, Some(at)) => format!("MCAS accepted an upload at {at}"),
+            (false, None) => "not known yet: no upload so far (`nss troubleshoot mcas` checks it now)".into(),
+        },
+    );
+    line(
+        if r.running { "ok" } else { "FAIL" },
+        "service running",
+        match (r.running, r.pid, &r.started) {
+            (true, Some(pid), Some(since)) => format!("pid {pid}, since {since}"),
+            _ => "not running: `sudo nss start`".into(),
+        },
+    );
+    let receiving = r
+        .feed
+        .last_record
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339(t).ok());
+    let recent =
+        receiving.is_some_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(300));
+    line(
+        if recent {
+            "ok"
+        } else if r.running {
+            "WARN"
+        } else {
+            "--"
+        },
+        "feed receiving",
+        format!(
+            "{} records ({}) since start, {} connection(s){}{}",
+            r.feed.records,
+            format_size(r.feed.bytes),
+            r.feed.connections,
+            r.feed
+                .last_record
+                .as_ref()
+                .map(|t| format!(", last at {t}"))
+                .unwrap_or_else(|| ", none yet".into()),
+            if r.feed.oversize_dropped > 0 {
+                format!(", {} oversize dropped", r.feed.oversize_dropped)
+            } else {
+                String::new()
+            }
+        ),
+    );
+    let gb = r.memory.ram_total as f64 / 1e9;
+    line(
+        if meets_ram_floor(r.memory.ram_total) {
+            "ok"
+        } else {
+            "WARN"
+        },
+        "RAM >= 8 GB",
+        if meets_ram_floor(r.memory.ram_total) {
+            format!("{gb:.1} GB")
+        } else {
+            format!("{gb:.1} GB: the NSS MCAS feed needs at least 8 GB; give the VM more memory")
+        },
+    );
+    line(
+        match (&r.upload.last_error, &r.upload.last_success) {
+            (Some(_), _) => "FAIL",
+            (None, Some(_)) => "ok",
+            (None, None) => "--",
+        },
+        "uploads succeeding",
+        match &r.upload.last_error {
+            Some(error) => format!("last error: {error}"),
+            None => format!(
+                "{} batches, {} records, {} raw as {} gzip since start{}",
+                r.upload.batches,
+                r.upload.records,
+                format_size(r.upload.bytes_raw),
+                format_size(r.upload.bytes_gzip),
+                r.upload
+                    .last_success
+                    .as_ref()
+                    .map(|t| format!("; last at {t}"))
+                    .unwrap_or_default()
+            ),
+        },
+    );
+    line(
+        match (&r.sync.last_error, &r.sync.last_success) {
+            (Some(_), _) => "FAIL",
+            (None, Some(_)) => "ok",
+            (None, None) => "--",
+        },
+        "last sync",
+        match (&r.sync.last_error, &r.sync.last_success) {
+            (Some(error), _) => format!("failed: {error}"),
+            (None, Some(at)) => format!(
+                "{at}: {} URLs in \"{}\" (+{} -{}){}",
+                r.sync.urls,
+                settings.sync.category,
+                r.sync.added,
+                r.sync.removed,
+                r.sync
+                    .next
+                    .as_ref()
+                    .map(|n| format!("; next {n}"))
+                    .unwrap_or_default()
+            ),
+            (None, None) => "not yet".into(),
+        },
+    );
+    let state = if r.running { "running" } else { "not running" };
+    let mut text = format!("nss-agent: {state}\n{out}");
+    text.push_str(&format!(
+        "  spool: {} batches, {} waiting{}{}; {} in quarantine\n",
+        r.spool.batches,
+        format_size(r.spool.bytes),
+        r.spool
+            .oldest
+            .as_ref()
+            .map(|t| format!(", oldest sealed {t}"))
+            .unwrap_or_default(),
+        if r.spool.full {
+            " (FULL: reading is paused until uploads make room)"
+        } else {
+            ""
+        },
+        r.spool.quarantined
+    ));
+    text.push_str(&format!(
+        "  memory: budget {}, {} in use; machine {}\n",
+        format_size(r.memory.limit),
+        format_size(r.memory.in_use),
+        format_size(r.memory.ram_total)
+    ));
+    text.push_str(&format!("  as of {}\n", rfc3339(SystemTime::now())));
+    text
+}

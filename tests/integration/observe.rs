@@ -1,0 +1,200 @@
+//! What a person and a monitor see: `nss status`, `nss troubleshoot mcas`, /metrics.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use mcas_emulator::{Endpoint, Fault};
+
+use crate::harness::*;
+
+/// Runs `nss --config <settings> <args>` once; returns the exit code and stdout + stderr.
+fn nss_with(world: &World, settings: &Settings, args: &[&str]) -> (i32, String) {
+    let config = world.dir.path().join("oneshot.toml");
+    settings.write(&config);
+    let output = nss()
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains(TOKEN), "the token was printed:\n{text}");
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn troubleshoot_gives_one_verdict_and_exit_code_per_failure() {
+    let world = World::start().await;
+    let settings = world.settings();
+    let banned: Vec<String> = (0..12).map(|n| format!(".app{n}.example.com")).collect();
+    world.emulator.set_banned(banned);
+
+    let (code, text) = nss_with(&world, &settings, &["troubleshoot", "mcas"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("HTTP status: 200") && text.contains("URLs returned: 12"),
+        "{text}"
+    );
+    assert!(
+        text.contains(".app0.example.com") && text.contains("and 2 more"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Verdict: OK") && text.contains("Token ****"),
+        "{text}"
+    );
+
+    world.emulator.push_fault(
+        Endpoint::BlockScript,
+        Fault::Status {
+            code: 401,
+            retry_after: None,
+            body: String::new(),
+        },
+        1,
+    );
+    let (code, text) = nss_with(&world, &settings, &["troubleshoot", "mcas"]);
+    assert_eq!(code, 69, "{text}");
+    assert!(
+        text.contains("HTTP status: 401") && text.contains("global administrator"),
+        "{text}"
+    );
+
+    world.emulator.push_fault(
+        Endpoint::BlockScript,
+        Fault::Status {
+            code: 404,
+            retry_after: None,
+            body: String::new(),
+        },
+        1,
+    );
+    let (code, text) = nss_with(&world, &settings, &["troubleshoot", "mcas"]);
+    assert_eq!(code, 69, "{text}");
+    assert!(
+        text.contains("404") && text.contains("domain is wrong"),
+        "{text}"
+    );
+
+    world.emulator.set_banned(Vec::new());
+    let (code, text) = nss_with(&world, &settings, &["troubleshoot", "mcas"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("URLs returned: 0") && text.contains("no app is marked unsanctioned"),
+        "{text}"
+    );
+
+    // No ca_file: the emulator's certificate is not trusted.
+    let mut untrusted = world.settings();
+    untrusted.set("mcas.ca_file", &quote(""));
+    let (code, text) = nss_with(&world, &untrusted, &["troubleshoot", "mcas"]);
+    assert_eq!(code, 69, "{text}");
+    assert!(
+        text.contains("TLS") && text.contains("mcas.ca_file"),
+        "{text}"
+    );
+
+    let mut closed = world.settings();
+    closed.set("mcas.domain", &quote(&format!("127.0.0.1:{}", free_port())));
+    let (code, text) = nss_with(&world, &closed, &["troubleshoot", "mcas"]);
+    assert_eq!(code, 69, "{text}");
+    assert!(text.contains("refused the connection"), "{text}");
+
+    let mut unknown = world.settings();
+    unknown.set("mcas.domain", &quote("tenant.nowhere.invalid"));
+    let (code, text) = nss_with(&world, &unknown, &["troubleshoot", "mcas"]);
+    assert_eq!(code, 69, "{text}");
+    assert!(text.contains("does not resolve"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_metrics_tell_what_happened() {
+    let world = World::start().await;
+    let metrics_port = free_port();
+    let mut settings = world.settings();
+    settings.set("batch.max_age", &quote("300ms")).set(
+        "metrics.listen",
+        &quote(&format!("127.0.0.1:{metrics_port}")),
+    );
+    let mut agent = world.agent(&settings);
+    let records: Vec<Vec<u8>> = (0..1234).map(|n| leef("observe", n, 0)).collect();
+    send_tcp(agent.feed.unwrap(), &lines(&records));
+    world
+        .emulator
+        .wait_for_records(1234, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let raw: u64 = records.iter().map(|r| r.len() as u64 + 1).sum();
+    let gzip: u64 = world.emulator.uploads().iter().map(|u| u.bytes).sum();
+    agent.wait_status("the uploads counted", |s| s["upload"]["records"] == 1234);
+
+    let (code, text) = nss_with(&world, &settings, &["status", "--json"]);
+    assert_eq!(code, 0, "{text}");
+    let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(status["running"], true);
+    assert!(status["pid"].as_u64().is_some());
+    assert_eq!(status["mcas"]["data_source"], "NSS");
+    assert!(status["mcas"]["token"]
+        .as_str()
+        .unwrap()
+        .starts_with("****"));
+    assert_eq!(status["feed"]["records"], 1234);
+    assert_eq!(status["upload"]["records"], 1234);
+    assert_eq!(status["upload"]["bytes_raw"], raw);
+    assert_eq!(status["upload"]["bytes_gzip"], gzip);
+    assert!(status["upload"]["last_success"].is_string());
+    assert_eq!(status["upload"]["last_error"], serde_json::Value::Null);
+    assert!(status["memory"]["ram_total"].as_u64().unwrap() > 0);
+
+    let (code, text) = nss_with(&world, &settings, &["status"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("nss-agent: running") && text.contains("service running"),
+        "{text}"
+    );
+    assert!(text.contains("[ ok ] uploads succeeding"), "{text}");
+
+    // /metrics says the same as MCAS received.
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for (name, value) in [
+        ("nss_agent_upload_records_total", 1234),
+        ("nss_agent_feed_records_total", 1234),
+        ("nss_agent_upload_bytes_raw_total", raw),
+        ("nss_agent_upload_bytes_gzip_total", gzip),
+    ] {
+        assert!(
+            metrics.contains(&format!("\n{name} {value}\n")),
+            "{name} {value} not in\n{metrics}"
+        );
+    }
+    assert!(http_get(metrics_port, "/other").starts_with("HTTP/1.1 404"));
+
+    assert!(agent.stop().success());
+    let (code, text) = nss_with(&world, &settings, &["status", "--json"]);
+    assert_eq!(code, 0, "{text}");
+    let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(status["running"], false);
+    assert_eq!(status["pid"], serde_json::Value::Null);
+    assert!(
+        status["upload"]["last_success"].is_string(),
+        "the last success is kept"
+    );
+    let (_, text) = nss_with(&world, &settings, &["status"]);
+    assert!(
+        text.contains("nss-agent: not running") && text.contains("sudo nss start"),
+        "{text}"
+    );
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
