@@ -1,0 +1,169 @@
+//! The unsanctioned-apps sync: MCAS's block script becomes the URLs of one custom URL
+//! category (`sync.category`), within the appliance's limits; the other categories are
+//! never touched.
+
+pub mod normalize;
+pub mod store;
+
+use std::time::{Duration, SystemTime};
+
+pub use normalize::Normalized;
+pub use store::{Category, CategoryStore, LimitError, Limits, Replaced, StoreError, SYNC_SOURCE};
+
+use crate::config::SyncSettings;
+use crate::upload::{ApiError, McasClient, Step};
+
+/// How far the wait between two syncs strays from `sync.interval`, either way, so that
+/// appliances started together do not call MCAS together.
+const JITTER: f64 = 0.05;
+
+/// What one successful sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// When the category was written.
+    pub at: SystemTime,
+    /// URLs the category holds now.
+    pub urls: u64,
+    /// URLs new in it.
+    pub added: u64,
+    /// URLs that left it.
+    pub removed: u64,
+    /// Lines of MCAS's answer dropped because they are not a domain name.
+    pub invalid: u64,
+    /// The first few of those lines, escaped for printing.
+    pub invalid_examples: Vec<String>,
+    /// Custom URLs across all categories now.
+    pub total_urls: u64,
+    /// Custom categories now.
+    pub categories: u64,
+}
+
+/// Why a sync changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// MCAS refused or could not be reached (or answered something that is not a list).
+    #[error("cannot fetch the unsanctioned apps from MCAS")]
+    Api(#[from] ApiError),
+    /// The new URLs would pass a limit of the appliance.
+    #[error("the category {category:?} was not updated and keeps its previous URLs")]
+    Limit {
+        category: String,
+        #[source]
+        source: LimitError,
+    },
+    /// The category store cannot be read or written.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for SyncError {
+    fn from(error: StoreError) -> SyncError {
+        match error {
+            StoreError::Limit(source) => SyncError::Limit {
+                category: match &source {
+                    LimitError::Urls { category, .. } | LimitError::Categories { category, .. } => {
+                        category.clone()
+                    }
+                },
+                source,
+            },
+            other => SyncError::Store(other),
+        }
+    }
+}
+
+/// Fetches the unsanctioned apps and makes them the URLs of `settings.category`.
+pub async fn sync_once(
+    client: &McasClient,
+    store: &CategoryStore,
+    settings: &SyncSettings,
+) -> Result<SyncOutcome, SyncError> {
+    let body = client.block_script("banned").await?;
+    let list = normalize::block_script(&body);
+    if list.urls.is_empty() && list.invalid > 0 {
+        // An empty answer means no app is unsanctioned; lines that are all garbage (a
+        // proxy's HTML page, say) mean something else answered. Emptying the category on
+        // such an answer would unblock every app.
+        return Err(ApiError::Transient {
+            step: Step::BlockScript,
+            reason: format!(
+                "the answer holds {} lines and not one domain name (the first: \"{}\")",
+                list.invalid,
+                list.examples.first().map(String::as_str).unwrap_or("")
+            ),
+            retry_after: None,
+            throttled: false,
+        }
+        .into());
+    }
+    if list.invalid > 0 {
+        tracing::warn!(
+            invalid = list.invalid,
+            examples = ?list.examples,
+            "lines of the unsanctioned-apps list that are not domain names were dropped"
+        );
+    }
+
+    let store = store.clone();
+    let category = settings.category.clone();
+    let limits = Limits::of(settings);
+    let urls = list.urls;
+    // File I/O and waiting for the store's lock, off the async workers.
+    let replaced =
+        tokio::task::spawn_blocking(move || store.replace(&category, SYNC_SOURCE, urls, limits))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+
+    tracing::info!(
+        category = %settings.category,
+        urls = replaced.urls,
+        added = replaced.added,
+        removed = replaced.removed,
+        invalid = list.invalid,
+        "unsanctioned apps synced"
+    );
+    Ok(SyncOutcome {
+        at: SystemTime::now(),
+        urls: replaced.urls,
+        added: replaced.added,
+        removed: replaced.removed,
+        invalid: list.invalid,
+        invalid_examples: list.examples,
+        total_urls: replaced.total_urls,
+        categories: replaced.categories,
+    })
+}
+
+/// The wait until the next sync: `interval`, give or take 5%.
+pub fn next_delay(interval: Duration) -> Duration {
+    let offset = (fastrand::f64() * 2.0 - 1.0) * JITTER;
+    interval.mul_f64(1.0 + offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delay_strays_at_most_five_percent() {
+        let interval = Duration::from_secs(7200);
+        let delays: Vec<Duration> = (0..1000).map(|_| next_delay(interval)).collect();
+        assert!(delays
+            .iter()
+            .all(|d| *d >= Duration::from_secs(6840) && *d <= Duration::from_secs(7560)));
+        assert!(delays.iter().any(|d| *d != delays[0]), "no jitter");
+    }
+
+    #[test]
+    fn a_limit_error_stays_in_the_chain() {
+        let error = SyncError::from(StoreError::Limit(LimitError::Categories {
+            limit: 48,
+            over: 1,
+            category: "apps".to_string(),
+            count: 49,
+        }));
+        let source = std::error::Error::source(&error).unwrap();
+        assert!(source.to_string().contains("48 custom URL categories"));
+        assert!(error.to_string().contains("\"apps\""));
+    }
+}
