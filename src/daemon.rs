@@ -18,6 +18,7 @@ use crate::memory::{self, MemoryBudget};
 use crate::metrics;
 use crate::spool::Spool;
 use crate::status::{self, McasReport, MemoryReport, Stats, StatusReport, RAM_FLOOR};
+use crate::sync::{self, CategoryStore};
 use crate::upload::{self, ApiRateLimiter, McasClient, Uploader};
 
 /// How often the status file is rewritten.
@@ -194,6 +195,14 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
 
     let stop_uploads = CancellationToken::new();
     let abort_uploads = CancellationToken::new();
+    let stop_sync = CancellationToken::new();
+    let sync_task = tokio::spawn(sync::run(
+        client.clone(),
+        CategoryStore::in_state_dir(&settings.paths.state_dir),
+        settings.sync.clone(),
+        stats.clone(),
+        stop_sync.clone(),
+    ));
     let uploader = Uploader::new(
         client,
         spool.clone(),
@@ -257,6 +266,8 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
         tracing::warn!("the upload in flight did not finish in time; its batch stays in the spool");
         abort_uploads.cancel();
     }
+    stop_sync.cancel();
+    let _ = sync_task.await;
     stop_status.cancel();
     let _ = status_task.await;
     tracing::info!("stopped");

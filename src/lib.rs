@@ -15,4 +15,5 @@ pub mod memory;
 pub mod metrics;
 pub mod spool;
 pub mod status;
+pub mod sync;
 pub mod upload;

@@ -2,7 +2,9 @@
 
 mod dump_config;
 mod status;
+mod sync_now;
 mod troubleshoot;
+mod url_categories;
 
 use std::path::PathBuf;
 
@@ -128,7 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Troubleshoot {
             what: TroubleshootTarget::Mcas,
         } => troubleshoot::run(&Settings::load(&path)?),
-        Command::SyncNow => Err(NotYetAvailable("sync-now").into()),
-        Command::UrlCategories { .. } => Err(NotYetAvailable("url-categories").into()),
+        Command::SyncNow => sync_now::run(&Settings::load(&path)?),
+        Command::UrlCategories { json } => url_categories::run(&Settings::load(&path)?, json),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::config::{format_size, Settings};
+use crate::config::Settings;
 use crate::memory::{self, MemoryBudget};
 use crate::spool::Spool;
 use crate::status::{self, meets_ram_floor, rfc3339, McasReport, MemoryReport, StatusReport};
@@ -36,6 +36,22 @@ pub fn current(settings: &Settings) -> StatusReport {
         }
     }
     offline(settings, last)
+}
+
+/// A size for people: "22.1 MiB".
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 fn alive(pid: u32) -> bool {
@@ -171,7 +187,7 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
         format!(
             "{} records ({}) since start, {} connection(s){}{}",
             r.feed.records,
-            format_size(r.feed.bytes),
+            human_size(r.feed.bytes),
             r.feed.connections,
             r.feed
                 .last_record
@@ -212,8 +228,8 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
                 "{} batches, {} records, {} raw as {} gzip since start{}",
                 r.upload.batches,
                 r.upload.records,
-                format_size(r.upload.bytes_raw),
-                format_size(r.upload.bytes_gzip),
+                human_size(r.upload.bytes_raw),
+                human_size(r.upload.bytes_gzip),
                 r.upload
                     .last_success
                     .as_ref()
@@ -251,7 +267,7 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
     text.push_str(&format!(
         "  spool: {} batches, {} waiting{}{}; {} in quarantine\n",
         r.spool.batches,
-        format_size(r.spool.bytes),
+        human_size(r.spool.bytes),
         r.spool
             .oldest
             .as_ref()
@@ -266,10 +282,23 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
     ));
     text.push_str(&format!(
         "  memory: budget {}, {} in use; machine {}\n",
-        format_size(r.memory.limit),
-        format_size(r.memory.in_use),
-        format_size(r.memory.ram_total)
+        human_size(r.memory.limit),
+        human_size(r.memory.in_use),
+        human_size(r.memory.ram_total)
     ));
     text.push_str(&format!("  as of {}\n", rfc3339(SystemTime::now())));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(23_223_181), "22.1 MiB");
+        assert_eq!(human_size(25_276_502_016), "23.5 GiB");
+    }
 }

@@ -10,7 +10,11 @@ use std::time::{Duration, SystemTime};
 pub use normalize::Normalized;
 pub use store::{Category, CategoryStore, LimitError, Limits, Replaced, StoreError, SYNC_SOURCE};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::SyncSettings;
+use crate::status::{rfc3339, Stats};
+use crate::upload::error::describe;
 use crate::upload::{ApiError, McasClient, Step};
 
 /// How far the wait between two syncs strays from `sync.interval`, either way, so that
@@ -138,6 +142,51 @@ pub async fn sync_once(
 pub fn next_delay(interval: Duration) -> Duration {
     let offset = (fastrand::f64() * 2.0 - 1.0) * JITTER;
     interval.mul_f64(1.0 + offset)
+}
+
+/// After a failed sync, the next try comes at most this soon (or after the interval, if
+/// shorter): the appliance promises a sync within two hours.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(600);
+
+/// The daemon's sync: one right away, then every `settings.interval` (with jitter), each
+/// recorded in `stats` for `nss status` and the metrics. Runs until `cancel`.
+pub async fn run(
+    client: McasClient,
+    store: CategoryStore,
+    settings: SyncSettings,
+    stats: std::sync::Arc<Stats>,
+    cancel: CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let result = tokio::select! {
+            result = sync_once(&client, &store, &settings) => result,
+            _ = cancel.cancelled() => return,
+        };
+        let sync = &stats.sync;
+        let delay = match result {
+            Ok(outcome) => {
+                sync.last_success.set(outcome.at);
+                sync.urls.store(outcome.urls, Ordering::Relaxed);
+                sync.added.store(outcome.added, Ordering::Relaxed);
+                sync.removed.store(outcome.removed, Ordering::Relaxed);
+                *sync.last_error.lock().unwrap() = None;
+                next_delay(settings.interval)
+            }
+            Err(error) => {
+                let text = describe(&error);
+                tracing::error!(error = %text, "the unsanctioned-apps sync failed; the category keeps its previous URLs");
+                *sync.last_error.lock().unwrap() =
+                    Some(format!("{}: {text}", rfc3339(SystemTime::now())));
+                next_delay(settings.interval.min(RETRY_AFTER_FAILURE))
+            }
+        };
+        sync.next.set(SystemTime::now() + delay);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
 }
 
 #[cfg(test)]

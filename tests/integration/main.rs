@@ -10,3 +10,4 @@ mod feed;
 mod harness;
 mod observe;
 mod signals;
+mod sync;

@@ -120,6 +120,9 @@ async fn status_and_metrics_tell_what_happened() {
         "metrics.listen",
         &quote(&format!("127.0.0.1:{metrics_port}")),
     );
+    world
+        .emulator
+        .set_banned((0..5).map(|n| format!(".app{n}.example.com")).collect());
     let mut agent = world.agent(&settings);
     let records: Vec<Vec<u8>> = (0..1234).map(|n| leef("observe", n, 0)).collect();
     send_tcp(agent.feed.unwrap(), &lines(&records));
@@ -130,7 +133,9 @@ async fn status_and_metrics_tell_what_happened() {
         .unwrap();
     let raw: u64 = records.iter().map(|r| r.len() as u64 + 1).sum();
     let gzip: u64 = world.emulator.uploads().iter().map(|u| u.bytes).sum();
-    agent.wait_status("the uploads counted", |s| s["upload"]["records"] == 1234);
+    agent.wait_status("the uploads and the sync counted", |s| {
+        s["upload"]["records"] == 1234 && s["sync"]["urls"] == 5
+    });
 
     let (code, text) = nss_with(&world, &settings, &["status", "--json"]);
     assert_eq!(code, 0, "{text}");
@@ -149,6 +154,19 @@ async fn status_and_metrics_tell_what_happened() {
     assert!(status["upload"]["last_success"].is_string());
     assert_eq!(status["upload"]["last_error"], serde_json::Value::Null);
     assert!(status["memory"]["ram_total"].as_u64().unwrap() > 0);
+    // The sync ran right after the start.
+    assert_eq!(status["sync"]["urls"], 5);
+    assert_eq!(status["sync"]["added"], 5);
+    assert_eq!(status["sync"]["removed"], 0);
+    assert!(status["sync"]["last_success"].is_string() && status["sync"]["next"].is_string());
+    assert_eq!(status["sync"]["last_error"], serde_json::Value::Null);
+    let (_, text) = nss_with(&world, &settings, &["url-categories", "--json"]);
+    let categories: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        categories["categories"][0]["name"],
+        "MCAS Unsanctioned Apps"
+    );
+    assert_eq!(categories["categories"][0]["url_count"], 5);
 
     let (code, text) = nss_with(&world, &settings, &["status"]);
     assert_eq!(code, 0, "{text}");
@@ -157,6 +175,10 @@ async fn status_and_metrics_tell_what_happened() {
         "{text}"
     );
     assert!(text.contains("[ ok ] uploads succeeding"), "{text}");
+    assert!(
+        text.contains("[ ok ] last sync") && text.contains("5 URLs in \"MCAS Unsanctioned Apps\""),
+        "{text}"
+    );
 
     // /metrics says the same as MCAS received.
     let metrics = http_get(metrics_port, "/metrics");
@@ -166,6 +188,7 @@ async fn status_and_metrics_tell_what_happened() {
         ("nss_agent_feed_records_total", 1234),
         ("nss_agent_upload_bytes_raw_total", raw),
         ("nss_agent_upload_bytes_gzip_total", gzip),
+        ("nss_agent_sync_urls", 5),
     ] {
         assert!(
             metrics.contains(&format!("\n{name} {value}\n")),
