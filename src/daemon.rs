@@ -19,7 +19,7 @@ use crate::metrics;
 use crate::spool::Spool;
 use crate::status::{self, McasReport, MemoryReport, Stats, StatusReport, RAM_FLOOR};
 use crate::sync::{self, CategoryStore};
-use crate::upload::{self, ApiRateLimiter, McasClient, Uploader};
+use crate::upload::{McasClient, Uploader};
 
 /// How often the status file is rewritten.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -133,18 +133,7 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
     }
 
     let stats = Arc::new(Stats::default());
-    let http = upload::http::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
-        key: "mcas.ca_file".to_string(),
-        problem,
-    })?;
-    let limiter = Arc::new(ApiRateLimiter::new(settings.upload.api_calls_per_minute));
-    let client = McasClient::new(
-        &target,
-        http,
-        limiter,
-        settings.upload.timeout,
-        stats.clone(),
-    );
+    let client = McasClient::from_settings(&target, &settings.upload, stats.clone())?;
 
     let spool_cap = spool_cap(settings.spool.max_bytes, &spool_dir);
     stats

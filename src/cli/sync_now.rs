@@ -7,22 +7,14 @@ use anyhow::Context;
 use crate::config::Settings;
 use crate::status::{rfc3339, Stats};
 use crate::sync::{self, CategoryStore, SyncOutcome};
-use crate::upload::{http, ApiRateLimiter, McasClient};
+use crate::upload::McasClient;
 
 /// Runs one sync against MCAS and prints what it did. MCAS refusing or unreachable comes
 /// back as an [`crate::upload::ApiError`] in the chain (exit 69), a missing domain or
 /// token as a [`crate::config::ConfigError`] (exit 78).
 pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let target = settings.mcas_target()?;
-    let http = http::client(target.ca_file.as_deref()).map_err(anyhow::Error::msg)?;
-    let limiter = Arc::new(ApiRateLimiter::new(settings.upload.api_calls_per_minute));
-    let client = McasClient::new(
-        &target,
-        http,
-        limiter,
-        settings.upload.timeout,
-        Arc::new(Stats::default()),
-    );
+    let client = McasClient::from_settings(&target, &settings.upload, Arc::new(Stats::default()))?;
     let store = CategoryStore::in_state_dir(&settings.paths.state_dir);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

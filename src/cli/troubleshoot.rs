@@ -26,7 +26,7 @@ enum Verdict {
 /// could not be reached; 1 for an empty list.
 pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let target = settings.mcas_target()?;
-    let client = McasClient::for_command(&target, &settings.upload)?;
+    let client = McasClient::from_settings(&target, &settings.upload, Default::default())?;
     println!("Checking the MCAS API token and the unsanctioned-apps list, as:");
     println!(
         "  curl \"{}\" -H \"Authorization: Token {}\"",

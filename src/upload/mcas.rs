@@ -76,11 +76,13 @@ impl McasClient {
         }
     }
 
-    /// A client for a one-shot command (`sync-now`, `troubleshoot mcas`): its own HTTPS
-    /// client and rate limiter, with the settings' timeout and throttle.
-    pub fn for_command(
+    /// A client of `target`'s tenant with its own HTTPS client (trusting `mcas.ca_file`
+    /// too) and rate limiter, per the `[upload]` settings: one per process, so that every
+    /// API call of the process shares the limiter.
+    pub fn from_settings(
         target: &McasTarget,
         settings: &UploadSettings,
+        stats: Arc<Stats>,
     ) -> Result<McasClient, ConfigError> {
         let http =
             super::http::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
@@ -93,7 +95,7 @@ impl McasClient {
             http,
             limiter,
             settings.timeout,
-            Arc::new(Stats::default()),
+            stats,
         ))
     }
 
