@@ -16,6 +16,7 @@ use crate::feed::checkpoint::CheckpointStore;
 use crate::feed::{tail, tcp};
 use crate::memory::{self, MemoryBudget};
 use crate::metrics;
+use crate::pidfile::PidLock;
 use crate::spool::Spool;
 use crate::status::{self, McasReport, MemoryReport, Stats, StatusReport, RAM_FLOOR};
 use crate::sync::{self, CategoryStore};
@@ -36,6 +37,16 @@ enum Stopped {
 /// stops as at shutdown (nothing read is lost) and starts again with the new settings; a
 /// configuration that fails its checks is refused with a log line, and the agent runs on.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let runtime_dir = settings.paths.runtime_dir.clone();
+    std::fs::create_dir_all(&runtime_dir).map_err(|e| ConfigError {
+        key: "paths.runtime_dir".to_string(),
+        problem: format!(
+            "cannot create {}: {e}; point it at a writable directory",
+            runtime_dir.display()
+        ),
+    })?;
+    // Held until the daemon exits, across reloads.
+    let _pidfile = PidLock::acquire(&runtime_dir)?;
     let mut signals = Signals::new()?;
     let mut settings = settings;
     loop {

@@ -13,6 +13,7 @@ pub mod feed;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod pidfile;
 pub mod spool;
 pub mod status;
 pub mod sync;

@@ -1,6 +1,7 @@
 //! The command line: one binary, `nss`, with one file a command.
 
 mod dump_config;
+mod service;
 mod status;
 mod sync_now;
 mod troubleshoot;
@@ -123,9 +124,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DumpConfig => dump_config::run(&Settings::load(&path)?),
         Command::ConfigureMcas(_) => Err(NotYetAvailable("configure-mcas").into()),
         Command::DisableMcas => Err(NotYetAvailable("disable-mcas").into()),
-        Command::Start => Err(NotYetAvailable("start").into()),
-        Command::Stop => Err(NotYetAvailable("stop").into()),
-        Command::Restart => Err(NotYetAvailable("restart").into()),
+        Command::Start => service::run(&Settings::load(&path)?, service::Action::Start),
+        Command::Stop => service::run(&Settings::load(&path)?, service::Action::Stop),
+        Command::Restart => service::run(&Settings::load(&path)?, service::Action::Restart),
         Command::Status { json } => status::run(&Settings::load(&path)?, json),
         Command::Troubleshoot {
             what: TroubleshootTarget::Mcas,

@@ -105,7 +105,7 @@ fn environment_overrides_are_checked_too() {
 #[test]
 fn commands_of_later_versions_say_so() {
     let output = nss()
-        .args(["--config", "/nonexistent", "start"])
+        .args(["--config", "/nonexistent", "disable-mcas"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));

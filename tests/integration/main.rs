@@ -9,5 +9,6 @@ mod faults;
 mod feed;
 mod harness;
 mod observe;
+mod service;
 mod signals;
 mod sync;

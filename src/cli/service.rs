@@ -1,0 +1,181 @@
+//! `nss start | stop | restart`: through systemd where it runs the system and the unit is
+//! installed, else through the pidfile in the runtime directory (containers, development
+//! machines, tests).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::config::Settings;
+use crate::pidfile;
+use crate::status;
+
+/// The systemd unit of the daemon.
+const UNIT: &str = "nss-agent.service";
+
+/// How long `start` waits for the daemon to be ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The daemon's output when started without systemd, in the runtime directory.
+const LOG_FILE: &str = "nss-agent.log";
+
+/// What `nss` was asked to do with the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+/// Carries out `action`.
+pub fn run(settings: &Settings, action: Action) -> anyhow::Result<()> {
+    if systemd_manages_the_daemon() {
+        return systemctl(action);
+    }
+    match action {
+        Action::Start => start(settings),
+        Action::Stop => stop(settings),
+        Action::Restart => {
+            stop(settings)?;
+            start(settings)
+        }
+    }
+}
+
+/// Whether systemd runs the system and the unit is installed.
+fn systemd_manages_the_daemon() -> bool {
+    if std::env::var_os("NSS_AGENT_NO_SYSTEMD").is_some() {
+        return false;
+    }
+    Path::new("/run/systemd/system").is_dir()
+        && [
+            "/etc/systemd/system",
+            "/lib/systemd/system",
+            "/usr/lib/systemd/system",
+        ]
+        .iter()
+        .any(|dir| Path::new(dir).join(UNIT).exists())
+}
+
+fn systemctl(action: Action) -> anyhow::Result<()> {
+    let verb = match action {
+        Action::Start => "start",
+        Action::Stop => "stop",
+        Action::Restart => "restart",
+    };
+    // For a Type=notify unit, start and restart return once the daemon said READY=1, or
+    // fail when it did not.
+    let status = Command::new("systemctl")
+        .args([verb, UNIT])
+        .status()
+        .context("cannot run systemctl")?;
+    if !status.success() {
+        let _ = Command::new("systemctl")
+            .args(["status", "--no-pager", "--lines=20", UNIT])
+            .status();
+        bail!("systemctl {verb} {UNIT} failed (the lines above say why; `journalctl -u {UNIT}` has the rest)");
+    }
+    match action {
+        Action::Stop => println!("NSS service stopped"),
+        Action::Start | Action::Restart => {
+            let output = Command::new("systemctl")
+                .args(["show", "--property=MainPID", "--value", UNIT])
+                .output()
+                .context("cannot run systemctl")?;
+            let pid = String::from_utf8_lossy(&output.stdout).trim().to_string();
+            println!("NSS service running with pid {pid}");
+        }
+    }
+    Ok(())
+}
+
+/// Starts the daemon detached (its own session, output to the runtime directory's log)
+/// and waits until it is ready, or shows why it stopped.
+fn start(settings: &Settings) -> anyhow::Result<()> {
+    let dir = &settings.paths.runtime_dir;
+    if let Some(pid) = pidfile::running(dir) {
+        println!("NSS service running with pid {pid}");
+        return Ok(());
+    }
+    // Checked here too, so that a bad configuration is refused with its exit code (78)
+    // instead of as a daemon that died.
+    settings.mcas_target()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let log_path = dir.join(LOG_FILE);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the nss binary")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("--config")
+        .arg(&settings.path)
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // A session of its own: the daemon outlives the shell that started it.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn().context("cannot start the daemon")?;
+    let pid = child.id();
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(exit) = child.try_wait()? {
+            bail!(
+                "the daemon stopped at start ({exit}); its last lines:\n{}",
+                tail(&log_path, 10)
+            );
+        }
+        if status::read(dir).is_ok_and(|r| r.running && r.pid == Some(pid)) {
+            println!("NSS service running with pid {pid}");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the daemon (pid {pid}) did not get ready in {}s; its last lines:\n{}",
+                START_TIMEOUT.as_secs(),
+                tail(&log_path, 10)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asks the daemon to stop (SIGTERM) and waits until it is gone.
+fn stop(settings: &Settings) -> anyhow::Result<()> {
+    let Some(pid) = pidfile::running(&settings.paths.runtime_dir) else {
+        println!("NSS service is not running");
+        return Ok(());
+    };
+    let target = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM)
+        .with_context(|| format!("cannot signal the daemon (pid {pid})"))?;
+    // Its shutdown: the feed's drain, sealing, the upload in flight, and some slack.
+    let deadline = Instant::now() + settings.upload.shutdown_timeout + Duration::from_secs(30);
+    while nix::sys::signal::kill(target, None).is_ok() {
+        if Instant::now() > deadline {
+            bail!("the daemon (pid {pid}) did not stop in time; `kill -9 {pid}` loses nothing that is in the spool");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("NSS service stopped");
+    Ok(())
+}
+
+/// The last `lines` lines of a file, for an error message.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,132 @@
+//! `nss start | stop | restart` without systemd: the pidfile path.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn service(config: &std::path::Path, verb: &str) -> (i32, String) {
+    let output = nss()
+        .arg("--config")
+        .arg(config)
+        .arg(verb)
+        .env("NSS_AGENT_NO_SYSTEMD", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+fn pid_of(text: &str) -> u32 {
+    text.trim()
+        .strip_prefix("NSS service running with pid ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not the appliance's answer: {text:?}"))
+}
+
+fn alive(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_stop_and_restart_through_the_pidfile_lose_nothing() {
+    let world = World::start().await;
+    let file = world.dir.path().join("feed.log");
+    let mut settings = world.settings();
+    settings
+        .set(
+            "feed.files",
+            &format!("[{}]", quote(&file.display().to_string())),
+        )
+        .set("batch.max_age", &quote("300ms"));
+    let config = world.dir.path().join("service.toml");
+    settings.write(&config);
+
+    let (code, text) = service(&config, "start");
+    assert_eq!(code, 0, "{text}");
+    let first = pid_of(&text);
+    assert!(alive(first));
+    let (code, text) = service(&config, "start");
+    assert_eq!(
+        (code, pid_of(&text)),
+        (0, first),
+        "a second start starts nothing"
+    );
+
+    // Records stream into the tailed file through two restarts.
+    let writer_file = file.clone();
+    let appender = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for burst in 0..40 {
+            let records: Vec<Vec<u8>> = (0..100)
+                .map(|n| leef(&format!("svc{burst}"), n, 0))
+                .collect();
+            let mut out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&writer_file)
+                .unwrap();
+            out.write_all(&lines(&records)).unwrap();
+            all.extend(records);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        all
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, text) = service(&config, "restart");
+    assert_eq!(code, 0, "{text}");
+    let second = pid_of(text.lines().last().unwrap());
+    assert!(text.contains("NSS service stopped"), "{text}");
+    assert_ne!(second, first);
+    assert!(!alive(first), "the old daemon is still there");
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, text) = service(&config, "restart");
+    assert_eq!(code, 0, "{text}");
+    let third = pid_of(text.lines().last().unwrap());
+    let expected = appender.join().unwrap();
+    world
+        .emulator
+        .wait_for_records(expected.len() as u64, Duration::from_secs(30))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_exactly_once(&world.emulator, expected);
+
+    let (code, text) = service(&config, "stop");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("NSS service stopped"), "{text}");
+    assert!(!alive(third));
+    let (code, text) = service(&config, "stop");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("not running"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_refuses_a_bad_configuration_and_a_second_daemon_is_refused() {
+    let world = World::start().await;
+    let mut settings = world.settings();
+    let config = world.dir.path().join("service.toml");
+    settings.set("mcas.domain", &quote("https://x.example.com"));
+    settings.write(&config);
+    let (code, text) = service(&config, "start");
+    assert_eq!(code, 78, "{text}");
+    assert!(text.contains("mcas.domain"), "{text}");
+
+    // A daemon started by hand holds the pidfile: another one is refused.
+    let settings = world.settings();
+    let agent = world.agent(&settings);
+    let output = nss()
+        .arg("--config")
+        .arg(world.dir.path().join("config.toml"))
+        .arg("run")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another nss-agent is running"), "{stderr}");
+    drop(agent);
+}
