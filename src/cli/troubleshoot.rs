@@ -4,22 +4,90 @@
 //! step.
 
 use super::Unavailable;
-use crate::config::Settings;
+use crate::config::{McasTarget, Settings};
 use crate::upload::error::describe;
 use crate::upload::McasClient;
 
 /// How many of the returned domains are shown.
 const SHOWN: usize = 10;
 
-/// What the check found.
+/// What the block-script call found, in the words of the verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Verdict {
+pub(crate) enum Verdict {
     /// URLs came back: the token works and apps are marked unsanctioned.
-    Ok { urls: usize },
+    Valid,
     /// The token works, but no app is marked unsanctioned.
     Empty,
-    /// MCAS refused or could not be reached; the text says why and what to do.
+    /// MCAS refused the token (401 or 403); the text says what to do.
+    Refused(String),
+    /// MCAS answered, but with something else than the list (404, 429, 5xx); the text
+    /// says why and what to do.
     Failed(String),
+    /// No answer: DNS, connection, TLS or timeout; the text names the cause.
+    Unreachable(String),
+}
+
+/// The outcome of one block-script call.
+#[derive(Debug, Clone)]
+pub(crate) struct Check {
+    /// The HTTP status, when MCAS answered at all.
+    pub status: Option<u16>,
+    /// The domains of a 2xx answer, one a line, blank lines left out.
+    pub urls: Vec<String>,
+    pub verdict: Verdict,
+}
+
+/// Asks MCAS once for the unsanctioned-apps list with `target`'s token, and classifies the
+/// answer. Shared by `nss troubleshoot mcas` and `nss configure-mcas`, so that both give
+/// the same verdict for the same answer.
+pub(crate) async fn check(client: &McasClient, target: &McasTarget) -> Check {
+    let answer = match client.block_script_answer("banned").await {
+        Ok(answer) => answer,
+        Err(error) => {
+            return Check {
+                status: None,
+                urls: Vec::new(),
+                verdict: Verdict::Unreachable(transport_verdict(&target.domain, &error)),
+            }
+        }
+    };
+    let body = String::from_utf8_lossy(&answer.body);
+    let mut urls = Vec::new();
+    let verdict = match answer.status {
+        200..=299 => {
+            urls = body
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            if urls.is_empty() {
+                Verdict::Empty
+            } else {
+                Verdict::Valid
+            }
+        }
+        401 | 403 => Verdict::Refused(format!(
+            "MCAS refused the API token (HTTP {}): a global administrator must generate a new API token in the MCAS portal (Settings > Security extensions > API tokens), then run `sudo nss configure-mcas` and `sudo nss restart`",
+            answer.status
+        )),
+        404 => Verdict::Failed(format!(
+            "MCAS answered 404 Not Found at {}: the domain is wrong; set it to the tenant's portal host, e.g. mycompany.us3.portal.cloudappsecurity.com (`sudo nss configure-mcas`)",
+            target.domain
+        )),
+        429 => Verdict::Failed(
+            "MCAS throttled the call (HTTP 429): the tenant's 30 API calls a minute are used up, by this appliance or others of the tenant; try again in a minute".to_string(),
+        ),
+        status => Verdict::Failed(format!(
+            "MCAS answered HTTP {status}: {}; if it lasts, check the service status of Microsoft Defender for Cloud Apps",
+            body.chars().take(200).collect::<String>().trim()
+        )),
+    };
+    Check {
+        status: Some(answer.status),
+        urls,
+        verdict,
+    }
 }
 
 /// Runs the check and prints it. Exit 0 only when URLs came back; 69 when MCAS refused or
@@ -36,53 +104,22 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let answer = runtime.block_on(client.block_script_answer("banned"));
-    let verdict = match answer {
-        Ok(answer) => {
-            let body = String::from_utf8_lossy(&answer.body);
-            let lines: Vec<&str> = body
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            println!("HTTP status: {}", answer.status);
-            match answer.status {
-                200..=299 => {
-                    println!("URLs returned: {}", lines.len());
-                    for line in lines.iter().take(SHOWN) {
-                        println!("  {line}");
-                    }
-                    if lines.len() > SHOWN {
-                        println!("  ... and {} more", lines.len() - SHOWN);
-                    }
-                    if lines.is_empty() {
-                        Verdict::Empty
-                    } else {
-                        Verdict::Ok { urls: lines.len() }
-                    }
-                }
-                401 | 403 => Verdict::Failed(format!(
-                    "MCAS refused the API token (HTTP {}): a global administrator must generate a new API token in the MCAS portal (Settings > Security extensions > API tokens), then run `sudo nss configure-mcas` and `sudo nss restart`",
-                    answer.status
-                )),
-                404 => Verdict::Failed(format!(
-                    "MCAS answered 404 Not Found at {}: the domain is wrong; set it to the tenant's portal host, e.g. mycompany.us3.portal.cloudappsecurity.com (`sudo nss configure-mcas`)",
-                    target.domain
-                )),
-                429 => Verdict::Failed(
-                    "MCAS throttled the call (HTTP 429): the tenant's 30 API calls a minute are used up, by this appliance or others of the tenant; try again in a minute".to_string(),
-                ),
-                status => Verdict::Failed(format!(
-                    "MCAS answered HTTP {status}: {}; if it lasts, check the service status of Microsoft Defender for Cloud Apps",
-                    body.chars().take(200).collect::<String>().trim()
-                )),
+    let check = runtime.block_on(check(&client, &target));
+    if let Some(status) = check.status {
+        println!("HTTP status: {status}");
+        if (200..=299).contains(&status) {
+            println!("URLs returned: {}", check.urls.len());
+            for line in check.urls.iter().take(SHOWN) {
+                println!("  {line}");
+            }
+            if check.urls.len() > SHOWN {
+                println!("  ... and {} more", check.urls.len() - SHOWN);
             }
         }
-        Err(error) => Verdict::Failed(transport_verdict(&target.domain, &error)),
-    };
-    match verdict {
-        Verdict::Ok { urls } => {
-            println!("Verdict: OK. The token is valid and MCAS lists {urls} unsanctioned domains; they are synced into the custom URL category \"{}\".", settings.sync.category);
+    }
+    match check.verdict {
+        Verdict::Valid => {
+            println!("Verdict: OK. The token is valid and MCAS lists {} unsanctioned domains; they are synced into the custom URL category \"{}\".", check.urls.len(), settings.sync.category);
             Ok(())
         }
         Verdict::Empty => {
@@ -90,7 +127,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
             println!("Next step: mark at least one app as Unsanctioned in the MCAS portal (Cloud Discovery > Discovered apps).");
             Err(anyhow::anyhow!("the unsanctioned-apps list is empty"))
         }
-        Verdict::Failed(text) => {
+        Verdict::Refused(text) | Verdict::Failed(text) | Verdict::Unreachable(text) => {
             println!("Verdict: {text}");
             Err(
                 Unavailable("the MCAS check failed (the verdict above says why)".to_string())
