@@ -1,5 +1,6 @@
 //! The command line: one binary, `nss`, with one file a command.
 
+mod configure;
 mod dump_config;
 mod service;
 mod status;
@@ -122,8 +123,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(crate::daemon::run(settings))
         }
         Command::DumpConfig => dump_config::run(&Settings::load(&path)?),
-        Command::ConfigureMcas(_) => Err(NotYetAvailable("configure-mcas").into()),
-        Command::DisableMcas => Err(NotYetAvailable("disable-mcas").into()),
+        Command::ConfigureMcas(args) => configure::configure(&path, &args),
+        Command::DisableMcas => configure::disable(&path),
         Command::Start => service::run(&Settings::load(&path)?, service::Action::Start),
         Command::Stop => service::run(&Settings::load(&path)?, service::Action::Stop),
         Command::Restart => service::run(&Settings::load(&path)?, service::Action::Restart),

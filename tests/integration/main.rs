@@ -3,6 +3,7 @@
 
 mod backpressure;
 mod config;
+mod configure;
 mod delivery;
 mod durability;
 mod faults;
