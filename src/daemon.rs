@@ -10,7 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::batch::BatchWriters;
+use crate::batch::{BatchWriters, Heartbeats};
 use crate::config::{ConfigError, Limit, Settings};
 use crate::feed::checkpoint::CheckpointStore;
 use crate::feed::{tail, tcp};
@@ -234,12 +234,18 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
             stop_status.clone(),
         ));
     }
+    let reports_for_notify = reports.clone();
     let status_task = tokio::spawn(publish_status(
         settings.paths.runtime_dir.clone(),
         reports,
         stop_status.clone(),
     ));
 
+    tokio::spawn(notify_systemd(
+        writers.heartbeats(),
+        reports_for_notify,
+        stop_status.clone(),
+    ));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(domain = %target.domain, data_source = %target.data_source, memory_limit = budget.limit(), "nss-agent running");
 
@@ -290,6 +296,81 @@ fn spool_cap(limit: Limit, dir: &Path) -> u64 {
             }
         },
     }
+}
+
+/// How often systemd gets a STATUS= line.
+const SYSTEMD_STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Tells systemd how the agent is doing: a STATUS= line every few seconds and, when the
+/// unit has a watchdog, WATCHDOG=1 at half its period, but only while every batch writer
+/// keeps going round: a pipeline stuck in a write or an fsync stops the pings, and systemd
+/// restarts the agent (what was read is in the spool or salvaged).
+async fn notify_systemd(heartbeats: Heartbeats, reports: Reports, stop: CancellationToken) {
+    let watchdog = watchdog_period();
+    let tick = watchdog.map_or(SYSTEMD_STATUS_EVERY, |period| {
+        (period / 2).min(SYSTEMD_STATUS_EVERY)
+    });
+    // Writers beat every second or so; one silent for this long is stuck.
+    let stuck_after = watchdog.map_or(Duration::MAX, |period| {
+        (period / 2).max(Duration::from_secs(3))
+    });
+    let mut last_status: Option<std::time::Instant> = None;
+    let mut stall_logged = false;
+    loop {
+        if watchdog.is_some() {
+            if heartbeats.all_within(stuck_after) {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                stall_logged = false;
+            } else if !stall_logged {
+                tracing::error!("a batch writer has not moved for {}s: the pipeline is stalled; watchdog pings stop so that systemd restarts the agent", stuck_after.as_secs());
+                stall_logged = true;
+            }
+        }
+        if last_status.is_none_or(|t| t.elapsed() >= SYSTEMD_STATUS_EVERY) {
+            let line = status_line(&reports.report());
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&line)]);
+            last_status = Some(std::time::Instant::now());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The unit's watchdog period, as sd_watchdog_enabled(3) reads it: WATCHDOG_USEC, for
+/// this process when WATCHDOG_PID is set.
+fn watchdog_period() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&u| u > 0)?;
+    match std::env::var("WATCHDOG_PID") {
+        Ok(pid) if pid.parse() != Ok(std::process::id()) => None,
+        _ => Some(Duration::from_micros(usec)),
+    }
+}
+
+/// The one-line summary `systemctl status` shows.
+fn status_line(r: &StatusReport) -> String {
+    let problem = match (&r.upload.last_error, r.spool.full) {
+        (_, true) => "; SPOOL FULL, reading paused".to_string(),
+        (Some(error), _) => format!(
+            "; upload failing: {}",
+            error.chars().take(120).collect::<String>()
+        ),
+        (None, false) => String::new(),
+    };
+    format!(
+        "{} records read, {} connection(s); {} batches waiting ({} KiB); {} batches ({} records) uploaded{problem}",
+        r.feed.records,
+        r.feed.connections,
+        r.spool.batches,
+        r.spool.bytes >> 10,
+        r.upload.batches,
+        r.upload.records
+    )
 }
 
 /// Makes the status report from the daemon's counters: for the status file and metrics.

@@ -120,12 +120,12 @@ impl MemoryBudget {
     }
 }
 
-/// The machine's memory in bytes, from /proc/meminfo.
+/// The machine's memory in bytes (sysinfo(2): works where /proc is hidden, as in the
+/// hardened systemd unit).
 pub fn ram_total() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    nix::sys::sysinfo::sysinfo()
+        .ok()
+        .map(|info| info.ram_total())
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::feed::checkpoint::Ack;
 use crate::feed::Framed;
 use crate::memory::{MemoryBudget, MemoryPermit};
 use crate::spool::Spool;
-use crate::status::Stats;
+use crate::status::{AtomicTime, Stats};
 
 /// Records of one input, in the order read, with the memory they hold from the budget.
 pub struct Chunk {
@@ -88,7 +88,31 @@ impl RecordSink {
 pub struct BatchWriters {
     threads: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
+    heartbeats: Heartbeats,
 }
+
+/// When each batch writer last went round its loop; a writer stuck in a write or an fsync
+/// stops beating, and the watchdog stops pinging systemd.
+#[derive(Debug, Clone)]
+pub struct Heartbeats(Arc<Vec<AtomicTime>>);
+
+impl Heartbeats {
+    /// Whether every writer went round within `within`.
+    pub fn all_within(&self, within: Duration) -> bool {
+        self.0.iter().all(|beat| {
+            beat.get()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age <= within)
+        })
+    }
+
+    fn beat(&self, writer: usize) {
+        self.0[writer].touch();
+    }
+}
+
+/// A writer goes round its loop at least this often, even idle.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// What seals a batch.
 #[derive(Debug, Clone)]
@@ -126,6 +150,9 @@ impl BatchWriters {
             disk_reserve: spool.disk().map_or(0, |(size, _)| disk_reserve(size)),
         };
         let stopping = Arc::new(AtomicBool::new(false));
+        let heartbeats = Heartbeats(Arc::new(
+            (0..count).map(|_| AtomicTime::default()).collect(),
+        ));
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut threads = Vec::with_capacity(count);
         for id in 0..count {
@@ -136,6 +163,7 @@ impl BatchWriters {
                 stats: stats.clone(),
                 open: [None, None],
                 stopping: stopping.clone(),
+                heartbeats: heartbeats.clone(),
             };
             let rx = rx.clone();
             threads.push(
@@ -150,8 +178,17 @@ impl BatchWriters {
                 budget,
                 slots: Arc::new(Semaphore::new(count * QUEUE_PER_WRITER)),
             },
-            BatchWriters { threads, stopping },
+            BatchWriters {
+                threads,
+                stopping,
+                heartbeats,
+            },
         ))
+    }
+
+    /// The writers' heartbeats, for the watchdog.
+    pub fn heartbeats(&self) -> Heartbeats {
+        self.heartbeats.clone()
     }
 
     /// Shutdown has begun: writers waiting for room in a full spool write anyway (a little
@@ -224,6 +261,7 @@ struct Writer {
     stats: Arc<Stats>,
     open: [Option<OpenBatch>; 2],
     stopping: Arc<AtomicBool>,
+    heartbeats: Heartbeats,
 }
 
 /// The free disk space writers keep: a twentieth of the file system, within 1 MiB to
@@ -235,9 +273,6 @@ fn disk_reserve(size: u64) -> u64 {
 /// How often a writer waiting for room in the spool looks again.
 const ROOM_POLL: Duration = Duration::from_millis(200);
 
-/// How long an idle writer without an open batch sleeps between looks at the channel.
-const IDLE_WAIT: Duration = Duration::from_secs(3600);
-
 /// How long a writer waits before trying again after the disk failed it.
 const DISK_RETRY: Duration = Duration::from_secs(1);
 
@@ -246,13 +281,15 @@ const ORIGINS: [Origin; 2] = [Origin::Stream, Origin::File];
 impl Writer {
     fn run(mut self, rx: Receiver<Chunk>) {
         loop {
+            self.heartbeats.beat(self.id);
             let wait = self
                 .open
                 .iter()
                 .flatten()
                 .map(|b| b.deadline.saturating_duration_since(Instant::now()))
                 .min()
-                .unwrap_or(IDLE_WAIT);
+                .unwrap_or(HEARTBEAT)
+                .min(HEARTBEAT);
             match rx.recv_timeout(wait) {
                 Ok(mut chunk) => {
                     let origin = Origin::of(&chunk);
@@ -326,6 +363,7 @@ impl Writer {
                 );
             }
             self.seal_due();
+            self.heartbeats.beat(self.id);
             std::thread::sleep(ROOM_POLL);
         }
     }

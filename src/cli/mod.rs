@@ -100,11 +100,6 @@ pub struct ConfigureMcasArgs {
     pub no_verify: bool,
 }
 
-/// A command that exists but is not part of this build yet.
-#[derive(Debug, thiserror::Error)]
-#[error("`nss {0}` is not yet available in this version of nss-agent")]
-pub struct NotYetAvailable(pub &'static str);
-
 /// A remote service (MCAS) refused or could not be reached: exit code 69.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -101,13 +101,3 @@ fn environment_overrides_are_checked_too() {
     assert_eq!(output.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&output.stderr).contains("batch.max_bytes"));
 }
-
-#[test]
-fn commands_of_later_versions_say_so() {
-    let output = nss()
-        .args(["--config", "/nonexistent", "disable-mcas"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not yet available"));
-}

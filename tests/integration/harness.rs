@@ -75,7 +75,12 @@ impl World {
 
     /// Starts an agent with `settings`.
     pub fn agent(&self, settings: &Settings) -> Agent {
-        Agent::start(self.dir.path(), settings)
+        Agent::start(self.dir.path(), settings, &[])
+    }
+
+    /// Starts an agent with `settings` and extra environment variables.
+    pub fn agent_with_env(&self, settings: &Settings, env: &[(&str, &str)]) -> Agent {
+        Agent::start(self.dir.path(), settings, env)
     }
 }
 
@@ -142,7 +147,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    fn start(dir: &Path, settings: &Settings) -> Agent {
+    fn start(dir: &Path, settings: &Settings, env: &[(&str, &str)]) -> Agent {
         let config = dir.join("config.toml");
         if let Some(run) = settings.get("paths.runtime_dir") {
             // A status file left by an earlier run must not pass for this one's.
@@ -162,6 +167,7 @@ impl Agent {
             .arg(&config)
             .arg("run")
             .env("NSS_LOG", "info,nss_agent=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())

@@ -13,3 +13,4 @@ mod observe;
 mod service;
 mod signals;
 mod sync;
+mod unit;

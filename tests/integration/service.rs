@@ -130,3 +130,85 @@ async fn start_refuses_a_bad_configuration_and_a_second_daemon_is_refused() {
     assert!(stderr.contains("another nss-agent is running"), "{stderr}");
     drop(agent);
 }
+
+/// Under systemd (NOTIFY_SOCKET, WATCHDOG_USEC): READY=1 only once the feed port accepts,
+/// WATCHDOG=1 at half the period, STATUS= lines, STOPPING=1 on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_notifications() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Instant;
+    let world = World::start().await;
+    let socket_path = world.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let settings = world.settings();
+    let feed = std::net::SocketAddr::from(([127, 0, 0, 1], {
+        let addr: String = serde_json::from_str(settings.get("feed.listen").unwrap()).unwrap();
+        addr.rsplit(':').next().unwrap().parse::<u16>().unwrap()
+    }));
+    let messages =
+        std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Instant, String, bool)>::new()));
+    let collected = messages.clone();
+    let listener = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                // At READY=1 the feed port must already accept.
+                let accepts = std::net::TcpStream::connect(feed).is_ok();
+                let stopping = text.contains("STOPPING=1");
+                collected
+                    .lock()
+                    .unwrap()
+                    .push((Instant::now(), text, accepts));
+                if stopping {
+                    return;
+                }
+            }
+        }
+    });
+    let socket_env = socket_path.display().to_string();
+    let mut agent = world.agent_with_env(
+        &settings,
+        &[("NOTIFY_SOCKET", &socket_env), ("WATCHDOG_USEC", "1000000")],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(agent.stop().success());
+    listener.join().unwrap();
+    let messages = messages.lock().unwrap();
+    let ready = messages
+        .iter()
+        .find(|(_, m, _)| m.contains("READY=1"))
+        .expect("no READY=1");
+    assert!(ready.2, "READY=1 came before the feed port accepted");
+    let pings: Vec<Instant> = messages
+        .iter()
+        .filter(|(_, m, _)| m.contains("WATCHDOG=1"))
+        .map(|(t, _, _)| *t)
+        .collect();
+    assert!(
+        (4..=9).contains(&pings.len()),
+        "{} WATCHDOG=1 in about 3 s with a 1 s watchdog",
+        pings.len()
+    );
+    for pair in pings.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(300) && gap <= Duration::from_millis(800),
+            "pings {gap:?} apart"
+        );
+    }
+    assert!(
+        messages
+            .iter()
+            .any(|(_, m, _)| m.contains("STATUS=") && m.contains("records read")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.last().unwrap().1.contains("STOPPING=1"),
+        "{messages:?}"
+    );
+}
