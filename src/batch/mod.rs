@@ -519,3 +519,21 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_writer_fails_the_heartbeat_check() {
+        let beats = Heartbeats(Arc::new(vec![AtomicTime::default(), AtomicTime::default()]));
+        assert!(!beats.all_within(Duration::from_secs(60)), "never beat");
+        beats.beat(0);
+        beats.beat(1);
+        assert!(beats.all_within(Duration::from_secs(1)));
+        // Writer 1 stuck for ten seconds, say in an fsync.
+        beats.0[1].set(std::time::SystemTime::now() - Duration::from_secs(10));
+        assert!(!beats.all_within(Duration::from_secs(3)));
+        assert!(beats.all_within(Duration::from_secs(30)));
+    }
+}
