@@ -18,6 +18,25 @@ pub fn nss() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nss"))
 }
 
+/// Runs `nss --config <config> <args>` once with extra environment variables; returns the
+/// exit code and stdout followed by stderr. Fails if the token shows in either.
+pub fn run_nss(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let output = nss()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains(TOKEN), "the token was printed:\n{text}");
+    (output.status.code().unwrap_or(-1), text)
+}
+
 /// A working directory and an emulator in it.
 pub struct World {
     pub dir: TempDir,

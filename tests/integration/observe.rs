@@ -11,19 +11,7 @@ use crate::harness::*;
 fn nss_with(world: &World, settings: &Settings, args: &[&str]) -> (i32, String) {
     let config = world.dir.path().join("oneshot.toml");
     settings.write(&config);
-    let output = nss()
-        .arg("--config")
-        .arg(&config)
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(!text.contains(TOKEN), "the token was printed:\n{text}");
-    (output.status.code().unwrap_or(-1), text)
+    run_nss(&config, args, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

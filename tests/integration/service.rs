@@ -6,19 +6,7 @@ use std::time::Duration;
 use crate::harness::*;
 
 fn service(config: &std::path::Path, verb: &str) -> (i32, String) {
-    let output = nss()
-        .arg("--config")
-        .arg(config)
-        .arg(verb)
-        .env("NSS_AGENT_NO_SYSTEMD", "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
+    run_nss(config, &[verb], &[("NSS_AGENT_NO_SYSTEMD", "1")])
 }
 
 fn pid_of(text: &str) -> u32 {
