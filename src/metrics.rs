@@ -166,6 +166,24 @@ pub fn render(report: &StatusReport) -> String {
         spool.quarantined as f64,
     );
     metric(
+        "batch_sealed_total",
+        "counter",
+        "Batches sealed.",
+        spool.sealed as f64,
+    );
+    metric(
+        "batch_sealed_records_total",
+        "counter",
+        "Records in sealed batches.",
+        spool.sealed_records as f64,
+    );
+    metric(
+        "batch_seal_latency_max_seconds",
+        "gauge",
+        "The longest a batch stayed open, from its first record's arrival to its seal.",
+        spool.seal_latency_max,
+    );
+    metric(
         "spool_oldest_timestamp_seconds",
         "gauge",
         "When the oldest waiting batch was sealed (0: none).",

@@ -77,6 +77,11 @@ pub struct SpoolStats {
     pub quarantined: AtomicU64,
     /// Batches sealed since start.
     pub sealed: AtomicU64,
+    /// Records in the batches sealed since start.
+    pub sealed_records: AtomicU64,
+    /// The longest a batch stayed open since start, from the arrival of its first record
+    /// to its seal, in milliseconds.
+    pub seal_latency_max_ms: AtomicU64,
     /// The spool is at its cap and reading is paused.
     pub full: AtomicBool,
     /// Times the spool filled up since start.
@@ -193,6 +198,16 @@ pub struct SpoolReport {
     /// At the cap: reading is paused until uploads make room.
     #[serde(default)]
     pub full: bool,
+    /// Batches sealed since start.
+    #[serde(default)]
+    pub sealed: u64,
+    /// Records in the batches sealed since start.
+    #[serde(default)]
+    pub sealed_records: u64,
+    /// The longest a batch stayed open since start, in seconds: from the arrival of its
+    /// first record to its seal. Stays within `batch.max_age` plus about a second.
+    #[serde(default)]
+    pub seal_latency_max: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -272,6 +287,9 @@ impl Stats {
                 quarantined: load(&self.spool.quarantined),
                 max_bytes: load(&self.spool.max_bytes),
                 full: self.spool.full.load(Ordering::Relaxed),
+                sealed: load(&self.spool.sealed),
+                sealed_records: load(&self.spool.sealed_records),
+                seal_latency_max: load(&self.spool.seal_latency_max_ms) as f64 / 1000.0,
             },
             upload: UploadReport {
                 batches: load(&self.upload.batches),

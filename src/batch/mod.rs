@@ -32,6 +32,8 @@ pub struct Chunk {
     _slot: OwnedSemaphorePermit,
     /// For a tailed file: acknowledged once the records are in a sealed batch.
     ack: Option<Ack>,
+    /// When the records arrived: a batch's age counts from its first record's arrival.
+    arrived: Instant,
 }
 
 /// The batch writers are gone: the daemon is shutting down.
@@ -60,6 +62,7 @@ impl RecordSink {
     /// writers' short queue is full. `ack`, if any, is acknowledged once every record is
     /// in a sealed batch.
     pub async fn send(&self, framed: Framed, ack: Option<Ack>) -> Result<(), SinkClosed> {
+        let arrived = Instant::now();
         let Framed { records, permit } = framed;
         if records.is_empty() {
             if let Some(ack) = ack {
@@ -79,6 +82,7 @@ impl RecordSink {
                 _permit: permit,
                 _slot: slot,
                 ack,
+                arrived,
             })
             .map_err(|_| SinkClosed)
     }
@@ -247,6 +251,9 @@ const FLUSH_BYTES: u64 = 1 << 20;
 /// An open batch and when it must be sealed by age.
 struct OpenBatch {
     file: BatchFile,
+    /// When its first record arrived.
+    first_arrival: Instant,
+    /// `first_arrival` + `batch.max_age`.
     deadline: Instant,
     /// Chunks whose last record is in this batch.
     acks: Vec<Ack>,
@@ -301,6 +308,9 @@ impl Writer {
                     // Only now is its place in the queue free: written and, when it counts,
                     // flushed.
                     drop(chunk);
+                    // Under load the queue is never empty long enough for a timeout: the
+                    // other origin's batch, or this one's, may be due meanwhile.
+                    self.seal_due();
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.seal_due();
@@ -404,7 +414,7 @@ impl Writer {
     fn write_chunk(&mut self, origin: Origin, chunk: &mut Chunk) {
         let mut next = 0;
         while next < chunk.records.len() {
-            match self.write_records(origin, &chunk.records[next..]) {
+            match self.write_records(origin, &chunk.records[next..], chunk.arrived) {
                 Ok(()) => {
                     if let Some(ack) = chunk.ack.take() {
                         match self.open(origin).as_mut() {
@@ -429,11 +439,13 @@ impl Writer {
         }
     }
 
-    /// Appends records, returning on error how many were written (and sealed) before it.
+    /// Appends records that arrived at `arrived`, returning on error how many were written
+    /// (and sealed) before it.
     fn write_records(
         &mut self,
         origin: Origin,
         records: &[Bytes],
+        arrived: Instant,
     ) -> Result<(), (usize, io::Error)> {
         let mut sealed_upto = 0;
         for (i, record) in records.iter().enumerate() {
@@ -451,10 +463,10 @@ impl Writer {
                 let path = self.spool.open_path(self.id, origin.name());
                 let file =
                     BatchFile::create(&path, self.rules.level).map_err(|e| (sealed_upto, e))?;
-                let deadline = Instant::now() + self.rules.max_age;
                 *self.open(origin) = Some(OpenBatch {
                     file,
-                    deadline,
+                    first_arrival: arrived,
+                    deadline: arrived + self.rules.max_age,
                     acks: Vec::new(),
                 });
             }
@@ -480,6 +492,7 @@ impl Writer {
             return Ok(());
         };
         let path = open.file.path().to_path_buf();
+        let open_for = open.first_arrival.elapsed();
         // Unacknowledged on failure: the checkpoints stay before these records, so that a
         // restart reads them again.
         let result = open
@@ -491,7 +504,14 @@ impl Writer {
                 for ack in open.acks {
                     ack.sealed();
                 }
-                self.stats.spool.sealed.fetch_add(1, Ordering::Relaxed);
+                let spool = &self.stats.spool;
+                spool.sealed.fetch_add(1, Ordering::Relaxed);
+                spool
+                    .sealed_records
+                    .fetch_add(batch.records, Ordering::Relaxed);
+                spool
+                    .seal_latency_max_ms
+                    .fetch_max(open_for.as_millis() as u64, Ordering::Relaxed);
                 tracing::debug!(
                     writer = self.id,
                     seq = batch.seq,

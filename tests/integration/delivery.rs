@@ -229,6 +229,8 @@ async fn large_batch_goes_up_in_blocks(world: World) {
         .set("batch.max_bytes", &quote("1GiB"))
         .set("batch.max_age", &quote("3s"))
         .set("batch.writers", "1")
+        // The slowest level: the writer falls behind the feed.
+        .set("batch.gzip_level", "9")
         .set("batch.gzip_level", "1");
     let agent = world.agent(&settings);
     let records = incompressible_records(70 << 20);
@@ -302,4 +304,59 @@ async fn sigterm_seals_the_open_batch_and_a_restart_delivers_it() {
         .await
         .unwrap();
     assert_exactly_once(&world.emulator, records);
+}
+
+/// While the feed floods the agent faster than it compresses, batches are still sealed by
+/// age on time, and every record arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_sealed_by_age_while_the_feed_floods() {
+    let world = World::start().await;
+    let mut settings = world.settings();
+    settings
+        .set("batch.writers", "1")
+        // The slowest level: the writer falls behind the feed.
+        .set("batch.gzip_level", "9")
+        .set("batch.max_records", "100000000")
+        .set("batch.max_bytes", &quote("4GiB"))
+        .set("batch.max_age", &quote("1s"));
+    let agent = world.agent(&settings);
+    let addr = agent.feed.unwrap();
+
+    let flood = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let started = std::time::Instant::now();
+        let mut sent = 0;
+        while started.elapsed() < Duration::from_secs(5) {
+            let records: Vec<Vec<u8>> =
+                (sent..sent + 5000).map(|n| leef("flood", n, 300)).collect();
+            stream.write_all(&lines(&records)).unwrap();
+            sent += records.len();
+        }
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
+        sent as u64
+    });
+    let sent = flood.join().unwrap();
+
+    world
+        .emulator
+        .wait_for_records(sent, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let status = agent.wait_status("every record sealed", |s| {
+        s["spool"]["sealed_records"].as_u64() == Some(sent)
+    });
+    let latency = status["spool"]["seal_latency_max"].as_f64().unwrap();
+    let sealed = status["spool"]["sealed"].as_u64().unwrap();
+    assert!(
+        sealed >= 4,
+        "{sealed} batches in 5 s of flood at max_age 1s"
+    );
+    // The promise is max_age + 1 s. A writer looks at the ages after every chunk, so even
+    // a saturated one is late by one chunk's compression, not by the length of the flood.
+    assert!(
+        latency <= 1.5,
+        "a batch stayed open {latency} s, at batch.max_age = 1 s"
+    );
+    assert_ids_exactly_once(&world.emulator, "flood", sent);
 }
