@@ -501,9 +501,6 @@ impl Writer {
             .and_then(|(path, records, raw)| self.spool.seal(&path, records, raw));
         match result {
             Ok(batch) => {
-                for ack in open.acks {
-                    ack.sealed();
-                }
                 let spool = &self.stats.spool;
                 spool.sealed.fetch_add(1, Ordering::Relaxed);
                 spool
@@ -512,6 +509,7 @@ impl Writer {
                 spool
                     .seal_latency_max_ms
                     .fetch_max(open_for.as_millis() as u64, Ordering::Relaxed);
+                Ack::all_sealed(open.acks);
                 tracing::debug!(
                     writer = self.id,
                     seq = batch.seq,

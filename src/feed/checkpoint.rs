@@ -169,16 +169,23 @@ impl FileProgress {
         }
     }
 
-    fn sealed(&self, id: u64) {
+    /// Marks the chunks `ids` sealed and saves the checkpoint once for all of them.
+    fn sealed(&self, ids: &[u64]) {
         let mut pending = self.pending.lock().unwrap();
         let first = pending.next_id - pending.chunks.len() as u64;
-        let Some(chunk) = id
-            .checked_sub(first)
-            .and_then(|i| pending.chunks.get_mut(i as usize))
-        else {
+        let mut marked = false;
+        for &id in ids {
+            if let Some(chunk) = id
+                .checked_sub(first)
+                .and_then(|i| pending.chunks.get_mut(i as usize))
+            {
+                chunk.sealed = true;
+                marked = true;
+            }
+        }
+        if !marked {
             return;
-        };
-        chunk.sealed = true;
+        }
         while pending.chunks.front().is_some_and(|c| c.sealed) {
             let done = pending.chunks.pop_front().expect("checked");
             pending.saved = Some((done.identity, done.end));
@@ -226,7 +233,21 @@ impl FileProgress {
 impl Ack {
     /// Every record of the chunk is in a sealed batch.
     pub fn sealed(self) {
-        self.progress.sealed(self.id);
+        self.progress.sealed(&[self.id]);
+    }
+
+    /// Every record of these chunks is in a sealed batch. A batch holds hundreds of
+    /// chunks: the checkpoint of each file is saved (and synced) once, not once a chunk.
+    pub fn all_sealed(mut acks: Vec<Ack>) {
+        while let Some(ack) = acks.first() {
+            let progress = ack.progress.clone();
+            let (same, rest): (Vec<Ack>, Vec<Ack>) = acks
+                .into_iter()
+                .partition(|a| Arc::ptr_eq(&a.progress, &progress));
+            let ids: Vec<u64> = same.iter().map(|a| a.id).collect();
+            progress.sealed(&ids);
+            acks = rest;
+        }
     }
 }
 
@@ -270,6 +291,30 @@ mod tests {
         b.sealed();
         let saved = store.load(&path).unwrap();
         assert_eq!((saved.offset, saved.sealed), (400, vec![]));
+    }
+
+    #[test]
+    fn a_batch_acknowledges_its_chunks_of_several_files_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CheckpointStore::open(dir.path()).unwrap());
+        let (one, two) = (
+            PathBuf::from("/var/log/one.log"),
+            PathBuf::from("/var/log/two.log"),
+        );
+        let first = FileProgress::new(store.clone(), one.clone());
+        let second = FileProgress::new(store.clone(), two.clone());
+        let a = first.register(identity(), 0, 100);
+        let b = first.register(identity(), 100, 200);
+        let c = second.register(identity(), 0, 50);
+        let d = first.register(identity(), 200, 300);
+        // b, c and d are in this batch; a is still in another writer's.
+        Ack::all_sealed(vec![b, c, d]);
+        let saved = store.load(&one).unwrap();
+        assert_eq!((saved.offset, saved.sealed), (0, vec![(100, 300)]));
+        assert_eq!(store.load(&two).unwrap().offset, 50);
+        Ack::all_sealed(vec![a]);
+        let saved = store.load(&one).unwrap();
+        assert_eq!((saved.offset, saved.sealed), (300, vec![]));
     }
 
     #[test]

@@ -125,6 +125,10 @@ pub struct EmulatorConfig {
     pub banned: Vec<String>,
     /// How long an upload URL's signature stays valid. Default one hour.
     pub sas_ttl: Duration,
+    /// Decompress each finalized upload to count its records (default). Benchmarks turn
+    /// it off so that the emulator does not compete for the CPU they measure: uploads then
+    /// show 0 records, and [`Upload::records_decompressed`] counts them afterwards.
+    pub count_records: bool,
 }
 
 impl EmulatorConfig {
@@ -141,6 +145,7 @@ impl EmulatorConfig {
             azurite: None,
             banned: Vec::new(),
             sas_ttl: Duration::from_secs(3600),
+            count_records: true,
         }
     }
 }

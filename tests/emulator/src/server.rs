@@ -57,6 +57,7 @@ pub(crate) struct Shared {
     pub provider: Provider,
     pub dirs: Dirs,
     pub sas_ttl: Duration,
+    pub count_records: bool,
     pub azurite: Option<AzuriteClient>,
     state: Mutex<State>,
     /// Total records in finalized uploads, for `wait_for_records`.
@@ -186,6 +187,7 @@ pub(crate) async fn start(cfg: EmulatorConfig) -> Result<Arc<Shared>> {
         provider: cfg.provider,
         dirs,
         sas_ttl: cfg.sas_ttl,
+        count_records: cfg.count_records,
         azurite,
         state: Mutex::new(State {
             calls: Vec::new(),
@@ -709,8 +711,11 @@ impl Shared {
         };
         let bytes = tokio::fs::metadata(&dest).await?.len();
         let path = dest.clone();
-        let (records, decode_error) =
-            tokio::task::spawn_blocking(move || records::count_records(&path)).await??;
+        let (records, decode_error) = if self.count_records {
+            tokio::task::spawn_blocking(move || records::count_records(&path)).await??
+        } else {
+            (0, None)
+        };
         Ok(Some(Upload {
             filename: issued.filename.clone(),
             source: issued.source.clone(),

@@ -1,0 +1,505 @@
+//! End to end through the real `nss` binary: about 1 GiB of generated LEEF records, once
+//! from a tailed file and once streamed into the TCP feed, delivered over HTTPS to the
+//! emulator; GNU `gzip -6 -c` of the same file, in the same run, is the yardstick. Prints
+//! one table.
+//!
+//! The agent runs with its default settings but for `batch.max_age`, set to 1 s: at the
+//! default 5 minutes the last, partly filled batches would wait 5 minutes to be sealed, and
+//! 1 s is where the promise "sealed within max_age + 1 s under load" is hardest to keep.
+//! MCAS's limit of 30 API calls a minute stays on, so the delivery time shows what it
+//! costs.
+//!
+//! `NSS_BENCH_MIB` sets the input's size (default 1024). The input is generated once, into
+//! `target/bench-data`, and reused.
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use mcas_emulator::{Emulator, EmulatorConfig};
+use nix::sys::resource::{getrusage, UsageWho};
+
+mod common;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// The agent's `batch.max_age` in the runs.
+const MAX_AGE: Duration = Duration::from_secs(1);
+
+/// How long a run may take before the bench gives up on it.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn main() -> Result<()> {
+    let mib: u64 = std::env::var("NSS_BENCH_MIB")
+        .ok()
+        .map(|v| v.parse().context("NSS_BENCH_MIB must be a number of MiB"))
+        .transpose()?
+        .unwrap_or(1024);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    let input = Input::cached(&root.join("bench-data"), mib)?;
+    eprintln!(
+        "input: {} ({} bytes, {} records)",
+        input.path.display(),
+        input.bytes,
+        input.records
+    );
+    let work = root.join("bench-run");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work)?;
+
+    let gzip = gzip(&input, &work)?;
+    eprintln!("gzip -6: {:.1} s", gzip.seconds);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let mut emulator_config = EmulatorConfig::new(TOKEN, &work.join("mcas"), &work.join("certs"));
+    // Counting means gunzipping every batch: CPU the agent would lose. Counted afterwards.
+    emulator_config.count_records = false;
+    let emulator = runtime.block_on(Emulator::start(emulator_config))?;
+
+    let mut rows = vec![gzip];
+    for feed in [Feed::File, Feed::Tcp] {
+        let row = run_agent(feed, &input, &emulator, &work)?;
+        eprintln!(
+            "{}: in {:.1} s, delivered {:.1} s",
+            row.name, row.seconds, row.delivered
+        );
+        rows.push(row);
+    }
+    emulator.shutdown();
+    print_table(&input, &rows);
+    Ok(())
+}
+
+/// The generated input file, with what the bench checks deliveries against.
+struct Input {
+    path: PathBuf,
+    bytes: u64,
+    records: u64,
+    /// Order-independent digest of the records: the wrapping sum of their FNV-1a hashes.
+    digest: u64,
+}
+
+impl Input {
+    /// The input of `mib` MiB under `dir`, generated if missing.
+    fn cached(dir: &Path, mib: u64) -> Result<Input> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(format!("leef-{mib}mib.log"));
+        let sums = path.with_extension("sums");
+        if let (Ok(meta), Ok(text)) = (fs::metadata(&path), fs::read_to_string(&sums)) {
+            let mut fields = text.split_whitespace().map(str::parse::<u64>);
+            if let (Some(Ok(records)), Some(Ok(digest))) = (fields.next(), fields.next()) {
+                return Ok(Input {
+                    path,
+                    bytes: meta.len(),
+                    records,
+                    digest,
+                });
+            }
+        }
+        eprintln!("generating {mib} MiB of LEEF records (once)...");
+        let tmp = path.with_extension("tmp");
+        common::write_leef(&mut File::create(&tmp)?, mib << 20)?;
+        let (records, digest) = digest_records(BufReader::new(File::open(&tmp)?))?;
+        fs::rename(&tmp, &path)?;
+        fs::write(&sums, format!("{records} {digest}\n"))?;
+        Ok(Input {
+            bytes: fs::metadata(&path)?.len(),
+            path,
+            records,
+            digest,
+        })
+    }
+}
+
+/// How many records (non-empty lines) and their order-independent digest.
+fn digest_records(mut reader: impl BufRead) -> io::Result<(u64, u64)> {
+    let (mut records, mut digest) = (0u64, 0u64);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok((records, digest));
+        }
+        let record = line.strip_suffix(b"\n").unwrap_or(&line);
+        if !record.is_empty() {
+            records += 1;
+            digest = digest.wrapping_add(fnv1a(record));
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// One line of the table.
+struct Row {
+    name: &'static str,
+    /// Until the last record was taken in (for gzip: until it exited).
+    seconds: f64,
+    cpu_seconds: f64,
+    peak_rss: u64,
+    /// Compressed bytes written (gzip) or uploaded (agent).
+    gzip_bytes: u64,
+    /// Until every record was in a sealed batch; 0 for gzip.
+    sealed: f64,
+    /// Until MCAS had accepted every record; 0 for gzip.
+    delivered: f64,
+    /// The longest a batch stayed open; 0 for gzip.
+    seal_latency: f64,
+    batches: u64,
+}
+
+/// Children's CPU time and peak RSS so far (getrusage of reaped children).
+fn children_usage() -> Result<(f64, u64)> {
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+    let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Ok((
+        seconds(usage.user_time()) + seconds(usage.system_time()),
+        usage.max_rss() as u64 * 1024,
+    ))
+}
+
+/// `gzip -6 -c input > work/input.gz`, timed.
+fn gzip(input: &Input, work: &Path) -> Result<Row> {
+    let out = work.join("gzip-6.gz");
+    let (cpu_before, _) = children_usage()?;
+    let started = Instant::now();
+    let status = Command::new("gzip")
+        .args(["-6", "-c"])
+        .arg(&input.path)
+        .stdout(File::create(&out)?)
+        .status()
+        .context("running gzip (GNU gzip must be installed)")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("gzip failed: {status}");
+    }
+    let (cpu_after, peak_rss) = children_usage()?;
+    Ok(Row {
+        name: "gzip -6 -c",
+        seconds,
+        cpu_seconds: cpu_after - cpu_before,
+        peak_rss,
+        gzip_bytes: fs::metadata(&out)?.len(),
+        sealed: 0.0,
+        delivered: 0.0,
+        seal_latency: 0.0,
+        batches: 1,
+    })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Feed {
+    File,
+    Tcp,
+}
+
+/// Runs the agent on the input through `feed` until MCAS has it all, and checks that
+/// every record arrived exactly once.
+fn run_agent(feed: Feed, input: &Input, emulator: &Emulator, work: &Path) -> Result<Row> {
+    let name = match feed {
+        Feed::File => "nss: tailed file",
+        Feed::Tcp => "nss: TCP feed",
+    };
+    let dir = work.join(match feed {
+        Feed::File => "file",
+        Feed::Tcp => "tcp",
+    });
+    fs::create_dir_all(&dir)?;
+    let feed_port = free_port()?;
+    let metrics: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let watched = dir.join("feed.log");
+    let (listen, files) = match feed {
+        Feed::File => {
+            fs::hard_link(&input.path, &watched)
+                .or_else(|_| fs::copy(&input.path, &watched).map(drop))?;
+            (
+                String::new(),
+                format!("[{:?}]", watched.display().to_string()),
+            )
+        }
+        Feed::Tcp => (format!("127.0.0.1:{feed_port}"), "[]".to_string()),
+    };
+    let config = dir.join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "[mcas]\ndomain = {domain:?}\ntoken = {TOKEN:?}\nca_file = {ca:?}\n\n\
+             [feed]\nlisten = {listen:?}\nfiles = {files}\n\n\
+             [batch]\nmax_age = \"{age}s\"\n\n\
+             [metrics]\nlisten = \"{metrics}\"\n\n\
+             [paths]\nstate_dir = {state:?}\nruntime_dir = {run:?}\n",
+            domain = emulator.domain(),
+            ca = emulator.ca_pem_path().display().to_string(),
+            age = MAX_AGE.as_secs(),
+            state = dir.join("state").display().to_string(),
+            run = dir.join("run").display().to_string(),
+        ),
+    )?;
+    let uploads_before = emulator.uploads().len();
+    let (cpu_before, _) = children_usage()?;
+
+    let started = Instant::now();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_nss"))
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env("NSS_LOG", "info")
+        .env("NSS_AGENT_NO_SYSTEMD", "1")
+        .stdin(Stdio::null())
+        .stdout(File::create(dir.join("agent.log"))?)
+        .stderr(File::create(dir.join("agent.err"))?)
+        .spawn()
+        .context("starting nss")?;
+    let result = (|| {
+        let mut sender = None;
+        let started = match feed {
+            Feed::File => started,
+            Feed::Tcp => {
+                let addr: SocketAddr = ([127, 0, 0, 1], feed_port).into();
+                let stream = connect_when_ready(addr, &mut agent)?;
+                let path = input.path.clone();
+                let started = Instant::now();
+                sender = Some(std::thread::spawn(move || send_file(stream, &path)));
+                started
+            }
+        };
+        let mut taken_in = None;
+        let mut sealed = None;
+        let delivered;
+        loop {
+            if started.elapsed() > RUN_TIMEOUT {
+                bail!(
+                    "{name}: not delivered within {RUN_TIMEOUT:?}; see {}",
+                    dir.display()
+                );
+            }
+            if let Some(status) = agent.try_wait()? {
+                bail!("{name}: the agent exited ({status}); see {}", dir.display());
+            }
+            let m = match scrape(metrics) {
+                Ok(m) => m,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            let now = started.elapsed().as_secs_f64();
+            if taken_in.is_none() && m.get("feed_records_total") >= input.records {
+                taken_in = Some(now);
+            }
+            if sealed.is_none() && m.get("batch_sealed_records_total") >= input.records {
+                sealed = Some(now);
+            }
+            if m.get("upload_records_total") >= input.records {
+                delivered = now;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(sender) = sender {
+            sender.join().expect("sender thread")?;
+        }
+        let peak_rss = proc_status_bytes(agent.id(), "VmHWM")?;
+        let m = scrape(metrics)?;
+        Ok((taken_in, sealed, delivered, peak_rss, m))
+    })();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    let status = agent.wait()?;
+    let (taken_in, sealed, delivered, peak_rss, m) = result?;
+    if !status.success() {
+        bail!("{name}: the agent exited with {status} on SIGTERM");
+    }
+    let (cpu_after, _) = children_usage()?;
+
+    // Exactly once: as many records as the input, with the same digest.
+    let uploads = &emulator.uploads()[uploads_before..];
+    let (mut records, mut digest, mut bytes) = (0u64, 0u64, 0u64);
+    for upload in uploads {
+        for record in upload.records_decompressed()? {
+            records += 1;
+            digest = digest.wrapping_add(fnv1a(&record));
+        }
+        bytes += upload.bytes;
+    }
+    if (records, digest) != (input.records, input.digest) {
+        bail!(
+            "{name}: MCAS received {records} records (digest {digest:x}); the input has {} (digest {:x})",
+            input.records,
+            input.digest
+        );
+    }
+    let _ = fs::remove_dir_all(dir.join("state"));
+    let _ = fs::remove_file(&watched);
+    Ok(Row {
+        name,
+        seconds: taken_in.expect("taken in before delivered"),
+        cpu_seconds: cpu_after - cpu_before,
+        peak_rss,
+        gzip_bytes: bytes,
+        sealed: sealed.expect("sealed before delivered"),
+        delivered,
+        seal_latency: m.value("batch_seal_latency_max_seconds"),
+        batches: uploads.len() as u64,
+    })
+}
+
+/// Connects to the feed once the agent listens.
+fn connect_when_ready(addr: SocketAddr, agent: &mut Child) -> Result<TcpStream> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(stream) = TcpStream::connect(addr) {
+            return Ok(stream);
+        }
+        if let Some(status) = agent.try_wait()? {
+            bail!("the agent exited ({status}) before listening");
+        }
+        if Instant::now() > deadline {
+            bail!("the agent did not listen on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Streams the file into the feed as the NSS service does, then waits for the agent to
+/// close its side (it has read everything).
+fn send_file(mut stream: TcpStream, path: &Path) -> Result<()> {
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        stream.write_all(&buf[..n])?;
+    }
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let _ = stream.read(&mut [0u8; 1]);
+    Ok(())
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A figure of /proc/<pid>/status in bytes, e.g. `VmHWM` (peak RSS).
+fn proc_status_bytes(pid: u32, field: &str) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
+}
+
+/// The agent's metrics, by name without the `nss_agent_` prefix.
+struct Metrics(Vec<(String, f64)>);
+
+impl Metrics {
+    fn value(&self, name: &str) -> f64 {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0.0, |(_, v)| *v)
+    }
+
+    fn get(&self, name: &str) -> u64 {
+        self.value(name) as u64
+    }
+}
+
+fn scrape(addr: SocketAddr) -> io::Result<Metrics> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok(Metrics(
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, value) = l.split_once(' ')?;
+                Some((
+                    name.strip_prefix("nss_agent_")?.to_string(),
+                    value.parse().ok()?,
+                ))
+            })
+            .collect(),
+    ))
+}
+
+fn print_table(input: &Input, rows: &[Row]) {
+    let gzip = &rows[0];
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
+    println!();
+    println!(
+        "{:.0} MiB of LEEF records ({} records), on {} cores; nss with its default settings but batch.max_age = {}s",
+        mib(input.bytes),
+        input.records,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        MAX_AGE.as_secs()
+    );
+    println!(
+        "{:<17} {:>7} {:>7} {:>10} {:>6} {:>9} {:>8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8}",
+        "",
+        "time s",
+        "MB/s",
+        "records/s",
+        "CPU s",
+        "peak RSS",
+        "× gzip",
+        "out MiB",
+        "size ×",
+        "batches",
+        "sealed s",
+        "deliv. s",
+        "latency"
+    );
+    for row in rows {
+        let agent = row.delivered > 0.0;
+        let opt = |v: f64, unit: &str| {
+            if agent {
+                format!("{v:.2}{unit}")
+            } else {
+                "-".to_string()
+            }
+        };
+        println!(
+            "{:<17} {:>7.2} {:>7.1} {:>10.0} {:>6.2} {:>5.1} MiB {:>8.2} {:>10.1} {:>8.3} {:>8} {:>9} {:>9} {:>8}",
+            row.name,
+            row.seconds,
+            mb(input.bytes) / row.seconds,
+            input.records as f64 / row.seconds,
+            row.cpu_seconds,
+            mib(row.peak_rss),
+            gzip.seconds / row.seconds,
+            mib(row.gzip_bytes),
+            row.gzip_bytes as f64 / gzip.gzip_bytes as f64,
+            row.batches,
+            opt(row.sealed, ""),
+            opt(row.delivered, ""),
+            opt(row.seal_latency, " s"),
+        );
+    }
+    println!();
+    println!("time: until the last record was taken in (read, framed, compressed into a batch file; gzip: until it exited).");
+    println!("× gzip: gzip -6's time over this one's. size ×: bytes out (uploaded) over gzip -6's. CPU s: user + system.");
+    println!("sealed / deliv.: until every record was in a sealed batch / accepted by MCAS (30 API calls a minute, 2 a batch).");
+    println!("latency: the longest a batch stayed open, first record to seal (promise: batch.max_age + 1 s).");
+}
