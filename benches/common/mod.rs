@@ -13,3 +13,22 @@ pub fn leef_stream() -> Vec<u8> {
     }
     out
 }
+
+/// The records of `stream` as the feed hands them to the batch writer: framed by the
+/// record decoder, without their newlines.
+// Each bench compiles this module on its own, and the decoder bench has no use for it.
+#[allow(dead_code)]
+pub fn records(stream: &[u8]) -> Vec<bytes::Bytes> {
+    use nss_agent::feed::{Frame, RecordDecoder};
+    use tokio_util::codec::Decoder;
+
+    let mut buf = bytes::BytesMut::from(stream);
+    let mut decoder = RecordDecoder::new(1 << 20);
+    let mut records = Vec::new();
+    while let Some(frame) = decoder.decode(&mut buf).unwrap() {
+        if let Frame::Record(record) = frame {
+            records.push(record);
+        }
+    }
+    records
+}
