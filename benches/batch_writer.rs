@@ -4,28 +4,13 @@
 
 use std::io::Write;
 
-use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use nss_agent::batch::BatchFile;
-use nss_agent::feed::{Frame, RecordDecoder};
-use tokio_util::codec::Decoder;
 
 mod common;
-use common::leef_stream;
-
-fn records(stream: &[u8]) -> Vec<Bytes> {
-    let mut buf = BytesMut::from(stream);
-    let mut decoder = RecordDecoder::new(1 << 20);
-    let mut records = Vec::new();
-    while let Some(frame) = decoder.decode(&mut buf).unwrap() {
-        if let Frame::Record(record) = frame {
-            records.push(record);
-        }
-    }
-    records
-}
+use common::{leef_stream, records};
 
 fn write(c: &mut Criterion) {
     let stream = leef_stream();
