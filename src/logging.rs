@@ -1,5 +1,7 @@
 //! Log lines to standard error, where systemd's journal collects them.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Sets up logging at the level of `$NSS_LOG` (default `info`).
@@ -10,6 +12,9 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: the journal and log files would keep
+        // the escape codes as text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     if under_systemd {
         builder.without_time().init();

@@ -141,6 +141,12 @@ async fn status_and_metrics_tell_what_happened() {
     assert_eq!(status["upload"]["bytes_gzip"], gzip);
     assert!(status["upload"]["last_success"].is_string());
     assert_eq!(status["upload"]["last_error"], serde_json::Value::Null);
+    assert_eq!(status["spool"]["sealed_records"], 1234);
+    let latency = status["spool"]["seal_latency_max"].as_f64().unwrap();
+    assert!(
+        (0.3..1.3).contains(&latency),
+        "batches sealed by max_age 300ms stayed open {latency} s"
+    );
     assert!(status["memory"]["ram_total"].as_u64().unwrap() > 0);
     // The sync ran right after the start.
     assert_eq!(status["sync"]["urls"], 5);
@@ -177,6 +183,7 @@ async fn status_and_metrics_tell_what_happened() {
         ("nss_agent_upload_bytes_raw_total", raw),
         ("nss_agent_upload_bytes_gzip_total", gzip),
         ("nss_agent_sync_urls", 5),
+        ("nss_agent_batch_sealed_records_total", 1234),
     ] {
         assert!(
             metrics.contains(&format!("\n{name} {value}\n")),
@@ -186,6 +193,12 @@ async fn status_and_metrics_tell_what_happened() {
     assert!(http_get(metrics_port, "/other").starts_with("HTTP/1.1 404"));
 
     assert!(agent.stop().success());
+    // Its log went to a file, as under systemd to the journal: no colour codes in it.
+    let log = agent.log_text();
+    assert!(
+        log.contains("nss-agent running") && !log.contains('\x1b'),
+        "{log}"
+    );
     let (code, text) = nss_with(&world, &settings, &["status", "--json"]);
     assert_eq!(code, 0, "{text}");
     let status: serde_json::Value = serde_json::from_str(&text).unwrap();
