@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use mcas_emulator::{Emulator, EmulatorConfig};
 use nix::sys::resource::{getrusage, UsageWho};
+use nss_agent::feed::checkpoint::fnv1a;
 
 mod common;
 
@@ -151,12 +152,6 @@ fn digest_records(mut reader: impl BufRead) -> io::Result<(u64, u64)> {
             digest = digest.wrapping_add(fnv1a(record));
         }
     }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// One line of the table.

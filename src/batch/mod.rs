@@ -248,13 +248,11 @@ const QUEUE_PER_WRITER: usize = 2;
 /// the writer has caught up, after every chunk.
 const FLUSH_BYTES: u64 = 1 << 20;
 
-/// An open batch and when it must be sealed by age.
+/// An open batch.
 struct OpenBatch {
     file: BatchFile,
-    /// When its first record arrived.
+    /// When its first record arrived: it is sealed `batch.max_age` after.
     first_arrival: Instant,
-    /// `first_arrival` + `batch.max_age`.
-    deadline: Instant,
     /// Chunks whose last record is in this batch.
     acks: Vec<Ack>,
 }
@@ -293,7 +291,9 @@ impl Writer {
                 .open
                 .iter()
                 .flatten()
-                .map(|b| b.deadline.saturating_duration_since(Instant::now()))
+                .map(|b| {
+                    (b.first_arrival + self.rules.max_age).saturating_duration_since(Instant::now())
+                })
                 .min()
                 .unwrap_or(HEARTBEAT)
                 .min(HEARTBEAT);
@@ -381,11 +381,12 @@ impl Writer {
     /// Seals the open batches whose age is up.
     fn seal_due(&mut self) {
         let now = Instant::now();
+        let max_age = self.rules.max_age;
         for origin in ORIGINS {
             if self
                 .open(origin)
                 .as_ref()
-                .is_some_and(|b| now >= b.deadline)
+                .is_some_and(|b| now >= b.first_arrival + max_age)
             {
                 self.seal(origin);
             }
@@ -466,7 +467,6 @@ impl Writer {
                 *self.open(origin) = Some(OpenBatch {
                     file,
                     first_arrival: arrived,
-                    deadline: arrived + self.rules.max_age,
                     acks: Vec::new(),
                 });
             }
