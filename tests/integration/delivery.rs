@@ -18,10 +18,7 @@ async fn every_record_arrives_exactly_once_across_all_three_seal_limits() {
         .set("batch.max_records", "400")
         .set("batch.max_bytes", &quote("64KiB"))
         .set("batch.max_age", &quote("2s"))
-        .set(
-            "feed.files",
-            &format!("[{}]", quote(&feed_file.display().to_string())),
-        );
+        .tail(&feed_file);
     let agent = world.agent(&settings);
     let addr = agent.feed.unwrap();
     let mut expected = Vec::new();
@@ -229,8 +226,6 @@ async fn large_batch_goes_up_in_blocks(world: World) {
         .set("batch.max_bytes", &quote("1GiB"))
         .set("batch.max_age", &quote("3s"))
         .set("batch.writers", "1")
-        // The slowest level: the writer falls behind the feed.
-        .set("batch.gzip_level", "9")
         .set("batch.gzip_level", "1");
     let agent = world.agent(&settings);
     let records = incompressible_records(70 << 20);
@@ -323,14 +318,41 @@ async fn batches_are_sealed_by_age_while_the_feed_floods() {
     let addr = agent.feed.unwrap();
 
     let flood = std::thread::spawn(move || {
+        // One block of records, sent again and again with only their ids rewritten: the
+        // sender outpaces the writer by far, so that its queue never runs dry. The text is
+        // random words, costly to compress, unlike padding.
+        const BLOCK: usize = 5000;
+        const DIGITS: usize = 10;
+        let mut rng = fastrand::Rng::with_seed(5);
+        let words = [
+            "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",
+        ];
+        let mut block = Vec::new();
+        let mut id_at = Vec::with_capacity(BLOCK);
+        for _ in 0..BLOCK {
+            block.extend_from_slice(b"Mon Oct 02 16:21:40 UTC 2017 zscaler-nss: LEEF:1.0|Zscaler|NSS|4.1|NA|cat=Blocked\turl=");
+            for _ in 0..40 {
+                block.extend_from_slice(words[rng.usize(..words.len())].as_bytes());
+                block.push(b'/');
+            }
+            block.extend_from_slice(b"\trecordid=flood-");
+            id_at.push(block.len());
+            block.extend_from_slice(&[b'0'; DIGITS]);
+            block.extend_from_slice(b"\tdstBytes=7\n");
+        }
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         let started = std::time::Instant::now();
         let mut sent = 0;
         while started.elapsed() < Duration::from_secs(5) {
-            let records: Vec<Vec<u8>> =
-                (sent..sent + 5000).map(|n| leef("flood", n, 300)).collect();
-            stream.write_all(&lines(&records)).unwrap();
-            sent += records.len();
+            for (i, &at) in id_at.iter().enumerate() {
+                let mut n = sent + i;
+                for digit in block[at..at + DIGITS].iter_mut().rev() {
+                    *digit = b'0' + (n % 10) as u8;
+                    n /= 10;
+                }
+            }
+            stream.write_all(&block).unwrap();
+            sent += BLOCK;
         }
         stream.shutdown(std::net::Shutdown::Write).unwrap();
         let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);

@@ -17,10 +17,7 @@ fn tail_only(world: &World, file: &std::path::Path) -> Settings {
     let mut settings = world.settings();
     settings
         .set("feed.listen", &quote(""))
-        .set(
-            "feed.files",
-            &format!("[{}]", quote(&file.display().to_string())),
-        )
+        .tail(file)
         .set("batch.max_age", &quote("300ms"));
     settings
 }
@@ -266,12 +263,7 @@ async fn damaged_spool_file_and_checkpoint_are_set_aside() {
     let world = World::start().await;
     let file = world.dir.path().join("feed.log");
     let mut settings = world.settings();
-    settings
-        .set(
-            "feed.files",
-            &format!("[{}]", quote(&file.display().to_string())),
-        )
-        .set("batch.max_age", &quote("300ms"));
+    settings.tail(&file).set("batch.max_age", &quote("300ms"));
     // MCAS refuses the token: batches wait in the spool.
     world.emulator.push_fault(
         mcas_emulator::Endpoint::UploadUrl,
@@ -412,12 +404,7 @@ async fn kill_9_with_tcp_file_and_a_failing_mcas() {
     let world = World::start().await;
     let file = world.dir.path().join("feed.log");
     let mut settings = world.settings();
-    settings
-        .set(
-            "feed.files",
-            &format!("[{}]", quote(&file.display().to_string())),
-        )
-        .set("batch.max_age", &quote("300ms"));
+    settings.tail(&file).set("batch.max_age", &quote("300ms"));
     let mut rng = fastrand::Rng::with_seed(9);
     let file_writer = file.clone();
     let appender = std::thread::spawn(move || {

@@ -128,6 +128,14 @@ impl Settings {
         self
     }
 
+    /// Tails `file` (`feed.files`).
+    pub fn tail(&mut self, file: &Path) -> &mut Settings {
+        self.set(
+            "feed.files",
+            &format!("[{}]", quote(&file.display().to_string())),
+        )
+    }
+
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)

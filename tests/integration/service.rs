@@ -25,12 +25,7 @@ async fn start_stop_and_restart_through_the_pidfile_lose_nothing() {
     let world = World::start().await;
     let file = world.dir.path().join("feed.log");
     let mut settings = world.settings();
-    settings
-        .set(
-            "feed.files",
-            &format!("[{}]", quote(&file.display().to_string())),
-        )
-        .set("batch.max_age", &quote("300ms"));
+    settings.tail(&file).set("batch.max_age", &quote("300ms"));
     let config = world.dir.path().join("service.toml");
     settings.write(&config);
 
