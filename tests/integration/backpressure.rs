@@ -16,15 +16,9 @@ const SPOOL_CAP: u64 = 1 << 20;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_mcas_blocks_the_sender_within_memory_and_spool_bounds() {
     let world = World::start().await;
-    world.emulator.push_fault(
-        Endpoint::UploadUrl,
-        Fault::Status {
-            code: 503,
-            retry_after: None,
-            body: String::new(),
-        },
-        1_000_000,
-    );
+    world
+        .emulator
+        .push_fault(Endpoint::UploadUrl, Fault::status(503), 1_000_000);
     let mut settings = world.settings();
     settings
         .set("memory.limit", &quote("8MiB"))
@@ -186,15 +180,9 @@ async fn a_nearly_full_disk_blocks_the_feed_instead_of_failing() {
     let world = World::start().await;
     let state = world.dir.path().join("small-disk");
     let _disk = Tmpfs::mount(&state, "4m");
-    world.emulator.push_fault(
-        Endpoint::UploadUrl,
-        Fault::Status {
-            code: 503,
-            retry_after: None,
-            body: String::new(),
-        },
-        1_000_000,
-    );
+    world
+        .emulator
+        .push_fault(Endpoint::UploadUrl, Fault::status(503), 1_000_000);
     let mut settings = world.settings();
     settings
         .set("paths.state_dir", &quote(&state.display().to_string()))

@@ -362,15 +362,9 @@ async fn configure_gives_one_of_four_verdicts() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("Verdict: valid. "), "{stdout}");
 
-    world.emulator.push_fault(
-        Endpoint::BlockScript,
-        Fault::Status {
-            code: 401,
-            retry_after: None,
-            body: String::new(),
-        },
-        1,
-    );
+    world
+        .emulator
+        .push_fault(Endpoint::BlockScript, Fault::status(401), 1);
     let (code, stdout, stderr) = configure(&config, &domain);
     assert_eq!(code, 69, "{stdout}{stderr}");
     assert!(

@@ -267,11 +267,7 @@ async fn damaged_spool_file_and_checkpoint_are_set_aside() {
     // MCAS refuses the token: batches wait in the spool.
     world.emulator.push_fault(
         mcas_emulator::Endpoint::UploadUrl,
-        mcas_emulator::Fault::Status {
-            code: 401,
-            retry_after: None,
-            body: String::new(),
-        },
+        mcas_emulator::Fault::status(401),
         1000,
     );
     let file_records: Vec<Vec<u8>> = (0..200).map(|n| leef("file", n, 0)).collect();
@@ -426,15 +422,7 @@ async fn kill_9_with_tcp_file_and_a_failing_mcas() {
             (Endpoint::DoneUpload, 503),
         ] {
             if rng.bool() {
-                world.emulator.push_fault(
-                    endpoint,
-                    Fault::Status {
-                        code,
-                        retry_after: None,
-                        body: String::new(),
-                    },
-                    1,
-                );
+                world.emulator.push_fault(endpoint, Fault::status(code), 1);
             }
         }
         let mut agent = world.agent(&settings);

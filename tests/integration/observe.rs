@@ -36,15 +36,9 @@ async fn troubleshoot_gives_one_verdict_and_exit_code_per_failure() {
         "{text}"
     );
 
-    world.emulator.push_fault(
-        Endpoint::BlockScript,
-        Fault::Status {
-            code: 401,
-            retry_after: None,
-            body: String::new(),
-        },
-        1,
-    );
+    world
+        .emulator
+        .push_fault(Endpoint::BlockScript, Fault::status(401), 1);
     let (code, text) = nss_with(&world, &settings, &["troubleshoot", "mcas"]);
     assert_eq!(code, 69, "{text}");
     assert!(
@@ -52,15 +46,9 @@ async fn troubleshoot_gives_one_verdict_and_exit_code_per_failure() {
         "{text}"
     );
 
-    world.emulator.push_fault(
-        Endpoint::BlockScript,
-        Fault::Status {
-            code: 404,
-            retry_after: None,
-            body: String::new(),
-        },
-        1,
-    );
+    world
+        .emulator
+        .push_fault(Endpoint::BlockScript, Fault::status(404), 1);
     let (code, text) = nss_with(&world, &settings, &["troubleshoot", "mcas"]);
     assert_eq!(code, 69, "{text}");
     assert!(

@@ -212,6 +212,17 @@ pub enum Fault {
     Delay(Duration),
 }
 
+impl Fault {
+    /// Answer `code` with an empty body and no `Retry-After`.
+    pub fn status(code: u16) -> Fault {
+        Fault::Status {
+            code,
+            retry_after: None,
+            body: String::new(),
+        }
+    }
+}
+
 /// One request the emulator received (control API requests excepted).
 #[derive(Debug, Clone, Serialize)]
 pub struct Call {
