@@ -217,7 +217,7 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
         mcas: McasReport {
             domain: Some(target.domain.clone()),
             data_source: target.data_source.clone(),
-            token: Some(target.token.masked()),
+            token: Some(target.credential.masked()),
         },
         budget: budget.clone(),
         ram_total: ram_total.unwrap_or(0),

@@ -99,7 +99,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
     println!(
         "  curl \"{}\" -H \"Authorization: Token {}\"",
         client.block_script_url("banned"),
-        target.token.masked()
+        target.credential.masked()
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -4,6 +4,7 @@
 mod domain;
 mod secret;
 mod size;
+mod targets;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,9 @@ use config::{Config, Environment, File, FileFormat, Value, ValueKind};
 pub use domain::check_domain;
 pub use secret::{check_token_shape, Secret};
 pub use size::{format_duration, format_size, parse_duration, parse_size};
+pub use targets::{
+    EntraApp, EntraSecret, McasCredential, McasTarget, OneApiSecret, ZiaLogin, ZiaTarget,
+};
 
 /// Where the configuration is read from when neither `--config` nor `NSS_AGENT_CONFIG` says.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/nss-agent/config.toml";
@@ -29,7 +33,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: &str, problem: impl Into<String>) -> ConfigError {
+    /// The error for `key`, saying what is wrong and how to fix it.
+    pub fn new(key: &str, problem: impl Into<String>) -> ConfigError {
         ConfigError {
             key: key.to_string(),
             problem: problem.into(),
@@ -156,16 +161,6 @@ pub struct PathSettings {
     pub state_dir: PathBuf,
     /// Pidfile, live status.
     pub runtime_dir: PathBuf,
-}
-
-/// The MCAS target once domain and token are known to be present.
-#[derive(Debug, Clone)]
-pub struct McasTarget {
-    pub domain: String,
-    pub token: Secret,
-    pub data_source: String,
-    pub source: String,
-    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -467,7 +462,7 @@ impl Settings {
         })?;
         Ok(McasTarget {
             domain,
-            token,
+            credential: McasCredential::Token(token),
             data_source: self.mcas.data_source.clone(),
             source: self.mcas.source.clone(),
             ca_file: self.mcas.ca_file.clone(),
@@ -748,7 +743,10 @@ mod tests {
         assert_eq!(s.memory.limit, Limit::Bytes(512 << 20));
         assert_eq!(s.spool.max_bytes, Limit::Auto);
         let target = s.mcas_target().unwrap();
-        assert_eq!(target.token.expose(), TOKEN);
+        match target.credential {
+            McasCredential::Token(token) => assert_eq!(token.expose(), TOKEN),
+            other => panic!("expected a token, got {other:?}"),
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::error::{ApiError, Step};
 use super::limit::ApiRateLimiter;
 use super::retry::retry_after;
-use crate::config::{ConfigError, McasTarget, Secret, UploadSettings};
+use crate::config::{ConfigError, McasCredential, McasTarget, Secret, UploadSettings};
 use crate::status::Stats;
 
 /// Where the blob store wants the file, as upload_url answered.
@@ -65,15 +65,24 @@ impl McasClient {
         limiter: Arc<ApiRateLimiter>,
         timeout: Duration,
         stats: Arc<Stats>,
-    ) -> McasClient {
-        McasClient {
+    ) -> Result<McasClient, ConfigError> {
+        let authorization = match &target.credential {
+            McasCredential::Token(token) => authorization(token),
+            McasCredential::Entra(_) => {
+                return Err(ConfigError::new(
+                    "mcas.auth",
+                    "\"entra\" is not available in this build: use a legacy API token (auth = \"token\")",
+                ))
+            }
+        };
+        Ok(McasClient {
             http,
             domain: target.domain.clone(),
-            authorization: authorization(&target.token),
+            authorization,
             limiter,
             timeout,
             stats,
-        }
+        })
     }
 
     /// A client of `target`'s tenant with its own HTTPS client (trusting `mcas.ca_file`
@@ -90,13 +99,7 @@ impl McasClient {
                 problem,
             })?;
         let limiter = Arc::new(ApiRateLimiter::new(settings.api_calls_per_minute));
-        Ok(McasClient::new(
-            target,
-            http,
-            limiter,
-            settings.timeout,
-            stats,
-        ))
+        McasClient::new(target, http, limiter, settings.timeout, stats)
     }
 
     /// The HTTP client, shared with the blob upload.
