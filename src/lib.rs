@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod feed;
 pub mod logging;
+pub mod mcas;
 pub mod memory;
 pub mod metrics;
 pub mod pidfile;

@@ -17,8 +17,8 @@ use toml_edit::{DocumentMut, Item, Table, Value};
 use super::troubleshoot::{self, Verdict};
 use super::{ConfigureMcasArgs, Unavailable};
 use crate::config::{check_domain, check_token_shape, ConfigError, Secret, Settings};
+use crate::mcas::McasClient;
 use crate::spool::sync_dir;
-use crate::upload::McasClient;
 
 const TOKEN_PROMPT: &str = "token (Authentication token for uploading to MCAS)";
 const DOMAIN_PROMPT: &str = "domain (MCAS domain like mycompany.portal.cloudappsecurity.com)";
