@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod feed;
+pub mod fsx;
 pub mod logging;
 pub mod mcas;
 pub mod memory;

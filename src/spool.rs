@@ -20,6 +20,7 @@ use std::io::Read;
 use tokio::sync::Notify;
 
 use crate::batch::BatchFile;
+use crate::fsx::sync_dir;
 
 use crate::status::unix_millis;
 
@@ -382,11 +383,6 @@ impl Spool {
     pub fn quarantine_dir(&self) -> &Path {
         &self.quarantine_dir
     }
-}
-
-/// Makes the entries of a directory (renames, creations, deletions) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

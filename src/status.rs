@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fsx::AtomicWrite;
+
 /// The status file's name inside the runtime directory.
 pub const STATUS_FILE: &str = "status.json";
 
@@ -322,7 +324,6 @@ pub fn read(dir: &Path) -> std::io::Result<StatusReport> {
 /// reader never sees half a report.
 pub fn publish(dir: &Path, report: &StatusReport) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-    let tmp = dir.join(format!(".{STATUS_FILE}.tmp"));
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, dir.join(STATUS_FILE))
+    // Rewritten every second and rebuilt at start: atomic for readers, not fsynced.
+    AtomicWrite::for_readers(0o644).write(&dir.join(STATUS_FILE), &json)
 }

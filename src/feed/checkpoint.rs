@@ -3,13 +3,13 @@
 
 use std::collections::VecDeque;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spool::sync_dir;
+use crate::fsx::AtomicWrite;
 
 /// How many leading bytes of a file identify its content (with device and inode), so that
 /// a file truncated and written again, or a new file on a reused inode, is told apart.
@@ -97,12 +97,8 @@ impl CheckpointStore {
     /// Writes a checkpoint atomically: temporary file, fsync, rename, fsync of the directory.
     pub fn save(&self, checkpoint: &Checkpoint) -> io::Result<()> {
         let file = self.file_for(&checkpoint.path);
-        let tmp = file.with_extension("json.tmp");
-        let mut out = fs::File::create(&tmp)?;
-        out.write_all(&serde_json::to_vec(checkpoint).map_err(io::Error::other)?)?;
-        out.sync_all()?;
-        fs::rename(&tmp, &file)?;
-        sync_dir(&self.dir)
+        let json = serde_json::to_vec(checkpoint).map_err(io::Error::other)?;
+        AtomicWrite::durable(0o644).write(&file, &json)
     }
 }
 
