@@ -115,7 +115,7 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
     }
     let spool_dir = settings.spool_dir();
     let spool = Arc::new(
-        Spool::open(&spool_dir)
+        Spool::prepare(&spool_dir)
             .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?,
     );
     // Before anything is read: what a killed run left unsealed is salvaged or let go.

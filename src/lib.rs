@@ -16,6 +16,7 @@ pub mod mcas;
 pub mod memory;
 pub mod metrics;
 pub mod pidfile;
+pub mod pipeline;
 pub mod spool;
 pub mod status;
 pub mod sync;

@@ -118,7 +118,7 @@ impl Uploader {
 
     /// The oldest sealed batch, after refreshing the spool's figures in the status.
     fn next_batch(&self) -> std::io::Result<Option<SealedBatch>> {
-        let ready = self.spool.ready()?;
+        let ready = self.spool.scan_ready()?;
         let spool = &self.stats.spool;
         spool.batches.store(ready.len() as u64, Ordering::Relaxed);
         spool
