@@ -12,13 +12,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::batch::{BatchWriters, Heartbeats};
 use crate::config::{ConfigError, Limit, Settings};
-use crate::feed::checkpoint::CheckpointStore;
+use crate::feed::checkpoint::{CheckpointStore, Claim};
 use crate::feed::{tail, tcp};
 use crate::mcas::McasClient;
 use crate::memory::{self, MemoryBudget};
 use crate::metrics;
 use crate::pidfile::PidLock;
-use crate::spool::Spool;
+use crate::spool::{Recovery, Spool};
 use crate::status::{self, McasReport, MemoryReport, Stats, StatusReport, RAM_FLOOR};
 use crate::sync::{self, CategoryStore};
 use crate::upload::Uploader;
@@ -114,22 +114,30 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
         })?;
     }
     let spool_dir = settings.spool_dir();
-    let spool = Arc::new(
-        Spool::prepare(&spool_dir)
-            .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?,
+    let checkpoints = Arc::new(
+        CheckpointStore::open(&settings.paths.state_dir.join("checkpoints"))
+            .context("cannot open the checkpoint directory")?,
     );
-    // Before anything is read: what a killed run left unsealed is salvaged or let go.
-    let recovery = spool.recover(settings.batch.gzip_level).with_context(|| {
-        format!(
-            "cannot recover the unsealed batches in {}",
-            spool_dir.display()
-        )
-    })?;
+    // Before anything is read: what a killed run left unsealed is salvaged or let go, and
+    // the checkpoints catch up with batches sealed right before the crash. Disk work, on
+    // a blocking thread.
+    let (spool, recovery) = {
+        let (dir, level, checkpoints) = (
+            spool_dir.clone(),
+            settings.batch.gzip_level,
+            checkpoints.clone(),
+        );
+        tokio::task::spawn_blocking(move || recover_spool(&dir, level, &checkpoints))
+            .await
+            .context("spool recovery")??
+    };
+    let spool = Arc::new(spool);
     if recovery != Default::default() {
         tracing::info!(
             salvaged_batches = recovery.salvaged_batches,
             salvaged_records = recovery.salvaged_records,
             discarded_file_batches = recovery.discarded,
+            settled_claims = recovery.settled_claims,
             "recovered the unsealed batches of an interrupted run"
         );
     }
@@ -147,7 +155,7 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
     let stats = Arc::new(Stats::default());
     let client = McasClient::from_settings(&target, &settings.upload, stats.clone())?;
 
-    let spool_cap = spool_cap(settings.spool.max_bytes, &spool_dir);
+    let spool_cap = spool_cap(settings.spool.max_bytes, &spool_dir, spool.ready_bytes());
     stats
         .spool
         .max_bytes
@@ -176,10 +184,6 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
             stop_inputs.clone(),
         ));
     }
-    let checkpoints = Arc::new(
-        CheckpointStore::open(&settings.paths.state_dir.join("checkpoints"))
-            .context("cannot open the checkpoint directory")?,
-    );
     for path in &settings.feed.files {
         let tail = tail::Tail {
             path: path.clone(),
@@ -284,19 +288,48 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
 /// The smallest cap `spool.max_bytes = "auto"` chooses.
 const SPOOL_AUTO_MIN: u64 = 64 << 20;
 
-/// The spool's cap: given bytes, or for `auto` half the disk space free at start (at least
-/// 64 MiB), so that the spool fills before the disk does.
-fn spool_cap(limit: Limit, dir: &Path) -> u64 {
+/// The spool's cap: given bytes, or for `auto` half the disk space the spool may use,
+/// counting what it already holds (so that a restart during an outage does not halve it):
+/// half of the free space plus the sealed batches, at least 64 MiB. The spool fills before
+/// the disk does.
+fn spool_cap(limit: Limit, dir: &Path, held: u64) -> u64 {
     match limit {
         Limit::Bytes(bytes) => bytes,
         Limit::Auto => match nix::sys::statvfs::statvfs(dir) {
-            Ok(fs) => (fs.blocks_available() * fs.fragment_size() / 2).max(SPOOL_AUTO_MIN),
+            Ok(fs) => ((fs.blocks_available() * fs.fragment_size() + held) / 2).max(SPOOL_AUTO_MIN),
             Err(error) => {
                 tracing::warn!(%error, "cannot see the free disk space; spool cap set to 1 GiB");
                 1 << 30
             }
         },
     }
+}
+
+/// Opens the spool at `dir` and recovers what a killed run left: unsealed batches, and
+/// the claims of batches sealed before their checkpoints were saved, settled in
+/// `checkpoints`.
+fn recover_spool(
+    dir: &Path,
+    level: u32,
+    checkpoints: &CheckpointStore,
+) -> anyhow::Result<(Spool, Recovery)> {
+    let spool = Spool::prepare(dir)
+        .with_context(|| format!("cannot open the spool in {}", dir.display()))?;
+    let mut settle = |claims: &[u8]| -> std::io::Result<()> {
+        for line in claims.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice::<Claim>(line) {
+                Ok(claim) => checkpoints.settle(&claim)?,
+                Err(error) => {
+                    tracing::warn!(%error, "an unreadable claim of a sealed batch; its file may be read again")
+                }
+            }
+        }
+        Ok(())
+    };
+    let recovery = spool
+        .recover(level, &mut settle)
+        .with_context(|| format!("cannot recover the unsealed batches in {}", dir.display()))?;
+    Ok((spool, recovery))
 }
 
 /// How often systemd gets a STATUS= line.

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod crashpoint;
 pub mod daemon;
 pub mod feed;
 pub mod fsx;

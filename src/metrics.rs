@@ -153,6 +153,13 @@ const METRICS: &[Metric] = &[
         value: |r| r.feed.connections_total as f64,
     },
     Metric {
+        name: "feed_unterminated_total",
+        kind: Kind::Counter,
+        help: "Tailed files that ended without a newline (last line delivered whole).",
+        field: "feed.unterminated",
+        value: |r| r.feed.unterminated as f64,
+    },
+    Metric {
         name: "feed_last_record_timestamp_seconds",
         kind: Kind::Gauge,
         help: "When the last record was read (0: never).",
@@ -200,6 +207,20 @@ const METRICS: &[Metric] = &[
         help: "Batches in quarantine.",
         field: "spool.quarantined",
         value: |r| r.spool.quarantined as f64,
+    },
+    Metric {
+        name: "spool_held",
+        kind: Kind::Gauge,
+        help: "Batches held back after failing again and again; newer batches go first.",
+        field: "spool.held",
+        value: |r| r.spool.held as f64,
+    },
+    Metric {
+        name: "spool_delivered_undeleted",
+        kind: Kind::Gauge,
+        help: "Batches MCAS accepted whose removal from the spool failed (never sent again).",
+        field: "spool.delivered_undeleted",
+        value: |r| r.spool.delivered_undeleted as f64,
     },
     Metric {
         name: "spool_oldest_timestamp_seconds",

@@ -23,42 +23,83 @@ pub struct Records {
     pub permit: MemoryPermit,
 }
 
-/// Told when chunks of an input are wholly in sealed batches: a tailed file's progress,
-/// which moves its checkpoint past them.
+/// Told when chunks of an input are wholly in sealed batches, or never will be: a tailed
+/// file's progress, which moves its checkpoint past them or reads them again.
 pub trait SealWatcher: Send + Sync {
     /// The chunks with these ids (as given to [`SealAck::new`]) are in sealed batches.
     fn sealed(&self, ids: &[u64]);
+    /// The chunk `id` will not be sealed: the batch it was written into failed.
+    fn failed(&self, id: u64);
+    /// What the chunks `ids` cover, as JSON lines to keep beside their batch while it is
+    /// being sealed: after a crash between the seal and [`SealWatcher::sealed`], recovery
+    /// finishes the acknowledgement from them.
+    fn claims(&self, ids: &[u64]) -> Vec<u8>;
 }
 
 /// A chunk's claim on its input's progress: acknowledged once every record of the chunk
-/// is in a sealed batch. Dropped without that, the input's checkpoint stays before it.
+/// is in a sealed batch. Dropped without that (its batch failed), the input hears that
+/// the chunk failed, and reads it again.
 pub struct SealAck {
     watcher: Arc<dyn SealWatcher>,
     id: u64,
+    settled: bool,
 }
 
 impl SealAck {
     /// The claim of chunk `id` on `watcher`.
     pub fn new(watcher: Arc<dyn SealWatcher>, id: u64) -> SealAck {
-        SealAck { watcher, id }
+        SealAck {
+            watcher,
+            id,
+            settled: false,
+        }
     }
 
     /// Every record of the chunk is in a sealed batch.
-    pub fn sealed(self) {
+    pub fn sealed(mut self) {
+        self.settled = true;
         self.watcher.sealed(&[self.id]);
+    }
+
+    /// What these chunks cover, for [`SealWatcher::claims`]: one JSON line a watcher.
+    pub fn claims(acks: &[SealAck]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (watcher, ids) in Self::by_watcher(acks) {
+            out.extend(watcher.claims(&ids));
+        }
+        out
     }
 
     /// Every record of these chunks is in a sealed batch. A batch holds hundreds of chunks:
     /// each watcher (each file's checkpoint) hears once, not once a chunk.
     pub fn all_sealed(mut acks: Vec<SealAck>) {
-        while let Some(first) = acks.first() {
-            let watcher = first.watcher.clone();
-            let (same, rest): (Vec<SealAck>, Vec<SealAck>) = acks
-                .into_iter()
-                .partition(|a| Arc::ptr_eq(&a.watcher, &watcher));
-            let ids: Vec<u64> = same.iter().map(|a| a.id).collect();
+        for (watcher, ids) in Self::by_watcher(&acks) {
             watcher.sealed(&ids);
-            acks = rest;
+        }
+        for ack in &mut acks {
+            ack.settled = true;
+        }
+    }
+
+    fn by_watcher(acks: &[SealAck]) -> Vec<(Arc<dyn SealWatcher>, Vec<u64>)> {
+        let mut groups: Vec<(Arc<dyn SealWatcher>, Vec<u64>)> = Vec::new();
+        for ack in acks {
+            match groups
+                .iter_mut()
+                .find(|(w, _)| Arc::ptr_eq(w, &ack.watcher))
+            {
+                Some((_, ids)) => ids.push(ack.id),
+                None => groups.push((ack.watcher.clone(), vec![ack.id])),
+            }
+        }
+        groups
+    }
+}
+
+impl Drop for SealAck {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.watcher.failed(self.id);
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct FeedStats {
     pub connections: AtomicU64,
     /// TCP connections accepted since start.
     pub connections_total: AtomicU64,
+    /// Tailed files that ended without a newline, their last line delivered whole.
+    pub unterminated: AtomicU64,
     /// The tailed files and how far each was read.
     pub files: Mutex<Vec<FileReport>>,
 }
@@ -90,6 +92,11 @@ pub struct SpoolStats {
     pub full_events: AtomicU64,
     /// The cap in bytes.
     pub max_bytes: AtomicU64,
+    /// Batches held back after failing again and again, as last seen, and why.
+    pub held: AtomicU64,
+    pub held_why: Mutex<Option<String>>,
+    /// Batches MCAS accepted whose removal from the spool failed, as last seen.
+    pub delivered_undeleted: AtomicU64,
 }
 
 /// Counters of the upload stage.
@@ -178,6 +185,10 @@ pub struct FeedReport {
     /// TCP connections accepted since start.
     #[serde(default)]
     pub connections_total: u64,
+    /// Tailed files that ended without a newline since start: their last line was
+    /// delivered as a record of its own.
+    #[serde(default)]
+    pub unterminated: u64,
     pub files: Vec<FileReport>,
 }
 
@@ -216,6 +227,17 @@ pub struct SpoolReport {
     /// Times the spool filled up (or the disk reached its reserve) since start.
     #[serde(default)]
     pub full_events: u64,
+    /// Batches held back: they failed again and again, and newer batches go first. They
+    /// are tried again later; never deleted.
+    #[serde(default)]
+    pub held: u64,
+    /// Why the last batch was held back (its last error), while any is held.
+    #[serde(default)]
+    pub held_why: Option<String>,
+    /// Batches MCAS accepted whose removal from the spool failed: never sent again,
+    /// their removal retried.
+    #[serde(default)]
+    pub delivered_undeleted: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -293,6 +315,7 @@ impl Stats {
                 oversize_dropped: load(&self.feed.oversize_dropped),
                 connections: load(&self.feed.connections),
                 connections_total: load(&self.feed.connections_total),
+                unterminated: load(&self.feed.unterminated),
                 files: self.feed.files.lock().unwrap().clone(),
             },
             spool: SpoolReport {
@@ -306,6 +329,9 @@ impl Stats {
                 sealed_records: load(&self.spool.sealed_records),
                 seal_latency_max: load(&self.spool.seal_latency_max_ms) as f64 / 1000.0,
                 full_events: load(&self.spool.full_events),
+                held: load(&self.spool.held),
+                held_why: self.spool.held_why.lock().unwrap().clone(),
+                delivered_undeleted: load(&self.spool.delivered_undeleted),
             },
             upload: UploadReport {
                 batches: load(&self.upload.batches),

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::config::BatchSettings;
+use crate::crashpoint;
 use crate::memory::MemoryBudget;
 use crate::pipeline::{Chunk, Origin, RecordSink, SealAck};
 use crate::spool::{BatchFile, Spool};
@@ -316,7 +317,8 @@ impl Writer {
 
     /// Writes every record of the chunk, sealing batches as they fill. A disk error does
     /// not drop the chunk: the broken batch goes to quarantine and the chunk is written
-    /// again into a new one.
+    /// again into a new one. The other chunks of tailed files in the broken batch are
+    /// acknowledged as failed, and their tails read them again.
     fn write_chunk(&mut self, origin: Origin, chunk: &mut Chunk) {
         let mut next = 0;
         while next < chunk.records.len() {
@@ -398,12 +400,13 @@ impl Writer {
         };
         let path = current.file.path().to_path_buf();
         let open_for = current.first_arrival.elapsed();
-        // Unacknowledged on failure: the checkpoints stay before these records, so that a
-        // restart reads them again.
+        // What the batch holds of tailed files, kept beside it while it is sealed: a crash
+        // between the seal and the checkpoints' save is settled at the next start.
+        let claims = SealAck::claims(&current.acks);
         let result = current
             .file
             .finish()
-            .and_then(|(path, records, raw)| self.spool.seal(&path, records, raw));
+            .and_then(|(path, records, raw)| self.spool.seal_claimed(&path, records, raw, &claims));
         match result {
             Ok(sealed) => {
                 let spool = &self.stats.spool;
@@ -414,7 +417,9 @@ impl Writer {
                 spool
                     .seal_latency_max_ms
                     .fetch_max(open_for.as_millis() as u64, Ordering::Relaxed);
+                crashpoint::here("sealed-before-checkpoint");
                 SealAck::all_sealed(current.acks);
+                self.spool.settled(&path);
                 tracing::debug!(
                     writer = self.id,
                     seq = sealed.seq,
@@ -429,6 +434,8 @@ impl Writer {
                 if path.exists() {
                     self.quarantine_broken(&path, &format!("sealing failed: {error}"));
                 }
+                self.spool.settled(&path);
+                // The acknowledgements drop unsealed: the tail reads those records again.
                 Err(error)
             }
         }

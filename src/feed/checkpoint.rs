@@ -1,7 +1,7 @@
 //! Where each tailed file was read to, kept on disk and advanced only past records that
 //! sit in a sealed batch: after a crash, reading resumes there and nothing is lost.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -103,9 +103,75 @@ impl CheckpointStore {
     }
 }
 
+/// What a batch holds of one tailed file: written beside the batch while it is sealed,
+/// so that recovery can move the checkpoint past it after a crash (see
+/// [`CheckpointStore::settle`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub path: PathBuf,
+    pub identity: Identity,
+    /// Byte ranges of the file, each a run of whole records.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+impl CheckpointStore {
+    /// Moves the checkpoint of a claim's file past the claim's ranges: the batch holding
+    /// them was sealed, but the run was killed before it saved the checkpoint. A
+    /// checkpoint already past them, or of another file, is left alone.
+    pub fn settle(&self, claim: &Claim) -> io::Result<()> {
+        let mut checkpoint = match self.load(&claim.path) {
+            Some(checkpoint) if checkpoint.identity == claim.identity => checkpoint,
+            Some(_) => return Ok(()),
+            None => Checkpoint {
+                path: claim.path.clone(),
+                identity: claim.identity,
+                offset: 0,
+                sealed: Vec::new(),
+            },
+        };
+        let before = checkpoint.clone();
+        checkpoint.sealed.extend(claim.ranges.iter().copied());
+        let (offset, sealed) = normalize(checkpoint.offset, checkpoint.sealed);
+        checkpoint.offset = offset;
+        checkpoint.sealed = sealed;
+        if checkpoint == before {
+            return Ok(());
+        }
+        self.save(&checkpoint)
+    }
+}
+
+/// Sorts and merges `ranges`, drops those behind `offset` and moves `offset` past those
+/// that start at it.
+fn normalize(mut offset: u64, mut ranges: Vec<(u64, u64)>) -> (u64, Vec<(u64, u64)>) {
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (start, end) in ranges {
+        if end <= offset || start >= end {
+            continue;
+        }
+        if start <= offset {
+            offset = end;
+            // Earlier merged ranges may now touch the offset too: none can, being sorted.
+            continue;
+        }
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    // A range merged before the offset moved may now start at or before it.
+    while merged.first().is_some_and(|&(start, _)| start <= offset) {
+        let (_, end) = merged.remove(0);
+        offset = offset.max(end);
+    }
+    (offset, merged)
+}
+
 /// The chunks of one tailed file on their way to sealed batches, in reading order. Batch
 /// writers seal out of order; the checkpoint moves only past the longest run of sealed
-/// chunks from the front.
+/// chunks from the front, and records the sealed chunks beyond it. A chunk whose batch
+/// failed is handed back to the tail to be read again ([`FileProgress::take_failed`]).
 #[derive(Debug)]
 pub struct FileProgress {
     store: Arc<CheckpointStore>,
@@ -117,10 +183,24 @@ pub struct FileProgress {
 struct Pending {
     /// The id the next registered chunk gets.
     next_id: u64,
-    /// Chunks not yet behind the checkpoint, ids from `next_id - len` up.
-    chunks: VecDeque<PendingChunk>,
+    /// Chunks not yet behind the checkpoint, by id (reading order). Neighbouring sealed
+    /// chunks are merged into one, so that a chunk stuck before them cannot make this grow
+    /// with every chunk read.
+    chunks: BTreeMap<u64, PendingChunk>,
     /// The checkpoint as last saved.
     saved: Option<(Identity, u64)>,
+    /// Ranges an earlier run sealed beyond its checkpoint (the tail skips them): kept in
+    /// every checkpoint until the offset passes them.
+    carried: Option<(Identity, Vec<(u64, u64)>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// In a batch writer's hands.
+    Pending,
+    Sealed,
+    /// Its batch failed: to be read again.
+    Failed,
 }
 
 #[derive(Debug)]
@@ -128,7 +208,15 @@ struct PendingChunk {
     identity: Identity,
     start: u64,
     end: u64,
-    sealed: bool,
+    state: ChunkState,
+}
+
+/// A chunk whose batch failed, to be read again from the file and sent under its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedChunk {
+    pub id: u64,
+    pub start: u64,
+    pub end: u64,
 }
 
 impl FileProgress {
@@ -141,18 +229,119 @@ impl FileProgress {
         })
     }
 
+    /// Reading resumes at a checkpoint of `identity` whose `sealed` ranges are skipped:
+    /// they stay in the checkpoints saved from now on until the offset passes them.
+    pub fn resume(&self, identity: Identity, sealed: &[(u64, u64)]) {
+        let mut pending = self.pending.lock().unwrap();
+        pending.carried = Some((identity, sealed.to_vec()));
+    }
+
     /// Registers the next chunk read: records from byte `start` to `end` of `identity`.
     pub fn register(self: &Arc<Self>, identity: Identity, start: u64, end: u64) -> SealAck {
         let mut pending = self.pending.lock().unwrap();
         let id = pending.next_id;
         pending.next_id += 1;
-        pending.chunks.push_back(PendingChunk {
-            identity,
-            start,
-            end,
-            sealed: false,
-        });
+        pending.chunks.insert(
+            id,
+            PendingChunk {
+                identity,
+                start,
+                end,
+                state: ChunkState::Pending,
+            },
+        );
         SealAck::new(self.clone(), id)
+    }
+
+    /// The chunks of the file `of` accepts whose batch failed, now pending again: the
+    /// caller reads each again and sends it with `SealAck::new(progress, id)`.
+    pub fn take_failed(&self, of: impl Fn(&Identity) -> bool) -> Vec<FailedChunk> {
+        let mut pending = self.pending.lock().unwrap();
+        let mut failed = Vec::new();
+        for (&id, chunk) in pending.chunks.iter_mut() {
+            if chunk.state == ChunkState::Failed && of(&chunk.identity) {
+                chunk.state = ChunkState::Pending;
+                failed.push(FailedChunk {
+                    id,
+                    start: chunk.start,
+                    end: chunk.end,
+                });
+            }
+        }
+        failed
+    }
+
+    /// How many chunks wait behind the checkpoint (pending, failed, or sealed runs beyond
+    /// an unsealed one).
+    pub fn waiting(&self) -> usize {
+        self.pending.lock().unwrap().chunks.len()
+    }
+}
+
+impl Pending {
+    /// Pops the sealed run at the front and merges neighbouring sealed chunks.
+    fn compact(&mut self) {
+        while let Some(entry) = self.chunks.first_entry() {
+            if entry.get().state != ChunkState::Sealed {
+                break;
+            }
+            let done = entry.remove();
+            self.saved = Some((done.identity, done.end));
+        }
+        let mut previous: Option<u64> = None;
+        let ids: Vec<u64> = self.chunks.keys().copied().collect();
+        for id in ids {
+            let chunk = &self.chunks[&id];
+            let (identity, start, end, state) =
+                (chunk.identity, chunk.start, chunk.end, chunk.state);
+            if let Some(prev_id) = previous {
+                let prev = self.chunks.get_mut(&prev_id).expect("kept");
+                if state == ChunkState::Sealed
+                    && prev.state == ChunkState::Sealed
+                    && prev.identity == identity
+                    && prev.end == start
+                {
+                    prev.end = end;
+                    self.chunks.remove(&id);
+                    continue;
+                }
+            }
+            previous = Some(id);
+        }
+    }
+
+    /// The checkpoint to save: the start of the first chunk not sealed (or the end of the
+    /// last one), and the sealed ranges beyond it.
+    fn checkpoint(&mut self, path: &Path) -> Option<Checkpoint> {
+        let (identity, offset) = match self.chunks.values().next() {
+            Some(first)
+                if self
+                    .saved
+                    .is_none_or(|(identity, _)| identity != first.identity) =>
+            {
+                (first.identity, first.start)
+            }
+            _ => self.saved?,
+        };
+        let mut ranges: Vec<(u64, u64)> = self
+            .chunks
+            .values()
+            .filter(|c| c.state == ChunkState::Sealed && c.identity == identity)
+            .map(|c| (c.start, c.end))
+            .collect();
+        if let Some((carried_identity, carried)) = &mut self.carried {
+            if *carried_identity == identity {
+                carried.retain(|&(_, end)| end > offset);
+                ranges.extend(carried.iter().copied());
+            }
+        }
+        let (offset, sealed) = normalize(offset, ranges);
+        Some(Checkpoint {
+            path: path.to_path_buf(),
+            identity,
+            offset,
+            sealed,
+        })
     }
 }
 
@@ -160,61 +349,56 @@ impl SealWatcher for FileProgress {
     /// Marks the chunks `ids` sealed and saves the checkpoint once for all of them.
     fn sealed(&self, ids: &[u64]) {
         let mut pending = self.pending.lock().unwrap();
-        let first = pending.next_id - pending.chunks.len() as u64;
         let mut marked = false;
-        for &id in ids {
-            if let Some(chunk) = id
-                .checked_sub(first)
-                .and_then(|i| pending.chunks.get_mut(i as usize))
-            {
-                chunk.sealed = true;
+        for id in ids {
+            if let Some(chunk) = pending.chunks.get_mut(id) {
+                chunk.state = ChunkState::Sealed;
                 marked = true;
             }
         }
         if !marked {
             return;
         }
-        while pending.chunks.front().is_some_and(|c| c.sealed) {
-            let done = pending.chunks.pop_front().expect("checked");
-            pending.saved = Some((done.identity, done.end));
-        }
-        // The checkpoint: the start of the first chunk not sealed (or the end of the last
-        // one), and the sealed chunks beyond it.
-        let (identity, offset) = match pending.chunks.front() {
-            Some(first)
-                if pending
-                    .saved
-                    .is_none_or(|(identity, _)| identity != first.identity) =>
-            {
-                (first.identity, first.start)
-            }
-            _ => match pending.saved {
-                Some(saved) => saved,
-                None => return,
-            },
+        pending.compact();
+        let Some(checkpoint) = pending.checkpoint(&self.path) else {
+            return;
         };
-        let mut sealed: Vec<(u64, u64)> = Vec::new();
-        for chunk in pending
-            .chunks
-            .iter()
-            .filter(|c| c.sealed && c.identity == identity)
-        {
-            match sealed.last_mut() {
-                Some(last) if last.1 == chunk.start => last.1 = chunk.end,
-                _ => sealed.push((chunk.start, chunk.end)),
-            }
-        }
         // Saved under the lock, so that a later checkpoint is never overwritten by an
         // earlier one from another writer.
-        let checkpoint = Checkpoint {
-            path: self.path.clone(),
-            identity,
-            offset,
-            sealed,
-        };
         if let Err(error) = self.store.save(&checkpoint) {
             tracing::error!(file = %self.path.display(), %error, "cannot save the checkpoint; a restart would read these records again");
         }
+    }
+
+    fn failed(&self, id: u64) {
+        let mut pending = self.pending.lock().unwrap();
+        if let Some(chunk) = pending.chunks.get_mut(&id) {
+            chunk.state = ChunkState::Failed;
+            tracing::warn!(file = %self.path.display(), start = chunk.start, end = chunk.end, "the batch holding these bytes of the file failed; they are read again");
+        }
+    }
+
+    fn claims(&self, ids: &[u64]) -> Vec<u8> {
+        let pending = self.pending.lock().unwrap();
+        let mut claims: Vec<Claim> = Vec::new();
+        for chunk in ids.iter().filter_map(|id| pending.chunks.get(id)) {
+            match claims.iter_mut().find(|c| c.identity == chunk.identity) {
+                Some(claim) => claim.ranges.push((chunk.start, chunk.end)),
+                None => claims.push(Claim {
+                    path: self.path.clone(),
+                    identity: chunk.identity,
+                    ranges: vec![(chunk.start, chunk.end)],
+                }),
+            }
+        }
+        let mut out = Vec::new();
+        for claim in claims {
+            if let Ok(line) = serde_json::to_vec(&claim) {
+                out.extend(line);
+                out.push(b'\n');
+            }
+        }
+        out
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod codec;
+mod rotated;
 pub mod tail;
 pub mod tcp;
 

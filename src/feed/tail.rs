@@ -6,20 +6,32 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{CheckpointStore, FileProgress, Identity, FINGERPRINT_BYTES};
-use super::Framer;
-use crate::pipeline::RecordSink;
+use super::checkpoint::{
+    Checkpoint, CheckpointStore, FailedChunk, FileProgress, Identity, FINGERPRINT_BYTES,
+};
+use super::rotated::find_rotated;
+use super::{Decoded, Framer, RecordDecoder};
+use crate::pipeline::{RecordSink, Records, SealAck, SealWatcher};
 use crate::status::{FileReport, Stats};
 
 /// How often a file at its end is looked at again.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long a file that was renamed away or deleted must stay without new data before it
+/// is taken as finished: the program writing it may append for a while after the
+/// rotation. Only then is the new file at the path read, and an unterminated last line
+/// of the old one delivered.
+pub const ROTATED_QUIET: Duration = Duration::from_secs(3);
 
 /// The file being read and where.
 struct Open {
@@ -33,6 +45,11 @@ struct Open {
     chunk_start: u64,
     /// Ranges ahead already in sealed batches (from the checkpoint): skipped.
     skip: VecDeque<(u64, u64)>,
+    /// When data was last read, or the file was last seen replaced: a replaced or deleted
+    /// file is finished once this is ROTATED_QUIET ago.
+    last_news: Instant,
+    /// The path no longer leads to this file (it was renamed away or deleted).
+    left_path: bool,
 }
 
 impl Open {
@@ -53,6 +70,8 @@ impl Open {
 enum AtEnd {
     /// Another file is at the path now: the open one was renamed or deleted and replaced.
     Replaced,
+    /// The open file was deleted and nothing is at the path.
+    Deleted,
     /// The open file is shorter than what was read: it was truncated.
     Truncated,
     /// Nothing changed: wait for more data.
@@ -70,7 +89,9 @@ pub struct Tail {
 
 impl Tail {
     /// Follows the file until `cancel`. A file never seen before is read from its start;
-    /// one with a checkpoint that matches it, from the checkpoint.
+    /// one with a checkpoint that matches it, from the checkpoint. When the checkpoint's
+    /// file was rotated away while the agent was stopped, it is found beside the path and
+    /// read to its end first.
     pub async fn follow(self, cancel: CancellationToken) {
         let path = self.path.clone();
         let progress = FileProgress::new(self.checkpoints.clone(), path.clone());
@@ -81,7 +102,12 @@ impl Tail {
             self.sink.budget().clone(),
         );
         let mut current: Option<Open> = None;
-        let mut first_open = true;
+        let checkpoints = self.checkpoints.clone();
+        let load_path = path.clone();
+        let mut checkpoint = tokio::task::spawn_blocking(move || checkpoints.load(&load_path))
+            .await
+            .ok()
+            .flatten();
         let mut open_error_logged = false;
         self.report(0, false);
         loop {
@@ -89,9 +115,8 @@ impl Tail {
                 break;
             }
             let Some(open) = current.as_mut() else {
-                match self.open(first_open).await {
+                match self.open(checkpoint.take(), &progress).await {
                     Ok(open) => {
-                        first_open = false;
                         open_error_logged = false;
                         self.report(open.offset, true);
                         current = Some(open);
@@ -106,6 +131,13 @@ impl Tail {
                 }
                 continue;
             };
+
+            // Chunks whose batch failed are read again, before anything new.
+            for failed in progress.take_failed(|i| (i.dev, i.ino) == (open.dev, open.ino)) {
+                if !self.reread(open, &progress, failed).await {
+                    return;
+                }
+            }
 
             if let Some(&(start, end)) = open.skip.front() {
                 if open.offset >= start {
@@ -134,6 +166,7 @@ impl Tail {
                 Ok(0) => {}
                 Ok(n) => {
                     open.offset += n as u64;
+                    open.last_news = Instant::now();
                     if let Err(error) = open.refresh_head().await {
                         tracing::warn!(file = %path.display(), %error, "cannot read the file's first bytes");
                     }
@@ -162,16 +195,32 @@ impl Tail {
                 end = AtEnd::Truncated;
             }
             match end {
-                AtEnd::Replaced => {
-                    tracing::info!(file = %path.display(), "the file was rotated: read the old one to its end, now reading the new one");
-                    if !self.deliver(&mut framer, &progress, open, true).await {
+                AtEnd::Replaced | AtEnd::Deleted => {
+                    if !open.left_path {
+                        open.left_path = true;
+                        open.last_news = Instant::now();
+                    }
+                    // The writer may still append to the old file: follow it until quiet.
+                    if open.last_news.elapsed() < ROTATED_QUIET {
+                        sleep_or_cancel(&cancel).await;
+                        continue;
+                    }
+                    if !self.finish(&mut framer, &progress, open).await {
                         return;
+                    }
+                    match end {
+                        AtEnd::Replaced => {
+                            tracing::info!(file = %path.display(), "the file was rotated: read the old one to its end, now reading the new one")
+                        }
+                        _ => {
+                            tracing::info!(file = %path.display(), "the file was deleted: read it to its end; waiting for a new one")
+                        }
                     }
                     current = None;
                 }
                 AtEnd::Truncated => {
                     tracing::info!(file = %path.display(), "the file was truncated: reading it again from its start");
-                    if !self.deliver(&mut framer, &progress, open, true).await {
+                    if !self.finish(&mut framer, &progress, open).await {
                         return;
                     }
                     if open.file.seek(io::SeekFrom::Start(0)).await.is_err() {
@@ -180,6 +229,7 @@ impl Tail {
                         open.offset = 0;
                         open.chunk_start = 0;
                         open.head.clear();
+                        open.skip.clear();
                         self.report(0, true);
                     }
                 }
@@ -193,42 +243,107 @@ impl Tail {
         }
     }
 
-    /// Opens the file; on the first open, resumes at its checkpoint when the checkpoint
-    /// is of this very file and content.
-    async fn open(&self, first_open: bool) -> io::Result<Open> {
-        let file = File::open(&self.path).await?;
-        let meta = file.metadata().await?;
-        let head = read_head(&file).await?;
-        let mut open = Open {
-            file,
-            dev: meta.dev(),
-            ino: meta.ino(),
-            head,
-            offset: 0,
-            chunk_start: 0,
-            skip: VecDeque::new(),
-        };
-        let checkpoint = if first_open {
-            self.checkpoints.load(&self.path)
-        } else {
-            None
-        };
-        match checkpoint {
-            Some(checkpoint)
-                if resumable(&checkpoint.identity, &open, meta.len(), checkpoint.offset) =>
-            {
-                open.file
-                    .seek(io::SeekFrom::Start(checkpoint.offset))
-                    .await?;
-                open.offset = checkpoint.offset;
-                tracing::info!(file = %self.path.display(), offset = open.offset, "tailing from the checkpoint");
+    /// Opens the file. With the checkpoint of an earlier run: resumes at it when it is of
+    /// this very file and content; when it is not, looks for the checkpoint's file among
+    /// the files beside the path (rotated while the agent was stopped) and resumes in it.
+    async fn open(
+        &self,
+        checkpoint: Option<Checkpoint>,
+        progress: &Arc<FileProgress>,
+    ) -> io::Result<Open> {
+        let at_path = open_file(&self.path).await;
+        let Some(checkpoint) = checkpoint else {
+            if at_path.is_ok() {
+                tracing::info!(file = %self.path.display(), "tailing from the start");
             }
-            Some(_) => {
-                tracing::info!(file = %self.path.display(), "the file is not the one of the checkpoint (rotated or rewritten): tailing from its start")
+            return at_path;
+        };
+        if let Ok(open) = &at_path {
+            if resumable(&checkpoint.identity, open, checkpoint.offset).await {
+                let open = at_path?;
+                tracing::info!(file = %self.path.display(), offset = checkpoint.offset, "tailing from the checkpoint");
+                return resume(open, &checkpoint, progress).await;
             }
-            None => tracing::info!(file = %self.path.display(), "tailing from the start"),
         }
-        Ok(open)
+        let path = self.path.clone();
+        let wanted = checkpoint.clone();
+        let found = tokio::task::spawn_blocking(move || find_rotated(&path, &wanted))
+            .await
+            .ok()
+            .flatten();
+        match found {
+            Some(rotated) => match open_file(&rotated).await {
+                Ok(open) if resumable(&checkpoint.identity, &open, checkpoint.offset).await => {
+                    tracing::info!(file = %self.path.display(), rotated = %rotated.display(), offset = checkpoint.offset, "the file was rotated while the agent was stopped: reading the old one from the checkpoint to its end first");
+                    let mut open = resume(open, &checkpoint, progress).await?;
+                    // Not at the path: finished once quiet, then the path is read.
+                    open.left_path = true;
+                    return Ok(open);
+                }
+                _ => self.not_found(&checkpoint),
+            },
+            None => self.not_found(&checkpoint),
+        }
+        if at_path.is_ok() {
+            tracing::info!(file = %self.path.display(), "tailing the new file from its start");
+        }
+        at_path
+    }
+
+    fn not_found(&self, checkpoint: &Checkpoint) {
+        tracing::warn!(
+            file = %self.path.display(),
+            offset = checkpoint.offset,
+            "the file is not the one of the checkpoint, and the checkpoint's file is not beside it (compressed or deleted by the rotation?): records written to it after the checkpoint cannot be read; tailing the file at the path from its start"
+        );
+    }
+
+    /// The file's end: hands on the records in the buffer and an unterminated last line
+    /// (counted and logged) as a record of its own.
+    async fn finish(
+        &self,
+        framer: &mut Framer,
+        progress: &Arc<FileProgress>,
+        open: &mut Open,
+    ) -> bool {
+        if !self.deliver(framer, progress, open, false).await {
+            return false;
+        }
+        let fragment = framer.pending();
+        if fragment > 0 {
+            self.stats.feed.unterminated.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(file = %self.path.display(), bytes = fragment, "the file ended without a newline: its last line is delivered as a record of its own");
+        }
+        self.deliver(framer, progress, open, true).await
+    }
+
+    /// Reads a chunk whose batch failed again from the open file and hands it on under its
+    /// id; false when the sink is closed.
+    async fn reread(&self, open: &Open, progress: &Arc<FileProgress>, failed: FailedChunk) -> bool {
+        let ack = SealAck::new(progress.clone() as Arc<dyn SealWatcher>, failed.id);
+        let len = failed.end - failed.start;
+        let permit = self.sink.budget().acquire(len).await;
+        let bytes = match read_range(&open.file, failed.start, len).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                // The ack drops unsealed: tried again at the next turn.
+                tracing::warn!(file = %self.path.display(), %error, "cannot read again the records of a failed batch");
+                return true;
+            }
+        };
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut decoder = RecordDecoder::new(self.max_record_bytes as usize);
+        let mut records = Vec::new();
+        while let Ok(Some(frame)) = decoder.decode_eof(&mut buf) {
+            if let Decoded::Record(record) = frame {
+                records.push(record);
+            }
+        }
+        tracing::info!(file = %self.path.display(), start = failed.start, end = failed.end, records = records.len(), "read again the records of a batch that failed");
+        self.sink
+            .send(Records { records, permit }, Some(ack))
+            .await
+            .is_ok()
     }
 
     /// Hands the framer's records to the sink with an acknowledgement of where they end;
@@ -243,6 +358,9 @@ impl Tail {
         match framer.records(at_end) {
             Ok(records) => {
                 let end = open.offset - framer.pending() as u64;
+                if records.records.is_empty() && end == open.chunk_start {
+                    return true;
+                }
                 let ack = progress.register(open.identity(), open.chunk_start, end);
                 open.chunk_start = end;
                 self.sink.send(records, Some(ack)).await.is_ok()
@@ -270,27 +388,67 @@ impl Tail {
     }
 }
 
+/// Opens `path` for reading from its start.
+async fn open_file(path: &Path) -> io::Result<Open> {
+    let file = File::open(path).await?;
+    let meta = file.metadata().await?;
+    let head = read_head(&file).await?;
+    Ok(Open {
+        file,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        head,
+        offset: 0,
+        chunk_start: 0,
+        skip: VecDeque::new(),
+        last_news: Instant::now(),
+        left_path: false,
+    })
+}
+
+/// Positions `open` at the checkpoint, with the ranges sealed beyond it to skip.
+async fn resume(
+    mut open: Open,
+    checkpoint: &Checkpoint,
+    progress: &Arc<FileProgress>,
+) -> io::Result<Open> {
+    open.file
+        .seek(io::SeekFrom::Start(checkpoint.offset))
+        .await?;
+    open.offset = checkpoint.offset;
+    open.chunk_start = checkpoint.offset;
+    open.skip = checkpoint.sealed.iter().copied().collect();
+    progress.resume(checkpoint.identity, &checkpoint.sealed);
+    Ok(open)
+}
+
 /// Whether reading may resume at `offset` of the open file: same device and inode, the
 /// same first bytes, and not shorter than the offset.
-fn resumable(saved: &Identity, open: &Open, len: u64, offset: u64) -> bool {
+async fn resumable(saved: &Identity, open: &Open, offset: u64) -> bool {
+    let len = open.file.metadata().await.map_or(0, |m| m.len());
     let head = &open.head[..open.head.len().min(saved.fingerprint_len as usize)];
     len >= offset && Identity::new(open.dev, open.ino, head) == *saved
 }
 
 /// The first bytes of the file, read without moving its position.
 async fn read_head(file: &File) -> io::Result<Vec<u8>> {
+    read_range(file, 0, FINGERPRINT_BYTES as u64).await
+}
+
+/// Up to `len` bytes of the file from `start`, read without moving its position.
+async fn read_range(file: &File, start: u64, len: u64) -> io::Result<Vec<u8>> {
     let std_file = file.try_clone().await?.into_std().await;
     tokio::task::spawn_blocking(move || {
-        let mut head = vec![0; FINGERPRINT_BYTES];
+        let mut bytes = vec![0; len as usize];
         let mut filled = 0;
-        while filled < head.len() {
-            match std_file.read_at(&mut head[filled..], filled as u64)? {
+        while filled < bytes.len() {
+            match std_file.read_at(&mut bytes[filled..], start + filled as u64)? {
                 0 => break,
                 n => filled += n,
             }
         }
-        head.truncate(filled);
-        Ok(head)
+        bytes.truncate(filled);
+        Ok(bytes)
     })
     .await
     .map_err(io::Error::other)?
@@ -300,8 +458,13 @@ async fn look_at_end(path: &Path, open: &Open) -> AtEnd {
     match tokio::fs::metadata(path).await {
         Ok(meta) if (meta.dev(), meta.ino()) != (open.dev, open.ino) => AtEnd::Replaced,
         Ok(_) if truncated(open).await => AtEnd::Truncated,
-        // Renamed away or deleted with no successor yet: keep reading the open handle.
-        _ => AtEnd::Idle,
+        Ok(_) => AtEnd::Idle,
+        // Deleted (no link left): read out, then finished once quiet. Renamed away with
+        // no successor yet: keep reading the open handle.
+        Err(_) => match open.file.metadata().await {
+            Ok(meta) if meta.nlink() == 0 => AtEnd::Deleted,
+            _ => AtEnd::Idle,
+        },
     }
 }
 

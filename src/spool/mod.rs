@@ -4,26 +4,32 @@
 //! spool/open/        batches being written (one per batch writer)
 //! spool/ready/       sealed batches, uploaded oldest first: SEQ-SEALEDMS-RECORDSr-RAWb.gz
 //! spool/quarantine/  batches MCAS refused or that failed a check, each with a .reason file
+//! spool/delivered/   a marker per batch MCAS accepted whose removal from ready/ is due
 //! ```
 //! A file enters `ready/` only by rename after its gzip trailer is written and fsynced,
 //! and leaves it only after MCAS accepted it, so a crash never uploads half a batch.
 
 mod batch_file;
+mod delivered;
 mod recover;
+mod verify;
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use tokio::sync::Notify;
 
 pub use batch_file::BatchFile;
 pub use recover::Recovery;
 
-use crate::fsx::sync_dir;
+use crate::fsx::{sync_dir, AtomicWrite};
 
 use crate::status::unix_millis;
 
@@ -77,6 +83,10 @@ pub struct Spool {
     unsealed_dir: PathBuf,
     ready_dir: PathBuf,
     quarantine_dir: PathBuf,
+    delivered_dir: PathBuf,
+    /// Batches MCAS accepted that are still in `ready/` because removing them failed, by
+    /// file name: never offered for upload again, their removal retried at each scan.
+    undeleted: Mutex<BTreeMap<String, SealedBatch>>,
     next_seq: AtomicU64,
     sealed: Arc<Notify>,
     /// Bytes of the sealed batches, kept up to date by every change and every scan.
@@ -85,21 +95,29 @@ pub struct Spool {
 
 impl Spool {
     /// Opens (creating if needed) the spool at `root`. Files in `ready/` the spool did not
-    /// name are moved to quarantine; batches a previous run left unsealed wait for
-    /// [`Spool::recover`].
+    /// name are moved to quarantine; batches an earlier run delivered are removed, never
+    /// offered again; batches a previous run left unsealed wait for [`Spool::recover`].
     pub fn prepare(root: &Path) -> io::Result<Spool> {
         let spool = Spool {
             unsealed_dir: root.join("open"),
             ready_dir: root.join("ready"),
             quarantine_dir: root.join("quarantine"),
+            delivered_dir: root.join("delivered"),
+            undeleted: Mutex::new(BTreeMap::new()),
             next_seq: AtomicU64::new(0),
             sealed: Arc::new(Notify::new()),
             ready_bytes: AtomicU64::new(0),
         };
-        for dir in [&spool.unsealed_dir, &spool.ready_dir, &spool.quarantine_dir] {
+        for dir in [
+            &spool.unsealed_dir,
+            &spool.ready_dir,
+            &spool.quarantine_dir,
+            &spool.delivered_dir,
+        ] {
             fs::create_dir_all(dir)?;
         }
-        let ready = spool.scan_ready()?;
+        let (ready, _) = spool.scan_ready_all()?;
+        spool.remove_delivered(&ready)?;
         let next = ready.last().map_or(0, |b| b.seq + 1);
         spool.next_seq.store(next, Ordering::Relaxed);
         Ok(spool)
@@ -120,6 +138,23 @@ impl Spool {
     /// Moves a complete, fsynced batch file from `open/` into `ready/` and makes the
     /// rename itself durable. Wakes the uploader.
     pub fn seal(&self, unsealed: &Path, records: u64, raw_bytes: u64) -> io::Result<SealedBatch> {
+        self.seal_claimed(unsealed, records, raw_bytes, &[])
+    }
+
+    /// Like [`Spool::seal`], with `claims` (what the batch holds of tailed files, see
+    /// [`crate::pipeline::SealWatcher::claims`]) kept durably beside it until
+    /// [`Spool::settled`]: a crash after the seal and before the checkpoints are saved
+    /// leaves them for [`Spool::recover`].
+    pub fn seal_claimed(
+        &self,
+        unsealed: &Path,
+        records: u64,
+        raw_bytes: u64,
+        claims: &[u8],
+    ) -> io::Result<SealedBatch> {
+        if !claims.is_empty() {
+            AtomicWrite::durable(0o644).write(&claims_path(unsealed), claims)?;
+        }
         let gzip_bytes = fs::metadata(unsealed)?.len();
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let sealed_at = SystemTime::now();
@@ -141,9 +176,31 @@ impl Spool {
         })
     }
 
-    /// The sealed batches, oldest first. Files whose names the spool did not write are
-    /// moved to quarantine.
+    /// The checkpoints of the batch sealed from `unsealed` are saved: its claims go.
+    pub fn settled(&self, unsealed: &Path) {
+        let claims = claims_path(unsealed);
+        if claims.exists() {
+            if let Err(error) = fs::remove_file(&claims) {
+                tracing::warn!(file = %claims.display(), %error, "cannot remove a sealed batch's claims");
+            }
+        }
+    }
+
+    /// The sealed batches to upload, oldest first: those MCAS accepted but that could not
+    /// be removed are left out (and their removal tried again). Files whose names the
+    /// spool did not write are moved to quarantine.
     pub fn scan_ready(&self) -> io::Result<Vec<SealedBatch>> {
+        self.retry_removals();
+        let (ready, _) = self.scan_ready_all()?;
+        let undeleted = self.undeleted.lock().unwrap();
+        Ok(ready
+            .into_iter()
+            .filter(|b| !undeleted.contains_key(&file_name(&b.path)))
+            .collect())
+    }
+
+    /// Every batch in `ready/`, oldest first, and their bytes.
+    fn scan_ready_all(&self) -> io::Result<(Vec<SealedBatch>, u64)> {
         let mut batches = Vec::new();
         for entry in fs::read_dir(&self.ready_dir)? {
             let entry = entry?;
@@ -158,54 +215,14 @@ impl Spool {
             }
         }
         batches.sort_by_key(|b| b.seq);
-        self.ready_bytes.store(
-            batches.iter().map(|b| b.gzip_bytes).sum(),
-            Ordering::Relaxed,
-        );
-        Ok(batches)
-    }
-
-    /// Checks that a sealed batch is still what was sealed: a gzip stream (its magic bytes)
-    /// whose trailer holds the uncompressed size its name records. Catches a file cut
-    /// short or overwritten; damage inside the stream is MCAS's to refuse.
-    pub fn verify(&self, batch: &SealedBatch) -> Result<(), String> {
-        use std::io::{Read, Seek, SeekFrom};
-        let check = || -> io::Result<Result<(), String>> {
-            let mut file = File::open(&batch.path)?;
-            let len = file.metadata()?.len();
-            if len < 18 {
-                return Ok(Err(format!("{len} bytes is too short for a gzip file")));
-            }
-            let mut magic = [0u8; 2];
-            file.read_exact(&mut magic)?;
-            if magic != [0x1f, 0x8b] {
-                return Ok(Err("not a gzip file (no gzip magic bytes)".to_string()));
-            }
-            let mut isize = [0u8; 4];
-            file.seek(SeekFrom::End(-4))?;
-            file.read_exact(&mut isize)?;
-            let isize = u32::from_le_bytes(isize);
-            if isize != batch.raw_bytes as u32 {
-                return Ok(Err(format!(
-                    "the gzip trailer says {isize} bytes, the batch had {} (mod 2^32): the file was cut short or overwritten",
-                    batch.raw_bytes
-                )));
-            }
-            Ok(Ok(()))
-        };
-        check().unwrap_or_else(|e| Err(format!("cannot read it: {e}")))
+        let bytes = batches.iter().map(|b| b.gzip_bytes).sum();
+        self.ready_bytes.store(bytes, Ordering::Relaxed);
+        Ok((batches, bytes))
     }
 
     /// Waits until a batch is sealed after this call (or one was sealed since the last wait).
     pub async fn wait_sealed(&self) {
         self.sealed.notified().await
-    }
-
-    /// Deletes a batch MCAS accepted.
-    pub fn remove(&self, batch: &SealedBatch) -> io::Result<()> {
-        fs::remove_file(&batch.path)?;
-        self.forget_ready_bytes(batch.gzip_bytes);
-        sync_dir(&self.ready_dir)
     }
 
     fn forget_ready_bytes(&self, bytes: u64) {
@@ -279,9 +296,24 @@ impl Spool {
     }
 }
 
+/// Where the claims of the batch being sealed from `unsealed` are kept.
+fn claims_path(unsealed: &Path) -> PathBuf {
+    let mut name = unsealed.as_os_str().to_owned();
+    name.push(".claims");
+    PathBuf::from(name)
+}
+
+/// A path's file name as text.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Read;
 
     #[test]
@@ -301,7 +333,7 @@ mod tests {
         assert_eq!(ready[2].raw_bytes, 300);
         assert_eq!(ready[2].gzip_bytes, 12);
 
-        spool.remove(&ready[0]).unwrap();
+        spool.delivered(&ready[0]).unwrap();
         drop(spool);
         let spool = Spool::prepare(dir.path()).unwrap();
         let open = spool.new_batch_path(1, "tcp");
@@ -351,13 +383,14 @@ mod tests {
         drop(spool);
 
         let spool = Spool::prepare(dir.path()).unwrap();
-        let recovery = spool.recover(6).unwrap();
+        let recovery = spool.recover(6, &mut |_| Ok(())).unwrap();
         assert_eq!(
             recovery,
             Recovery {
                 salvaged_batches: 1,
                 salvaged_records: 2,
-                discarded: 1
+                discarded: 1,
+                settled_claims: 0,
             }
         );
         let ready = spool.scan_ready().unwrap();

@@ -1,13 +1,14 @@
-//! After a crash: the batches a killed run left unsealed, salvaged or discarded by origin.
+//! After a crash: the batches a killed run left unsealed, salvaged or discarded by origin,
+//! and the claims of batches sealed just before the crash, handed back to the checkpoints.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
-use super::{BatchFile, Spool};
+use super::{file_name, BatchFile, Spool};
+use crate::crashpoint;
 use crate::fsx::sync_dir;
 
 /// What [`Spool::recover`] found.
@@ -18,38 +19,83 @@ pub struct Recovery {
     pub salvaged_records: u64,
     /// Unsealed batches of tailed files, deleted (their files are read again).
     pub discarded: u64,
+    /// Claims of batches sealed right before the crash, handed to the checkpoints.
+    pub settled_claims: u64,
 }
 
+/// A salvage being written: `salvage-<source name>`. Incomplete: deleted at recovery.
+const SALVAGE_PREFIX: &str = "salvage-";
+/// A complete salvage, fsynced: `salvaged-<records>r-<raw>b-<source name>`. Sealed at
+/// recovery (its source, if still there, deleted first).
+const SALVAGED_PREFIX: &str = "salvaged-";
+
 impl Spool {
-    /// Deals with the batches a killed run left unsealed in `open/`:
-    /// - from TCP (`tcp`): the records in them exist nowhere else. Every whole record that
-    ///   reads back (the writers flush as they go) is sealed into a new batch.
-    /// - from tailed files (`file`): deleted; their records are read again from the files,
-    ///   whose checkpoints never moved past an unsealed batch.
+    /// Deals with what a killed run left in `open/`:
+    /// - claims (`*.claims`) of a batch whose seal completed: handed to `settle`, which
+    ///   moves the checkpoints past them, then deleted; claims of a batch still unsealed
+    ///   are deleted with it.
+    /// - batches from TCP (`tcp`): the records in them exist nowhere else. Every whole
+    ///   record that reads back (the writers flush as they go) is sealed into a new batch,
+    ///   exactly once even when the salvage itself is interrupted.
+    /// - batches from tailed files (`file`): deleted; their records are read again from
+    ///   the files, whose checkpoints never moved past an unsealed batch.
     /// - anything else goes to quarantine.
-    pub fn recover(&self, level: u32) -> io::Result<Recovery> {
+    pub fn recover(
+        &self,
+        level: u32,
+        settle: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<Recovery> {
         let mut recovery = Recovery::default();
+        let mut names: Vec<String> = Vec::new();
         for entry in fs::read_dir(&self.unsealed_dir)? {
-            let path = entry?.path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            names.push(file_name(&entry?.path()));
+        }
+        names.sort();
+        let path = |name: &str| self.unsealed_dir.join(name);
+        // Claims first, while their batches are still where they were.
+        for name in names.iter().filter(|n| n.ends_with(".claims")) {
+            let batch = name.strip_suffix(".claims").expect("checked");
+            if !names.iter().any(|n| n == batch) {
+                settle(&fs::read(path(name))?)?;
+                recovery.settled_claims += 1;
+            }
+            fs::remove_file(path(name))?;
+        }
+        // Salvages interrupted after their output was complete: sealed, source deleted.
+        for name in names.iter().filter(|n| n.starts_with(SALVAGED_PREFIX)) {
+            let Some((records, raw, source)) = parse_salvaged(name) else {
+                self.quarantine(&path(name), "not a salvage the spool writes")?;
+                continue;
+            };
+            remove_if_present(&path(source))?;
+            sync_dir(&self.unsealed_dir)?;
+            self.seal(&path(name), records, raw)?;
+            recovery.salvaged_batches += 1;
+            recovery.salvaged_records += records;
+        }
+        for name in &names {
+            let file = path(name);
+            if name.ends_with(".claims") || name.starts_with(SALVAGED_PREFIX) || !file.exists() {
+                continue;
+            }
+            if name.starts_with(SALVAGE_PREFIX) {
+                // Interrupted while written: its source is still here and is salvaged again.
+                fs::remove_file(&file)?;
+                continue;
+            }
             match name.split('-').nth(1) {
                 Some("tcp") => {
-                    let salvaged = self.salvage(&path, level)?;
+                    let salvaged = self.salvage(&file, level)?;
                     recovery.salvaged_records += salvaged;
                     recovery.salvaged_batches += (salvaged > 0) as u64;
                 }
                 Some("file") => {
-                    fs::remove_file(&path)?;
+                    fs::remove_file(&file)?;
                     recovery.discarded += 1;
                 }
-                // An interrupted salvage: its source is still here and is salvaged again.
-                _ if name.starts_with("salvage-") => fs::remove_file(&path)?,
                 _ => {
-                    tracing::warn!(file = %path.display(), "an unknown file in the spool's open batches; moving it to quarantine");
-                    self.quarantine(&path, "not a batch the spool writes")?;
+                    tracing::warn!(file = %file.display(), "an unknown file in the spool's open batches; moving it to quarantine");
+                    self.quarantine(&file, "not a batch the spool writes")?;
                 }
             }
         }
@@ -58,14 +104,13 @@ impl Spool {
     }
 
     /// Reads the whole records back from an unsealed TCP batch into a new sealed batch,
-    /// then deletes it. Returns how many records were saved.
+    /// then deletes it. Returns how many records were saved. The new batch is complete on
+    /// disk, under a name that says so and names its source, before the source goes: a
+    /// crash at any point salvages the records exactly once.
     fn salvage(&self, path: &Path, level: u32) -> io::Result<u64> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let out = self
-            .unsealed_dir
-            .join(format!("salvage-{}-{nanos}.gz.part", std::process::id()));
+        let source = file_name(path);
+        let out = self.unsealed_dir.join(format!("{SALVAGE_PREFIX}{source}"));
+        let _ = fs::remove_file(&out);
         let mut batch = BatchFile::create(&out, level)?;
         let mut decoder = GzDecoder::new(io::BufReader::new(File::open(path)?));
         let mut buf = vec![0u8; 256 << 10];
@@ -95,13 +140,20 @@ impl Spool {
             Err(error) if error.kind() != io::ErrorKind::UnexpectedEof => Some(error.to_string()),
             _ => None,
         };
-        if records > 0 {
+        let complete = if records > 0 {
             let (out, records, raw) = batch.finish()?;
-            self.seal(&out, records, raw)?;
+            let complete = self
+                .unsealed_dir
+                .join(format!("{SALVAGED_PREFIX}{records}r-{raw}b-{source}"));
+            fs::rename(&out, &complete)?;
+            sync_dir(&self.unsealed_dir)?;
+            Some((complete, records, raw))
         } else {
             drop(batch);
             fs::remove_file(&out)?;
-        }
+            None
+        };
+        crashpoint::here("salvage-written");
         match damaged {
             Some(error) => {
                 tracing::warn!(file = %path.display(), records, %error, "salvaged the readable records of a damaged unsealed batch; the batch is kept in quarantine");
@@ -115,8 +167,28 @@ impl Spool {
                     tracing::info!(file = %path.display(), records, partial_bytes = carry.len(), "salvaged an unsealed batch of an interrupted run");
                 }
                 fs::remove_file(path)?;
+                sync_dir(&self.unsealed_dir)?;
             }
         }
+        crashpoint::here("salvage-source-removed");
+        if let Some((complete, records, raw)) = complete {
+            self.seal(&complete, records, raw)?;
+        }
         Ok(records)
+    }
+}
+
+/// `salvaged-<records>r-<raw>b-<source>` read back.
+fn parse_salvaged(name: &str) -> Option<(u64, u64, &str)> {
+    let rest = name.strip_prefix(SALVAGED_PREFIX)?;
+    let (records, rest) = rest.split_once("r-")?;
+    let (raw, source) = rest.split_once("b-")?;
+    Some((records.parse().ok()?, raw.parse().ok()?, source))
+}
+
+fn remove_if_present(path: &PathBuf) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
     }
 }

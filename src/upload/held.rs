@@ -1,0 +1,113 @@
+//! Batches that keep failing step aside: after a few failed attempts, or minutes of
+//! failing, a batch is held back for a while so that newer batches go on. It stays in the
+//! spool and is tried again when its hold ends.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Failed attempts in a row after which a batch is held back.
+pub const HOLD_AFTER_ATTEMPTS: u32 = 5;
+
+/// How long a batch may keep failing before it is held back, whatever its attempts.
+pub const HOLD_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// How a batch that failed is doing.
+#[derive(Debug)]
+struct Failing {
+    attempts: u32,
+    since: Instant,
+    /// Held back until then; `None` while it is still tried in its turn.
+    until: Option<Instant>,
+    /// Its last error.
+    why: String,
+}
+
+/// The batches that failed and have not been delivered since, by sequence number.
+#[derive(Debug, Default)]
+pub struct Holds {
+    failing: BTreeMap<u64, Failing>,
+}
+
+impl Holds {
+    /// A failed attempt at batch `seq`. Returns true when the batch is now held back, for
+    /// `hold` (then newer batches go first).
+    pub fn failed(&mut self, seq: u64, why: String, hold: Duration) -> bool {
+        let now = Instant::now();
+        let entry = self.failing.entry(seq).or_insert(Failing {
+            attempts: 0,
+            since: now,
+            until: None,
+            why: String::new(),
+        });
+        entry.attempts += 1;
+        entry.why = why;
+        let due = entry.until.is_some()
+            || entry.attempts >= HOLD_AFTER_ATTEMPTS
+            || now.duration_since(entry.since) >= HOLD_AFTER;
+        if due {
+            entry.until = Some(now + hold);
+        }
+        due
+    }
+
+    /// Batch `seq` left the spool (delivered or quarantined).
+    pub fn done(&mut self, seq: u64) {
+        self.failing.remove(&seq);
+    }
+
+    /// Forgets batches no longer in the spool.
+    pub fn retain(&mut self, present: impl Fn(u64) -> bool) {
+        self.failing.retain(|&seq, _| present(seq));
+    }
+
+    /// Whether batch `seq` waits out a hold now.
+    pub fn is_held_now(&self, seq: u64) -> bool {
+        self.failing
+            .get(&seq)
+            .and_then(|f| f.until)
+            .is_some_and(|until| until > Instant::now())
+    }
+
+    /// When the first hold ends, if any batch is held.
+    pub fn next_release(&self) -> Option<Instant> {
+        self.failing.values().filter_map(|f| f.until).min()
+    }
+
+    /// How many batches are held back (including one being tried again after its hold),
+    /// and the last error of the most recently failed one.
+    pub fn summary(&self) -> (u64, Option<String>) {
+        let held: Vec<&Failing> = self
+            .failing
+            .values()
+            .filter(|f| f.until.is_some())
+            .collect();
+        let why = held
+            .iter()
+            .max_by_key(|f| f.until)
+            .map(|f| format!("failed {} times, last: {}", f.attempts, f.why));
+        (held.len() as u64, why)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_held_after_its_attempts_and_released_later() {
+        let mut holds = Holds::default();
+        for _ in 1..HOLD_AFTER_ATTEMPTS {
+            assert!(!holds.failed(7, "HTTP 500".into(), Duration::from_secs(60)));
+        }
+        assert!(!holds.is_held_now(7));
+        assert!(holds.failed(7, "HTTP 500".into(), Duration::from_secs(60)));
+        assert!(holds.is_held_now(7));
+        assert!(!holds.is_held_now(8));
+        let (count, why) = holds.summary();
+        assert_eq!(count, 1);
+        assert!(why.unwrap().contains("HTTP 500"));
+        holds.done(7);
+        assert_eq!(holds.summary(), (0, None));
+        assert!(holds.next_release().is_none());
+    }
+}

@@ -1,0 +1,363 @@
+//! Upload: each sealed batch, oldest first, to MCAS in three steps (upload_url, the blob
+//! PUT, done_upload). A batch leaves the spool only after done_upload answered 2xx (or
+//! refused a repeat of a done_upload that went unanswered: the first one was taken). A
+//! batch that keeps failing is held back ([`held`]) so that newer ones go on.
+
+mod held;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{McasTarget, UploadSettings};
+use crate::mcas::{blob, ApiError, Backoff, McasClient, Step, UploadTarget};
+use crate::spool::{SealedBatch, Spool};
+use crate::status::{rfc3339, Stats};
+
+/// How often the spool is looked at even without news of a sealed batch.
+const RESCAN: Duration = Duration::from_secs(5);
+
+/// Uploads sealed batches until cancelled.
+pub struct Uploader {
+    client: McasClient,
+    spool: Arc<Spool>,
+    stats: Arc<Stats>,
+    settings: UploadSettings,
+    source: String,
+    data_source: String,
+    /// Names the files in MCAS: which appliance sent them.
+    host: String,
+}
+
+/// How far the current batch got: the upload URL (valid for a while, so a failed PUT is
+/// retried on the same URL, sparing the tenant's API calls) and whether the blob is there
+/// (then only done_upload is repeated).
+#[derive(Debug, Default)]
+struct Progress {
+    target: Option<UploadTarget>,
+    blob_sent: bool,
+    /// A done_upload was sent and got no answer (a timeout, a broken connection, a 5xx):
+    /// MCAS may have taken the file.
+    done_unanswered: bool,
+}
+
+/// How one attempt at a batch ended.
+enum Outcome {
+    Delivered,
+    Quarantined,
+    /// Try the same batch again after this wait.
+    Retry(Duration),
+    /// The batch failed again and again: newer batches go first.
+    Held,
+}
+
+impl Uploader {
+    /// An uploader of `spool`'s batches through `client`.
+    pub fn new(
+        client: McasClient,
+        spool: Arc<Spool>,
+        stats: Arc<Stats>,
+        settings: UploadSettings,
+        target: &McasTarget,
+    ) -> Uploader {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "nss".to_string());
+        Uploader {
+            client,
+            spool,
+            stats,
+            settings,
+            source: target.source.clone(),
+            data_source: target.data_source.clone(),
+            host,
+        }
+    }
+
+    /// Uploads until `cancel`. A batch being uploaded when `cancel` fires is finished
+    /// first, unless `abort` fires too.
+    pub async fn run(self, cancel: CancellationToken, abort: CancellationToken) {
+        let mut backoff = Backoff::new(self.settings.backoff_min, self.settings.backoff_max);
+        let mut progress = Progress::default();
+        let mut current_seq = None;
+        let mut holds = held::Holds::default();
+        // The progress of held batches, for when their hold ends: the same upload URL,
+        // and whether a done_upload already went unanswered.
+        let mut held_progress: std::collections::BTreeMap<u64, Progress> = Default::default();
+        while !cancel.is_cancelled() {
+            let batch = match self.next_batch(&mut holds).await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => {
+                    let release = holds
+                        .next_release()
+                        .map_or(RESCAN, |at| at.saturating_duration_since(Instant::now()));
+                    tokio::select! {
+                        _ = self.spool.wait_sealed() => {}
+                        _ = tokio::time::sleep(release.min(RESCAN)) => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the spool");
+                    wait_or_cancel(RESCAN, &cancel).await;
+                    continue;
+                }
+            };
+            if current_seq != Some(batch.seq) {
+                current_seq = Some(batch.seq);
+                progress = held_progress.remove(&batch.seq).unwrap_or_default();
+                let spool = self.spool.clone();
+                let checked = batch.clone();
+                let verdict = tokio::task::spawn_blocking(move || spool.verify(&checked))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the check failed: {e}")));
+                if let Err(problem) = verdict {
+                    self.quarantine(&batch, &format!("failed its integrity check: {problem}"))
+                        .await;
+                    holds.done(batch.seq);
+                    continue;
+                }
+            }
+            let outcome = tokio::select! {
+                outcome = self.upload(&batch, &mut progress, &mut holds) => outcome,
+                _ = abort.cancelled() => return,
+            };
+            match outcome {
+                Outcome::Delivered | Outcome::Quarantined => {
+                    holds.done(batch.seq);
+                    backoff.reset();
+                }
+                Outcome::Held => {
+                    // The next batch is tried right away; this one keeps what it got (its
+                    // upload URL) for when its hold ends.
+                    held_progress.insert(batch.seq, std::mem::take(&mut progress));
+                    current_seq = None;
+                }
+                Outcome::Retry(at_least) => {
+                    self.stats.upload.retries.fetch_add(1, Ordering::Relaxed);
+                    let wait = backoff.next(Some(at_least));
+                    tracing::info!(seq = batch.seq, wait = %humantime::format_duration(round(wait)), "will try the batch again");
+                    wait_or_cancel(wait, &cancel).await;
+                }
+            }
+        }
+    }
+
+    /// The oldest sealed batch not held back, after refreshing the spool's figures in the
+    /// status. The directory is read on a blocking thread.
+    async fn next_batch(&self, holds: &mut held::Holds) -> std::io::Result<Option<SealedBatch>> {
+        let spool = self.spool.clone();
+        let (ready, quarantined, undeleted) = tokio::task::spawn_blocking(move || {
+            let ready = spool.scan_ready()?;
+            // Counted in the directory, so that batches quarantined by earlier runs show too.
+            let quarantined = spool.quarantined()?;
+            Ok::<_, std::io::Error>((ready, quarantined, spool.undeleted()))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        holds.retain(|seq| ready.iter().any(|b| b.seq == seq));
+        let spool = &self.stats.spool;
+        spool.batches.store(ready.len() as u64, Ordering::Relaxed);
+        spool
+            .bytes
+            .store(ready.iter().map(|b| b.gzip_bytes).sum(), Ordering::Relaxed);
+        spool.quarantined.store(quarantined, Ordering::Relaxed);
+        spool
+            .delivered_undeleted
+            .store(undeleted, Ordering::Relaxed);
+        let (held, why) = holds.summary();
+        spool.held.store(held, Ordering::Relaxed);
+        *spool.held_why.lock().unwrap() = why;
+        match ready.first() {
+            Some(oldest) => spool.oldest.set(oldest.sealed_at),
+            None => spool.oldest.clear(),
+        }
+        Ok(ready.into_iter().find(|b| !holds.is_held_now(b.seq)))
+    }
+
+    /// The name the file gets in MCAS: the appliance, the seal time and the sequence.
+    fn file_name(&self, batch: &SealedBatch) -> String {
+        let sealed = rfc3339(batch.sealed_at).replace([':', '-'], "");
+        format!("nss-{}-{sealed}-{}.log.gz", self.host, batch.seq)
+    }
+
+    /// One attempt at the batch, resuming after the last step that succeeded.
+    async fn upload(
+        &self,
+        batch: &SealedBatch,
+        progress: &mut Progress,
+        holds: &mut held::Holds,
+    ) -> Outcome {
+        match self.steps(batch, progress).await {
+            Ok(()) => {
+                self.delivered(batch).await;
+                *progress = Progress::default();
+                Outcome::Delivered
+            }
+            Err(ApiError::Rejected {
+                step: Step::DoneUpload,
+                status,
+                body,
+            }) if progress.done_unanswered => {
+                // The first done_upload reached MCAS: the file was taken then.
+                tracing::warn!(seq = batch.seq, status, body, "MCAS refused a repeated done_upload after the first went unanswered: the batch was delivered by the first one");
+                self.delivered(batch).await;
+                *progress = Progress::default();
+                Outcome::Delivered
+            }
+            Err(error) => self.failed(batch, progress, holds, error).await,
+        }
+    }
+
+    /// Counts a batch MCAS accepted and removes it from the spool; should the removal
+    /// fail, the spool keeps it as delivered (never sent again) and retries the removal.
+    async fn delivered(&self, batch: &SealedBatch) {
+        crate::crashpoint::here("delivered-before-removal");
+        let spool = self.spool.clone();
+        let removed = batch.clone();
+        let removal = tokio::task::spawn_blocking(move || spool.delivered(&removed))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        if let Err(error) = removal {
+            tracing::error!(seq = batch.seq, file = %batch.path.display(), %error, "delivered, but cannot remove the batch from the spool: it is not sent again, and its removal is retried");
+            self.stats
+                .spool
+                .delivered_undeleted
+                .store(self.spool.undeleted(), Ordering::Relaxed);
+        }
+        let upload = &self.stats.upload;
+        upload.batches.fetch_add(1, Ordering::Relaxed);
+        upload.records.fetch_add(batch.records, Ordering::Relaxed);
+        upload
+            .bytes_raw
+            .fetch_add(batch.raw_bytes, Ordering::Relaxed);
+        upload
+            .bytes_gzip
+            .fetch_add(batch.gzip_bytes, Ordering::Relaxed);
+        upload.last_success.touch();
+        *upload.last_error.lock().unwrap() = None;
+        tracing::info!(
+            seq = batch.seq,
+            records = batch.records,
+            raw = batch.raw_bytes,
+            gzip = batch.gzip_bytes,
+            "batch delivered to MCAS"
+        );
+    }
+
+    /// Moves a batch that must not be retried to quarantine, saying why in the log and
+    /// beside the file.
+    async fn quarantine(&self, batch: &SealedBatch, reason: &str) {
+        let spool = self.spool.clone();
+        let (path, why) = (batch.path.clone(), reason.to_string());
+        let moved = tokio::task::spawn_blocking(move || spool.quarantine(&path, &why))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        match moved {
+            Ok(path) => {
+                tracing::error!(seq = batch.seq, file = %path.display(), reason, "the batch is kept in quarantine and will not be uploaded")
+            }
+            Err(error) => {
+                tracing::error!(seq = batch.seq, reason, %error, "cannot move the batch to quarantine")
+            }
+        }
+    }
+
+    async fn steps(&self, batch: &SealedBatch, progress: &mut Progress) -> Result<(), ApiError> {
+        let target = match &progress.target {
+            Some(target) => target.clone(),
+            None => {
+                let target = self
+                    .client
+                    .upload_url(&self.file_name(batch), &self.source)
+                    .await?;
+                progress.target = Some(target.clone());
+                progress.blob_sent = false;
+                progress.done_unanswered = false;
+                target
+            }
+        };
+        if !progress.blob_sent {
+            blob::put(
+                self.client.http(),
+                &target,
+                &batch.path,
+                batch.gzip_bytes,
+                self.settings.timeout,
+            )
+            .await?;
+            progress.blob_sent = true;
+        }
+        self.client
+            .done_upload(&target.url, &self.data_source)
+            .await
+    }
+
+    async fn failed(
+        &self,
+        batch: &SealedBatch,
+        progress: &mut Progress,
+        holds: &mut held::Holds,
+        error: ApiError,
+    ) -> Outcome {
+        self.stats.upload.set_error(format!(
+            "{}: {error}",
+            rfc3339(std::time::SystemTime::now())
+        ));
+        match error {
+            ApiError::Transient {
+                step,
+                retry_after,
+                throttled,
+                ..
+            } => {
+                tracing::warn!(seq = batch.seq, %error, "upload attempt failed");
+                if step == Step::DoneUpload && !throttled {
+                    progress.done_unanswered = true;
+                }
+                // The tenant's throttle is no fault of the batch.
+                if !throttled
+                    && holds.failed(batch.seq, error.to_string(), self.settings.backoff_max)
+                {
+                    self.stats.upload.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(seq = batch.seq, %error, hold = %humantime::format_duration(self.settings.backoff_max), "the batch keeps failing: it is held back and newer batches go first; it stays in the spool and is tried again later");
+                    return Outcome::Held;
+                }
+                Outcome::Retry(retry_after.unwrap_or_default())
+            }
+            ApiError::BlobUrlRefused { .. } => {
+                tracing::warn!(seq = batch.seq, %error, "upload attempt failed");
+                *progress = Progress::default();
+                Outcome::Retry(Duration::ZERO)
+            }
+            ApiError::TokenRefused { .. } | ApiError::NotFound { .. } => {
+                tracing::error!(%error, "uploads are paused; receiving and spooling go on");
+                *progress = Progress::default();
+                Outcome::Retry(self.settings.auth_retry)
+            }
+            ApiError::Rejected { .. } | ApiError::Local(_) => {
+                self.quarantine(batch, &error.to_string()).await;
+                *progress = Progress::default();
+                Outcome::Quarantined
+            }
+        }
+    }
+}
+
+async fn wait_or_cancel(wait: Duration, cancel: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = cancel.cancelled() => {}
+    }
+}
+
+fn round(wait: Duration) -> Duration {
+    Duration::from_millis(wait.as_millis() as u64)
+}
