@@ -442,8 +442,23 @@ impl Writer {
     }
 
     /// Moves a batch the disk failed to quarantine, so that its records are kept for
-    /// inspection and never uploaded half.
+    /// inspection and never uploaded half. A batch of tailed files' records is deleted
+    /// instead: the files keep them, and their tails read them again.
     fn quarantine_broken(&self, path: &std::path::Path, reason: &str) {
+        if path
+            .to_string_lossy()
+            .contains(&format!("-{}-", Origin::File.name()))
+        {
+            match std::fs::remove_file(path) {
+                Ok(()) => {
+                    tracing::warn!(file = %path.display(), reason, "deleted a broken batch of tailed files' records; they are read again from the files")
+                }
+                Err(error) => {
+                    tracing::error!(file = %path.display(), %error, "cannot delete a broken batch")
+                }
+            }
+            return;
+        }
         if let Err(error) = self.spool.quarantine(path, reason) {
             tracing::error!(file = %path.display(), %error, "cannot move the broken batch to quarantine");
         }

@@ -6,6 +6,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -209,7 +210,13 @@ struct PendingChunk {
     start: u64,
     end: u64,
     state: ChunkState,
+    /// When its batch failed last.
+    failed_at: Option<Instant>,
 }
+
+/// How long a chunk whose batch failed waits before it is read again: a failing disk is
+/// not hammered.
+pub const REREAD_AFTER: Duration = Duration::from_secs(1);
 
 /// A chunk whose batch failed, to be read again from the file and sent under its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +255,7 @@ impl FileProgress {
                 start,
                 end,
                 state: ChunkState::Pending,
+                failed_at: None,
             },
         );
         SealAck::new(self.clone(), id)
@@ -259,7 +267,10 @@ impl FileProgress {
         let mut pending = self.pending.lock().unwrap();
         let mut failed = Vec::new();
         for (&id, chunk) in pending.chunks.iter_mut() {
-            if chunk.state == ChunkState::Failed && of(&chunk.identity) {
+            let due = chunk
+                .failed_at
+                .is_none_or(|at| at.elapsed() >= REREAD_AFTER);
+            if chunk.state == ChunkState::Failed && due && of(&chunk.identity) {
                 chunk.state = ChunkState::Pending;
                 failed.push(FailedChunk {
                     id,
@@ -374,6 +385,7 @@ impl SealWatcher for FileProgress {
         let mut pending = self.pending.lock().unwrap();
         if let Some(chunk) = pending.chunks.get_mut(&id) {
             chunk.state = ChunkState::Failed;
+            chunk.failed_at = Some(Instant::now());
             tracing::warn!(file = %self.path.display(), start = chunk.start, end = chunk.end, "the batch holding these bytes of the file failed; they are read again");
         }
     }

@@ -101,6 +101,142 @@ impl World {
     pub fn agent_with_env(&self, settings: &Settings, env: &[(&str, &str)]) -> Agent {
         Agent::start(self.dir.path(), settings, env)
     }
+
+    /// Runs an agent that is to kill itself at the crash point `point` (`NSS_CRASH_AT`,
+    /// debug builds), without waiting for it to get ready; returns its log once it is
+    /// gone, or panics when it is still running after 30 s.
+    pub fn run_to_crash(&self, settings: &Settings, point: &str) -> String {
+        let mut agent = Agent::spawn(self.dir.path(), settings, &[("NSS_CRASH_AT", point)]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while agent.running() {
+            assert!(
+                Instant::now() < deadline,
+                "the agent never reached the crash point {point}:\n{}",
+                agent.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = agent.child.take().unwrap().wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "the agent did not die at the crash point {point}:\n{}",
+            agent.log_text()
+        );
+        agent.log_text()
+    }
+}
+
+/// A directory made immutable (`chattr +i`: nothing in it can be created, removed or
+/// renamed, even by root) until dropped.
+pub struct Immutable(PathBuf);
+
+impl Immutable {
+    /// Makes `dir` immutable; panics when the file system or the user cannot (the tests
+    /// that use it run as root on ext4 or tmpfs).
+    pub fn new(dir: &Path) -> Immutable {
+        let status = Command::new("chattr").arg("+i").arg(dir).status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "chattr +i {} failed: this test needs root and a file system with the immutable flag",
+            dir.display()
+        );
+        Immutable(dir.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// Of records made by [`leef`] for `streams` (name, count), how many were sent, delivered
+/// at least once, missing, and delivered more than once; and whether every duplicate came
+/// from a batch MCAS received twice under the same file name (a batch sent again after a
+/// crash between done_upload and its removal), not from records read twice.
+pub fn tally(emulator: &Emulator, streams: &[(String, usize)]) -> Tally {
+    let mut names: BTreeMap<String, u32> = BTreeMap::new();
+    let uploads = emulator.uploads();
+    for upload in &uploads {
+        *names.entry(upload.filename.clone()).or_default() += 1;
+    }
+    let mut sent = 0;
+    let mut expected = std::collections::BTreeSet::new();
+    for (stream, count) in streams {
+        for n in 0..*count {
+            expected.insert(format!("recordid={stream}-{n}\t").into_bytes());
+            sent += 1;
+        }
+    }
+    let mut foreign = 0;
+    // Each record: in which batches (by file name) and how often.
+    let mut places: BTreeMap<Vec<u8>, BTreeMap<String, u32>> = BTreeMap::new();
+    for upload in &uploads {
+        for record in upload.records_decompressed().unwrap() {
+            let Some(at) = memchr::memmem::find(&record, b"recordid=") else {
+                foreign += 1;
+                continue;
+            };
+            let end = record[at..]
+                .iter()
+                .position(|&b| b == b'\t')
+                .map_or(record.len(), |e| at + e + 1);
+            let key = record[at..end].to_vec();
+            if !expected.contains(&key) {
+                foreign += 1;
+                continue;
+            }
+            *places
+                .entry(key)
+                .or_default()
+                .entry(upload.filename.clone())
+                .or_default() += 1;
+        }
+    }
+    let count = |p: &BTreeMap<String, u32>| p.values().sum::<u32>();
+    let duplicated = places.values().filter(|p| count(p) > 1).count();
+    // Read twice: in two batches, or more often in a batch than the batch was received.
+    let unexplained = places
+        .values()
+        .filter(|p| p.len() > 1 || p.iter().any(|(name, &n)| n > names[name]))
+        .count();
+    let seen = places;
+    Tally {
+        sent,
+        delivered: seen.len(),
+        missing: sent - seen.len(),
+        duplicated,
+        unexplained,
+        foreign,
+        batches: uploads.len(),
+        batches_twice: names.values().filter(|&&c| c > 1).count(),
+    }
+}
+
+/// What [`tally`] counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub sent: usize,
+    pub delivered: usize,
+    pub missing: usize,
+    pub duplicated: usize,
+    /// Duplicates not explained by a batch received twice under the same name.
+    pub unexplained: usize,
+    pub foreign: usize,
+    pub batches: usize,
+    /// Batches MCAS received twice under the same name.
+    pub batches_twice: usize,
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "records sent {}, delivered {}, missing {}, duplicated {} ({} not from a batch sent twice); {} batches, {} sent twice",
+            self.sent, self.delivered, self.missing, self.duplicated, self.unexplained, self.batches, self.batches_twice
+        )
+    }
 }
 
 /// A TOML string literal.
@@ -175,6 +311,12 @@ pub struct Agent {
 
 impl Agent {
     fn start(dir: &Path, settings: &Settings, env: &[(&str, &str)]) -> Agent {
+        let agent = Agent::spawn(dir, settings, env);
+        agent.wait_ready();
+        agent
+    }
+
+    fn spawn(dir: &Path, settings: &Settings, env: &[(&str, &str)]) -> Agent {
         let config = dir.join("config.toml");
         if let Some(run) = settings.get("paths.runtime_dir") {
             // A status file left by an earlier run must not pass for this one's.
@@ -214,7 +356,6 @@ impl Agent {
             runtime_dir: unquote("paths.runtime_dir"),
             feed,
         };
-        agent.wait_ready();
         agent
     }
 

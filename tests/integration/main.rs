@@ -9,6 +9,7 @@ mod durability;
 mod faults;
 mod feed;
 mod harness;
+mod midstep;
 mod observe;
 mod service;
 mod signals;
