@@ -349,14 +349,13 @@ impl Agent {
             .get("feed.listen")
             .and_then(|v| serde_json::from_str::<String>(v).ok())
             .and_then(|v| v.parse().ok());
-        let agent = Agent {
+        Agent {
             child: Some(child),
             log,
             state_dir: unquote("paths.state_dir"),
             runtime_dir: unquote("paths.runtime_dir"),
             feed,
-        };
-        agent
+        }
     }
 
     /// Waits until the feed port accepts (or, without a TCP feed, the status file exists).
