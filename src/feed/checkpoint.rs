@@ -379,6 +379,9 @@ impl SealWatcher for FileProgress {
         if let Err(error) = self.store.save(&checkpoint) {
             tracing::error!(file = %self.path.display(), %error, "cannot save the checkpoint; a restart would read these records again");
         }
+        if !checkpoint.sealed.is_empty() {
+            crate::crashpoint::here("checkpoint-with-sealed-ranges");
+        }
     }
 
     fn failed(&self, id: u64) {

@@ -153,13 +153,21 @@ impl Drop for Immutable {
 
 /// Of records made by [`leef`] for `streams` (name, count), how many were sent, delivered
 /// at least once, missing, and delivered more than once; and whether every duplicate came
-/// from a batch MCAS received twice under the same file name (a batch sent again after a
-/// crash between done_upload and its removal), not from records read twice.
+/// from a batch MCAS received twice (the same bytes: a batch sent again after a crash
+/// between done_upload and its removal), not from records read twice.
 pub fn tally(emulator: &Emulator, streams: &[(String, usize)]) -> Tally {
+    // A batch is told by its bytes (names may repeat across runs).
+    let digest = |upload: &mcas_emulator::Upload| {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        upload.read().unwrap().hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    };
     let mut names: BTreeMap<String, u32> = BTreeMap::new();
     let uploads = emulator.uploads();
-    for upload in &uploads {
-        *names.entry(upload.filename.clone()).or_default() += 1;
+    let digests: Vec<String> = uploads.iter().map(digest).collect();
+    for name in &digests {
+        *names.entry(name.clone()).or_default() += 1;
     }
     let mut sent = 0;
     let mut expected = std::collections::BTreeSet::new();
@@ -172,7 +180,7 @@ pub fn tally(emulator: &Emulator, streams: &[(String, usize)]) -> Tally {
     let mut foreign = 0;
     // Each record: in which batches (by file name) and how often.
     let mut places: BTreeMap<Vec<u8>, BTreeMap<String, u32>> = BTreeMap::new();
-    for upload in &uploads {
+    for (upload, name) in uploads.iter().zip(&digests) {
         for record in upload.records_decompressed().unwrap() {
             let Some(at) = memchr::memmem::find(&record, b"recordid=") else {
                 foreign += 1;
@@ -190,7 +198,7 @@ pub fn tally(emulator: &Emulator, streams: &[(String, usize)]) -> Tally {
             *places
                 .entry(key)
                 .or_default()
-                .entry(upload.filename.clone())
+                .entry(name.clone())
                 .or_default() += 1;
         }
     }
