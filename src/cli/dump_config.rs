@@ -212,4 +212,37 @@ mod tests {
             render(&second).lines().skip(1).collect::<Vec<_>>()
         );
     }
+
+    #[test]
+    fn shows_the_new_keys_with_every_secret_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let secrets = [
+            "mcas-client-secret-0123456789",
+            "zia-password-0123456789",
+            "zia-client-secret-0123456789",
+        ];
+        std::fs::write(
+            &path,
+            format!(
+                "[mcas]\nauth = \"entra\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"{}\"\n[zia]\nbase_url = \"https://zsapi.zscaler.net\"\nusername = \"admin\"\npassword = \"{}\"\napi_key = \"abcdefghijkl\"\nclient_secret = \"{}\"\n[feed]\nallow_remote = true\n",
+                secrets[0], secrets[1], secrets[2]
+            ),
+        )
+        .unwrap();
+        let text = render(&Settings::load(&path).unwrap());
+        for secret in secrets.iter().chain(&["abcdefghijkl"]) {
+            assert!(!text.contains(secret), "{secret} shows in:\n{text}");
+        }
+        for line in [
+            "auth = \"entra\"",
+            "tenant_id = \"t\"",
+            "client_secret = \"****6789\"",
+            "authority = \"https://login.microsoftonline.com\"",
+            "[zia]\nbase_url = \"https://zsapi.zscaler.net\"\nauth = \"api_key\"\nusername = \"admin\"\npassword = \"****6789\"\napi_key = \"****\"",
+            "[feed]\nlisten = \"127.0.0.1:13010\"\nallow_remote = true",
+        ] {
+            assert!(text.contains(line), "{line:?} missing in:\n{text}");
+        }
+    }
 }

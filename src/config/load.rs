@@ -3,7 +3,7 @@
 //! its key, then the secrets read from their files or from systemd's credentials directory.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use config::{Config, Environment, File, FileFormat};
 
@@ -169,10 +169,10 @@ impl SecretSources {
 /// credentials directory systemd gives the service (`LoadCredential=`), unless another
 /// key already proves the identity (a certificate or private key file). Notes a warning
 /// for each secret file other users can read.
-pub(super) fn read_secrets(settings: &mut Settings) -> Result<SecretSources, ConfigError> {
-    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from);
+pub(super) fn read_secrets(
+    settings: &mut Settings,
+    credentials: Option<&Path>,
+) -> Result<SecretSources, ConfigError> {
     let mut warnings = Vec::new();
     let mut sources = SecretSources::default();
     let (mcas, zia) = (&mut settings.mcas, &mut settings.zia);
@@ -204,7 +204,7 @@ pub(super) fn read_secrets(settings: &mut Settings) -> Result<SecretSources, Con
         ),
     ];
     for (section, key, inline, file, has_alternative) in slots {
-        let credentials = credentials.as_deref().filter(|_| !has_alternative);
+        let credentials = credentials.filter(|_| !has_alternative);
         let source = read_secret(
             section,
             key,

@@ -66,9 +66,20 @@ impl Settings {
     /// `NSS_AGENT__SECTION__KEY` environment overrides, reads the secrets from their files
     /// (or `$CREDENTIALS_DIRECTORY`), and checks every value.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from);
+        Settings::load_with_credentials(path, credentials.as_deref())
+    }
+
+    /// [`Settings::load`] with secrets not set otherwise read from `credentials`.
+    fn load_with_credentials(
+        path: &Path,
+        credentials: Option<&Path>,
+    ) -> Result<Settings, ConfigError> {
         let mut settings = load::read(path)?;
         settings.check_paths()?;
-        let secrets = load::read_secrets(&mut settings)?;
+        let secrets = load::read_secrets(&mut settings, credentials)?;
         // A token has no white space; a file may carry some around it.
         if let Some(token) = &settings.mcas.token {
             settings.mcas.token = Some(Secret::new(token.expose().trim()));
