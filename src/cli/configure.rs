@@ -467,32 +467,29 @@ fn ask_auth(input: &mut Input, current: McasAuth) -> Result<McasAuth, ConfigErro
 
 /// Asks for the token until a well-shaped one is entered or Enter keeps the current one.
 fn ask_token(input: &mut Input, current: Option<&Secret>) -> Result<Secret, ConfigError> {
-    ask_secret(
-        input,
+    input.ask_secret(
         TOKEN_PROMPT,
         "mcas.token",
         current,
-        |answer| {
-            check_token_shape(answer)?;
-            Ok(Secret::new(answer))
-        },
+        |answer| check_token_shape(answer).map(|()| Secret::new(answer)),
         "The token is empty: paste the API token generated in the MCAS portal.",
     )
 }
 
 /// Asks for the Entra application's tenant, client id and secret.
 fn ask_entra(input: &mut Input, current: &Current) -> Result<Credential, ConfigError> {
-    let tenant_id = ask_id(
-        input,
+    let id = |answer: &str| check_entra_id(answer).map(|()| answer.to_string());
+    let tenant_id = input.ask_value(
         TENANT_PROMPT,
         "mcas.tenant_id",
         current.tenant_id.as_deref(),
+        id,
     )?;
-    let client_id = ask_id(
-        input,
+    let client_id = input.ask_value(
         CLIENT_ID_PROMPT,
         "mcas.client_id",
         current.client_id.as_deref(),
+        id,
     )?;
     let secret = match &current.entra_secret {
         // A certificate is kept on Enter; typing a secret replaces it.
@@ -518,109 +515,24 @@ fn ask_entra(input: &mut Input, current: &Current) -> Result<Credential, ConfigE
 }
 
 fn ask_client_secret(input: &mut Input, current: Option<&Secret>) -> Result<Secret, ConfigError> {
-    ask_secret(input, CLIENT_SECRET_PROMPT, "mcas.client_secret", current, |answer| {
-        Ok(Secret::new(answer))
-    }, "The client secret is empty: paste the secret's value from the app registration (Certificates & secrets).")
-}
-
-/// Asks for a secret, not echoed on a terminal, until `accept` takes it or Enter keeps the
-/// current one.
-fn ask_secret(
-    input: &mut Input,
-    prompt: &str,
-    key: &str,
-    current: Option<&Secret>,
-    accept: impl Fn(&str) -> Result<Secret, String>,
-    empty: &str,
-) -> Result<Secret, ConfigError> {
-    let shown = current.map(Secret::masked).unwrap_or_default();
-    loop {
-        let Some(answer) = input.ask(&format!("{prompt} [{shown}]: "), false)? else {
-            return current.cloned().ok_or_else(|| {
-                ConfigError::new(
-                    key,
-                    "is not set: standard input ended before it was entered",
-                )
-            });
-        };
-        let answer = answer.trim();
-        if answer.is_empty() {
-            match current {
-                Some(secret) => return Ok(secret.clone()),
-                None => {
-                    println!("{empty}");
-                    continue;
-                }
-            }
-        }
-        match accept(answer) {
-            Ok(secret) => return Ok(secret),
-            Err(problem) => println!("{problem}"),
-        }
-    }
-}
-
-/// Asks for an Entra id until a valid one is entered or Enter keeps the current one.
-fn ask_id(
-    input: &mut Input,
-    prompt: &str,
-    key: &str,
-    current: Option<&str>,
-) -> Result<String, ConfigError> {
-    let shown = current.unwrap_or_default();
-    loop {
-        let Some(answer) = input.ask(&format!("{prompt} [{shown}]: "), true)? else {
-            return current.map(str::to_string).ok_or_else(|| {
-                ConfigError::new(
-                    key,
-                    "is not set: standard input ended before it was entered",
-                )
-            });
-        };
-        let answer = match (answer.trim(), current) {
-            ("", Some(current)) => current.to_string(),
-            ("", None) => {
-                println!("It is empty: copy it from the app registration's overview in the Entra admin center.");
-                continue;
-            }
-            (answer, _) => answer.to_string(),
-        };
-        match check_entra_id(&answer) {
-            Ok(()) => return Ok(answer),
-            Err(problem) => println!("{problem}"),
-        }
-    }
+    input.ask_secret(
+        CLIENT_SECRET_PROMPT,
+        "mcas.client_secret",
+        current,
+        |answer| Ok(Secret::new(answer)),
+        "The client secret is empty: paste the secret's value from the app registration (Certificates & secrets).",
+    )
 }
 
 /// Asks for the domain until a valid one is entered or Enter keeps a valid current one.
 fn ask_domain(input: &mut Input, current: Option<&str>) -> Result<String, ConfigError> {
-    let shown = current.unwrap_or_default();
-    loop {
-        let Some(answer) = input.ask(&format!("{DOMAIN_PROMPT} [{shown}]: "), true)? else {
-            return match current {
-                Some(domain) => normalize_domain(domain)
-                    .map(|(d, _)| d)
-                    .map_err(|p| ConfigError::new("mcas.domain", p)),
-                None => Err(ConfigError::new(
-                    "mcas.domain",
-                    "is not set: standard input ended before it was entered",
-                )),
-            };
-        };
-        let answer = match (answer.trim(), current) {
-            ("", Some(current)) => current.to_string(),
-            (answer, _) => answer.to_string(),
-        };
-        match normalize_domain(&answer) {
-            Ok((domain, note)) => {
-                if let Some(note) = note {
-                    println!("{note}");
-                }
-                return Ok(domain);
-            }
-            Err(problem) => println!("{problem}"),
+    input.ask_value(DOMAIN_PROMPT, "mcas.domain", current, |answer| {
+        let (domain, note) = normalize_domain(answer)?;
+        if let Some(note) = note {
+            println!("{note}");
         }
-    }
+        Ok(domain)
+    })
 }
 
 #[cfg(test)]

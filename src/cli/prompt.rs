@@ -9,7 +9,7 @@ use nix::libc;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::termios::{self, LocalFlags, SetArg};
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Secret};
 
 /// Standard input, read a line at a time, whether a terminal or a pipe.
 pub struct Input {
@@ -50,6 +50,71 @@ impl Input {
             _ => Ok(Some(line.trim_end_matches(['\n', '\r']).to_string())),
         }
     }
+}
+
+impl Input {
+    /// Asks until `accept` takes the answer, which it may print a note about. The current
+    /// value is shown in brackets; Enter, or the end of input, keeps it (if `accept` still
+    /// takes it).
+    pub fn ask_value<T>(
+        &mut self,
+        prompt: &str,
+        key: &str,
+        current: Option<&str>,
+        accept: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let shown = current.unwrap_or_default();
+        loop {
+            let Some(answer) = self.ask(&format!("{prompt} [{shown}]: "), true)? else {
+                return match current {
+                    Some(current) => accept(current).map_err(|p| ConfigError::new(key, p)),
+                    None => Err(ended(key)),
+                };
+            };
+            let answer = match (answer.trim(), current) {
+                ("", Some(current)) => current.to_string(),
+                (answer, _) => answer.to_string(),
+            };
+            match accept(&answer) {
+                Ok(value) => return Ok(value),
+                Err(problem) => println!("{problem}"),
+            }
+        }
+    }
+
+    /// Asks for a secret, not echoed on a terminal, until `accept` takes it; the current
+    /// one is shown masked, and Enter keeps it. `empty` is said when there is none to keep.
+    pub fn ask_secret(
+        &mut self,
+        prompt: &str,
+        key: &str,
+        current: Option<&Secret>,
+        accept: impl Fn(&str) -> Result<Secret, String>,
+        empty: &str,
+    ) -> Result<Secret, ConfigError> {
+        let shown = current.map(Secret::masked).unwrap_or_default();
+        loop {
+            let Some(answer) = self.ask(&format!("{prompt} [{shown}]: "), false)? else {
+                return current.cloned().ok_or_else(|| ended(key));
+            };
+            let answer = answer.trim();
+            match (answer, current) {
+                ("", Some(secret)) => return Ok(secret.clone()),
+                ("", None) => println!("{empty}"),
+                (answer, _) => match accept(answer) {
+                    Ok(secret) => return Ok(secret),
+                    Err(problem) => println!("{problem}"),
+                },
+            }
+        }
+    }
+}
+
+fn ended(key: &str) -> ConfigError {
+    ConfigError::new(
+        key,
+        "is not set: standard input ended before it was entered",
+    )
 }
 
 /// The terminal settings to put back if the process is interrupted at a hidden prompt.
