@@ -245,4 +245,45 @@ mod tests {
             assert!(text.contains(line), "{line:?} missing in:\n{text}");
         }
     }
+
+    /// `section.key` for every `key = value` line of a TOML text.
+    fn keys(text: &str) -> std::collections::BTreeSet<String> {
+        let mut section = String::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+                section = name.to_string();
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                keys.insert(format!("{section}.{}", key.trim()));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_packaged_file_documents_every_key() {
+        let packaged = include_str!("../../packaging/config.toml");
+        // Each documented default, uncommented: `# key = value  # what it is`.
+        let uncommented: String = packaged
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.split(" = ").next().is_some_and(|k| {
+                        !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    }) =>
+                {
+                    format!("{rest}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, &uncommented).unwrap();
+        let settings = Settings::load(&path).unwrap();
+        assert_eq!(keys(&uncommented), keys(&render(&settings)));
+    }
 }
