@@ -27,6 +27,19 @@ fn mcas(domain: &str, token: Option<&str>, extra: &str) -> String {
     format!("[mcas]\ndomain = {}\n{token}{extra}", quote(domain))
 }
 
+/// `toml` is refused with exit 78, naming `key` and saying `hint`, without printing a
+/// secret.
+fn assert_refused(toml: &str, key: &str, hint: &str) {
+    let (code, stderr) = run_with(toml);
+    assert_eq!(code, 78, "{toml}\n{stderr}");
+    assert!(
+        stderr.contains(key) && stderr.contains(hint),
+        "{toml}\n{stderr}"
+    );
+    assert!(!stderr.contains(TOKEN), "the token was printed");
+    assert!(!stderr.contains("s3cret"), "the client secret was printed");
+}
+
 #[test]
 fn bad_configurations_exit_78_naming_the_key() {
     let good = "x.us3.portal.cloudappsecurity.com";
@@ -62,13 +75,7 @@ fn bad_configurations_exit_78_naming_the_key() {
             "90s",
         ),
     ] {
-        let (code, stderr) = run_with(&toml);
-        assert_eq!(code, 78, "{toml}\n{stderr}");
-        assert!(
-            stderr.contains(key) && stderr.contains(hint),
-            "{toml}\n{stderr}"
-        );
-        assert!(!stderr.contains(TOKEN), "the token was printed");
+        assert_refused(&toml, key, hint);
     }
 }
 
@@ -170,14 +177,7 @@ fn the_contracts_checks_exit_78_naming_the_key() {
             "12",
         ),
     ] {
-        let (code, stderr) = run_with(&toml);
-        assert_eq!(code, 78, "{toml}\n{stderr}");
-        assert!(
-            stderr.contains(key) && stderr.contains(hint),
-            "{toml}\n{stderr}"
-        );
-        assert!(!stderr.contains(TOKEN), "the token was printed");
-        assert!(!stderr.contains("s3cret"), "the client secret was printed");
+        assert_refused(&toml, key, hint);
     }
 }
 
