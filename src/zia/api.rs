@@ -106,6 +106,9 @@ impl Api {
         let url = format!("{}{path}", self.api_base);
         let mut logged_in_again = false;
         loop {
+            // Spaced first, so that a token about to end is renewed after the wait, not
+            // before it.
+            self.pace(kind).await;
             let credential = self.credential().await?;
             let answer = self
                 .exchange(&endpoint, kind, limit, || {
@@ -275,7 +278,15 @@ impl Api {
             self.pace(kind).await;
             self.counters.api_calls.fetch_add(1, Ordering::Relaxed);
             let sent = build().timeout(options.request_timeout).send().await;
-            self.mark(kind).await;
+            // A 401 refused the call before it did anything: the
+            // retry after the new login needs no spacing (and an idle session would end
+            // again while it waited).
+            if !sent
+                .as_ref()
+                .is_ok_and(|r| r.status() == StatusCode::UNAUTHORIZED)
+            {
+                self.mark(kind).await;
+            }
             let response = match sent {
                 Ok(response) => response,
                 Err(e) => {

@@ -14,3 +14,4 @@ mod service;
 mod signals;
 mod sync;
 mod unit;
+mod zia;
