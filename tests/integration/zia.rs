@@ -192,7 +192,9 @@ async fn a_change_is_sent_as_remove_and_add_diffs_in_slices_and_activated_once()
         assert!(body.get("description").is_none(), "{body}");
     }
 
-    assert_eq!(world.zia.stats().activations, 1);
+    let stats = world.zia.stats();
+    assert_eq!(stats.activations, 1);
+    assert_eq!(stats.throttled, 0, "writes paced to one a second");
     assert!(!world.zia.pending());
     let now = enforced(&world.zia, CATEGORY);
     assert_eq!(sorted(now.urls), sorted(wanted));
@@ -459,6 +461,28 @@ async fn a_private_key_that_is_not_one_is_named_not_sent() {
     assert_eq!(world.zia.stats().tokens, 0);
     assert!(
         error.to_string().contains("not-a-key.pem") || error.to_string().contains("PEM"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_answer_is_an_error_naming_the_endpoint() {
+    let world = World::start(|_| {}).await;
+    // About 9.5 MB of category list: more than any real tenant's.
+    let long: Vec<String> = (0..100_000)
+        .map(|i| format!("host{i:06}.{}.example.com", "x".repeat(60)))
+        .collect();
+    let long: Vec<&str> = long.iter().map(String::as_str).collect();
+    world.zia.seed(ZiaCategory::new("Huge", &long));
+
+    let error = client(&world.oneapi_secret(), quick())
+        .check(CATEGORY)
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, ZiaError::Oversized { .. }), "{error:?}");
+    assert!(
+        error.to_string().starts_with("GET /urlCategories:"),
         "{error}"
     );
 }
