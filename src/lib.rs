@@ -21,3 +21,4 @@ pub mod spool;
 pub mod status;
 pub mod sync;
 pub mod upload;
+pub mod zia;

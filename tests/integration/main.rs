@@ -15,3 +15,4 @@ mod service;
 mod signals;
 mod sync;
 mod unit;
+mod zia;

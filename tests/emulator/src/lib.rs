@@ -26,6 +26,7 @@ mod records;
 mod sas;
 mod server;
 mod throttle;
+pub mod zia;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
