@@ -7,7 +7,7 @@ use std::io::Write;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use nss_agent::batch::BatchFile;
+use nss_agent::spool::BatchFile;
 
 mod common;
 use common::{leef_stream, records};

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use nss_agent::batch::BatchFile;
+use nss_agent::spool::BatchFile;
 
 mod common;
 use common::{leef_stream, records};

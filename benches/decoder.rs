@@ -2,7 +2,7 @@
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use nss_agent::feed::{Frame, RecordDecoder};
+use nss_agent::feed::{Decoded, RecordDecoder};
 use tokio_util::codec::Decoder;
 
 mod common;
@@ -19,7 +19,7 @@ fn decode(c: &mut Criterion) {
                 let mut decoder = RecordDecoder::new(1 << 20);
                 let mut records = 0usize;
                 while let Some(frame) = decoder.decode(&mut buf).unwrap() {
-                    if let Frame::Record(record) = frame {
+                    if let Decoded::Record(record) = frame {
                         records += record.len();
                     }
                 }

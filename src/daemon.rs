@@ -14,13 +14,14 @@ use crate::batch::{BatchWriters, Heartbeats};
 use crate::config::{ConfigError, Limit, Settings};
 use crate::feed::checkpoint::CheckpointStore;
 use crate::feed::{tail, tcp};
+use crate::mcas::McasClient;
 use crate::memory::{self, MemoryBudget};
 use crate::metrics;
 use crate::pidfile::PidLock;
 use crate::spool::Spool;
 use crate::status::{self, McasReport, MemoryReport, Stats, StatusReport, RAM_FLOOR};
 use crate::sync::{self, CategoryStore};
-use crate::upload::{McasClient, Uploader};
+use crate::upload::Uploader;
 
 /// How often the status file is rewritten.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -114,7 +115,7 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
     }
     let spool_dir = settings.spool_dir();
     let spool = Arc::new(
-        Spool::open(&spool_dir)
+        Spool::prepare(&spool_dir)
             .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?,
     );
     // Before anything is read: what a killed run left unsealed is salvaged or let go.

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use nss_agent::cli::{self, exit, Cli};
 use nss_agent::config::ConfigError;
-use nss_agent::upload::ApiError;
+use nss_agent::mcas::ApiError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -84,188 +84,355 @@ async fn answer(mut stream: TcpStream, body: impl FnOnce() -> String) -> std::io
     stream.shutdown().await
 }
 
+/// Whether a figure only grows (a counter) or goes up and down (a gauge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// One exported figure: its name (after `nss_agent_`), its kind and help, the status
+/// report's field it is read from, and how.
+struct Metric {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    /// The field of `nss status --json` it exports, e.g. `feed.records`.
+    field: &'static str,
+    value: fn(&StatusReport) -> f64,
+}
+
+/// Seconds since the epoch of an RFC 3339 time of the report; 0 for none.
+fn timestamp(t: &Option<String>) -> f64 {
+    t.as_deref()
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn flag(on: bool) -> f64 {
+    f64::from(u8::from(on))
+}
+
+/// Every metric, declared once. A test checks that every figure of the status report is
+/// here, so that nothing is counted without being exported.
+const METRICS: &[Metric] = &[
+    Metric {
+        name: "feed_records_total",
+        kind: Kind::Counter,
+        help: "Records read from the feed.",
+        field: "feed.records",
+        value: |r| r.feed.records as f64,
+    },
+    Metric {
+        name: "feed_bytes_total",
+        kind: Kind::Counter,
+        help: "Bytes of records read from the feed.",
+        field: "feed.bytes",
+        value: |r| r.feed.bytes as f64,
+    },
+    Metric {
+        name: "feed_oversize_dropped_total",
+        kind: Kind::Counter,
+        help: "Records dropped for exceeding feed.max_record_bytes.",
+        field: "feed.oversize_dropped",
+        value: |r| r.feed.oversize_dropped as f64,
+    },
+    Metric {
+        name: "feed_connections",
+        kind: Kind::Gauge,
+        help: "TCP feed connections open.",
+        field: "feed.connections",
+        value: |r| r.feed.connections as f64,
+    },
+    Metric {
+        name: "feed_connections_total",
+        kind: Kind::Counter,
+        help: "TCP feed connections accepted.",
+        field: "feed.connections_total",
+        value: |r| r.feed.connections_total as f64,
+    },
+    Metric {
+        name: "feed_last_record_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When the last record was read (0: never).",
+        field: "feed.last_record",
+        value: |r| timestamp(&r.feed.last_record),
+    },
+    Metric {
+        name: "spool_batches",
+        kind: Kind::Gauge,
+        help: "Sealed batches waiting for upload.",
+        field: "spool.batches",
+        value: |r| r.spool.batches as f64,
+    },
+    Metric {
+        name: "spool_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes of sealed batches waiting.",
+        field: "spool.bytes",
+        value: |r| r.spool.bytes as f64,
+    },
+    Metric {
+        name: "spool_max_bytes",
+        kind: Kind::Gauge,
+        help: "The spool's cap.",
+        field: "spool.max_bytes",
+        value: |r| r.spool.max_bytes as f64,
+    },
+    Metric {
+        name: "spool_full",
+        kind: Kind::Gauge,
+        help: "1 while the spool is full and reading is paused.",
+        field: "spool.full",
+        value: |r| flag(r.spool.full),
+    },
+    Metric {
+        name: "spool_full_events_total",
+        kind: Kind::Counter,
+        help: "Times the spool filled up, or the disk reached its reserve, and reading paused.",
+        field: "spool.full_events",
+        value: |r| r.spool.full_events as f64,
+    },
+    Metric {
+        name: "spool_quarantined",
+        kind: Kind::Gauge,
+        help: "Batches in quarantine.",
+        field: "spool.quarantined",
+        value: |r| r.spool.quarantined as f64,
+    },
+    Metric {
+        name: "spool_oldest_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When the oldest waiting batch was sealed (0: none).",
+        field: "spool.oldest",
+        value: |r| timestamp(&r.spool.oldest),
+    },
+    Metric {
+        name: "batch_sealed_total",
+        kind: Kind::Counter,
+        help: "Batches sealed.",
+        field: "spool.sealed",
+        value: |r| r.spool.sealed as f64,
+    },
+    Metric {
+        name: "batch_sealed_records_total",
+        kind: Kind::Counter,
+        help: "Records in sealed batches.",
+        field: "spool.sealed_records",
+        value: |r| r.spool.sealed_records as f64,
+    },
+    Metric {
+        name: "batch_seal_latency_max_seconds",
+        kind: Kind::Gauge,
+        help: "The longest a batch stayed open, from its first record's arrival to its seal.",
+        field: "spool.seal_latency_max",
+        value: |r| r.spool.seal_latency_max,
+    },
+    Metric {
+        name: "upload_batches_total",
+        kind: Kind::Counter,
+        help: "Batches MCAS accepted.",
+        field: "upload.batches",
+        value: |r| r.upload.batches as f64,
+    },
+    Metric {
+        name: "upload_records_total",
+        kind: Kind::Counter,
+        help: "Records in batches MCAS accepted.",
+        field: "upload.records",
+        value: |r| r.upload.records as f64,
+    },
+    Metric {
+        name: "upload_bytes_raw_total",
+        kind: Kind::Counter,
+        help: "Uncompressed bytes in batches MCAS accepted.",
+        field: "upload.bytes_raw",
+        value: |r| r.upload.bytes_raw as f64,
+    },
+    Metric {
+        name: "upload_bytes_gzip_total",
+        kind: Kind::Counter,
+        help: "Gzip bytes uploaded in batches MCAS accepted.",
+        field: "upload.bytes_gzip",
+        value: |r| r.upload.bytes_gzip as f64,
+    },
+    Metric {
+        name: "upload_last_success_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When MCAS last accepted a batch (0: never).",
+        field: "upload.last_success",
+        value: |r| timestamp(&r.upload.last_success),
+    },
+    Metric {
+        name: "upload_failing",
+        kind: Kind::Gauge,
+        help: "1 while the last upload attempt failed.",
+        field: "upload.last_error",
+        value: |r| flag(r.upload.last_error.is_some()),
+    },
+    Metric {
+        name: "upload_api_calls_total",
+        kind: Kind::Counter,
+        help: "MCAS API calls made; the tenant allows 30 a minute for all its agents together.",
+        field: "upload.api_calls",
+        value: |r| r.upload.api_calls as f64,
+    },
+    Metric {
+        name: "upload_retries_total",
+        kind: Kind::Counter,
+        help: "Upload attempts that failed and were tried again.",
+        field: "upload.retries",
+        value: |r| r.upload.retries as f64,
+    },
+    Metric {
+        name: "sync_urls",
+        kind: Kind::Gauge,
+        help: "URLs in the category after the last sync.",
+        field: "sync.urls",
+        value: |r| r.sync.urls as f64,
+    },
+    Metric {
+        name: "sync_added",
+        kind: Kind::Gauge,
+        help: "URLs the last sync added to the category.",
+        field: "sync.added",
+        value: |r| r.sync.added as f64,
+    },
+    Metric {
+        name: "sync_removed",
+        kind: Kind::Gauge,
+        help: "URLs the last sync removed from the category.",
+        field: "sync.removed",
+        value: |r| r.sync.removed as f64,
+    },
+    Metric {
+        name: "sync_last_success_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When the last sync succeeded (0: never).",
+        field: "sync.last_success",
+        value: |r| timestamp(&r.sync.last_success),
+    },
+    Metric {
+        name: "sync_next_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When the next sync is due (0: not scheduled).",
+        field: "sync.next",
+        value: |r| timestamp(&r.sync.next),
+    },
+    Metric {
+        name: "sync_failing",
+        kind: Kind::Gauge,
+        help: "1 while the last sync failed.",
+        field: "sync.last_error",
+        value: |r| flag(r.sync.last_error.is_some()),
+    },
+    Metric {
+        name: "memory_ram_bytes",
+        kind: Kind::Gauge,
+        help: "The machine's memory.",
+        field: "memory.ram_total",
+        value: |r| r.memory.ram_total as f64,
+    },
+    Metric {
+        name: "memory_meets_8gb_floor",
+        kind: Kind::Gauge,
+        help: "1 when the machine has the 8 GB the MCAS feed needs.",
+        field: "memory.meets_8gb_floor",
+        value: |r| flag(r.memory.meets_8gb_floor),
+    },
+    Metric {
+        name: "memory_limit_bytes",
+        kind: Kind::Gauge,
+        help: "The memory budget of the pipeline.",
+        field: "memory.limit",
+        value: |r| r.memory.limit as f64,
+    },
+    Metric {
+        name: "memory_in_use_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes of the budget in use.",
+        field: "memory.in_use",
+        value: |r| r.memory.in_use as f64,
+    },
+];
+
 /// The report as Prometheus text.
 pub fn render(report: &StatusReport) -> String {
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
-        let _ = writeln!(out, "# HELP nss_agent_{name} {help}");
+    for metric in METRICS {
+        let kind = match metric.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        let name = metric.name;
+        let _ = writeln!(out, "# HELP nss_agent_{name} {}", metric.help);
         let _ = writeln!(out, "# TYPE nss_agent_{name} {kind}");
-        let _ = writeln!(out, "nss_agent_{name} {value}");
-    };
-    let timestamp = |t: &Option<String>| {
-        t.as_deref()
-            .and_then(|t| humantime::parse_rfc3339(t).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0.0, |d| d.as_secs_f64())
-    };
-    let (feed, spool, upload, sync, memory) = (
-        &report.feed,
-        &report.spool,
-        &report.upload,
-        &report.sync,
-        &report.memory,
-    );
-    metric(
-        "feed_records_total",
-        "counter",
-        "Records read from the feed.",
-        feed.records as f64,
-    );
-    metric(
-        "feed_bytes_total",
-        "counter",
-        "Bytes of records read from the feed.",
-        feed.bytes as f64,
-    );
-    metric(
-        "feed_oversize_dropped_total",
-        "counter",
-        "Records dropped for exceeding feed.max_record_bytes.",
-        feed.oversize_dropped as f64,
-    );
-    metric(
-        "feed_connections",
-        "gauge",
-        "TCP feed connections open.",
-        feed.connections as f64,
-    );
-    metric(
-        "feed_last_record_timestamp_seconds",
-        "gauge",
-        "When the last record was read (0: never).",
-        timestamp(&feed.last_record),
-    );
-    metric(
-        "spool_batches",
-        "gauge",
-        "Sealed batches waiting for upload.",
-        spool.batches as f64,
-    );
-    metric(
-        "spool_bytes",
-        "gauge",
-        "Bytes of sealed batches waiting.",
-        spool.bytes as f64,
-    );
-    metric(
-        "spool_max_bytes",
-        "gauge",
-        "The spool's cap.",
-        spool.max_bytes as f64,
-    );
-    metric(
-        "spool_full",
-        "gauge",
-        "1 while the spool is full and reading is paused.",
-        f64::from(u8::from(spool.full)),
-    );
-    metric(
-        "spool_quarantined",
-        "gauge",
-        "Batches in quarantine.",
-        spool.quarantined as f64,
-    );
-    metric(
-        "batch_sealed_total",
-        "counter",
-        "Batches sealed.",
-        spool.sealed as f64,
-    );
-    metric(
-        "batch_sealed_records_total",
-        "counter",
-        "Records in sealed batches.",
-        spool.sealed_records as f64,
-    );
-    metric(
-        "batch_seal_latency_max_seconds",
-        "gauge",
-        "The longest a batch stayed open, from its first record's arrival to its seal.",
-        spool.seal_latency_max,
-    );
-    metric(
-        "spool_oldest_timestamp_seconds",
-        "gauge",
-        "When the oldest waiting batch was sealed (0: none).",
-        timestamp(&spool.oldest),
-    );
-    metric(
-        "upload_batches_total",
-        "counter",
-        "Batches MCAS accepted.",
-        upload.batches as f64,
-    );
-    metric(
-        "upload_records_total",
-        "counter",
-        "Records in batches MCAS accepted.",
-        upload.records as f64,
-    );
-    metric(
-        "upload_bytes_raw_total",
-        "counter",
-        "Uncompressed bytes in batches MCAS accepted.",
-        upload.bytes_raw as f64,
-    );
-    metric(
-        "upload_bytes_gzip_total",
-        "counter",
-        "Gzip bytes uploaded in batches MCAS accepted.",
-        upload.bytes_gzip as f64,
-    );
-    metric(
-        "upload_last_success_timestamp_seconds",
-        "gauge",
-        "When MCAS last accepted a batch (0: never).",
-        timestamp(&upload.last_success),
-    );
-    metric(
-        "upload_failing",
-        "gauge",
-        "1 while the last upload attempt failed.",
-        f64::from(u8::from(upload.last_error.is_some())),
-    );
-    metric(
-        "sync_urls",
-        "gauge",
-        "URLs in the category after the last sync.",
-        sync.urls as f64,
-    );
-    metric(
-        "sync_last_success_timestamp_seconds",
-        "gauge",
-        "When the last sync succeeded (0: never).",
-        timestamp(&sync.last_success),
-    );
-    metric(
-        "sync_failing",
-        "gauge",
-        "1 while the last sync failed.",
-        f64::from(u8::from(sync.last_error.is_some())),
-    );
-    metric(
-        "memory_ram_bytes",
-        "gauge",
-        "The machine's memory.",
-        memory.ram_total as f64,
-    );
-    metric(
-        "memory_meets_8gb_floor",
-        "gauge",
-        "1 when the machine has the 8 GB the MCAS feed needs.",
-        f64::from(u8::from(memory.meets_8gb_floor)),
-    );
-    metric(
-        "memory_limit_bytes",
-        "gauge",
-        "The memory budget of the pipeline.",
-        memory.limit as f64,
-    );
-    metric(
-        "memory_in_use_bytes",
-        "gauge",
-        "Bytes of the budget in use.",
-        memory.in_use as f64,
-    );
+        let _ = writeln!(out, "nss_agent_{name} {}", (metric.value)(report));
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dotted paths of the figures (numbers and flags) of a report, e.g. `feed.records`.
+    fn figures(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    figures(value, &path, out);
+                }
+            }
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
+                out.push(prefix.to_string())
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_figure_of_the_status_is_a_metric() {
+        let stats = crate::status::Stats::default();
+        let report = stats.report(Default::default(), Default::default());
+        let mut paths = Vec::new();
+        figures(&serde_json::to_value(&report).unwrap(), "", &mut paths);
+        // Of the process itself, not a figure to watch over time.
+        let not_figures = ["running", "pid"];
+        let exported: Vec<&str> = METRICS.iter().map(|m| m.field).collect();
+        let missing: Vec<&String> = paths
+            .iter()
+            .filter(|p| !not_figures.contains(&p.as_str()) && !exported.contains(&p.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "status figures without a metric: {missing:?}"
+        );
+        let text = render(&report);
+        for metric in METRICS {
+            assert!(text.contains(&format!("\nnss_agent_{} ", metric.name)));
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_counters_end_in_total() {
+        let mut names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), METRICS.len());
+        for metric in METRICS {
+            assert_eq!(
+                metric.kind == Kind::Counter,
+                metric.name.ends_with("_total"),
+                "{}",
+                metric.name
+            );
+        }
+    }
 }

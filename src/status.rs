@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fsx::AtomicWrite;
+
 /// The status file's name inside the runtime directory.
 pub const STATUS_FILE: &str = "status.json";
 
@@ -173,6 +175,9 @@ pub struct FeedReport {
     pub last_record: Option<String>,
     pub oversize_dropped: u64,
     pub connections: u64,
+    /// TCP connections accepted since start.
+    #[serde(default)]
+    pub connections_total: u64,
     pub files: Vec<FileReport>,
 }
 
@@ -208,6 +213,9 @@ pub struct SpoolReport {
     /// first record to its seal. Stays within `batch.max_age` plus about a second.
     #[serde(default)]
     pub seal_latency_max: f64,
+    /// Times the spool filled up (or the disk reached its reserve) since start.
+    #[serde(default)]
+    pub full_events: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -218,6 +226,12 @@ pub struct UploadReport {
     pub bytes_gzip: u64,
     pub last_success: Option<String>,
     pub last_error: Option<String>,
+    /// MCAS API calls made since start (every call counts against the tenant's 30 a minute).
+    #[serde(default)]
+    pub api_calls: u64,
+    /// Upload attempts that failed and were tried again.
+    #[serde(default)]
+    pub retries: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -278,6 +292,7 @@ impl Stats {
                 last_record: time(&self.feed.last_record),
                 oversize_dropped: load(&self.feed.oversize_dropped),
                 connections: load(&self.feed.connections),
+                connections_total: load(&self.feed.connections_total),
                 files: self.feed.files.lock().unwrap().clone(),
             },
             spool: SpoolReport {
@@ -290,6 +305,7 @@ impl Stats {
                 sealed: load(&self.spool.sealed),
                 sealed_records: load(&self.spool.sealed_records),
                 seal_latency_max: load(&self.spool.seal_latency_max_ms) as f64 / 1000.0,
+                full_events: load(&self.spool.full_events),
             },
             upload: UploadReport {
                 batches: load(&self.upload.batches),
@@ -298,6 +314,8 @@ impl Stats {
                 bytes_gzip: load(&self.upload.bytes_gzip),
                 last_success: time(&self.upload.last_success),
                 last_error: self.upload.last_error.lock().unwrap().clone(),
+                api_calls: load(&self.upload.api_calls),
+                retries: load(&self.upload.retries),
             },
             sync: SyncReport {
                 last_success: time(&self.sync.last_success),
@@ -322,7 +340,6 @@ pub fn read(dir: &Path) -> std::io::Result<StatusReport> {
 /// reader never sees half a report.
 pub fn publish(dir: &Path, report: &StatusReport) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-    let tmp = dir.join(format!(".{STATUS_FILE}.tmp"));
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, dir.join(STATUS_FILE))
+    // Rewritten every second and rebuilt at start: atomic for readers, not fsynced.
+    AtomicWrite::for_readers(0o644).write(&dir.join(STATUS_FILE), &json)
 }

@@ -119,14 +119,14 @@ pub fn write_leef(out: &mut impl Write, bytes: u64) -> io::Result<u64> {
 /// The records of `stream` as the feed hands them to the batch writer: framed by the
 /// record decoder, without their newlines.
 pub fn records(stream: &[u8]) -> Vec<bytes::Bytes> {
-    use nss_agent::feed::{Frame, RecordDecoder};
+    use nss_agent::feed::{Decoded, RecordDecoder};
     use tokio_util::codec::Decoder;
 
     let mut buf = bytes::BytesMut::from(stream);
     let mut decoder = RecordDecoder::new(1 << 20);
     let mut records = Vec::new();
     while let Some(frame) = decoder.decode(&mut buf).unwrap() {
-        if let Frame::Record(record) = frame {
+        if let Decoded::Record(record) = frame {
             records.push(record);
         }
     }

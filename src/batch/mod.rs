@@ -2,8 +2,6 @@
 //! size or age, compressed on threads of their own so that both cores compress when the
 //! feed is fast while the async runtime only moves bytes.
 
-mod file;
-
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,82 +9,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-pub use file::BatchFile;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::config::BatchSettings;
-use crate::feed::checkpoint::Ack;
-use crate::feed::Framed;
-use crate::memory::{MemoryBudget, MemoryPermit};
-use crate::spool::Spool;
+use crate::memory::MemoryBudget;
+use crate::pipeline::{Chunk, Origin, RecordSink, SealAck};
+use crate::spool::{BatchFile, Spool};
 use crate::status::{AtomicTime, Stats};
-
-/// Records of one input, in the order read, with the memory they hold from the budget.
-pub struct Chunk {
-    pub records: Vec<Bytes>,
-    /// Held until the records are in a batch file.
-    _permit: MemoryPermit,
-    /// One of the few places in the writers' queue, held until the records are flushed.
-    _slot: OwnedSemaphorePermit,
-    /// For a tailed file: acknowledged once the records are in a sealed batch.
-    ack: Option<Ack>,
-    /// When the records arrived: a batch's age counts from its first record's arrival.
-    arrived: Instant,
-}
-
-/// The batch writers are gone: the daemon is shutting down.
-#[derive(Debug, thiserror::Error)]
-#[error("the batch writers have stopped")]
-pub struct SinkClosed;
-
-/// Where inputs hand their records. Cheap to clone: one per input.
-#[derive(Clone)]
-pub struct RecordSink {
-    tx: Sender<Chunk>,
-    budget: MemoryBudget,
-    /// Chunks handed to the writers and not yet flushed to the operating system: few, so
-    /// that a killed process loses little of what it read from TCP (the rest is salvaged
-    /// from the flushed batch files).
-    slots: Arc<Semaphore>,
-}
-
-impl RecordSink {
-    /// The memory budget inputs draw on.
-    pub fn budget(&self) -> &MemoryBudget {
-        &self.budget
-    }
-
-    /// Hands records and the memory they hold to the batch writers, waiting while the
-    /// writers' short queue is full. `ack`, if any, is acknowledged once every record is
-    /// in a sealed batch.
-    pub async fn send(&self, framed: Framed, ack: Option<Ack>) -> Result<(), SinkClosed> {
-        let arrived = Instant::now();
-        let Framed { records, permit } = framed;
-        if records.is_empty() {
-            if let Some(ack) = ack {
-                ack.sealed();
-            }
-            return Ok(());
-        }
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| SinkClosed)?;
-        self.tx
-            .send(Chunk {
-                records,
-                _permit: permit,
-                _slot: slot,
-                ack,
-                arrived,
-            })
-            .map_err(|_| SinkClosed)
-    }
-}
 
 /// The running batch writer threads.
 pub struct BatchWriters {
@@ -118,15 +47,20 @@ impl Heartbeats {
 /// A writer goes round its loop at least this often, even idle.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// What seals a batch.
+/// What seals a batch, and how hard it is compressed.
 #[derive(Debug, Clone)]
 struct SealRules {
     max_records: u64,
     max_bytes: u64,
     max_age: Duration,
     level: u32,
-    /// Writers wait while the spool holds this many bytes,
-    spool_cap: u64,
+}
+
+/// When writers wait for uploads to make room.
+#[derive(Debug, Clone)]
+struct SpoolRoom {
+    /// While the spool holds this many bytes,
+    cap: u64,
     /// or while its disk has less than this free.
     disk_reserve: u64,
 }
@@ -150,22 +84,25 @@ impl BatchWriters {
             max_bytes: settings.max_bytes,
             max_age: settings.max_age,
             level: settings.gzip_level,
-            spool_cap,
+        };
+        let room = SpoolRoom {
+            cap: spool_cap,
             disk_reserve: spool.disk().map_or(0, |(size, _)| disk_reserve(size)),
         };
         let stopping = Arc::new(AtomicBool::new(false));
         let heartbeats = Heartbeats(Arc::new(
             (0..count).map(|_| AtomicTime::default()).collect(),
         ));
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (sink, rx) = RecordSink::new(count * QUEUE_PER_WRITER, budget);
         let mut threads = Vec::with_capacity(count);
         for id in 0..count {
             let writer = Writer {
                 id,
                 rules: rules.clone(),
+                room: room.clone(),
                 spool: spool.clone(),
                 stats: stats.clone(),
-                open: [None, None],
+                current: [None, None],
                 stopping: stopping.clone(),
                 heartbeats: heartbeats.clone(),
             };
@@ -177,11 +114,7 @@ impl BatchWriters {
             );
         }
         Ok((
-            RecordSink {
-                tx,
-                budget,
-                slots: Arc::new(Semaphore::new(count * QUEUE_PER_WRITER)),
-            },
+            sink,
             BatchWriters {
                 threads,
                 stopping,
@@ -212,35 +145,6 @@ impl BatchWriters {
     }
 }
 
-/// Where a chunk's records came from, which decides what a crash does to their batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// The TCP feed: the records exist nowhere else. Their batch is flushed to the
-    /// operating system as the writer catches up, and salvaged after a crash.
-    Stream,
-    /// A tailed file: the file keeps the records. An unsealed batch is discarded after a
-    /// crash and its records read again from the file's checkpoint.
-    File,
-}
-
-impl Origin {
-    /// The name in open batch files' names.
-    pub fn name(self) -> &'static str {
-        match self {
-            Origin::Stream => "tcp",
-            Origin::File => "file",
-        }
-    }
-
-    fn of(chunk: &Chunk) -> Origin {
-        if chunk.ack.is_some() {
-            Origin::File
-        } else {
-            Origin::Stream
-        }
-    }
-}
-
 /// Chunks a writer may have queued or in hand.
 const QUEUE_PER_WRITER: usize = 2;
 
@@ -248,23 +152,24 @@ const QUEUE_PER_WRITER: usize = 2;
 /// the writer has caught up, after every chunk.
 const FLUSH_BYTES: u64 = 1 << 20;
 
-/// An open batch.
-struct OpenBatch {
+/// The batch a writer is filling, not yet sealed.
+struct CurrentBatch {
     file: BatchFile,
     /// When its first record arrived: it is sealed `batch.max_age` after.
     first_arrival: Instant,
     /// Chunks whose last record is in this batch.
-    acks: Vec<Ack>,
+    acks: Vec<SealAck>,
 }
 
-/// One writer thread: takes chunks, appends their records to its own open batches, one
+/// One writer thread: takes chunks, appends their records to the batches it is filling, one
 /// per origin.
 struct Writer {
     id: usize,
     rules: SealRules,
+    room: SpoolRoom,
     spool: Arc<Spool>,
     stats: Arc<Stats>,
-    open: [Option<OpenBatch>; 2],
+    current: [Option<CurrentBatch>; 2],
     stopping: Arc<AtomicBool>,
     heartbeats: Heartbeats,
 }
@@ -288,7 +193,7 @@ impl Writer {
         loop {
             self.heartbeats.beat(self.id);
             let wait = self
-                .open
+                .current
                 .iter()
                 .flatten()
                 .map(|b| {
@@ -299,7 +204,7 @@ impl Writer {
                 .min(HEARTBEAT);
             match rx.recv_timeout(wait) {
                 Ok(mut chunk) => {
-                    let origin = Origin::of(&chunk);
+                    let origin = chunk.origin();
                     self.wait_for_room();
                     self.write_chunk(origin, &mut chunk);
                     if origin == Origin::Stream {
@@ -332,23 +237,23 @@ impl Writer {
     fn wait_for_room(&mut self) {
         let mut waited = false;
         loop {
-            let open: u64 = self
-                .open
+            let unsealed: u64 = self
+                .current
                 .iter()
                 .flatten()
                 .map(|b| b.file.compressed_bytes())
                 .sum();
-            let used = self.spool.ready_bytes() + open;
+            let used = self.spool.ready_bytes() + unsealed;
             let free = self.spool.disk().map_or(u64::MAX, |(_, free)| free);
-            let full = if used >= self.rules.spool_cap {
+            let full = if used >= self.room.cap {
                 Some(format!(
                     "the spool is full ({used} of spool.max_bytes = {} bytes)",
-                    self.rules.spool_cap
+                    self.room.cap
                 ))
-            } else if free < self.rules.disk_reserve {
+            } else if free < self.room.disk_reserve {
                 Some(format!(
                     "the disk is almost full ({free} bytes free, {} kept in reserve)",
-                    self.rules.disk_reserve
+                    self.room.disk_reserve
                 ))
             } else {
                 None
@@ -378,13 +283,13 @@ impl Writer {
         }
     }
 
-    /// Seals the open batches whose age is up.
+    /// Seals the current batches whose age is up.
     fn seal_due(&mut self) {
         let now = Instant::now();
         let max_age = self.rules.max_age;
         for origin in ORIGINS {
             if self
-                .open(origin)
+                .current(origin)
                 .as_ref()
                 .is_some_and(|b| now >= b.first_arrival + max_age)
             {
@@ -393,17 +298,17 @@ impl Writer {
         }
     }
 
-    fn open(&mut self, origin: Origin) -> &mut Option<OpenBatch> {
-        &mut self.open[origin as usize]
+    fn current(&mut self, origin: Origin) -> &mut Option<CurrentBatch> {
+        &mut self.current[origin as usize]
     }
 
     /// Flushes the stream batch when the writer has caught up, or enough is unflushed.
     fn flush_stream(&mut self, caught_up: bool) {
-        let Some(open) = self.open(Origin::Stream).as_mut() else {
+        let Some(batch) = self.current(Origin::Stream).as_mut() else {
             return;
         };
-        if caught_up || open.file.unflushed() >= FLUSH_BYTES {
-            if let Err(error) = open.file.flush() {
+        if caught_up || batch.file.unflushed() >= FLUSH_BYTES {
+            if let Err(error) = batch.file.flush() {
                 tracing::error!(writer = self.id, %error, "flushing a batch failed");
             }
         }
@@ -417,9 +322,9 @@ impl Writer {
         while next < chunk.records.len() {
             match self.write_records(origin, &chunk.records[next..], chunk.arrived) {
                 Ok(()) => {
-                    if let Some(ack) = chunk.ack.take() {
-                        match self.open(origin).as_mut() {
-                            Some(open) => open.acks.push(ack),
+                    if let Some(ack) = chunk.take_ack() {
+                        match self.current(origin).as_mut() {
+                            Some(batch) => batch.acks.push(ack),
                             // The last record sealed its batch: all of the chunk is sealed.
                             None => ack.sealed(),
                         }
@@ -429,9 +334,9 @@ impl Writer {
                 Err((written, error)) => {
                     next += written;
                     tracing::error!(writer = self.id, %error, "writing a batch failed; retrying in a new batch file");
-                    if let Some(open) = self.open(origin).take() {
-                        let path = open.file.path().to_path_buf();
-                        drop(open);
+                    if let Some(batch) = self.current(origin).take() {
+                        let path = batch.file.path().to_path_buf();
+                        drop(batch);
                         self.quarantine_broken(&path, &format!("write failed: {error}"));
                     }
                     std::thread::sleep(DISK_RETRY);
@@ -453,24 +358,24 @@ impl Writer {
             let size = record.len() as u64 + 1;
             let (max_records, max_bytes) = (self.rules.max_records, self.rules.max_bytes);
             if self
-                .open(origin)
+                .current(origin)
                 .as_ref()
                 .is_some_and(|b| b.file.records() > 0 && b.file.raw_bytes() + size > max_bytes)
             {
                 self.try_seal(origin).map_err(|e| (sealed_upto, e))?;
                 sealed_upto = i;
             }
-            if self.open(origin).is_none() {
-                let path = self.spool.open_path(self.id, origin.name());
+            if self.current(origin).is_none() {
+                let path = self.spool.new_batch_path(self.id, origin.name());
                 let file =
                     BatchFile::create(&path, self.rules.level).map_err(|e| (sealed_upto, e))?;
-                *self.open(origin) = Some(OpenBatch {
+                *self.current(origin) = Some(CurrentBatch {
                     file,
                     first_arrival: arrived,
                     acks: Vec::new(),
                 });
             }
-            let batch = self.open(origin).as_mut().expect("opened above");
+            let batch = self.current(origin).as_mut().expect("opened above");
             batch.file.append(record).map_err(|e| (sealed_upto, e))?;
             if batch.file.records() >= max_records || batch.file.raw_bytes() >= max_bytes {
                 self.try_seal(origin).map_err(|e| (sealed_upto, e))?;
@@ -480,7 +385,7 @@ impl Writer {
         Ok(())
     }
 
-    /// Seals the open batch, logging a failure (the batch then goes to quarantine).
+    /// Seals the current batch, logging a failure (the batch then goes to quarantine).
     fn seal(&mut self, origin: Origin) {
         if let Err(error) = self.try_seal(origin) {
             tracing::error!(writer = self.id, %error, "sealing a batch failed");
@@ -488,34 +393,34 @@ impl Writer {
     }
 
     fn try_seal(&mut self, origin: Origin) -> io::Result<()> {
-        let Some(open) = self.open(origin).take() else {
+        let Some(current) = self.current(origin).take() else {
             return Ok(());
         };
-        let path = open.file.path().to_path_buf();
-        let open_for = open.first_arrival.elapsed();
+        let path = current.file.path().to_path_buf();
+        let open_for = current.first_arrival.elapsed();
         // Unacknowledged on failure: the checkpoints stay before these records, so that a
         // restart reads them again.
-        let result = open
+        let result = current
             .file
             .finish()
             .and_then(|(path, records, raw)| self.spool.seal(&path, records, raw));
         match result {
-            Ok(batch) => {
+            Ok(sealed) => {
                 let spool = &self.stats.spool;
                 spool.sealed.fetch_add(1, Ordering::Relaxed);
                 spool
                     .sealed_records
-                    .fetch_add(batch.records, Ordering::Relaxed);
+                    .fetch_add(sealed.records, Ordering::Relaxed);
                 spool
                     .seal_latency_max_ms
                     .fetch_max(open_for.as_millis() as u64, Ordering::Relaxed);
-                Ack::all_sealed(open.acks);
+                SealAck::all_sealed(current.acks);
                 tracing::debug!(
                     writer = self.id,
-                    seq = batch.seq,
-                    records = batch.records,
-                    raw = batch.raw_bytes,
-                    gzip = batch.gzip_bytes,
+                    seq = sealed.seq,
+                    records = sealed.records,
+                    raw = sealed.raw_bytes,
+                    gzip = sealed.gzip_bytes,
                     "sealed a batch"
                 );
                 Ok(())

@@ -1,10 +1,10 @@
 //! `nss configure-mcas` and `nss disable-mcas`: enter or forget the MCAS API token and
 //! domain, the way the NSS appliance asks for them, editing the configuration file in place.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, BufRead, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use std::sync::OnceLock;
@@ -17,8 +17,8 @@ use toml_edit::{DocumentMut, Item, Table, Value};
 use super::troubleshoot::{self, Verdict};
 use super::{ConfigureMcasArgs, Unavailable};
 use crate::config::{check_domain, check_token_shape, ConfigError, Secret, Settings};
-use crate::spool::sync_dir;
-use crate::upload::McasClient;
+use crate::fsx::AtomicWrite;
+use crate::mcas::McasClient;
 
 const TOKEN_PROMPT: &str = "token (Authentication token for uploading to MCAS)";
 const DOMAIN_PROMPT: &str = "domain (MCAS domain like mycompany.portal.cloudappsecurity.com)";
@@ -525,39 +525,18 @@ impl ConfigFile {
     }
 }
 
-/// Replaces `path` with `data` so that a crash leaves either the old or the new file:
-/// a temporary file in the same directory, mode 0600, flushed to disk, renamed over
-/// `path`, and the directory flushed so that the rename itself survives.
+/// Replaces `path` with `data` so that a crash leaves either the old or the new file,
+/// mode 0600, creating its directory if need be.
 fn write_atomically(path: &Path, data: &[u8], owner: Option<(u32, u32)>) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(&dir)?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
-        }
-        file.write_all(data)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&temp, path)?;
-        sync_dir(&dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)?;
     }
-    result
+    AtomicWrite::durable(0o600)
+        .owned_by(owner)
+        .write(path, data)
 }
 
 #[cfg(test)]

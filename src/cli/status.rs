@@ -100,8 +100,8 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
         },
         memory: Default::default(),
     };
-    if let Ok(spool) = Spool::open(&settings.spool_dir()) {
-        if let Ok(ready) = spool.ready() {
+    if let Ok(spool) = Spool::prepare(&settings.spool_dir()) {
+        if let Ok(ready) = spool.scan_ready() {
             report.spool.batches = ready.len() as u64;
             report.spool.bytes = ready.iter().map(|b| b.gzip_bytes).sum();
             report.spool.oldest = ready.first().map(|b| rfc3339(b.sealed_at));

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::Settings;
+use crate::mcas::McasClient;
 use crate::status::{rfc3339, Stats};
 use crate::sync::{self, CategoryStore, SyncOutcome};
-use crate::upload::McasClient;
 
 /// Runs one sync against MCAS and prints what it did. MCAS refusing or unreachable comes
-/// back as an [`crate::upload::ApiError`] in the chain (exit 69), a missing domain or
+/// back as an [`crate::mcas::ApiError`] in the chain (exit 69), a missing domain or
 /// token as a [`crate::config::ConfigError`] (exit 78).
 pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let target = settings.mcas_target()?;

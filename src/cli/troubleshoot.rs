@@ -5,8 +5,8 @@
 
 use super::Unavailable;
 use crate::config::{McasTarget, Settings};
-use crate::upload::error::describe;
-use crate::upload::McasClient;
+use crate::mcas::error::describe;
+use crate::mcas::McasClient;
 
 /// How many of the returned domains are shown.
 const SHOWN: usize = 10;

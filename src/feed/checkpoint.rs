@@ -3,13 +3,14 @@
 
 use std::collections::VecDeque;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spool::sync_dir;
+use crate::fsx::AtomicWrite;
+use crate::pipeline::{SealAck, SealWatcher};
 
 /// How many leading bytes of a file identify its content (with device and inode), so that
 /// a file truncated and written again, or a new file on a reused inode, is told apart.
@@ -97,12 +98,8 @@ impl CheckpointStore {
     /// Writes a checkpoint atomically: temporary file, fsync, rename, fsync of the directory.
     pub fn save(&self, checkpoint: &Checkpoint) -> io::Result<()> {
         let file = self.file_for(&checkpoint.path);
-        let tmp = file.with_extension("json.tmp");
-        let mut out = fs::File::create(&tmp)?;
-        out.write_all(&serde_json::to_vec(checkpoint).map_err(io::Error::other)?)?;
-        out.sync_all()?;
-        fs::rename(&tmp, &file)?;
-        sync_dir(&self.dir)
+        let json = serde_json::to_vec(checkpoint).map_err(io::Error::other)?;
+        AtomicWrite::durable(0o644).write(&file, &json)
     }
 }
 
@@ -134,14 +131,6 @@ struct PendingChunk {
     sealed: bool,
 }
 
-/// A chunk's claim on its file's checkpoint: call [`Ack::sealed`] once every record of the
-/// chunk is in a sealed batch. Dropped without that, the checkpoint stays before it.
-#[derive(Debug)]
-pub struct Ack {
-    progress: Arc<FileProgress>,
-    id: u64,
-}
-
 impl FileProgress {
     /// Progress of the file at `path`, saved in `store`.
     pub fn new(store: Arc<CheckpointStore>, path: PathBuf) -> Arc<FileProgress> {
@@ -153,7 +142,7 @@ impl FileProgress {
     }
 
     /// Registers the next chunk read: records from byte `start` to `end` of `identity`.
-    pub fn register(self: &Arc<Self>, identity: Identity, start: u64, end: u64) -> Ack {
+    pub fn register(self: &Arc<Self>, identity: Identity, start: u64, end: u64) -> SealAck {
         let mut pending = self.pending.lock().unwrap();
         let id = pending.next_id;
         pending.next_id += 1;
@@ -163,12 +152,11 @@ impl FileProgress {
             end,
             sealed: false,
         });
-        Ack {
-            progress: self.clone(),
-            id,
-        }
+        SealAck::new(self.clone(), id)
     }
+}
 
+impl SealWatcher for FileProgress {
     /// Marks the chunks `ids` sealed and saves the checkpoint once for all of them.
     fn sealed(&self, ids: &[u64]) {
         let mut pending = self.pending.lock().unwrap();
@@ -230,27 +218,6 @@ impl FileProgress {
     }
 }
 
-impl Ack {
-    /// Every record of the chunk is in a sealed batch.
-    pub fn sealed(self) {
-        self.progress.sealed(&[self.id]);
-    }
-
-    /// Every record of these chunks is in a sealed batch. A batch holds hundreds of
-    /// chunks: the checkpoint of each file is saved (and synced) once, not once a chunk.
-    pub fn all_sealed(mut acks: Vec<Ack>) {
-        while let Some(ack) = acks.first() {
-            let progress = ack.progress.clone();
-            let (same, rest): (Vec<Ack>, Vec<Ack>) = acks
-                .into_iter()
-                .partition(|a| Arc::ptr_eq(&a.progress, &progress));
-            let ids: Vec<u64> = same.iter().map(|a| a.id).collect();
-            progress.sealed(&ids);
-            acks = rest;
-        }
-    }
-}
-
 /// FNV-1a, 64 bits: a stable hash (unlike std's) for fingerprints and file names.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
@@ -308,11 +275,11 @@ mod tests {
         let c = second.register(identity(), 0, 50);
         let d = first.register(identity(), 200, 300);
         // b, c and d are in this batch; a is still in another writer's.
-        Ack::all_sealed(vec![b, c, d]);
+        SealAck::all_sealed(vec![b, c, d]);
         let saved = store.load(&one).unwrap();
         assert_eq!((saved.offset, saved.sealed), (0, vec![(100, 300)]));
         assert_eq!(store.load(&two).unwrap().offset, 50);
-        Ack::all_sealed(vec![a]);
+        SealAck::all_sealed(vec![a]);
         let saved = store.load(&one).unwrap();
         assert_eq!((saved.offset, saved.sealed), (300, vec![]));
     }

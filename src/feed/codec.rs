@@ -7,14 +7,14 @@ use tokio_util::codec::Decoder;
 
 /// What the decoder found next in the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
+pub enum Decoded {
     /// One record, without its line terminator. It shares memory with the read buffer.
     Record(Bytes),
     /// A record longer than the limit, dropped whole; `bytes` is its length.
     Oversize { bytes: u64 },
 }
 
-/// A `Decoder` of newline-terminated records into [`Frame`]s.
+/// A `Decoder` of newline-terminated records into [`Decoded`] items.
 ///
 /// Records are bytes: invalid UTF-8 and NUL pass through untouched. A trailing `\r` is
 /// removed, empty lines are skipped, and a record longer than `max_record_bytes` is
@@ -40,7 +40,7 @@ impl RecordDecoder {
     }
 
     /// Turns a complete line (terminator removed from `len`) into a frame.
-    fn frame(&self, mut line: BytesMut, len: usize) -> Option<Frame> {
+    fn frame(&self, mut line: BytesMut, len: usize) -> Option<Decoded> {
         let len = if len > 0 && line[len - 1] == b'\r' {
             len - 1
         } else {
@@ -50,18 +50,18 @@ impl RecordDecoder {
             return None;
         }
         if len > self.max_record_bytes {
-            return Some(Frame::Oversize { bytes: len as u64 });
+            return Some(Decoded::Oversize { bytes: len as u64 });
         }
         line.truncate(len);
-        Some(Frame::Record(line.freeze()))
+        Some(Decoded::Record(line.freeze()))
     }
 }
 
 impl Decoder for RecordDecoder {
-    type Item = Frame;
+    type Item = Decoded;
     type Error = io::Error;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Frame>> {
+    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Decoded>> {
         loop {
             let Some(offset) = memchr::memchr(b'\n', &buf[self.searched..]) else {
                 if let Some(dropped) = self.discarding.as_mut() {
@@ -84,7 +84,7 @@ impl Decoder for RecordDecoder {
             if let Some(dropped) = self.discarding.take() {
                 buf.advance(newline + 1);
                 let dropped = dropped + newline as u64;
-                return Ok(Some(Frame::Oversize { bytes: dropped }));
+                return Ok(Some(Decoded::Oversize { bytes: dropped }));
             }
             let line = buf.split_to(newline + 1);
             if let Some(frame) = self.frame(line, newline) {
@@ -93,7 +93,7 @@ impl Decoder for RecordDecoder {
         }
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> io::Result<Option<Frame>> {
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> io::Result<Option<Decoded>> {
         if let Some(frame) = self.decode(buf)? {
             return Ok(Some(frame));
         }
@@ -101,7 +101,7 @@ impl Decoder for RecordDecoder {
         if let Some(dropped) = self.discarding.take() {
             let dropped = dropped + buf.len() as u64;
             buf.clear();
-            return Ok(Some(Frame::Oversize { bytes: dropped }));
+            return Ok(Some(Decoded::Oversize { bytes: dropped }));
         }
         if buf.is_empty() {
             return Ok(None);
@@ -117,7 +117,7 @@ impl Decoder for RecordDecoder {
 mod tests {
     use super::*;
 
-    fn decode_all(input: &[&[u8]], max: usize) -> Vec<Frame> {
+    fn decode_all(input: &[&[u8]], max: usize) -> Vec<Decoded> {
         let mut decoder = RecordDecoder::new(max);
         let mut buf = BytesMut::new();
         let mut frames = Vec::new();
@@ -133,8 +133,8 @@ mod tests {
         frames
     }
 
-    fn record(bytes: &[u8]) -> Frame {
-        Frame::Record(Bytes::copy_from_slice(bytes))
+    fn record(bytes: &[u8]) -> Decoded {
+        Decoded::Record(Bytes::copy_from_slice(bytes))
     }
 
     #[test]
@@ -171,7 +171,7 @@ mod tests {
             frames,
             vec![
                 record(b"ok"),
-                Frame::Oversize { bytes: 50 },
+                Decoded::Oversize { bytes: 50 },
                 record(b"next")
             ]
         );
@@ -182,7 +182,7 @@ mod tests {
         let frames = decode_all(&[b"0123456789A\nshort\n"], 10);
         assert_eq!(
             frames,
-            vec![Frame::Oversize { bytes: 11 }, record(b"short")]
+            vec![Decoded::Oversize { bytes: 11 }, record(b"short")]
         );
     }
 
@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn oversize_unterminated_at_eof() {
         let frames = decode_all(&[b"a\n", &[b'y'; 30]], 10);
-        assert_eq!(frames, vec![record(b"a"), Frame::Oversize { bytes: 30 }]);
+        assert_eq!(frames, vec![record(b"a"), Decoded::Oversize { bytes: 30 }]);
     }
 
     #[test]
@@ -203,10 +203,10 @@ mod tests {
         let mut decoder = RecordDecoder::new(100);
         let mut buf = BytesMut::from(&b"first\nsecond\n"[..]);
         let start = buf.as_ptr() as usize;
-        let Some(Frame::Record(first)) = decoder.decode(&mut buf).unwrap() else {
+        let Some(Decoded::Record(first)) = decoder.decode(&mut buf).unwrap() else {
             panic!("no record")
         };
-        let Some(Frame::Record(second)) = decoder.decode(&mut buf).unwrap() else {
+        let Some(Decoded::Record(second)) = decoder.decode(&mut buf).unwrap() else {
             panic!("no record")
         };
         assert_eq!(first.as_ptr() as usize, start);

@@ -9,12 +9,13 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
-pub use codec::{Frame, RecordDecoder};
+pub use codec::{Decoded, RecordDecoder};
 
 use crate::memory::{MemoryBudget, MemoryPermit};
+use crate::pipeline::Records;
 use crate::status::Stats;
 
 /// Bytes asked of the operating system in one read.
@@ -33,12 +34,6 @@ pub struct Framer {
     budget: MemoryBudget,
     /// The budget's bytes for the read buffer; records cut out of it take their share along.
     held: MemoryPermit,
-}
-
-/// Records cut out of the read buffer, with the memory they hold.
-pub struct Framed {
-    pub records: Vec<Bytes>,
-    pub permit: MemoryPermit,
 }
 
 impl Framer {
@@ -80,7 +75,7 @@ impl Framer {
 
     /// The complete records in the buffer. At the end of the input (`eof`), an
     /// unterminated last line counts as a record too.
-    pub fn records(&mut self, eof: bool) -> io::Result<Framed> {
+    pub fn records(&mut self, eof: bool) -> io::Result<Records> {
         let mut records = Vec::new();
         loop {
             let frame = if eof {
@@ -89,8 +84,8 @@ impl Framer {
                 self.decoder.decode(&mut self.buf)?
             };
             match frame {
-                Some(Frame::Record(record)) => records.push(record),
-                Some(Frame::Oversize { bytes }) => self.oversize(bytes),
+                Some(Decoded::Record(record)) => records.push(record),
+                Some(Decoded::Oversize { bytes }) => self.oversize(bytes),
                 None => break,
             }
         }
@@ -105,7 +100,7 @@ impl Framer {
         }
         // The records' memory was the buffer's: its permit goes along with them.
         let permit = self.held.split(bytes + records.len() as u64);
-        Ok(Framed { records, permit })
+        Ok(Records { records, permit })
     }
 
     fn oversize(&mut self, bytes: u64) {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{CheckpointStore, FileProgress, Identity, FINGERPRINT_BYTES};
 use super::Framer;
-use crate::batch::RecordSink;
+use crate::pipeline::RecordSink;
 use crate::status::{FileReport, Stats};
 
 /// How often a file at its end is looked at again.

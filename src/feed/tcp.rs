@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Framer;
-use crate::batch::RecordSink;
+use crate::pipeline::RecordSink;
 use crate::status::Stats;
 
 /// After shutdown is asked for, how long a connection may go on delivering what its peer

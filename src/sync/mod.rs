@@ -13,9 +13,9 @@ pub use store::{Category, CategoryStore, LimitError, Limits, Replaced, StoreErro
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SyncSettings;
+use crate::mcas::error::describe;
+use crate::mcas::{ApiError, McasClient, Step};
 use crate::status::{rfc3339, Stats};
-use crate::upload::error::describe;
-use crate::upload::{ApiError, McasClient, Step};
 
 /// How far the wait between two syncs strays from `sync.interval`, either way, so that
 /// appliances started together do not call MCAS together.

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -15,7 +15,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::config::SyncSettings;
-use crate::spool::sync_dir;
+use crate::fsx::AtomicWrite;
 use crate::status::rfc3339;
 
 /// The store's file name in the state directory.
@@ -25,7 +25,6 @@ pub const FILE_NAME: &str = "url-categories.json";
 const LOCK_NAME: &str = "url-categories.lock";
 /// Where a new version is written before it is renamed over the file (under the lock, so
 /// one name is enough, and a leftover of a crash is simply overwritten).
-const TEMP_NAME: &str = "url-categories.json.tmp";
 /// The `source` of the category the unsanctioned-apps sync fills.
 pub const SYNC_SOURCE: &str = "mcas-sync";
 
@@ -271,23 +270,9 @@ impl CategoryStore {
     fn write(&self, file: &StoreFile) -> Result<(), StoreError> {
         let mut json = serde_json::to_vec_pretty(file).expect("categories always serialize");
         json.push(b'\n');
-        let temp = self.dir().join(TEMP_NAME);
-        let written = (|| {
-            let mut out = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .mode(0o640)
-                .open(&temp)?;
-            out.write_all(&json)?;
-            out.sync_all()?;
-            fs::rename(&temp, &self.path)?;
-            sync_dir(self.dir())
-        })();
-        written.map_err(|e| {
-            let _ = fs::remove_file(&temp);
-            self.io("write", e)
-        })
+        AtomicWrite::durable(0o640)
+            .write(&self.path, &json)
+            .map_err(|e| self.io("write", e))
     }
 
     fn io(&self, action: &'static str, source: io::Error) -> StoreError {
@@ -382,7 +367,17 @@ mod tests {
         let mut sorted = categories[1].urls.clone();
         sorted.sort();
         assert_eq!(categories[1].urls, sorted);
-        assert!(!dir.path().join("state").join(TEMP_NAME).exists());
+        let temporary = fs::read_dir(dir.path().join("state"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count();
+        assert_eq!(temporary, 0, "no temporary file is left");
         let mode = fs::metadata(store.path()).unwrap().permissions();
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o027, 0);
     }

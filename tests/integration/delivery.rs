@@ -224,7 +224,9 @@ async fn large_batch_goes_up_in_blocks(world: World) {
     let mut settings = world.settings();
     settings
         .set("batch.max_bytes", &quote("1GiB"))
-        .set("batch.max_age", &quote("3s"))
+        // Long enough that a machine busy with other work still writes all 70 MiB into
+        // the one batch before its age is up.
+        .set("batch.max_age", &quote("10s"))
         .set("batch.writers", "1")
         .set("batch.gzip_level", "1");
     let agent = world.agent(&settings);

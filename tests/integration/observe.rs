@@ -210,3 +210,77 @@ fn http_get(port: u16, path: &str) -> String {
     stream.read_to_string(&mut text).unwrap();
     text
 }
+
+/// Under systemd, stderr is the journal's stream: every line carries its syslog priority,
+/// so that `journalctl -p warning` finds the warnings, and the fields follow the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_systemd_each_log_line_carries_its_journal_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let world = World::start().await;
+    let mut settings = world.settings();
+    settings.set("feed.max_record_bytes", &quote("1KiB"));
+    let config = world.dir.path().join("journal.toml");
+    settings.write(&config);
+    // The journal's stream, as systemd hands it over: stderr, named by JOURNAL_STREAM.
+    let journal = world.dir.path().join("journal");
+    let stream = std::fs::File::create(&journal).unwrap();
+    let meta = stream.metadata().unwrap();
+    let mut child = nss()
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stream)
+        .spawn()
+        .unwrap();
+    let feed: std::net::SocketAddr =
+        serde_json::from_str::<String>(settings.get("feed.listen").unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(feed).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A record over feed.max_record_bytes: dropped with a warning.
+    let mut long = vec![b'x'; 4096];
+    long.push(b'\n');
+    send_tcp(feed, &long);
+    let text = loop {
+        let text = std::fs::read_to_string(&journal).unwrap();
+        if text.contains("dropped a record") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<6>") && l.contains("nss-agent running")),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("<4>")
+            && l.contains("dropped a record")
+            && l.contains("input=")),
+        "the warning is at priority 4 with its fields:\n{text}"
+    );
+    assert!(
+        lines.iter().all(|l| l.starts_with('<')),
+        "every line has a priority:\n{text}"
+    );
+    assert!(!text.contains(" INFO ") && !text.contains('\x1b'), "{text}");
+}

@@ -10,8 +10,8 @@ use reqwest::{Body, Client, RequestBuilder};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
+use super::client::{Provider, UploadTarget};
 use super::error::{ApiError, Step};
-use super::mcas::{Provider, UploadTarget};
 use super::retry::retry_after;
 
 /// Azure takes a file below this in one Put Blob; larger ones go up in blocks.

@@ -1,25 +1,14 @@
 //! Upload: each sealed batch, oldest first, to MCAS in three steps (upload_url, the blob
 //! PUT, done_upload). A batch leaves the spool only after done_upload answered 2xx.
 
-pub mod blob;
-pub mod error;
-pub mod http;
-pub mod limit;
-pub mod mcas;
-pub mod retry;
-
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use error::{ApiError, Step};
-pub use limit::ApiRateLimiter;
-pub use mcas::{McasClient, Provider, UploadTarget};
-pub use retry::Backoff;
-
 use crate::config::{McasTarget, UploadSettings};
+use crate::mcas::{blob, ApiError, Backoff, McasClient, UploadTarget};
 use crate::spool::{SealedBatch, Spool};
 use crate::status::{rfc3339, Stats};
 
@@ -129,7 +118,7 @@ impl Uploader {
 
     /// The oldest sealed batch, after refreshing the spool's figures in the status.
     fn next_batch(&self) -> std::io::Result<Option<SealedBatch>> {
-        let ready = self.spool.ready()?;
+        let ready = self.spool.scan_ready()?;
         let spool = &self.stats.spool;
         spool.batches.store(ready.len() as u64, Ordering::Relaxed);
         spool

@@ -8,6 +8,9 @@
 //! A file enters `ready/` only by rename after its gzip trailer is written and fsynced,
 //! and leaves it only after MCAS accepted it, so a crash never uploads half a batch.
 
+mod batch_file;
+mod recover;
+
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,11 +18,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flate2::read::GzDecoder;
-use std::io::Read;
 use tokio::sync::Notify;
 
-use crate::batch::BatchFile;
+pub use batch_file::BatchFile;
+pub use recover::Recovery;
+
+use crate::fsx::sync_dir;
 
 use crate::status::unix_millis;
 
@@ -67,20 +71,10 @@ impl SealedBatch {
     }
 }
 
-/// What [`Spool::recover`] found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Recovery {
-    /// New sealed batches of salvaged TCP records.
-    pub salvaged_batches: u64,
-    pub salvaged_records: u64,
-    /// Unsealed batches of tailed files, deleted (their files are read again).
-    pub discarded: u64,
-}
-
 /// The spool directory.
 #[derive(Debug)]
 pub struct Spool {
-    open_dir: PathBuf,
+    unsealed_dir: PathBuf,
     ready_dir: PathBuf,
     quarantine_dir: PathBuf,
     next_seq: AtomicU64,
@@ -93,19 +87,19 @@ impl Spool {
     /// Opens (creating if needed) the spool at `root`. Files in `ready/` the spool did not
     /// name are moved to quarantine; batches a previous run left unsealed wait for
     /// [`Spool::recover`].
-    pub fn open(root: &Path) -> io::Result<Spool> {
+    pub fn prepare(root: &Path) -> io::Result<Spool> {
         let spool = Spool {
-            open_dir: root.join("open"),
+            unsealed_dir: root.join("open"),
             ready_dir: root.join("ready"),
             quarantine_dir: root.join("quarantine"),
             next_seq: AtomicU64::new(0),
             sealed: Arc::new(Notify::new()),
             ready_bytes: AtomicU64::new(0),
         };
-        for dir in [&spool.open_dir, &spool.ready_dir, &spool.quarantine_dir] {
+        for dir in [&spool.unsealed_dir, &spool.ready_dir, &spool.quarantine_dir] {
             fs::create_dir_all(dir)?;
         }
-        let ready = spool.ready()?;
+        let ready = spool.scan_ready()?;
         let next = ready.last().map_or(0, |b| b.seq + 1);
         spool.next_seq.store(next, Ordering::Relaxed);
         Ok(spool)
@@ -113,128 +107,29 @@ impl Spool {
 
     /// A path in `open/` for a new batch of writer `writer`, of records from `origin`
     /// (`tcp` or `file`: what [`Spool::recover`] does with it after a crash).
-    pub fn open_path(&self, writer: usize, origin: &str) -> PathBuf {
+    pub fn new_batch_path(&self, writer: usize, origin: &str) -> PathBuf {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        self.open_dir.join(format!(
+        self.unsealed_dir.join(format!(
             "w{writer}-{origin}-{}-{nanos}.gz.part",
             std::process::id()
         ))
     }
 
-    /// Deals with the batches a killed run left unsealed in `open/`:
-    /// - from TCP (`tcp`): the records in them exist nowhere else. Every whole record that
-    ///   reads back (the writers flush as they go) is sealed into a new batch.
-    /// - from tailed files (`file`): deleted; their records are read again from the files,
-    ///   whose checkpoints never moved past an unsealed batch.
-    /// - anything else goes to quarantine.
-    pub fn recover(&self, level: u32) -> io::Result<Recovery> {
-        let mut recovery = Recovery::default();
-        for entry in fs::read_dir(&self.open_dir)? {
-            let path = entry?.path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match name.split('-').nth(1) {
-                Some("tcp") => {
-                    let salvaged = self.salvage(&path, level)?;
-                    recovery.salvaged_records += salvaged;
-                    recovery.salvaged_batches += (salvaged > 0) as u64;
-                }
-                Some("file") => {
-                    fs::remove_file(&path)?;
-                    recovery.discarded += 1;
-                }
-                // An interrupted salvage: its source is still here and is salvaged again.
-                _ if name.starts_with("salvage-") => fs::remove_file(&path)?,
-                _ => {
-                    tracing::warn!(file = %path.display(), "an unknown file in the spool's open batches; moving it to quarantine");
-                    self.quarantine(&path, "not a batch the spool writes")?;
-                }
-            }
-        }
-        sync_dir(&self.open_dir)?;
-        Ok(recovery)
-    }
-
-    /// Reads the whole records back from an unsealed TCP batch into a new sealed batch,
-    /// then deletes it. Returns how many records were saved.
-    fn salvage(&self, path: &Path, level: u32) -> io::Result<u64> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let out = self
-            .open_dir
-            .join(format!("salvage-{}-{nanos}.gz.part", std::process::id()));
-        let mut batch = BatchFile::create(&out, level)?;
-        let mut decoder = GzDecoder::new(io::BufReader::new(File::open(path)?));
-        let mut buf = vec![0u8; 256 << 10];
-        let mut carry: Vec<u8> = Vec::new();
-        let ended = loop {
-            match decoder.read(&mut buf) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    carry.extend_from_slice(&buf[..n]);
-                    let Some(last) = memchr::memrchr(b'\n', &carry) else {
-                        continue;
-                    };
-                    for record in carry[..last]
-                        .split(|&b| b == b'\n')
-                        .filter(|r| !r.is_empty())
-                    {
-                        batch.append(record)?;
-                    }
-                    carry.drain(..=last);
-                }
-                Err(error) => break Err(error),
-            }
-        };
-        let records = batch.records();
-        // A stream cut off by the kill ends early; anything else means damage.
-        let damaged = match &ended {
-            Err(error) if error.kind() != io::ErrorKind::UnexpectedEof => Some(error.to_string()),
-            _ => None,
-        };
-        if records > 0 {
-            let (out, records, raw) = batch.finish()?;
-            self.seal(&out, records, raw)?;
-        } else {
-            drop(batch);
-            fs::remove_file(&out)?;
-        }
-        match damaged {
-            Some(error) => {
-                tracing::warn!(file = %path.display(), records, %error, "salvaged the readable records of a damaged unsealed batch; the batch is kept in quarantine");
-                self.quarantine(
-                    path,
-                    &format!("unsealed batch unreadable after {records} records: {error}"),
-                )?;
-            }
-            None => {
-                if records > 0 || !carry.is_empty() {
-                    tracing::info!(file = %path.display(), records, partial_bytes = carry.len(), "salvaged an unsealed batch of an interrupted run");
-                }
-                fs::remove_file(path)?;
-            }
-        }
-        Ok(records)
-    }
-
     /// Moves a complete, fsynced batch file from `open/` into `ready/` and makes the
     /// rename itself durable. Wakes the uploader.
-    pub fn seal(&self, open_path: &Path, records: u64, raw_bytes: u64) -> io::Result<SealedBatch> {
-        let gzip_bytes = fs::metadata(open_path)?.len();
+    pub fn seal(&self, unsealed: &Path, records: u64, raw_bytes: u64) -> io::Result<SealedBatch> {
+        let gzip_bytes = fs::metadata(unsealed)?.len();
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let sealed_at = SystemTime::now();
         let path = self
             .ready_dir
             .join(SealedBatch::file_name(seq, sealed_at, records, raw_bytes));
-        fs::rename(open_path, &path)?;
+        fs::rename(unsealed, &path)?;
         self.ready_bytes.fetch_add(gzip_bytes, Ordering::Relaxed);
         sync_dir(&self.ready_dir)?;
-        sync_dir(&self.open_dir)?;
+        sync_dir(&self.unsealed_dir)?;
         self.sealed.notify_one();
         Ok(SealedBatch {
             path,
@@ -248,7 +143,7 @@ impl Spool {
 
     /// The sealed batches, oldest first. Files whose names the spool did not write are
     /// moved to quarantine.
-    pub fn ready(&self) -> io::Result<Vec<SealedBatch>> {
+    pub fn scan_ready(&self) -> io::Result<Vec<SealedBatch>> {
         let mut batches = Vec::new();
         for entry in fs::read_dir(&self.ready_dir)? {
             let entry = entry?;
@@ -323,7 +218,7 @@ impl Spool {
 
     /// The size of the spool's file system and the bytes free on it, if they can be seen.
     pub fn disk(&self) -> Option<(u64, u64)> {
-        let fs = nix::sys::statvfs::statvfs(&self.open_dir).ok()?;
+        let fs = nix::sys::statvfs::statvfs(&self.unsealed_dir).ok()?;
         Some((
             fs.blocks() * fs.fragment_size(),
             fs.blocks_available() * fs.fragment_size(),
@@ -384,25 +279,21 @@ impl Spool {
     }
 }
 
-/// Makes the entries of a directory (renames, creations, deletions) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn seals_in_order_and_survives_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
+        let spool = Spool::prepare(dir.path()).unwrap();
         for i in 0..3u64 {
-            let open = spool.open_path(0, "tcp");
+            let open = spool.new_batch_path(0, "tcp");
             fs::write(&open, vec![0u8; 10 + i as usize]).unwrap();
             spool.seal(&open, i + 1, 100 * (i + 1)).unwrap();
         }
-        let ready = spool.ready().unwrap();
+        let ready = spool.scan_ready().unwrap();
         assert_eq!(
             ready.iter().map(|b| b.records).collect::<Vec<_>>(),
             [1, 2, 3]
@@ -412,23 +303,23 @@ mod tests {
 
         spool.remove(&ready[0]).unwrap();
         drop(spool);
-        let spool = Spool::open(dir.path()).unwrap();
-        let open = spool.open_path(1, "tcp");
+        let spool = Spool::prepare(dir.path()).unwrap();
+        let open = spool.new_batch_path(1, "tcp");
         fs::write(&open, b"x").unwrap();
         let fourth = spool.seal(&open, 4, 4).unwrap();
         assert_eq!(
             fourth.seq, 3,
             "a reopened spool keeps counting after the newest batch"
         );
-        assert_eq!(spool.ready().unwrap().len(), 3);
+        assert_eq!(spool.scan_ready().unwrap().len(), 3);
     }
 
     #[test]
     fn verify_catches_a_cut_or_foreign_file() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
-        let open = spool.open_path(0, "tcp");
-        let mut file = crate::batch::BatchFile::create(&open, 6).unwrap();
+        let spool = Spool::prepare(dir.path()).unwrap();
+        let open = spool.new_batch_path(0, "tcp");
+        let mut file = BatchFile::create(&open, 6).unwrap();
         file.append(b"a record").unwrap();
         let (path, records, raw) = file.finish().unwrap();
         let batch = spool.seal(&path, records, raw).unwrap();
@@ -443,23 +334,23 @@ mod tests {
     #[test]
     fn recover_salvages_tcp_batches_and_drops_file_batches() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
+        let spool = Spool::prepare(dir.path()).unwrap();
         // A TCP batch killed after a flush and in the middle of the next record.
-        let tcp = spool.open_path(0, "tcp");
+        let tcp = spool.new_batch_path(0, "tcp");
         let mut batch = BatchFile::create(&tcp, 6).unwrap();
         batch.append(b"one").unwrap();
         batch.append(b"two").unwrap();
         batch.flush().unwrap();
         std::mem::forget(batch);
-        let file = spool.open_path(1, "file");
+        let file = spool.new_batch_path(1, "file");
         fs::write(&file, b"records the file still has").unwrap();
-        let junk = spool.open_path(1, "tcp");
+        let junk = spool.new_batch_path(1, "tcp");
         fs::write(&junk, b"not gzip at all").unwrap();
         fs::write(dir.path().join("open/notes.txt"), b"?").unwrap();
         fs::write(dir.path().join("ready/notes.txt"), b"?").unwrap();
         drop(spool);
 
-        let spool = Spool::open(dir.path()).unwrap();
+        let spool = Spool::prepare(dir.path()).unwrap();
         let recovery = spool.recover(6).unwrap();
         assert_eq!(
             recovery,
@@ -469,10 +360,10 @@ mod tests {
                 discarded: 1
             }
         );
-        let ready = spool.ready().unwrap();
+        let ready = spool.scan_ready().unwrap();
         assert_eq!(ready.len(), 1);
         let mut text = Vec::new();
-        GzDecoder::new(File::open(&ready[0].path).unwrap())
+        flate2::read::GzDecoder::new(File::open(&ready[0].path).unwrap())
             .read_to_end(&mut text)
             .unwrap();
         assert_eq!(text, b"one\ntwo\n");

@@ -1,0 +1,15 @@
+//! The MCAS client: the Cloud Discovery API (upload_url, done_upload, the block script),
+//! the blob store behind an upload URL, the process-wide rate limiter of API calls, and
+//! what MCAS's answers mean. Used by the uploader, the sync, troubleshoot and configure.
+
+pub mod blob;
+pub mod client;
+pub mod error;
+pub mod http;
+pub mod limit;
+pub mod retry;
+
+pub use client::{McasClient, Provider, RawAnswer, UploadTarget};
+pub use error::{ApiError, Step};
+pub use limit::ApiRateLimiter;
+pub use retry::Backoff;
