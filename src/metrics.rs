@@ -366,7 +366,11 @@ pub fn render(report: &StatusReport) -> String {
             Kind::Gauge => "gauge",
         };
         let name = metric.name;
-        let _ = writeln!(out, "# HELP nss_agent_{name} {}", metric.help);
+        let _ = writeln!(
+            out,
+            "# HELP nss_agent_{name} {} (nss status: {})",
+            metric.help, metric.field
+        );
         let _ = writeln!(out, "# TYPE nss_agent_{name} {kind}");
         let _ = writeln!(out, "nss_agent_{name} {}", (metric.value)(report));
     }

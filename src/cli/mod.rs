@@ -1,6 +1,5 @@
 //! The command line: one binary, `nss`, with one file a command.
 
-mod assets;
 mod configure;
 mod dump_config;
 mod service;
@@ -72,12 +71,6 @@ pub enum Command {
     },
     /// Print the effective configuration, token masked
     DumpConfig,
-    /// Write the man page and shell completions into a directory (for packaging)
-    #[command(hide = true)]
-    GenerateAssets {
-        /// Where to write them
-        dir: PathBuf,
-    },
 }
 
 /// `nss troubleshoot` subjects.
@@ -125,7 +118,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(crate::daemon::run(settings))
         }
         Command::DumpConfig => dump_config::run(&Settings::load(&path)?),
-        Command::GenerateAssets { dir } => assets::run(&dir),
         Command::ConfigureMcas(args) => configure::configure(&path, &args),
         Command::DisableMcas => configure::disable(&path),
         Command::Start => service::run(&Settings::load(&path)?, service::Action::Start),

@@ -6,7 +6,7 @@
 use super::Unavailable;
 use crate::config::{McasTarget, Settings};
 use crate::mcas::client::ENTRA_FORBIDDEN;
-use crate::mcas::error::describe;
+use crate::mcas::error::{describe, TransportFailure};
 use crate::mcas::{McasClient, SendError};
 
 /// How many of the returned domains are shown.
@@ -162,21 +162,12 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
 /// Why the request did not get an answer, and what to do, from the error's causes.
 fn transport_verdict(domain: &str, error: &reqwest::Error) -> String {
     let cause = describe(error);
-    let lower = cause.to_lowercase();
     let host = domain.rsplit_once(':').map_or(domain, |(h, _)| h);
-    if error.is_timeout() {
-        format!("no answer from {domain} in time ({cause}): check the appliance's route and firewall to MCAS on port 443 (`nss test-firewall`)")
-    } else if lower.contains("dns")
-        || lower.contains("lookup")
-        || lower.contains("name or service not known")
-    {
-        format!("the name {host} does not resolve ({cause}): check the domain's spelling and the appliance's DNS servers")
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
-        format!("TLS to {domain} failed ({cause}): if a TLS-inspecting proxy is in the way, put its CA certificate in mcas.ca_file; otherwise check the appliance's clock and CA bundle")
-    } else if lower.contains("refused") {
-        format!("{domain} refused the connection ({cause}): check the domain and port, and the firewall between the appliance and MCAS")
-    } else {
-        format!("cannot connect to {domain} ({cause}): check the appliance's network path to MCAS on port 443")
+    match TransportFailure::of(error) {
+        TransportFailure::Timeout => format!("no answer from {domain} in time ({cause}): check the appliance's route and firewall to MCAS on port 443"),
+        TransportFailure::NameNotResolved => format!("the name {host} does not resolve ({cause}): check the domain's spelling and the appliance's DNS servers"),
+        TransportFailure::Tls => format!("TLS to {domain} failed ({cause}): if a TLS-inspecting proxy is in the way, put its CA certificate in mcas.ca_file; otherwise check the appliance's clock and CA bundle"),
+        TransportFailure::Refused => format!("{domain} refused the connection ({cause}): check the domain and port, and the firewall between the appliance and MCAS"),
+        TransportFailure::Other => format!("cannot connect to {domain} ({cause}): check the appliance's network path to MCAS on port 443"),
     }
 }

@@ -19,7 +19,7 @@ use crate::status::Stats;
 const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Binds the feed's listener. Fails (before the daemon says it is ready) when the address
-/// is taken or not local.
+/// is taken or is not one of this machine's.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }

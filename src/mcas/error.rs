@@ -133,6 +133,67 @@ impl ApiError {
     }
 }
 
+/// What kept a request from getting an answer, told by the types among the error's causes
+/// rather than by the words of their messages, which libraries reword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// No answer in time.
+    Timeout,
+    /// The host name does not resolve.
+    NameNotResolved,
+    /// The TLS handshake or the certificate check failed.
+    Tls,
+    /// The host refused the connection.
+    Refused,
+    /// Anything else (reset, unreachable network, ...).
+    Other,
+}
+
+impl TransportFailure {
+    /// Classifies a request's failure.
+    pub fn of(error: &reqwest::Error) -> TransportFailure {
+        if error.is_timeout() {
+            return TransportFailure::Timeout;
+        }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(error) = cause {
+            if let Some(kind) = Self::of_one(error) {
+                return kind;
+            }
+            // An io::Error's source() skips the error it wraps (it answers that error's
+            // own source): step into it instead.
+            cause = match error
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => error.source(),
+            };
+        }
+        TransportFailure::Other
+    }
+
+    fn of_one(error: &(dyn std::error::Error + 'static)) -> Option<TransportFailure> {
+        if error.is::<super::http::NameNotResolved>() {
+            Some(TransportFailure::NameNotResolved)
+        } else if error.is::<rustls::Error>() {
+            Some(TransportFailure::Tls)
+        } else if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            Some(TransportFailure::Refused)
+        } else if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            Some(TransportFailure::Timeout)
+        } else {
+            None
+        }
+    }
+}
+
 /// The error and its causes on one line (reqwest hides the useful part in its sources).
 pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();

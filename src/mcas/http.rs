@@ -1,8 +1,11 @@
 //! The HTTPS client every MCAS and blob request goes through.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{Certificate, Client};
 
 /// How long a TCP and TLS handshake may take.
@@ -17,6 +20,7 @@ pub fn client(ca_file: Option<&Path>) -> Result<Client, String> {
         .tls_built_in_root_certs(true)
         .https_only(true)
         .connect_timeout(CONNECT_TIMEOUT)
+        .dns_resolver(Arc::new(SystemResolver))
         .user_agent(concat!("nss-agent/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(3));
     if let Some(path) = ca_file {
@@ -31,4 +35,34 @@ pub fn client(ca_file: Option<&Path>) -> Result<Client, String> {
     builder
         .build()
         .map_err(|e| format!("cannot set up HTTPS: {e}"))
+}
+
+/// A host name the system's resolver could not turn into an address: among an error's
+/// causes, it tells "the name does not resolve" apart from other connection failures by
+/// its type, whatever words the resolver used.
+#[derive(Debug, thiserror::Error)]
+#[error("the name {host} does not resolve: {source}")]
+pub struct NameNotResolved {
+    pub host: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The system's resolver (getaddrinfo, as reqwest's default), answering with
+/// [`NameNotResolved`] when it fails.
+struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map(|addrs| addrs.collect::<Vec<SocketAddr>>());
+            match found {
+                Ok(addrs) => Ok(Box::new(addrs.into_iter()) as Addrs),
+                Err(source) => Err(Box::new(NameNotResolved { host, source }) as _),
+            }
+        })
+    }
 }

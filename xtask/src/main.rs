@@ -1,16 +1,24 @@
-//! `nss generate-assets DIR`: the man page and shell completions, made from the same clap
-//! definitions as the parser, for the packages.
+//! Build-time tasks, kept out of the shipped binary: `cargo run -p xtask -- assets DIR`
+//! writes the man page and shell completions, made from the same clap definitions as the
+//! `nss` parser, for the packages.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::CommandFactory;
 use clap_complete::Shell;
+use nss_agent::cli::Cli;
 
-use super::Cli;
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [task, dir] if task == "assets" => assets(&PathBuf::from(dir)),
+        _ => bail!("usage: cargo run -p xtask -- assets DIR"),
+    }
+}
 
 /// Writes `DIR/nss.1` and `DIR/completions/{nss.bash,_nss,nss.fish}`.
-pub fn run(dir: &Path) -> anyhow::Result<()> {
+fn assets(dir: &Path) -> anyhow::Result<()> {
     let completions = dir.join("completions");
     std::fs::create_dir_all(&completions)
         .with_context(|| format!("cannot create {}", completions.display()))?;
