@@ -6,6 +6,7 @@ mod config;
 mod configure;
 mod delivery;
 mod durability;
+mod entra_client;
 mod faults;
 mod feed;
 mod harness;
