@@ -4,6 +4,7 @@
 mod backpressure;
 mod config;
 mod configure;
+mod configure_entra;
 mod delivery;
 mod durability;
 mod entra_client;
