@@ -7,6 +7,8 @@ mod configure;
 mod configure_entra;
 mod delivery;
 mod durability;
+mod entra;
+mod entra_client;
 mod faults;
 mod feed;
 mod harness;
