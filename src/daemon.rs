@@ -51,6 +51,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let mut settings = settings;
     loop {
+        for warning in settings.warnings() {
+            tracing::warn!("configuration: {warning}");
+        }
         match run_pipeline(settings, &mut signals).await? {
             Stopped::Exit => return Ok(()),
             Stopped::Reload(new) => {

@@ -22,3 +22,4 @@ pub mod spool;
 pub mod status;
 pub mod sync;
 pub mod upload;
+pub mod zia;

@@ -1,111 +1,150 @@
-//! `nss configure-mcas` and `nss disable-mcas`: enter or forget the MCAS API token and
-//! domain, the way the NSS appliance asks for them, editing the configuration file in place.
+//! `nss configure-mcas` and `nss disable-mcas`: enter or forget how the agent reaches the
+//! MCAS tenant (an API token or an Entra application, and the domain), the way the NSS
+//! appliance asks for them, editing the configuration file in place.
 
 use std::fs;
-use std::io::{self, BufRead, Read, Write};
-use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use std::sync::OnceLock;
-
-use nix::libc;
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use nix::sys::termios::{self, LocalFlags, SetArg};
-use toml_edit::{DocumentMut, Item, Table, Value};
-
+use super::prompt::Input;
 use super::troubleshoot::{self, Verdict};
 use super::{ConfigureMcasArgs, Unavailable};
-use crate::config::{check_domain, check_token_shape, ConfigError, Secret, Settings};
-use crate::fsx::AtomicWrite;
+use crate::config::edit::ConfigFile;
+use crate::config::{
+    check_certificate_file, check_domain, check_entra_id, check_token_shape, ConfigError,
+    EntraSecret, McasAuth, Secret, Settings,
+};
 use crate::mcas::McasClient;
 
+const AUTH_PROMPT: &str = "auth (token or entra)";
 const TOKEN_PROMPT: &str = "token (Authentication token for uploading to MCAS)";
+const TENANT_PROMPT: &str = "tenant_id (Directory (tenant) ID or domain of the Entra application)";
+const CLIENT_ID_PROMPT: &str = "client_id (Application (client) ID of the Entra application)";
+const CLIENT_SECRET_PROMPT: &str = "client_secret (Client secret of the Entra application)";
 const DOMAIN_PROMPT: &str = "domain (MCAS domain like mycompany.portal.cloudappsecurity.com)";
 const RESTART_HINT: &str = "Run `sudo nss restart` to apply.";
 
-/// Asks for (or takes from the flags) the token and domain, writes them into the file at
-/// `path`, and checks the token against MCAS unless `--no-verify`.
+/// The keys of `[mcas]` that say how the agent authenticates, which disable-mcas forgets.
+const CREDENTIAL_KEYS: [&str; 9] = [
+    "auth",
+    "token",
+    "token_file",
+    "tenant_id",
+    "client_id",
+    "client_secret",
+    "client_secret_file",
+    "certificate_file",
+    "domain",
+];
+
+/// What the administrator entered: how the agent proves itself to MCAS.
+enum Credential {
+    Token(Secret),
+    Entra {
+        tenant_id: String,
+        client_id: String,
+        secret: EntraSecret,
+    },
+}
+
+/// What the file holds now, shown in the prompts and kept when nothing new is given.
+struct Current {
+    auth: McasAuth,
+    token: Option<Secret>,
+    tenant_id: Option<String>,
+    client_id: Option<String>,
+    entra_secret: Option<EntraSecret>,
+    domain: Option<String>,
+}
+
+impl Current {
+    fn read(file: &ConfigFile) -> Current {
+        let entra_secret = match (
+            file.current_secret("mcas", "client_secret"),
+            file.string("mcas", "certificate_file"),
+        ) {
+            (Some(secret), _) => Some(EntraSecret::ClientSecret(secret)),
+            (None, Some(path)) => Some(EntraSecret::Certificate(PathBuf::from(path))),
+            (None, None) => None,
+        };
+        Current {
+            auth: file
+                .string("mcas", "auth")
+                .and_then(|a| McasAuth::try_from(a).ok())
+                .unwrap_or_default(),
+            token: file.current_secret("mcas", "token"),
+            tenant_id: file.string("mcas", "tenant_id"),
+            client_id: file.string("mcas", "client_id"),
+            entra_secret,
+            domain: file.string("mcas", "domain"),
+        }
+    }
+}
+
+/// Asks for (or takes from the flags) the credential and domain, writes them into the file
+/// at `path`, and checks them against MCAS unless `--no-verify`.
 ///
 /// Exit codes: 0 when saved and the token is valid (also when no app is marked
 /// unsanctioned yet); 78 when a value is missing or malformed (nothing is written); 69 when
 /// MCAS refused the token or could not be reached (the configuration is saved all the same).
 pub fn configure(path: &Path, args: &ConfigureMcasArgs) -> anyhow::Result<()> {
     let mut file = ConfigFile::open(path)?;
-    let current_token = file.current_token();
-    let current_domain = file.string("domain");
-
-    let interactive = args.token_file.is_none()
+    let current = Current::read(&file);
+    let interactive = args.auth.is_none()
+        && args.token_file.is_none()
         && !args.token_stdin
+        && args.tenant_id.is_none()
+        && args.client_id.is_none()
+        && args.client_secret_file.is_none()
+        && !args.client_secret_stdin
+        && args.certificate_file.is_none()
         && args.domain.is_none()
         && args.data_source.is_none();
-    let (token, domain) = if interactive {
+    let (credential, domain) = if interactive {
         let mut input = Input::stdin();
-        let token = ask_token(&mut input, current_token.as_ref())?;
-        let domain = ask_domain(&mut input, current_domain.as_deref())?;
-        (token, domain)
-    } else {
-        let token = match (&args.token_file, args.token_stdin) {
-            (Some(token_file), _) => {
-                let text = fs::read_to_string(token_file).map_err(|e| {
-                    config_error(
-                        "mcas.token",
-                        format!("cannot read --token-file {}: {e}", token_file.display()),
-                    )
-                })?;
-                Some(Secret::new(text.trim()))
-            }
-            (None, true) => {
-                let mut text = String::new();
-                io::stdin().read_to_string(&mut text).map_err(|e| {
-                    config_error("mcas.token", format!("cannot read standard input: {e}"))
-                })?;
-                Some(Secret::new(text.trim()))
-            }
-            (None, false) => current_token,
+        let credential = match ask_auth(&mut input, current.auth)? {
+            McasAuth::Token => Credential::Token(ask_token(&mut input, current.token.as_ref())?),
+            McasAuth::Entra => ask_entra(&mut input, &current)?,
         };
-        let token = token.ok_or_else(|| {
-            config_error(
-                "mcas.token",
-                "is not set: give it with --token-file F or --token-stdin",
-            )
-        })?;
-        check_token_shape(token.expose()).map_err(|p| config_error("mcas.token", p))?;
-        let given = args.domain.clone().or(current_domain).ok_or_else(|| {
-            config_error(
+        let domain = ask_domain(&mut input, current.domain.as_deref())?;
+        (credential, domain)
+    } else {
+        let credential = credential_from_flags(args, current.auth, &current)?;
+        let given = args.domain.clone().or(current.domain).ok_or_else(|| {
+            ConfigError::new(
                 "mcas.domain",
                 "is not set: give it with --domain, e.g. --domain mycompany.us3.portal.cloudappsecurity.com",
             )
         })?;
         let (domain, note) =
-            normalize_domain(&given).map_err(|p| config_error("mcas.domain", p))?;
+            normalize_domain(&given).map_err(|p| ConfigError::new("mcas.domain", p))?;
         if let Some(note) = note {
             println!("{note}");
         }
-        (token, domain)
+        (credential, domain)
     };
     if let Some(data_source) = &args.data_source {
         if data_source.trim().is_empty() {
-            return Err(config_error(
+            return Err(ConfigError::new(
                 "mcas.data_source",
                 "is empty: give the data source's name in the MCAS portal, e.g. --data-source NSS",
             )
             .into());
         }
-        file.set_string("data_source", data_source.trim())?;
+        file.set_string("mcas", "data_source", data_source.trim())?;
     }
 
-    file.set_string("domain", &domain)?;
-    file.set_token(&token)?;
+    file.set_string("mcas", "domain", &domain)?;
+    let saved = store(&mut file, &credential)?;
     file.save()?;
-    println!(
-        "Saved the MCAS token ({}) and domain {domain} in {}.",
-        token.masked(),
-        path.display()
-    );
+    println!("Saved {saved} and domain {domain} in {}.", path.display());
 
     let outcome = if args.no_verify {
-        println!("The token was not checked against MCAS (--no-verify).");
+        let what = match credential {
+            Credential::Token(_) => "The token was",
+            Credential::Entra { .. } => "The credentials were",
+        };
+        println!("{what} not checked against MCAS (--no-verify).");
         Ok(())
     } else {
         verify(path)
@@ -114,8 +153,186 @@ pub fn configure(path: &Path, args: &ConfigureMcasArgs) -> anyhow::Result<()> {
     outcome
 }
 
-/// Removes the token (inline or `token_file`) and the domain from the file at `path`,
-/// leaving every other key and comment as it is.
+/// Writes the credential into the file; returns what was saved, secrets masked.
+fn store(file: &mut ConfigFile, credential: &Credential) -> Result<String, ConfigError> {
+    match credential {
+        Credential::Token(token) => {
+            // A file without `auth` uses a token already: the key is not added.
+            if file.string("mcas", "auth").is_some() {
+                file.set_string("mcas", "auth", McasAuth::Token.as_str())?;
+            }
+            file.set_secret("mcas", "token", token)?;
+            Ok(format!("the MCAS token ({})", token.masked()))
+        }
+        Credential::Entra {
+            tenant_id,
+            client_id,
+            secret,
+        } => {
+            file.set_string("mcas", "auth", McasAuth::Entra.as_str())?;
+            file.set_string("mcas", "tenant_id", tenant_id)?;
+            file.set_string("mcas", "client_id", client_id)?;
+            // Exactly one of the secret's keys may be set.
+            let shown = match secret {
+                EntraSecret::ClientSecret(secret) => {
+                    file.remove("mcas", "certificate_file");
+                    file.set_secret("mcas", "client_secret", secret)?;
+                    format!("client secret {}", secret.masked())
+                }
+                EntraSecret::Certificate(path) => {
+                    file.remove("mcas", "client_secret");
+                    file.remove("mcas", "client_secret_file");
+                    file.set_string("mcas", "certificate_file", &path.display().to_string())?;
+                    format!("certificate {}", path.display())
+                }
+            };
+            Ok(format!(
+                "the MCAS Entra application {client_id} (tenant {tenant_id}, {shown})"
+            ))
+        }
+    }
+}
+
+/// The credential the flags give, completed from the file.
+fn credential_from_flags(
+    args: &ConfigureMcasArgs,
+    current_auth: McasAuth,
+    current: &Current,
+) -> Result<Credential, ConfigError> {
+    let entra_flags = args.tenant_id.is_some()
+        || args.client_id.is_some()
+        || args.client_secret_file.is_some()
+        || args.client_secret_stdin
+        || args.certificate_file.is_some();
+    let token_flags = args.token_file.is_some() || args.token_stdin;
+    let auth = match &args.auth {
+        Some(auth) => {
+            McasAuth::try_from(auth.clone()).map_err(|p| ConfigError::new("mcas.auth", p))?
+        }
+        None if entra_flags => McasAuth::Entra,
+        None if token_flags => McasAuth::Token,
+        None => current_auth,
+    };
+    match auth {
+        McasAuth::Token if entra_flags => Err(ConfigError::new(
+            "mcas.auth",
+            "is \"token\", but Entra flags were given: add --auth entra, or leave out --tenant-id, --client-id, --client-secret-* and --certificate-file",
+        )),
+        McasAuth::Token => token_from_flags(args, current.token.clone()).map(Credential::Token),
+        McasAuth::Entra if token_flags => Err(ConfigError::new(
+            "mcas.auth",
+            "is \"entra\", but a token was given: use --client-secret-file, --client-secret-stdin or --certificate-file",
+        )),
+        McasAuth::Entra => entra_from_flags(args, current),
+    }
+}
+
+fn token_from_flags(
+    args: &ConfigureMcasArgs,
+    current: Option<Secret>,
+) -> Result<Secret, ConfigError> {
+    let token = match (&args.token_file, args.token_stdin) {
+        (Some(token_file), _) => Some(Secret::new(
+            read_file("mcas.token", "--token-file", token_file)?.trim(),
+        )),
+        (None, true) => Some(Secret::new(read_stdin("mcas.token")?.trim())),
+        (None, false) => current,
+    };
+    let token = token.ok_or_else(|| {
+        ConfigError::new(
+            "mcas.token",
+            "is not set: give it with --token-file F or --token-stdin",
+        )
+    })?;
+    check_token_shape(token.expose()).map_err(|p| ConfigError::new("mcas.token", p))?;
+    Ok(token)
+}
+
+fn entra_from_flags(
+    args: &ConfigureMcasArgs,
+    current: &Current,
+) -> Result<Credential, ConfigError> {
+    let id = |key: &str, flag: &str, given: &Option<String>, current: &Option<String>| {
+        let value = given
+            .as_deref()
+            .map(str::trim)
+            .map(str::to_string)
+            .or_else(|| current.clone())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ConfigError::new(key, format!("is not set: give it with {flag}")))?;
+        check_entra_id(&value).map_err(|p| ConfigError::new(key, p))?;
+        Ok::<String, ConfigError>(value)
+    };
+    let tenant_id = id(
+        "mcas.tenant_id",
+        "--tenant-id",
+        &args.tenant_id,
+        &current.tenant_id,
+    )?;
+    let client_id = id(
+        "mcas.client_id",
+        "--client-id",
+        &args.client_id,
+        &current.client_id,
+    )?;
+    let secret = if let Some(file) = &args.client_secret_file {
+        Some(EntraSecret::ClientSecret(Secret::new(without_line_end(
+            read_file("mcas.client_secret", "--client-secret-file", file)?,
+        ))))
+    } else if args.client_secret_stdin {
+        Some(EntraSecret::ClientSecret(Secret::new(without_line_end(
+            read_stdin("mcas.client_secret")?,
+        ))))
+    } else if let Some(file) = &args.certificate_file {
+        let path = std::path::absolute(file).map_err(|e| {
+            ConfigError::new("mcas.certificate_file", format!("{}: {e}", file.display()))
+        })?;
+        check_certificate_file(&path).map_err(|p| ConfigError::new("mcas.certificate_file", p))?;
+        Some(EntraSecret::Certificate(path))
+    } else {
+        current.entra_secret.clone()
+    };
+    let secret = secret.ok_or_else(|| {
+        ConfigError::new(
+            "mcas.client_secret",
+            "is not set: give it with --client-secret-file F, --client-secret-stdin or --certificate-file F",
+        )
+    })?;
+    if let EntraSecret::ClientSecret(secret) = &secret {
+        if secret.expose().trim().is_empty() {
+            return Err(ConfigError::new(
+                "mcas.client_secret",
+                "is empty: give the client secret's value from the app registration",
+            ));
+        }
+    }
+    Ok(Credential::Entra {
+        tenant_id,
+        client_id,
+        secret,
+    })
+}
+
+fn read_file(key: &str, flag: &str, path: &Path) -> Result<String, ConfigError> {
+    fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(key, format!("cannot read {flag} {}: {e}", path.display())))
+}
+
+fn read_stdin(key: &str) -> Result<String, ConfigError> {
+    let mut text = String::new();
+    io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| ConfigError::new(key, format!("cannot read standard input: {e}")))?;
+    Ok(text)
+}
+
+/// The secret without the line end `echo` or an editor leaves after it.
+fn without_line_end(text: String) -> String {
+    text.trim_end_matches(['\n', '\r']).to_string()
+}
+
+/// Removes every credential key and the domain from the file at `path`, leaving every
+/// other key and comment as it is.
 pub fn disable(path: &Path) -> anyhow::Result<()> {
     if !path.exists() {
         println!(
@@ -125,32 +342,40 @@ pub fn disable(path: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut file = ConfigFile::open(path)?;
-    let token_file = file.string("token_file");
-    let removed = file.remove("token") | file.remove("token_file") | file.remove("domain");
+    // Files the keys point at may be shared with other tools or managed elsewhere: they
+    // are not ours to delete, but the administrator should know the secret is still there.
+    let kept: Vec<(&str, String)> = [
+        ("token file", "token_file"),
+        ("client secret file", "client_secret_file"),
+        ("certificate file", "certificate_file"),
+    ]
+    .into_iter()
+    .filter_map(|(what, key)| Some((what, file.string("mcas", key)?)))
+    .collect();
+    let mut removed = false;
+    for key in CREDENTIAL_KEYS {
+        removed |= file.remove("mcas", key);
+    }
     if !removed {
         println!(
-            "{} holds no MCAS token or domain: nothing to forget.",
+            "{} holds no MCAS credentials or domain: nothing to forget.",
             path.display()
         );
         return Ok(());
     }
     file.save()?;
     println!(
-        "Removed the MCAS token and domain from {}; the agent will not upload until `sudo nss configure-mcas` is run again.",
+        "Removed the MCAS credentials and domain from {}; the agent will not upload until `sudo nss configure-mcas` is run again.",
         path.display()
     );
-    // The token file may be shared with other tools or managed elsewhere: it is not ours to
-    // delete, but the administrator should know the token is still on disk.
-    if let Some(token_file) = token_file {
-        println!(
-            "The token file {token_file} was left in place: delete it if nothing else uses it."
-        );
+    for (what, path) in kept {
+        println!("The {what} {path} was left in place: delete it if nothing else uses it.");
     }
     println!("{RESTART_HINT}");
     Ok(())
 }
 
-/// Checks the saved configuration's token with one block-script call and prints the
+/// Checks the saved configuration's credentials with one block-script call and prints the
 /// verdict. Refused and unreachable verdicts are errors (exit 69) so that scripts notice.
 fn verify(path: &Path) -> anyhow::Result<()> {
     // Loaded from the saved file, so the check uses exactly what the daemon will use
@@ -222,321 +447,92 @@ fn normalize_domain(input: &str) -> Result<(String, Option<String>), String> {
     Ok((domain.to_string(), note))
 }
 
-fn config_error(key: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_string(),
-        problem: problem.into(),
+/// Asks how the agent authenticates until `token` or `entra` is entered; Enter keeps the
+/// current choice.
+fn ask_auth(input: &mut Input, current: McasAuth) -> Result<McasAuth, ConfigError> {
+    loop {
+        let prompt = format!("{AUTH_PROMPT} [{}]: ", current.as_str());
+        let Some(answer) = input.ask(&prompt, true)? else {
+            return Ok(current);
+        };
+        if answer.trim().is_empty() {
+            return Ok(current);
+        }
+        match McasAuth::try_from(answer) {
+            Ok(auth) => return Ok(auth),
+            Err(problem) => println!("{problem}"),
+        }
     }
 }
 
 /// Asks for the token until a well-shaped one is entered or Enter keeps the current one.
 fn ask_token(input: &mut Input, current: Option<&Secret>) -> Result<Secret, ConfigError> {
-    let shown = current.map(Secret::masked).unwrap_or_default();
-    loop {
-        let Some(answer) = input.ask(&format!("{TOKEN_PROMPT} [{shown}]: "), false)? else {
-            return current.cloned().ok_or_else(|| {
-                config_error(
-                    "mcas.token",
-                    "is not set: standard input ended before it was entered",
-                )
-            });
-        };
-        let answer = answer.trim();
-        if answer.is_empty() {
-            match current {
-                Some(token) => return Ok(token.clone()),
-                None => {
-                    println!(
-                        "The token is empty: paste the API token generated in the MCAS portal."
-                    );
-                    continue;
+    input.ask_secret(
+        TOKEN_PROMPT,
+        "mcas.token",
+        current,
+        |answer| check_token_shape(answer).map(|()| Secret::new(answer)),
+        "The token is empty: paste the API token generated in the MCAS portal.",
+    )
+}
+
+/// Asks for the Entra application's tenant, client id and secret.
+fn ask_entra(input: &mut Input, current: &Current) -> Result<Credential, ConfigError> {
+    let id = |answer: &str| check_entra_id(answer).map(|()| answer.to_string());
+    let tenant_id = input.ask_value(
+        TENANT_PROMPT,
+        "mcas.tenant_id",
+        current.tenant_id.as_deref(),
+        id,
+    )?;
+    let client_id = input.ask_value(
+        CLIENT_ID_PROMPT,
+        "mcas.client_id",
+        current.client_id.as_deref(),
+        id,
+    )?;
+    let secret = match &current.entra_secret {
+        // A certificate is kept on Enter; typing a secret replaces it.
+        Some(EntraSecret::Certificate(path)) => {
+            let prompt = format!("{CLIENT_SECRET_PROMPT} [certificate {}]: ", path.display());
+            match input.ask(&prompt, false)?.map(|a| a.trim().to_string()) {
+                Some(answer) if !answer.is_empty() => {
+                    EntraSecret::ClientSecret(Secret::new(answer))
                 }
+                _ => EntraSecret::Certificate(path.clone()),
             }
         }
-        match check_token_shape(answer) {
-            Ok(()) => return Ok(Secret::new(answer)),
-            Err(problem) => println!("{problem}"),
+        Some(EntraSecret::ClientSecret(secret)) => {
+            EntraSecret::ClientSecret(ask_client_secret(input, Some(secret))?)
         }
-    }
+        None => EntraSecret::ClientSecret(ask_client_secret(input, None)?),
+    };
+    Ok(Credential::Entra {
+        tenant_id,
+        client_id,
+        secret,
+    })
+}
+
+fn ask_client_secret(input: &mut Input, current: Option<&Secret>) -> Result<Secret, ConfigError> {
+    input.ask_secret(
+        CLIENT_SECRET_PROMPT,
+        "mcas.client_secret",
+        current,
+        |answer| Ok(Secret::new(answer)),
+        "The client secret is empty: paste the secret's value from the app registration (Certificates & secrets).",
+    )
 }
 
 /// Asks for the domain until a valid one is entered or Enter keeps a valid current one.
 fn ask_domain(input: &mut Input, current: Option<&str>) -> Result<String, ConfigError> {
-    let shown = current.unwrap_or_default();
-    loop {
-        let Some(answer) = input.ask(&format!("{DOMAIN_PROMPT} [{shown}]: "), true)? else {
-            return match current {
-                Some(domain) => normalize_domain(domain)
-                    .map(|(d, _)| d)
-                    .map_err(|p| config_error("mcas.domain", p)),
-                None => Err(config_error(
-                    "mcas.domain",
-                    "is not set: standard input ended before it was entered",
-                )),
-            };
-        };
-        let answer = match (answer.trim(), current) {
-            ("", Some(current)) => current.to_string(),
-            (answer, _) => answer.to_string(),
-        };
-        match normalize_domain(&answer) {
-            Ok((domain, note)) => {
-                if let Some(note) = note {
-                    println!("{note}");
-                }
-                return Ok(domain);
-            }
-            Err(problem) => println!("{problem}"),
+    input.ask_value(DOMAIN_PROMPT, "mcas.domain", current, |answer| {
+        let (domain, note) = normalize_domain(answer)?;
+        if let Some(note) = note {
+            println!("{note}");
         }
-    }
-}
-
-/// Standard input, read a line at a time, whether a terminal or a pipe.
-struct Input {
-    stdin: io::StdinLock<'static>,
-    terminal: bool,
-}
-
-impl Input {
-    fn stdin() -> Input {
-        let stdin = io::stdin();
-        let terminal = termios::tcgetattr(stdin.as_fd()).is_ok();
-        Input {
-            stdin: stdin.lock(),
-            terminal,
-        }
-    }
-
-    /// Prints `prompt` and reads one line; `None` at the end of input. With `echo` false on
-    /// a terminal, what is typed is not shown.
-    fn ask(&mut self, prompt: &str, echo: bool) -> Result<Option<String>, ConfigError> {
-        let failed = |e: io::Error| config_error("standard input", format!("cannot be read: {e}"));
-        print!("{prompt}");
-        io::stdout().flush().map_err(failed)?;
-        let mut line = String::new();
-        let read = if self.terminal && !echo {
-            let _quiet = EchoOff::new()?;
-            let read = self.stdin.read_line(&mut line);
-            // The Enter that ended the line was not echoed either.
-            println!();
-            read
-        } else {
-            self.stdin.read_line(&mut line)
-        };
-        match read.map_err(failed)? {
-            0 => Ok(None),
-            _ => Ok(Some(line.trim_end_matches(['\n', '\r']).to_string())),
-        }
-    }
-}
-
-/// The terminal settings to put back if the process is interrupted at the token prompt.
-static SAVED_TERMINAL: OnceLock<libc::termios> = OnceLock::new();
-
-/// Ctrl-C (or a kill) at the token prompt must not leave the administrator's terminal
-/// without echo: put it back, end the line, and exit as an interrupted program does.
-extern "C" fn restore_terminal_and_exit(signal: libc::c_int) {
-    if let Some(saved) = SAVED_TERMINAL.get() {
-        // SAFETY: tcsetattr, write and _exit are async-signal-safe; `saved` is a plain
-        // C struct that is never written again once set.
-        unsafe {
-            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, saved);
-            libc::write(libc::STDOUT_FILENO, b"\n".as_ptr().cast(), 1);
-        }
-    }
-    // SAFETY: _exit ends the process at once, running no Rust code.
-    unsafe { libc::_exit(128 + signal) }
-}
-
-/// Turns the terminal's echo off until dropped.
-struct EchoOff {
-    saved: termios::Termios,
-    handlers: Vec<(Signal, SigAction)>,
-}
-
-impl EchoOff {
-    fn new() -> Result<EchoOff, ConfigError> {
-        let failed =
-            |e: nix::Error| config_error("standard input", format!("cannot turn echo off: {e}"));
-        let stdin = io::stdin();
-        let saved = termios::tcgetattr(stdin.as_fd()).map_err(failed)?;
-        let _ = SAVED_TERMINAL.set(saved.clone().into());
-        let action = SigAction::new(
-            SigHandler::Handler(restore_terminal_and_exit),
-            SaFlags::empty(),
-            SigSet::empty(),
-        );
-        let mut handlers = Vec::new();
-        for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-            // SAFETY: the handler only calls async-signal-safe functions.
-            let previous = unsafe { sigaction(signal, &action) }.map_err(failed)?;
-            handlers.push((signal, previous));
-        }
-        let mut quiet = saved.clone();
-        // ECHONL stays as it was: the newline is printed by `ask` itself.
-        quiet.local_flags.remove(LocalFlags::ECHO);
-        termios::tcsetattr(stdin.as_fd(), SetArg::TCSAFLUSH, &quiet).map_err(failed)?;
-        Ok(EchoOff { saved, handlers })
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        let _ = termios::tcsetattr(io::stdin().as_fd(), SetArg::TCSAFLUSH, &self.saved);
-        for (signal, previous) in &self.handlers {
-            // SAFETY: puts back the handlers that were there before.
-            let _ = unsafe { sigaction(*signal, previous) };
-        }
-    }
-}
-
-/// The configuration file as a format-preserving TOML document.
-struct ConfigFile {
-    path: PathBuf,
-    doc: DocumentMut,
-    /// Owner and group of the file as found, kept on rewrite so that the daemon's user
-    /// can still read it.
-    owner: Option<(u32, u32)>,
-    /// A token file to write alongside: (path, token).
-    token_file: Option<(PathBuf, Secret)>,
-}
-
-impl ConfigFile {
-    /// Reads the file; a missing file is an empty document.
-    fn open(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let key = path.display().to_string();
-        let (text, owner) = match fs::read_to_string(path) {
-            Ok(text) => {
-                let meta = fs::metadata(path).map_err(|e| {
-                    config_error(&key, format!("cannot read the configuration file: {e}"))
-                })?;
-                (text, Some((meta.uid(), meta.gid())))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (String::new(), None),
-            Err(e) => {
-                return Err(config_error(
-                    &key,
-                    format!("cannot read the configuration file: {e}"),
-                ))
-            }
-        };
-        let doc = text.parse::<DocumentMut>().map_err(|e| {
-            config_error(
-                &key,
-                format!("the file is not valid TOML ({e}): fix the line it names"),
-            )
-        })?;
-        Ok(ConfigFile {
-            path: path.to_path_buf(),
-            doc,
-            owner,
-            token_file: None,
-        })
-    }
-
-    fn mcas(&self) -> Option<&dyn toml_edit::TableLike> {
-        self.doc.get("mcas").and_then(Item::as_table_like)
-    }
-
-    fn mcas_mut(&mut self) -> Result<&mut dyn toml_edit::TableLike, ConfigError> {
-        let item = self
-            .doc
-            .entry("mcas")
-            .or_insert_with(|| Item::Table(Table::new()));
-        item.as_table_like_mut()
-            .ok_or_else(|| config_error("mcas", "is not a table: it must be a [mcas] section"))
-    }
-
-    /// The string value of `mcas.<key>`, if set and not empty.
-    fn string(&self, key: &str) -> Option<String> {
-        self.mcas()
-            .and_then(|t| t.get(key))
-            .and_then(Item::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    }
-
-    /// The token in the file now, inline or read from `token_file`, for the prompt.
-    fn current_token(&self) -> Option<Secret> {
-        if let Some(token) = self.string("token") {
-            return Some(Secret::new(token));
-        }
-        let text = fs::read_to_string(self.string("token_file")?).ok()?;
-        Some(Secret::new(text.trim())).filter(|t| !t.expose().is_empty())
-    }
-
-    /// Sets `mcas.<key>`, keeping the comments around an existing value: the comment
-    /// lines above a key belong to the key, a trailing comment to the value, so an
-    /// existing value is replaced in place rather than the key re-inserted.
-    fn set_string(&mut self, key: &str, text: &str) -> Result<(), ConfigError> {
-        let table = self.mcas_mut()?;
-        let mut value = Value::from(text);
-        if let Some(old) = table.get_mut(key).and_then(Item::as_value_mut) {
-            *value.decor_mut() = old.decor().clone();
-            *old = value;
-        } else {
-            table.insert(key, Item::Value(value));
-        }
-        Ok(())
-    }
-
-    /// Stores the token. When the file keeps the token in `mcas.token_file`, the new token
-    /// goes into that file rather than inline: the administrator chose to keep the secret
-    /// out of the configuration file (which may be readable by more people, or managed by
-    /// a configuration tool), and configure-mcas should not quietly undo that choice.
-    fn set_token(&mut self, token: &Secret) -> Result<(), ConfigError> {
-        if let Some(token_file) = self.string("token_file") {
-            self.token_file = Some((PathBuf::from(token_file), token.clone()));
-            self.remove("token");
-        } else {
-            self.set_string("token", token.expose())?;
-        }
-        Ok(())
-    }
-
-    /// Removes `mcas.<key>`; whether it was there.
-    fn remove(&mut self, key: &str) -> bool {
-        self.doc
-            .get_mut("mcas")
-            .and_then(Item::as_table_like_mut)
-            .and_then(|t| t.remove(key))
-            .is_some()
-    }
-
-    /// Writes the token file (if any), then the configuration file, each atomically.
-    fn save(&self) -> Result<(), ConfigError> {
-        if let Some((path, token)) = &self.token_file {
-            let owner = fs::metadata(path).ok().map(|m| (m.uid(), m.gid()));
-            write_atomically(path, format!("{}\n", token.expose()).as_bytes(), owner).map_err(
-                |e| {
-                    config_error(
-                        "mcas.token_file",
-                        format!("cannot write {}: {e}", path.display()),
-                    )
-                },
-            )?;
-        }
-        write_atomically(&self.path, self.doc.to_string().as_bytes(), self.owner).map_err(|e| {
-            config_error(
-                &self.path.display().to_string(),
-                format!("cannot write the configuration file: {e}"),
-            )
-        })
-    }
-}
-
-/// Replaces `path` with `data` so that a crash leaves either the old or the new file,
-/// mode 0600, creating its directory if need be.
-fn write_atomically(path: &Path, data: &[u8], owner: Option<(u32, u32)>) -> io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)?;
-    }
-    AtomicWrite::durable(0o600)
-        .owned_by(owner)
-        .write(path, data)
+        Ok(domain)
+    })
 }
 
 #[cfg(test)]
@@ -556,37 +552,5 @@ mod tests {
         assert!(normalize_domain("x .com").is_err());
         assert!(normalize_domain("").is_err());
         assert!(normalize_domain("https://").is_err());
-    }
-
-    #[test]
-    fn edits_keep_other_keys_and_comments() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        fs::write(
-            &path,
-            "# top\n[mcas]\n# the tenant\ndomain = \"old.example.com\" # trailing\n\n[batch]\nmax_age = \"30s\" # keep\n",
-        )
-        .unwrap();
-        let mut file = ConfigFile::open(&path).unwrap();
-        file.set_string("domain", "new.example.com").unwrap();
-        file.set_token(&Secret::new("a".repeat(40))).unwrap();
-        file.save().unwrap();
-        let text = fs::read_to_string(&path).unwrap();
-        assert!(
-            text.contains("# top\n[mcas]\n# the tenant\ndomain = \"new.example.com\" # trailing\n"),
-            "{text}"
-        );
-        assert!(text.contains("max_age = \"30s\" # keep"), "{text}");
-        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
-
-        let mut file = ConfigFile::open(&path).unwrap();
-        assert!(file.remove("token") && file.remove("domain"));
-        file.save().unwrap();
-        let text = fs::read_to_string(&path).unwrap();
-        assert!(
-            !text.contains("domain =") && !text.contains("token ="),
-            "{text}"
-        );
-        assert!(text.contains("max_age = \"30s\" # keep"), "{text}");
     }
 }

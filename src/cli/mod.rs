@@ -2,6 +2,7 @@
 
 mod configure;
 mod dump_config;
+mod prompt;
 mod service;
 mod status;
 mod sync_now;
@@ -38,9 +39,9 @@ pub struct Cli {
 /// What `nss` can do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Enter the MCAS API token and domain (asks, or takes them from flags)
+    /// Enter the MCAS credentials (API token or Entra application) and domain (asks, or takes them from flags)
     ConfigureMcas(ConfigureMcasArgs),
-    /// Forget the MCAS token and domain
+    /// Forget the MCAS credentials and domain
     DisableMcas,
     /// Run the daemon in the foreground (what systemd starts)
     Run,
@@ -83,12 +84,30 @@ pub enum TroubleshootTarget {
 /// `nss configure-mcas` flags, for cloud-init and scripts.
 #[derive(Debug, clap::Args)]
 pub struct ConfigureMcasArgs {
+    /// How the agent authenticates: a legacy API token, or an Entra application
+    #[arg(long, value_name = "KIND", value_parser = ["token", "entra"])]
+    pub auth: Option<String>,
     /// Read the token from this file
     #[arg(long, value_name = "F", conflicts_with = "token_stdin")]
     pub token_file: Option<PathBuf>,
     /// Read the token from standard input
     #[arg(long)]
     pub token_stdin: bool,
+    /// Entra: the directory (tenant) id or domain, e.g. contoso.onmicrosoft.com
+    #[arg(long, value_name = "T")]
+    pub tenant_id: Option<String>,
+    /// Entra: the application (client) id
+    #[arg(long, value_name = "C")]
+    pub client_id: Option<String>,
+    /// Entra: read the client secret from this file
+    #[arg(long, value_name = "F", conflicts_with_all = ["client_secret_stdin", "certificate_file"])]
+    pub client_secret_file: Option<PathBuf>,
+    /// Entra: read the client secret from standard input
+    #[arg(long, conflicts_with_all = ["certificate_file", "token_stdin"])]
+    pub client_secret_stdin: bool,
+    /// Entra: a PEM file with the application's certificate and private key, used where it is
+    #[arg(long, value_name = "F")]
+    pub certificate_file: Option<PathBuf>,
     /// The MCAS domain, e.g. mycompany.us3.portal.cloudappsecurity.com
     #[arg(long, value_name = "D")]
     pub domain: Option<String>,

@@ -5,8 +5,9 @@
 
 use super::Unavailable;
 use crate::config::{McasTarget, Settings};
+use crate::mcas::client::ENTRA_FORBIDDEN;
 use crate::mcas::error::{describe, TransportFailure};
-use crate::mcas::McasClient;
+use crate::mcas::{McasClient, SendError};
 
 /// How many of the returned domains are shown.
 const SHOWN: usize = 10;
@@ -44,11 +45,20 @@ pub(crate) async fn check(client: &McasClient, target: &McasTarget) -> Check {
     let answer = match client.block_script_answer("banned").await {
         Ok(answer) => answer,
         Err(error) => {
+            let verdict = match error {
+                SendError::Transport(error) => {
+                    Verdict::Unreachable(transport_verdict(&target.domain, &error))
+                }
+                SendError::Entra(error) if error.is_transient() => {
+                    Verdict::Unreachable(error.to_string())
+                }
+                SendError::Entra(error) => Verdict::Refused(error.to_string()),
+            };
             return Check {
                 status: None,
                 urls: Vec::new(),
-                verdict: Verdict::Unreachable(transport_verdict(&target.domain, &error)),
-            }
+                verdict,
+            };
         }
     };
     let body = String::from_utf8_lossy(&answer.body);
@@ -67,6 +77,11 @@ pub(crate) async fn check(client: &McasClient, target: &McasTarget) -> Check {
                 Verdict::Valid
             }
         }
+        403 if client.uses_entra() => Verdict::Refused(ENTRA_FORBIDDEN.to_string()),
+        401 if client.uses_entra() => Verdict::Refused(format!(
+            "MCAS refused the Entra access token (HTTP 401): check that mcas.tenant_id is the tenant of the MCAS portal {}",
+            target.domain
+        )),
         401 | 403 => Verdict::Refused(format!(
             "MCAS refused the API token (HTTP {}): a global administrator must generate a new API token in the MCAS portal (Settings > Security extensions > API tokens), then run `sudo nss configure-mcas` and `sudo nss restart`",
             answer.status
@@ -96,11 +111,18 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let target = settings.mcas_target()?;
     let client = McasClient::from_settings(&target, &settings.upload, Default::default())?;
     println!("Checking the MCAS API token and the unsanctioned-apps list, as:");
-    println!(
-        "  curl \"{}\" -H \"Authorization: Token {}\"",
-        client.block_script_url("banned"),
-        target.credential.masked()
-    );
+    match client.entra_token_url() {
+        Some(token_url) => println!(
+            "  curl \"{}\" -H \"Authorization: Bearer <a token of {} from {token_url}>\"",
+            client.block_script_url("banned"),
+            target.credential.masked()
+        ),
+        None => println!(
+            "  curl \"{}\" -H \"Authorization: Token {}\"",
+            client.block_script_url("banned"),
+            target.credential.masked()
+        ),
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

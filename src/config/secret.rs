@@ -1,4 +1,4 @@
-//! The MCAS API token, kept out of logs, `Debug` output and error messages.
+//! Secrets (the MCAS API token, client secrets, passwords), kept out of logs, `Debug` output and error messages.
 
 use std::fmt;
 
@@ -27,6 +27,12 @@ impl Secret {
         }
         let tail: String = chars[chars.len() - 4..].iter().collect();
         format!("****{tail}")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret(value)
     }
 }
 

@@ -1,6 +1,10 @@
-//! Human-readable sizes and durations as the configuration file writes them.
+//! Human-readable sizes and durations as the configuration file writes them, and their
+//! serde readers: [`ByteSize`], [`Limit`] and [`deserialize_duration`].
 
+use std::fmt;
 use std::time::Duration;
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 /// Parses a size such as `"64MiB"`, `"1.5GiB"`, `"500KB"` or `"1024"` (bytes).
 ///
@@ -69,6 +73,122 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Formats a duration the way `parse_duration` reads it back.
 pub fn format_duration(duration: Duration) -> String {
     humantime::format_duration(duration).to_string()
+}
+
+/// A size in bytes as the file writes it: `"64MiB"`, `"1GiB"`, or a plain integer of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize, D::Error> {
+        deserializer.deserialize_any(SizeVisitor).map(ByteSize)
+    }
+}
+
+/// Reads a size field into plain bytes (`#[serde(deserialize_with = "...")]`).
+pub fn deserialize_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    ByteSize::deserialize(deserializer).map(|size| size.0)
+}
+
+struct SizeVisitor;
+
+impl Visitor<'_> for SizeVisitor {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a size like \"64MiB\" or \"1GiB\"")
+    }
+
+    fn visit_u64<E: de::Error>(self, bytes: u64) -> Result<u64, E> {
+        Ok(bytes)
+    }
+
+    fn visit_i64<E: de::Error>(self, bytes: i64) -> Result<u64, E> {
+        u64::try_from(bytes)
+            .map_err(|_| E::custom(format!("{bytes} is not a size: write it like \"64MiB\"")))
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<u64, E> {
+        parse_size(text).map_err(E::custom)
+    }
+}
+
+/// A size that is either given or left to the agent to choose from the machine (`"auto"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Chosen at start from the machine's memory or disk.
+    Auto,
+    /// This many bytes.
+    Bytes(u64),
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Limit, D::Error> {
+        deserializer.deserialize_any(LimitVisitor)
+    }
+}
+
+struct LimitVisitor;
+
+impl Visitor<'_> for LimitVisitor {
+    type Value = Limit;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"auto\" or a size like \"512MiB\"")
+    }
+
+    fn visit_u64<E: de::Error>(self, bytes: u64) -> Result<Limit, E> {
+        Ok(Limit::Bytes(bytes))
+    }
+
+    fn visit_i64<E: de::Error>(self, bytes: i64) -> Result<Limit, E> {
+        SizeVisitor.visit_i64(bytes).map(Limit::Bytes)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Limit, E> {
+        if text.trim().eq_ignore_ascii_case("auto") {
+            return Ok(Limit::Auto);
+        }
+        parse_size(text)
+            .map(Limit::Bytes)
+            .map_err(|problem| E::custom(format!("{problem}, or \"auto\"")))
+    }
+}
+
+/// Reads a duration field: a string such as `"90s"` (see [`parse_duration`]) or a plain
+/// integer of seconds.
+pub fn deserialize_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Duration, D::Error> {
+    deserializer.deserialize_any(DurationVisitor)
+}
+
+struct DurationVisitor;
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration like \"90s\", \"5m\" or \"2h\"")
+    }
+
+    fn visit_u64<E: de::Error>(self, seconds: u64) -> Result<Duration, E> {
+        Ok(Duration::from_secs(seconds))
+    }
+
+    fn visit_i64<E: de::Error>(self, seconds: i64) -> Result<Duration, E> {
+        u64::try_from(seconds)
+            .map(Duration::from_secs)
+            .map_err(|_| {
+                E::custom(format!(
+                    "{seconds} is not a duration: write it like \"90s\", \"5m\" or \"2h\""
+                ))
+            })
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
+        parse_duration(text).map_err(E::custom)
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::Secret;
+use super::values::{McasAuth, ZiaAuth};
+use super::{ConfigError, Secret, Settings};
 
 /// The MCAS target once the domain and a credential are known to be present.
 #[derive(Debug, Clone)]
@@ -109,4 +110,133 @@ pub enum OneApiSecret {
     ClientSecret(Secret),
     /// `zia.private_key_file`: a PEM RSA key that signs an RS256 client assertion.
     PrivateKey(PathBuf),
+}
+
+impl Settings {
+    /// The MCAS target, or the error an administrator needs when the domain or a
+    /// credential of `mcas.auth` is missing.
+    pub fn mcas_target(&self) -> Result<McasTarget, ConfigError> {
+        let mcas = &self.mcas;
+        let domain = mcas.domain.clone().ok_or_else(|| {
+            self.missing(
+                "mcas.domain",
+                "run `sudo nss configure-mcas` to enter the MCAS domain and token",
+            )
+        })?;
+        let credential = match mcas.auth {
+            McasAuth::Token => McasCredential::Token(mcas.token.clone().ok_or_else(|| {
+                self.missing(
+                    "mcas.token",
+                    "run `sudo nss configure-mcas` to enter the MCAS API token (or set mcas.token_file)",
+                )
+            })?),
+            McasAuth::Entra => McasCredential::Entra(self.entra_app()?),
+        };
+        Ok(McasTarget {
+            domain,
+            credential,
+            data_source: mcas.data_source.clone(),
+            source: mcas.source.clone(),
+            ca_file: mcas.ca_file.clone(),
+        })
+    }
+
+    fn entra_app(&self) -> Result<EntraApp, ConfigError> {
+        let mcas = &self.mcas;
+        let fix = "with mcas.auth = \"entra\" it is required: run `sudo nss configure-mcas` to enter the Entra application";
+        let tenant_id = mcas
+            .tenant_id
+            .clone()
+            .ok_or_else(|| self.missing("mcas.tenant_id", fix))?;
+        let client_id = mcas
+            .client_id
+            .clone()
+            .ok_or_else(|| self.missing("mcas.client_id", fix))?;
+        let secret = match (&mcas.client_secret, &mcas.certificate_file) {
+            (Some(secret), _) => EntraSecret::ClientSecret(secret.clone()),
+            (None, Some(certificate)) => EntraSecret::Certificate(certificate.clone()),
+            (None, None) => return Err(self.missing(
+                "mcas.client_secret",
+                "with mcas.auth = \"entra\" the application needs a client_secret, a client_secret_file or a certificate_file: run `sudo nss configure-mcas` to enter one",
+            )),
+        };
+        Ok(EntraApp {
+            authority: mcas.authority.trim_end_matches('/').to_string(),
+            tenant_id,
+            client_id,
+            secret,
+        })
+    }
+
+    /// The ZIA target: `None` when `zia.base_url` is empty (the category stays on the
+    /// appliance), else the error naming a missing key of `zia.auth`.
+    pub fn zia_target(&self) -> Result<Option<ZiaTarget>, ConfigError> {
+        let zia = &self.zia;
+        let Some(base_url) = &zia.base_url else {
+            return Ok(None);
+        };
+        let fix = |what: &str| {
+            format!(
+                "with zia.auth = \"{}\" it is required: {what}, or set zia.base_url = \"\" to keep the category on the appliance only",
+                zia.auth.as_str()
+            )
+        };
+        let login = match zia.auth {
+            ZiaAuth::ApiKey => ZiaLogin::ApiKey {
+                username: zia.username.clone().ok_or_else(|| {
+                    self.missing("zia.username", &fix("set the API admin's login name"))
+                })?,
+                password: zia.password.clone().ok_or_else(|| {
+                    self.missing("zia.password", &fix("set password or password_file"))
+                })?,
+                api_key: zia.api_key.clone().ok_or_else(|| {
+                    self.missing(
+                        "zia.api_key",
+                        &fix(
+                            "set api_key or api_key_file to the 12-character cloud service API key",
+                        ),
+                    )
+                })?,
+            },
+            ZiaAuth::OneApi => ZiaLogin::OneApi {
+                token_url: zia.token_url.clone().ok_or_else(|| {
+                    self.missing(
+                        "zia.token_url",
+                        &fix("set it to https://<vanity>.zslogin.net/oauth2/v1/token"),
+                    )
+                })?,
+                client_id: zia.client_id.clone().ok_or_else(|| {
+                    self.missing("zia.client_id", &fix("set the ZIdentity API client's id"))
+                })?,
+                secret: match (&zia.client_secret, &zia.private_key_file) {
+                    (Some(secret), _) => OneApiSecret::ClientSecret(secret.clone()),
+                    (None, Some(key)) => OneApiSecret::PrivateKey(key.clone()),
+                    (None, None) => {
+                        return Err(self.missing(
+                            "zia.client_secret",
+                            &fix("set client_secret, client_secret_file or private_key_file"),
+                        ))
+                    }
+                },
+            },
+        };
+        Ok(Some(ZiaTarget {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            login,
+            ca_file: zia.ca_file.clone(),
+        }))
+    }
+
+    /// The error for a key that is not set, noting a missing file (the likely cause).
+    fn missing(&self, key: &str, fix: &str) -> ConfigError {
+        let note = if self.file_found {
+            String::new()
+        } else {
+            format!(
+                " (there is no configuration file at {})",
+                self.path.display()
+            )
+        };
+        ConfigError::new(key, format!("is not set{note}: {fix}"))
+    }
 }

@@ -1,14 +1,16 @@
-//! The MCAS Cloud Discovery API: upload_url, done_upload and the block script.
+//! The MCAS Cloud Discovery API: upload_url, done_upload, the block script and the data
+//! sources list, authorised by a legacy API token or an Entra application's token.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Client, RequestBuilder};
 use serde::Deserialize;
 
+use super::entra::{EntraError, EntraTokens};
 use super::error::{ApiError, Step};
 use super::limit::ApiRateLimiter;
 use super::retry::retry_after;
@@ -46,12 +48,54 @@ struct UploadUrlAnswer {
     provider: Option<String>,
 }
 
+/// A data source as MCAS lists it (the portal's "Data sources" tab).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSource {
+    /// Its name, what done_upload's `inputStreamName` gives.
+    pub display_name: String,
+    /// Its log type number (170: Zscaler QRadar LEEF).
+    pub log_type: u32,
+    /// When MCAS last received data for it.
+    pub last_data_received: Option<SystemTime>,
+}
+
+/// Why the data sources list could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DataSourcesError {
+    /// MCAS answered 403: the credential may not read data sources.
+    #[error("MCAS refused to list the data sources (HTTP 403): the credential may not read them; an Entra application needs the Discovery.read permission of Microsoft Cloud App Security, with admin consent")]
+    NotPermitted,
+    /// Any other failure.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+/// Why an API request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Connection, TLS or timeout.
+    #[error(transparent)]
+    Transport(#[from] reqwest::Error),
+    /// No Entra access token could be had.
+    #[error(transparent)]
+    Entra(#[from] EntraError),
+}
+
+/// How the calls are authorised.
+#[derive(Debug, Clone)]
+enum Authorization {
+    /// A legacy API token: one fixed header.
+    Fixed(HeaderValue),
+    /// An Entra application: a token renewed as it expires.
+    Entra(Arc<EntraTokens>),
+}
+
 /// A client of one tenant's API. Every call waits for the process-wide rate limiter.
 #[derive(Debug, Clone)]
 pub struct McasClient {
     http: Client,
     domain: String,
-    authorization: HeaderValue,
+    authorization: Authorization,
     limiter: Arc<ApiRateLimiter>,
     timeout: Duration,
     stats: Arc<Stats>,
@@ -67,12 +111,10 @@ impl McasClient {
         stats: Arc<Stats>,
     ) -> Result<McasClient, ConfigError> {
         let authorization = match &target.credential {
-            McasCredential::Token(token) => authorization(token),
-            McasCredential::Entra(_) => {
-                return Err(ConfigError::new(
-                    "mcas.auth",
-                    "\"entra\" is not available in this build: use a legacy API token (auth = \"token\")",
-                ))
+            McasCredential::Token(token) => Authorization::Fixed(authorization(token)),
+            // Token requests go to another host: not through the API's rate limiter.
+            McasCredential::Entra(app) => {
+                Authorization::Entra(Arc::new(EntraTokens::new(app, http.clone(), timeout)?))
             }
         };
         Ok(McasClient {
@@ -111,19 +153,41 @@ impl McasClient {
         format!("https://{}{path}", self.domain)
     }
 
+    /// Whether the calls carry an Entra application's tokens.
+    pub fn uses_entra(&self) -> bool {
+        matches!(self.authorization, Authorization::Entra(_))
+    }
+
+    /// The Entra token endpoint, when the calls carry an Entra application's tokens.
+    pub fn entra_token_url(&self) -> Option<&str> {
+        match &self.authorization {
+            Authorization::Entra(tokens) => Some(tokens.token_url()),
+            Authorization::Fixed(_) => None,
+        }
+    }
+
     /// Sends an API request once the rate limiter lets it, with the token, and returns the
     /// answer as it came: status, Retry-After and body.
-    async fn send(&self, request: RequestBuilder) -> Result<RawAnswer, reqwest::Error> {
+    async fn send(&self, request: RequestBuilder) -> Result<RawAnswer, SendError> {
         self.limiter.acquire().await;
+        // After the limiter's wait, so that the token is fresh when it is sent.
+        let authorization = match &self.authorization {
+            Authorization::Fixed(value) => value.clone(),
+            Authorization::Entra(tokens) => tokens.authorization().await?,
+        };
         self.stats.upload.api_calls.fetch_add(1, Ordering::Relaxed);
         let answer = request
-            .header(AUTHORIZATION, self.authorization.clone())
+            .header(AUTHORIZATION, authorization.clone())
             .timeout(self.timeout)
             .send()
             .await?;
         let status = answer.status().as_u16();
         let retry_after = retry_after(answer.headers());
         let body = answer.bytes().await?;
+        if let (Authorization::Entra(tokens), 401) = (&self.authorization, status) {
+            // Refused before its time (revoked, or clocks apart): the next call gets a new one.
+            tokens.forget(&authorization).await;
+        }
         if status == 429 {
             // The throttle is the tenant's: every call of this process waits.
             self.limiter
@@ -139,12 +203,33 @@ impl McasClient {
     /// Sends an API request and returns the body of a 2xx answer; any other answer or
     /// failure sorted by what to do about it.
     async fn call(&self, step: Step, request: RequestBuilder) -> Result<Bytes, ApiError> {
-        let answer = self
-            .send(request)
-            .await
-            .map_err(|e| ApiError::from_transport(step, e))?;
+        let answer = match self.send(request).await {
+            Ok(answer) => answer,
+            Err(SendError::Transport(e)) => return Err(ApiError::from_transport(step, e)),
+            Err(SendError::Entra(e)) => return Err(entra_api_error(step, e)),
+        };
         if (200..300).contains(&answer.status) {
             return Ok(answer.body);
+        }
+        if self.uses_entra() {
+            match answer.status {
+                401 => {
+                    return Err(ApiError::Transient {
+                        step,
+                        reason: "MCAS refused the Entra access token (HTTP 401); a new one is requested for the next attempt".to_string(),
+                        retry_after: None,
+                        throttled: false,
+                    })
+                }
+                403 => {
+                    return Err(ApiError::TokenRefused {
+                        step,
+                        status: 403,
+                        reason: ENTRA_FORBIDDEN.to_string(),
+                    })
+                }
+                _ => {}
+            }
         }
         Err(ApiError::from_api_status(
             step,
@@ -210,7 +295,7 @@ impl McasClient {
     }
 
     /// The block script's answer as it came, for `nss troubleshoot mcas` to explain.
-    pub async fn block_script_answer(&self, kind: &str) -> Result<RawAnswer, reqwest::Error> {
+    pub async fn block_script_answer(&self, kind: &str) -> Result<RawAnswer, SendError> {
         self.send(self.block_script_request(kind)).await
     }
 
@@ -220,12 +305,76 @@ impl McasClient {
             .query(&[("format", "120"), ("type", kind)])
     }
 
+    /// The tenant's data sources (`GET /api/discovery/streams/`, needs Discovery.read).
+    pub async fn data_sources(&self) -> Result<Vec<DataSource>, DataSourcesError> {
+        let request = self.http.get(self.url("/api/discovery/streams/"));
+        let body = match self.call(Step::DataSources, request).await {
+            Ok(body) => body,
+            Err(ApiError::TokenRefused { status: 403, .. }) => {
+                return Err(DataSourcesError::NotPermitted)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        parse_data_sources(&body).ok_or_else(|| {
+            DataSourcesError::Api(ApiError::Transient {
+                step: Step::DataSources,
+                reason: "the answer is not the expected {\"streams\": [...]} JSON".to_string(),
+                retry_after: None,
+                throttled: false,
+            })
+        })
+    }
+
     /// The URL of the block script, as the documented curl check writes it.
     pub fn block_script_url(&self, kind: &str) -> String {
         self.url(&format!(
             "/api/discovery_block_scripts/?format=120&type={kind}"
         ))
     }
+}
+
+/// What a 403 to an Entra token means.
+pub const ENTRA_FORBIDDEN: &str = "MCAS refused the Entra application (HTTP 403): it lacks the Discovery.manage permission; add the application permission Discovery.manage of Microsoft Cloud App Security to the app registration and grant admin consent";
+
+/// A failure to get an Entra token, as the API step that needed it failed.
+fn entra_api_error(step: Step, error: EntraError) -> ApiError {
+    if error.is_transient() {
+        ApiError::Transient {
+            step,
+            reason: error.to_string(),
+            retry_after: None,
+            throttled: false,
+        }
+    } else {
+        let status = match &error {
+            EntraError::Refused { status, .. } | EntraError::Failed { status, .. } => *status,
+            EntraError::Unreachable { .. } => 0,
+        };
+        ApiError::TokenRefused {
+            step,
+            status,
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// The data sources of a streams answer; `None` if it is not one.
+fn parse_data_sources(body: &[u8]) -> Option<Vec<DataSource>> {
+    let document: serde_json::Value = serde_json::from_slice(body).ok()?;
+    document["streams"]
+        .as_array()?
+        .iter()
+        .map(|s| {
+            let last = s["lastDataReceived"]
+                .as_u64()
+                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+            Some(DataSource {
+                display_name: s["displayName"].as_str()?.to_string(),
+                log_type: u32::try_from(s["logType"].as_u64()?).ok()?,
+                last_data_received: last,
+            })
+        })
+        .collect()
 }
 
 /// The Authorization header for `token`: `Token <token>` for a legacy API token, `Bearer
@@ -246,6 +395,25 @@ fn authorization(token: &Secret) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_sources_answers() {
+        let body = br#"{"streams": [{"_id": "a1", "displayName": "NSS", "logType": 170, "lastDataReceived": 1714568405000},
+                                     {"displayName": "Other", "logType": 196, "lastDataReceived": null}]}"#;
+        let sources = parse_data_sources(body).unwrap();
+        assert_eq!(sources.len(), 2);
+        assert_eq!(
+            (sources[0].display_name.as_str(), sources[0].log_type),
+            ("NSS", 170)
+        );
+        assert_eq!(
+            sources[0].last_data_received,
+            Some(UNIX_EPOCH + Duration::from_secs(1_714_568_405))
+        );
+        assert_eq!(sources[1].last_data_received, None);
+        assert!(parse_data_sources(b"{}").is_none());
+        assert!(parse_data_sources(br#"{"streams": [{"logType": 1}]}"#).is_none());
+    }
 
     #[test]
     fn legacy_tokens_and_jwts() {

@@ -10,6 +10,7 @@ pub enum Step {
     Blob,
     DoneUpload,
     BlockScript,
+    DataSources,
 }
 
 impl fmt::Display for Step {
@@ -19,6 +20,7 @@ impl fmt::Display for Step {
             Step::Blob => "blob upload",
             Step::DoneUpload => "done_upload",
             Step::BlockScript => "block script",
+            Step::DataSources => "data sources",
         })
     }
 }
@@ -36,9 +38,14 @@ pub enum ApiError {
         /// The server answered 429: the tenant's throttle was hit.
         throttled: bool,
     },
-    /// MCAS refused the API token (401 or 403 on an API call).
-    #[error("{step}: MCAS refused the API token (HTTP {status}): a global administrator must generate a new API token in the MCAS portal (Settings > Security extensions > API tokens), then run `sudo nss configure-mcas` and `sudo nss restart`")]
-    TokenRefused { step: Step, status: u16 },
+    /// MCAS refused the credential (401 or 403 on an API call), or Entra refused the
+    /// application's token request; `reason` says which and what to do.
+    #[error("{step}: {reason}")]
+    TokenRefused {
+        step: Step,
+        status: u16,
+        reason: String,
+    },
     /// The API path does not exist on that host: the domain is wrong.
     #[error("{step}: MCAS answered 404 Not Found at {host}: check mcas.domain (the tenant's portal host, e.g. mycompany.us3.portal.cloudappsecurity.com)")]
     NotFound { step: Step, host: String },
@@ -70,7 +77,11 @@ impl ApiError {
         body: &[u8],
     ) -> ApiError {
         match status {
-            401 | 403 => ApiError::TokenRefused { step, status },
+            401 | 403 => ApiError::TokenRefused {
+                step,
+                status,
+                reason: format!("MCAS refused the API token (HTTP {status}): a global administrator must generate a new API token in the MCAS portal (Settings > Security extensions > API tokens), then run `sudo nss configure-mcas` and `sudo nss restart`"),
+            },
             404 => ApiError::NotFound {
                 step,
                 host: host.to_string(),

@@ -14,8 +14,9 @@ use mcas_emulator::{Endpoint, Fault};
 
 use crate::harness::*;
 
-const TOKEN_PROMPT: &str = "token (Authentication token for uploading to MCAS) ";
-const DOMAIN_PROMPT: &str = "domain (MCAS domain like mycompany.portal.cloudappsecurity.com) ";
+pub const AUTH_PROMPT: &str = "auth (token or entra) ";
+pub const TOKEN_PROMPT: &str = "token (Authentication token for uploading to MCAS) ";
+pub const DOMAIN_PROMPT: &str = "domain (MCAS domain like mycompany.portal.cloudappsecurity.com) ";
 
 /// The world's settings without the token and domain: what a fresh appliance's file holds.
 fn unconfigured(world: &World) -> String {
@@ -34,7 +35,7 @@ fn unconfigured(world: &World) -> String {
 }
 
 /// `nss --config <config> <args>` with `stdin` piped in; exit code, stdout, stderr.
-fn nss_piped(config: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+pub fn nss_piped(config: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
     let mut child = nss()
         .arg("--config")
         .arg(config)
@@ -60,12 +61,12 @@ fn nss_piped(config: &Path, args: &[&str], stdin: &str) -> (i32, String, String)
     (output.status.code().unwrap_or(-1), stdout, stderr)
 }
 
-fn mode(path: &Path) -> u32 {
+pub fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 /// `nss` on a pseudo-terminal: what it prints is collected by a thread.
-struct Terminal {
+pub struct Terminal {
     child: Child,
     master: fs::File,
     output: Arc<Mutex<Vec<u8>>>,
@@ -73,7 +74,7 @@ struct Terminal {
 }
 
 impl Terminal {
-    fn spawn(config: &Path, args: &[&str]) -> Terminal {
+    pub fn spawn(config: &Path, args: &[&str]) -> Terminal {
         let pty = nix::pty::openpty(None, None).unwrap();
         let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
         let child = nss()
@@ -109,7 +110,7 @@ impl Terminal {
     }
 
     /// Waits for `text` after what was already expected; returns what came before it.
-    fn expect(&mut self, text: &str) -> String {
+    pub fn expect(&mut self, text: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let all = String::from_utf8_lossy(&self.output.lock().unwrap()).to_string();
@@ -127,17 +128,17 @@ impl Terminal {
         }
     }
 
-    fn type_line(&mut self, line: &str) {
+    pub fn type_line(&mut self, line: &str) {
         self.master
             .write_all(format!("{line}\r").as_bytes())
             .unwrap();
     }
 
-    fn all(&self) -> String {
+    pub fn all(&self) -> String {
         String::from_utf8_lossy(&self.output.lock().unwrap()).to_string()
     }
 
-    fn wait(mut self) -> (i32, String) {
+    pub fn wait(mut self) -> (i32, String) {
         let code = self.child.wait().unwrap().code().unwrap_or(-1);
         // Let the reader drain what was written just before the exit.
         std::thread::sleep(Duration::from_millis(100));
@@ -158,6 +159,8 @@ async fn configure_on_a_terminal_asks_hides_the_token_and_keeps_the_file() {
     fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
 
     let mut terminal = Terminal::spawn(&config, &["configure-mcas"]);
+    terminal.expect(&format!("{AUTH_PROMPT}[token]: "));
+    terminal.type_line("");
     terminal.expect(&format!("{TOKEN_PROMPT}[]: "));
     terminal.type_line(TOKEN);
     terminal.expect(&format!("{DOMAIN_PROMPT}[]: "));
@@ -207,6 +210,8 @@ async fn configure_on_a_terminal_asks_hides_the_token_and_keeps_the_file() {
 
     // A second run shows the current values; Enter keeps them.
     let mut terminal = Terminal::spawn(&config, &["configure-mcas", "--no-verify"]);
+    terminal.expect(&format!("{AUTH_PROMPT}[token]: "));
+    terminal.type_line("");
     terminal.expect(&format!("{TOKEN_PROMPT}[****CRET]: "));
     terminal.type_line("");
     terminal.expect(&format!("{DOMAIN_PROMPT}[{}]: ", world.emulator.domain()));
@@ -218,6 +223,8 @@ async fn configure_on_a_terminal_asks_hides_the_token_and_keeps_the_file() {
 
     // Interrupted at the hidden token prompt: the terminal gets its echo back.
     let mut terminal = Terminal::spawn(&config, &["configure-mcas"]);
+    terminal.expect(&format!("{AUTH_PROMPT}[token]: "));
+    terminal.type_line("");
     terminal.expect(&format!("{TOKEN_PROMPT}[****CRET]: "));
     let echo = |terminal: &Terminal| {
         let settings = nix::sys::termios::tcgetattr(&terminal.master).unwrap();

@@ -272,6 +272,12 @@ impl Settings {
         self
     }
 
+    /// Leaves `key` out of the file.
+    pub fn remove(&mut self, key: &str) -> &mut Settings {
+        self.0.remove(key);
+        self
+    }
+
     /// Tails `file` (`feed.files`).
     pub fn tail(&mut self, file: &Path) -> &mut Settings {
         self.set(

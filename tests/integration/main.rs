@@ -4,8 +4,11 @@
 mod backpressure;
 mod config;
 mod configure;
+mod configure_entra;
 mod delivery;
 mod durability;
+mod entra;
+mod entra_client;
 mod faults;
 mod feed;
 mod harness;
@@ -15,3 +18,4 @@ mod service;
 mod signals;
 mod sync;
 mod unit;
+mod zia;

@@ -1,6 +1,7 @@
 //! An HTTPS emulator of Microsoft Defender for Cloud Apps (MCAS): the Cloud Discovery
-//! upload API (`upload_url`, `done_upload`), the block-script endpoint, and the Azure
-//! (or AWS) blob store the upload URL points at. Azure's blob step can also be sent to
+//! upload API (`upload_url`, `done_upload`), the block-script endpoint, the data sources
+//! list, the Azure (or AWS) blob store the upload URL points at, and the Entra ID token
+//! endpoint for application credentials. Azure's blob step can also be sent to
 //! Azurite, Microsoft's own storage emulator.
 //!
 //! It validates what the real services validate (auth header, parameters, SAS, block
@@ -18,14 +19,20 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 mod azurite;
 mod blobstore;
 mod blocklist;
 mod certs;
+mod control;
+mod done_upload;
+pub mod entra;
 mod records;
 mod sas;
 mod server;
+pub mod streams;
 mod throttle;
+pub mod zia;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -36,7 +43,10 @@ use serde::Serialize;
 
 pub use blocklist::block_list_xml;
 pub use certs::{ensure_certs, CA_FILE, CERT_FILE, KEY_FILE};
+pub use done_upload::RepeatedDone;
+pub use entra::{EntraApp, EntraConfig, Roles};
 pub use records::gzip_lines;
+pub use streams::{DataSource, Stream};
 
 /// Which cloud the upload URL points at (the `provider` of the upload_url answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
@@ -110,6 +120,16 @@ pub struct EmulatorConfig {
     pub bind: SocketAddr,
     /// The accepted API token (`Authorization: Token <token>`; `Bearer <token>` too).
     pub token: String,
+    /// The legacy token's permissions. Default both.
+    pub token_roles: Roles,
+    /// The Entra directory: tenant, applications, token lifetime. Tokens it issues are
+    /// accepted as `Authorization: Bearer <token>` until they expire.
+    pub entra: EntraConfig,
+    /// The tenant's data sources. Default one, `NSS` (log type 170).
+    pub data_sources: Vec<DataSource>,
+    /// What a done_upload for an upload URL already ingested does. Default
+    /// [`RepeatedDone::Ok`].
+    pub repeated_done: RepeatedDone,
     /// Cloud of the upload URLs. Default Azure.
     pub provider: Provider,
     /// Where blobs, blocks and finalized uploads are written.
@@ -138,6 +158,10 @@ impl EmulatorConfig {
         EmulatorConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             token: token.to_string(),
+            token_roles: Roles::ALL,
+            entra: EntraConfig::default(),
+            data_sources: vec![DataSource::nss()],
+            repeated_done: RepeatedDone::Ok,
             provider: Provider::Azure,
             store_dir: store_dir.to_path_buf(),
             cert_dir: cert_dir.to_path_buf(),
@@ -162,16 +186,23 @@ pub enum Endpoint {
     DoneUpload,
     /// `GET /api/discovery_block_scripts/`
     BlockScript,
+    /// `GET /api/discovery/streams/` (the data sources)
+    Streams,
+    /// `POST /{tenant}/oauth2/v2.0/token` (Entra ID, not an MCAS API call)
+    Token,
 }
 
 impl Endpoint {
-    /// The name used by the control API: `upload_url`, `blob`, `done_upload`, `block_script`.
+    /// The name used by the control API: `upload_url`, `blob`, `done_upload`,
+    /// `block_script`, `streams`, `token`.
     pub fn name(self) -> &'static str {
         match self {
             Endpoint::UploadUrl => "upload_url",
             Endpoint::Blob => "blob",
             Endpoint::DoneUpload => "done_upload",
             Endpoint::BlockScript => "block_script",
+            Endpoint::Streams => "streams",
+            Endpoint::Token => "token",
         }
     }
 
@@ -182,13 +213,15 @@ impl Endpoint {
             "blob" => Some(Endpoint::Blob),
             "done_upload" => Some(Endpoint::DoneUpload),
             "block_script" | "block_scripts" => Some(Endpoint::BlockScript),
+            "streams" => Some(Endpoint::Streams),
+            "token" => Some(Endpoint::Token),
             _ => None,
         }
     }
 
     /// Whether calls to it are MCAS API calls (authenticated, throttled).
     pub fn is_api(self) -> bool {
-        self != Endpoint::Blob
+        !matches!(self, Endpoint::Blob | Endpoint::Token)
     }
 }
 
@@ -301,11 +334,13 @@ pub struct Stats {
     pub records: u64,
     /// Bytes of finalized uploads.
     pub bytes: u64,
-    /// API calls received (upload_url, done_upload, block scripts), whatever the answer.
+    /// API calls received (upload_url, done_upload, block scripts, streams), whatever
+    /// the answer.
     pub api_calls: u64,
     /// API calls answered 429 by the throttle.
     pub throttled: u64,
-    /// done_upload calls for an upload URL already finalized (answered 200, not recorded).
+    /// done_upload calls for an upload URL already finalized (answered as
+    /// [`RepeatedDone`] says).
     pub repeated_done: u64,
 }
 

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use mcas_emulator::{AzuriteTarget, Emulator, EmulatorConfig, Provider};
+use mcas_emulator::{AzuriteTarget, Emulator, EmulatorConfig, Provider, RepeatedDone};
 
 /// An HTTPS emulator of the MCAS Cloud Discovery upload API and of the Azure/AWS blob
-/// upload. Control API (no auth) on the same port: GET /_emulator/stats,
-/// /_emulator/uploads, /_emulator/calls; POST /_emulator/faults, /_emulator/banned,
-/// /_emulator/throttle.
+/// upload, with the Entra token endpoint (POST /{tenant}/oauth2/v2.0/token). Control API
+/// (no auth) on the same port: GET /_emulator/stats, /_emulator/uploads, /_emulator/calls;
+/// POST /_emulator/faults, /_emulator/banned, /_emulator/throttle,
+/// /_emulator/token_roles, /_emulator/repeated_done; /_emulator/entra/...,
+/// /_emulator/streams/... (see the README).
 #[derive(Parser, Debug)]
 #[command(
     name = "mcas-emulator",
@@ -82,6 +84,13 @@ struct RunArgs {
     /// How long upload URLs stay valid, in seconds.
     #[arg(long, default_value_t = 3600)]
     sas_ttl_secs: u64,
+    /// What a repeated done_upload does: ok (200, not ingested again), refuse (400),
+    /// ingest-twice.
+    #[arg(long, default_value = "ok")]
+    repeated_done: RepeatedDone,
+    /// Lifetime of the Entra access tokens, in seconds.
+    #[arg(long, default_value_t = 3599)]
+    token_lifetime_secs: u64,
 }
 
 fn main() -> Result<()> {
@@ -134,6 +143,8 @@ async fn run(args: RunArgs) -> Result<()> {
     cfg.provider = args.provider;
     cfg.throttle_per_minute = args.throttle;
     cfg.sas_ttl = Duration::from_secs(args.sas_ttl_secs);
+    cfg.repeated_done = args.repeated_done;
+    cfg.entra.token_lifetime = Duration::from_secs(args.token_lifetime_secs);
     if let Some(endpoint) = args.azurite {
         cfg.azurite = Some(AzuriteTarget {
             endpoint,

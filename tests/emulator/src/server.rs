@@ -1,5 +1,6 @@
-//! The HTTPS server: accept loop, routing, faults, the MCAS API and the control API.
-//! The blob store lives in `blobstore.rs`.
+//! The HTTPS server: accept loop, routing, faults and the MCAS API. The blob store lives
+//! in `blobstore.rs`, done_upload in `done_upload.rs`, the data sources in `streams.rs`,
+//! the Entra token endpoint in `entra.rs`, the control API in `control.rs`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
@@ -14,10 +15,9 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -25,27 +25,31 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::azurite::AzuriteClient;
+use crate::entra::Directory;
+use crate::streams::Streams;
 use crate::throttle::Throttle;
 use crate::{
-    blobstore, certs, records, sas, Call, EmulatorConfig, Endpoint, Fault, Provider, Stats, Upload,
+    blobstore, certs, control, entra, sas, Call, EmulatorConfig, Endpoint, Fault, Provider,
+    RepeatedDone, Roles, Stats, Upload,
 };
 
 /// Response body type of every handler.
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 /// An early answer (an error) of a check, boxed to keep `Result`s small.
-type Reply = Box<Response<Body>>;
+pub(crate) type Reply = Box<Response<Body>>;
 
 /// The container of the emulator's own blob store, the first path segment after `/blob/`.
 pub(crate) const CONTAINER: &str = "mcas-discovery";
 
 /// The API's request bodies are small JSON or form documents.
-const API_BODY_LIMIT: usize = 1 << 20;
+pub(crate) const API_BODY_LIMIT: usize = 1 << 20;
 
 /// Paths of the MCAS API.
 const UPLOAD_URL_PATH: &str = "/api/v1/discovery/upload_url/";
 const DONE_UPLOAD_PATH: &str = "/api/v1/discovery/done_upload/";
 const BLOCK_SCRIPT_PATH: &str = "/api/discovery_block_scripts/";
+const STREAMS_PATH: &str = "/api/discovery/streams/";
 
 /// State shared by the handle and all connections.
 pub(crate) struct Shared {
@@ -108,6 +112,14 @@ pub(crate) struct State {
     pub blobs: HashMap<String, blobstore::BlobState>,
     /// Blob names already finalized (or being finalized) by done_upload.
     pub finalized: HashSet<String>,
+    /// What a repeated done_upload does.
+    pub repeated_done: RepeatedDone,
+    /// The tenant's data sources.
+    pub streams: Streams,
+    /// Permissions of the legacy API token.
+    pub token_roles: Roles,
+    /// The Entra directory: applications and the access tokens issued.
+    pub entra: Directory,
 }
 
 /// An upload URL handed out by upload_url.
@@ -128,7 +140,7 @@ pub(crate) struct Issued {
 }
 
 impl Issued {
-    fn sig(&self) -> &str {
+    pub(crate) fn sig(&self) -> &str {
         self.params
             .iter()
             .find(|(k, _)| k == self.sig_param)
@@ -155,6 +167,7 @@ pub(crate) async fn start(cfg: EmulatorConfig) -> Result<Arc<Shared>> {
         bail!("Azurite emulates Azure: it cannot serve provider aws");
     }
     let dirs = Dirs::create(&cfg.store_dir)?;
+    let entra = Directory::new(cfg.entra)?;
     let cert_dir = cfg.cert_dir.clone();
     tokio::task::spawn_blocking(move || certs::ensure_certs(&cert_dir)).await??;
     let tls = certs::server_config(&cfg.cert_dir)?;
@@ -199,6 +212,10 @@ pub(crate) async fn start(cfg: EmulatorConfig) -> Result<Arc<Shared>> {
             issued: HashMap::new(),
             blobs: HashMap::new(),
             finalized: HashSet::new(),
+            repeated_done: cfg.repeated_done,
+            streams: Streams::new(cfg.data_sources),
+            token_roles: cfg.token_roles,
+            entra,
         }),
         records_tx: watch::channel(0).0,
         shutdown_tx,
@@ -278,6 +295,8 @@ fn route(path: &str, own_blobs: bool) -> Option<Endpoint> {
         UPLOAD_URL_PATH => Some(Endpoint::UploadUrl),
         DONE_UPLOAD_PATH => Some(Endpoint::DoneUpload),
         BLOCK_SCRIPT_PATH => Some(Endpoint::BlockScript),
+        STREAMS_PATH => Some(Endpoint::Streams),
+        p if entra::token_path_tenant(p).is_some() => Some(Endpoint::Token),
         p if own_blobs && p.starts_with("/blob/") => Some(Endpoint::Blob),
         _ => None,
     }
@@ -286,7 +305,7 @@ fn route(path: &str, own_blobs: bool) -> Option<Endpoint> {
 async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
     let path = req.uri().path();
     if path == "/_emulator" || path.starts_with("/_emulator/") {
-        return Ok(control(&shared, req).await);
+        return Ok(control::control(&shared, req).await);
     }
     let endpoint = route(path, shared.azurite.is_none());
     let idx = shared.begin_call(endpoint, &req);
@@ -319,6 +338,7 @@ async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
                 0,
             ),
             Some(Endpoint::Blob) => blobstore::handle(&shared, req, delay).await,
+            Some(Endpoint::Token) => entra::handle(&shared, req, delay).await,
             Some(e) => api(&shared, e, req, delay).await,
         };
         shared.end_call(idx, resp.status().as_u16(), body_len);
@@ -445,9 +465,9 @@ async fn api(
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
-    // MCAS (a Django REST framework service) authenticates before it throttles, and
-    // throttles before it looks at the method.
-    if let Err(resp) = check_auth(&parts.headers, &shared.token) {
+    // MCAS (a Django REST framework service) authenticates, then checks permissions,
+    // then throttles, and only then looks at the method.
+    if let Err(resp) = shared.authorize(&parts.headers, endpoint) {
         return (*resp, body_len);
     }
     if let Err(resp) = shared.admit() {
@@ -460,56 +480,14 @@ async fn api(
             shared.done_upload(&parts.headers, &body).await
         }
         Endpoint::BlockScript if parts.method == Method::GET => shared.block_script(query),
-        Endpoint::UploadUrl | Endpoint::BlockScript => method_not_allowed(&parts.method, "GET"),
+        Endpoint::Streams if parts.method == Method::GET => shared.streams(),
+        Endpoint::UploadUrl | Endpoint::BlockScript | Endpoint::Streams => {
+            method_not_allowed(&parts.method, "GET")
+        }
         Endpoint::DoneUpload => method_not_allowed(&parts.method, "POST"),
-        Endpoint::Blob => unreachable!("blob requests are not API calls"),
+        Endpoint::Blob | Endpoint::Token => unreachable!("not MCAS API calls"),
     };
     (resp, body_len)
-}
-
-/// Accepts `Token <token>` and `Bearer <token>` (scheme case-insensitive), answering
-/// otherwise the 401 of Django REST framework's token authentication.
-fn check_auth(headers: &HeaderMap, token: &str) -> Result<(), Reply> {
-    let unauthorized = |detail: &str| {
-        let mut resp = json_response(StatusCode::UNAUTHORIZED, json!({ "detail": detail }));
-        resp.headers_mut()
-            .insert("www-authenticate", HeaderValue::from_static("Token"));
-        Box::new(resp)
-    };
-    let Some(value) = headers.get(AUTHORIZATION) else {
-        return Err(unauthorized(
-            "Authentication credentials were not provided.",
-        ));
-    };
-    let Ok(value) = value.to_str() else {
-        return Err(unauthorized(
-            "Invalid token header. Token string should not contain invalid characters.",
-        ));
-    };
-    let mut words = value.split_whitespace();
-    let scheme = words.next().unwrap_or("");
-    if !scheme.eq_ignore_ascii_case("token") && !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(unauthorized(
-            "Authentication credentials were not provided.",
-        ));
-    }
-    match (words.next(), words.next()) {
-        (None, _) => Err(unauthorized(
-            "Invalid token header. No credentials provided.",
-        )),
-        (Some(_), Some(_)) => Err(unauthorized(
-            "Invalid token header. Token string should not contain spaces.",
-        )),
-        (Some(given), None) if given == token => Ok(()),
-        _ => Err(unauthorized("Invalid token.")),
-    }
-}
-
-/// The fields of a done_upload request.
-struct DoneForm {
-    upload_url: String,
-    stream: String,
-    snapshot: bool,
 }
 
 impl Shared {
@@ -614,122 +592,6 @@ impl Shared {
         (url.to_string(), sig_param)
     }
 
-    /// `POST done_upload/`: checks the URL was issued here and its blob is committed,
-    /// then records the upload (once per URL).
-    async fn done_upload(&self, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
-        let form = match parse_done_form(headers, body) {
-            Ok(f) => f,
-            Err(resp) => return *resp,
-        };
-        let not_issued = || {
-            json_error(
-                StatusCode::BAD_REQUEST,
-                "uploadUrl is not an upload URL issued by this service.",
-            )
-        };
-        let Some((blob_name, params)) = parse_upload_url(&form.upload_url) else {
-            return not_issued();
-        };
-        let (issued, block_count) = {
-            let mut st = self.state();
-            let Some(issued) = st.issued.get(&blob_name).cloned() else {
-                return not_issued();
-            };
-            if param(&params, issued.sig_param) != Some(issued.sig()) {
-                return not_issued();
-            }
-            if st.finalized.contains(&blob_name) {
-                st.stats.repeated_done += 1;
-                return done_ok();
-            }
-            let mut block_count = 0;
-            if self.azurite.is_none() {
-                match st.blobs.get(&blob_name).and_then(|b| b.committed.as_ref()) {
-                    Some(c) => block_count = c.blocks.len() as u32,
-                    None => return no_blob(),
-                }
-            }
-            // Claimed now, so that a concurrent repeat counts as a repeat.
-            st.finalized.insert(blob_name.clone());
-            (issued, block_count)
-        };
-        match self.finalize(&issued, &form, block_count).await {
-            Ok(Some(upload)) => {
-                let mut st = self.state();
-                st.stats.uploads += 1;
-                st.stats.records += upload.records;
-                st.stats.bytes += upload.bytes;
-                let total = st.stats.records;
-                st.uploads.push(upload);
-                drop(st);
-                self.records_tx.send_replace(total);
-                done_ok()
-            }
-            Ok(None) => {
-                self.state().finalized.remove(&blob_name);
-                no_blob()
-            }
-            Err(e) => {
-                warn!("finalizing {blob_name}: {e:#}");
-                self.state().finalized.remove(&blob_name);
-                json_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("Internal error: {e:#}"),
-                )
-            }
-        }
-    }
-
-    /// Puts the committed blob under `uploads/` and counts its records. `Ok(None)` when
-    /// there is no committed blob (Azurite).
-    async fn finalize(
-        &self,
-        issued: &Issued,
-        form: &DoneForm,
-        block_count: u32,
-    ) -> Result<Option<Upload>> {
-        let dest = self.dirs.uploads.join(&issued.file_name);
-        let _ = tokio::fs::remove_file(&dest).await;
-        let block_count = match &self.azurite {
-            Some(az) => {
-                if az.fetch(&issued.url, &dest).await?.is_none() {
-                    return Ok(None);
-                }
-                az.committed_block_count(&issued.url).await?
-            }
-            None => {
-                // A hard link keeps the bytes as finalized even if the client PUTs to the
-                // same URL again.
-                let src = self.dirs.blobs.join(&issued.file_name);
-                if tokio::fs::hard_link(&src, &dest).await.is_err() {
-                    tokio::fs::copy(&src, &dest)
-                        .await
-                        .with_context(|| format!("copying {}", src.display()))?;
-                }
-                block_count
-            }
-        };
-        let bytes = tokio::fs::metadata(&dest).await?.len();
-        let path = dest.clone();
-        let (records, decode_error) = if self.count_records {
-            tokio::task::spawn_blocking(move || records::count_records(&path)).await??
-        } else {
-            (0, None)
-        };
-        Ok(Some(Upload {
-            filename: issued.filename.clone(),
-            source: issued.source.clone(),
-            data_source: form.stream.clone(),
-            upload_url: issued.url.clone(),
-            as_snapshot: form.snapshot,
-            path: dest,
-            bytes,
-            records,
-            block_count,
-            decode_error,
-        }))
-    }
-
     /// `GET discovery_block_scripts/?format=120&type=banned|allowed`: one line per
     /// domain, sent chunked like MCAS does.
     fn block_script(&self, query: &str) -> Response<Body> {
@@ -770,82 +632,6 @@ impl Shared {
         );
         resp
     }
-}
-
-fn done_ok() -> Response<Body> {
-    json_response(StatusCode::OK, json!({"success": true}))
-}
-
-fn no_blob() -> Response<Body> {
-    json_error(
-        StatusCode::BAD_REQUEST,
-        "No blob was committed at uploadUrl: upload the file (and commit its block list) before done_upload.",
-    )
-}
-
-/// Parses the done_upload body: JSON, or form-encoded as some clients send it.
-fn parse_done_form(headers: &HeaderMap, body: &[u8]) -> Result<DoneForm, Reply> {
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let bad = |msg: &str| Box::new(json_error(StatusCode::BAD_REQUEST, msg));
-    let fields: HashMap<String, Value> = match content_type.as_str() {
-        "application/json" => match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => map.into_iter().collect(),
-            Ok(_) => return Err(bad("JSON parse error - expected an object.")),
-            Err(e) => return Err(bad(&format!("JSON parse error - {e}"))),
-        },
-        "application/x-www-form-urlencoded" => url::form_urlencoded::parse(body)
-            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-            .collect(),
-        // Without a content type the framework sees no data at all.
-        "" if body.is_empty() => HashMap::new(),
-        other => {
-            return Err(Box::new(json_response(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                json!({"detail": format!("Unsupported media type \"{other}\" in request.")}),
-            )))
-        }
-    };
-    let text = |name: &str| match fields.get(name) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-        _ => Err(bad(&format!("{name} is required (a non-empty string)."))),
-    };
-    let upload_url = text("uploadUrl")?;
-    let stream = text("inputStreamName")?;
-    let snapshot = match fields.get("uploadAsSnapshot") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
-        Some(_) => return Err(bad("uploadAsSnapshot must be a boolean.")),
-    };
-    Ok(DoneForm {
-        upload_url,
-        stream,
-        snapshot,
-    })
-}
-
-/// The blob name (decoded last path segment) and query of an upload URL.
-fn parse_upload_url(url: &str) -> Option<(String, Vec<(String, String)>)> {
-    let url = url::Url::parse(url).ok()?;
-    let last = url.path_segments()?.next_back()?;
-    let name = percent_encoding::percent_decode_str(last)
-        .decode_utf8()
-        .ok()?
-        .into_owned();
-    let params = url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    Some((name, params))
 }
 
 /// Query parameters, decoded.
@@ -926,7 +712,7 @@ pub(crate) fn json_response(status: StatusCode, value: Value) -> Response<Body> 
     resp
 }
 
-fn json_error(status: StatusCode, detail: &str) -> Response<Body> {
+pub(crate) fn json_error(status: StatusCode, detail: &str) -> Response<Body> {
     json_response(status, json!({ "detail": detail }))
 }
 
@@ -970,187 +756,9 @@ fn fault_response(code: u16, retry_after: Option<&str>, body: String) -> Respons
     resp
 }
 
-/// A fault as posted to `/_emulator/faults`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaultRequest {
-    endpoint: String,
-    #[serde(default = "one")]
-    times: u32,
-    status: Option<u16>,
-    retry_after: Option<Value>,
-    body: Option<String>,
-    #[serde(default)]
-    drop: bool,
-    delay_ms: Option<u64>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-impl FaultRequest {
-    fn into_fault(self) -> Result<(Endpoint, Fault, u32), String> {
-        let endpoint = Endpoint::from_name(&self.endpoint).ok_or_else(|| {
-            format!(
-                "unknown endpoint {:?} (upload_url, blob, done_upload, block_script)",
-                self.endpoint
-            )
-        })?;
-        let fault = match (self.status, self.drop, self.delay_ms) {
-            (Some(code), false, None) => {
-                if !(100..=999).contains(&code) {
-                    return Err(format!("bad status {code}"));
-                }
-                Fault::Status {
-                    code,
-                    retry_after: match self.retry_after {
-                        None | Some(Value::Null) => None,
-                        Some(Value::String(s)) => Some(s),
-                        Some(v) => Some(v.to_string()),
-                    },
-                    body: self.body.unwrap_or_default(),
-                }
-            }
-            (None, true, None) => Fault::Drop,
-            (None, false, Some(ms)) => Fault::Delay(Duration::from_millis(ms)),
-            _ => return Err("give exactly one of status, drop, delay_ms".to_string()),
-        };
-        Ok((endpoint, fault, self.times))
-    }
-}
-
-/// The control API under `/_emulator/`, for the binary's users (scripts, demo).
-async fn control(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
-    let method = req.method().clone();
-    let path = req.uri().path().trim_end_matches('/').to_string();
-    let body = match read_body(req.into_body(), API_BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => return json_error(StatusCode::BAD_REQUEST, "unreadable or too large body"),
-    };
-    let bad = |msg: String| json_response(StatusCode::BAD_REQUEST, json!({ "error": msg }));
-    match (method, path.as_str()) {
-        (Method::GET, "/_emulator/stats") => {
-            json_response(StatusCode::OK, json!(shared.state().stats))
-        }
-        (Method::GET, "/_emulator/uploads") => {
-            json_response(StatusCode::OK, json!(shared.state().uploads))
-        }
-        (Method::GET, "/_emulator/calls") => {
-            json_response(StatusCode::OK, json!(shared.state().calls))
-        }
-        (Method::POST, "/_emulator/faults") => {
-            let parsed = serde_json::from_slice::<FaultRequest>(&body)
-                .map_err(|e| e.to_string())
-                .and_then(FaultRequest::into_fault);
-            match parsed {
-                Ok((endpoint, fault, times)) => {
-                    shared.push_fault(endpoint, fault, times);
-                    json_response(
-                        StatusCode::OK,
-                        json!({"endpoint": endpoint.name(), "queued": times}),
-                    )
-                }
-                Err(e) => bad(e),
-            }
-        }
-        (Method::DELETE, "/_emulator/faults") => {
-            shared.state().faults.clear();
-            json_response(StatusCode::OK, json!({"cleared": true}))
-        }
-        (Method::POST, "/_emulator/banned") => {
-            let lines: Vec<String> = String::from_utf8_lossy(&body)
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect();
-            let n = lines.len();
-            shared.state().banned = lines;
-            json_response(StatusCode::OK, json!({ "banned": n }))
-        }
-        (Method::POST, "/_emulator/throttle") => {
-            #[derive(Deserialize)]
-            struct ThrottleRequest {
-                per_minute: Option<u32>,
-            }
-            match serde_json::from_slice::<ThrottleRequest>(&body) {
-                Ok(t) => {
-                    shared.state().throttle.set_limit(t.per_minute);
-                    json_response(StatusCode::OK, json!({ "per_minute": t.per_minute }))
-                }
-                Err(e) => bad(e.to_string()),
-            }
-        }
-        _ => json_response(
-            StatusCode::NOT_FOUND,
-            json!({"error": "unknown control endpoint", "endpoints": [
-                "GET /_emulator/stats", "GET /_emulator/uploads", "GET /_emulator/calls",
-                "POST /_emulator/faults", "DELETE /_emulator/faults",
-                "POST /_emulator/banned", "POST /_emulator/throttle"]}),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn auth_schemes() {
-        let tok = "abc";
-        assert!(check_auth(&headers(&[("authorization", "Token abc")]), tok).is_ok());
-        assert!(check_auth(&headers(&[("authorization", "token abc")]), tok).is_ok());
-        assert!(check_auth(&headers(&[("authorization", "Bearer abc")]), tok).is_ok());
-        for bad in ["Token abd", "Token", "Token abc abc", "Basic abc", "abc"] {
-            let r = check_auth(&headers(&[("authorization", bad)]), tok).unwrap_err();
-            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{bad}");
-        }
-        assert!(check_auth(&HeaderMap::new(), tok).is_err());
-    }
-
-    #[test]
-    fn done_form_json_and_form() {
-        let f = parse_done_form(
-            &headers(&[("content-type", "application/json; charset=utf-8")]),
-            br#"{"uploadUrl": "https://x/y", "inputStreamName": "NSS", "uploadAsSnapshot": false}"#,
-        )
-        .ok()
-        .unwrap();
-        assert_eq!(
-            (f.upload_url.as_str(), f.stream.as_str(), f.snapshot),
-            ("https://x/y", "NSS", false)
-        );
-        let f = parse_done_form(
-            &headers(&[("content-type", "application/x-www-form-urlencoded")]),
-            b"uploadUrl=https%3A%2F%2Fx%2Fy%3Fa%3D1%26b%3D2&inputStreamName=NSS&uploadAsSnapshot=True",
-        )
-        .ok()
-        .unwrap();
-        assert_eq!(
-            (f.upload_url.as_str(), f.snapshot),
-            ("https://x/y?a=1&b=2", true)
-        );
-        let e = parse_done_form(&headers(&[("content-type", "text/plain")]), b"x")
-            .err()
-            .unwrap();
-        assert_eq!(e.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        let e = parse_done_form(
-            &headers(&[("content-type", "application/json")]),
-            br#"{"uploadUrl": "u"}"#,
-        )
-        .err()
-        .unwrap();
-        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
-    }
 
     #[test]
     fn safe_names() {
@@ -1167,5 +775,13 @@ mod tests {
         assert_eq!(route("/api/v1/discovery/upload_url", true), None);
         assert_eq!(route("/blob/c/x", true), Some(Endpoint::Blob));
         assert_eq!(route("/blob/c/x", false), None);
+        assert_eq!(
+            route("/api/discovery/streams/", true),
+            Some(Endpoint::Streams)
+        );
+        assert_eq!(
+            route("/contoso.onmicrosoft.com/oauth2/v2.0/token", true),
+            Some(Endpoint::Token)
+        );
     }
 }

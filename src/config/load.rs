@@ -1,0 +1,325 @@
+//! Reading the settings: the TOML file merged with `NSS_AGENT__SECTION__KEY` environment
+//! overrides by the `config` crate, deserialised into [`Settings`] with every error naming
+//! its key, then the secrets read from their files or from systemd's credentials directory.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use config::{Config, Environment, File, FileFormat};
+
+use super::{ConfigError, Secret, Settings};
+
+/// The sections of the file, for the message about an unknown one.
+const SECTIONS: &str =
+    "[mcas], [feed], [batch], [upload], [spool], [memory], [sync], [zia], [metrics] or [paths]";
+
+/// Every secret: its section and key; each may also come from `<key>_file` or from
+/// `$CREDENTIALS_DIRECTORY/<section>.<key>`.
+const SECRET_KEYS: [(&str, &str); 5] = [
+    ("mcas", "token"),
+    ("mcas", "client_secret"),
+    ("zia", "password"),
+    ("zia", "api_key"),
+    ("zia", "client_secret"),
+];
+
+/// The merged file and environment, deserialised; secrets not yet read from their files.
+pub(super) fn read(path: &Path) -> Result<Settings, ConfigError> {
+    let file_key = path.display().to_string();
+    let file_found = path.exists();
+    if file_found {
+        // Read once here so that an unreadable file says so, rather than "not found".
+        std::fs::read(path).map_err(|e| {
+            ConfigError::new(
+                &file_key,
+                format!("cannot read the configuration file: {e}"),
+            )
+        })?;
+    }
+    let merged = Config::builder()
+        .add_source(File::new(&file_key, FileFormat::Toml).required(false))
+        .add_source(
+            Environment::with_prefix("NSS_AGENT")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("feed.files")
+                .try_parsing(true),
+        )
+        .build()
+        .map_err(|e| match e {
+            config::ConfigError::FileParse { cause, .. } => ConfigError::new(
+                &file_key,
+                format!("the file is not valid TOML ({cause}): fix the line it names"),
+            ),
+            other => ConfigError::new("environment", other.to_string()),
+        })?;
+    let mut settings: Settings =
+        serde_path_to_error::deserialize(merged).map_err(|e| key_error(&e))?;
+    settings.path = path.to_path_buf();
+    settings.file_found = file_found;
+    Ok(settings)
+}
+
+/// Turns a deserialisation error into one that names the key, in words.
+fn key_error(error: &serde_path_to_error::Error<config::ConfigError>) -> ConfigError {
+    let path = match error.path().to_string() {
+        root if root == "." => String::new(),
+        path => path,
+    };
+    let message = message(error.inner());
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        // The path ends with the unknown key itself.
+        let key = match path.strip_suffix(name) {
+            Some(parent) if parent.is_empty() || parent.ends_with('.') => path.clone(),
+            _ if path.is_empty() => name.to_string(),
+            _ => format!("{path}.{name}"),
+        };
+        return if key.contains('.') {
+            ConfigError::new(
+                &key,
+                "is not a known key: check its spelling and section (`nss dump-config` lists every key)",
+            )
+        } else {
+            ConfigError::new(
+                &key,
+                format!("is not a known section: keys belong under {SECTIONS}"),
+            )
+        };
+    }
+    let key = if path.is_empty() { "(file)" } else { &path };
+    ConfigError::new(key, message)
+}
+
+/// The message of a `config` error, without the key and origin it appends (the key is
+/// named separately), in words for an administrator.
+fn message(error: &config::ConfigError) -> String {
+    match error {
+        config::ConfigError::At { error, .. } => message(error),
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            ..
+        } => must_be(expected, &unexpected.to_string()),
+        other => {
+            let text = other.to_string();
+            // serde's own wording: "invalid type: integer `5`, expected a size ..."
+            match text
+                .strip_prefix("invalid type: ")
+                .and_then(|rest| rest.split_once(", expected "))
+            {
+                Some((unexpected, expected)) => must_be(expected, unexpected),
+                None => text,
+            }
+        }
+    }
+}
+
+fn must_be(expected: &str, unexpected: &str) -> String {
+    let expected = if expected.contains("integer") {
+        "a whole number"
+    } else if expected.starts_with("struct ") {
+        "a section of keys ([section] in the file)"
+    } else {
+        expected
+    };
+    format!("must be {expected}, not {unexpected}")
+}
+
+/// Where a secret came from, for errors about its value.
+pub(super) enum SecretSource {
+    /// Written in the file or the environment under its own key.
+    Inline,
+    /// Read from the `<key>_file` path.
+    File,
+    /// Read from `$CREDENTIALS_DIRECTORY/<section>.<key>`.
+    Credentials,
+}
+
+impl SecretSource {
+    /// The key an error about the secret names.
+    pub(super) fn key(&self, section: &str, key: &str) -> String {
+        match self {
+            SecretSource::File => format!("{section}.{key}_file"),
+            SecretSource::Inline | SecretSource::Credentials => format!("{section}.{key}"),
+        }
+    }
+}
+
+/// Where each secret that is set came from.
+#[derive(Default)]
+pub(super) struct SecretSources(Vec<(&'static str, &'static str, SecretSource)>);
+
+impl SecretSources {
+    /// The key an error about the value of `section.key` names: `<key>_file` when the
+    /// secret was read from there.
+    pub(super) fn key(&self, section: &str, key: &str) -> String {
+        self.0
+            .iter()
+            .find(|(s, k, _)| (*s, *k) == (section, key))
+            .map_or_else(
+                || format!("{section}.{key}"),
+                |(_, _, source)| source.key(section, key),
+            )
+    }
+}
+
+/// Reads every secret that is not written inline: from its `<key>_file`, else from the
+/// credentials directory systemd gives the service (`LoadCredential=`), unless another
+/// key already proves the identity (a certificate or private key file). Notes a warning
+/// for each secret file other users can read.
+pub(super) fn read_secrets(
+    settings: &mut Settings,
+    credentials: Option<&Path>,
+) -> Result<SecretSources, ConfigError> {
+    let mut warnings = Vec::new();
+    let mut sources = SecretSources::default();
+    let (mcas, zia) = (&mut settings.mcas, &mut settings.zia);
+    let has_certificate = mcas.certificate_file.is_some();
+    let has_private_key = zia.private_key_file.is_some();
+    let slots = [
+        ("mcas", "token", &mut mcas.token, &mcas.token_file, false),
+        (
+            "mcas",
+            "client_secret",
+            &mut mcas.client_secret,
+            &mcas.client_secret_file,
+            has_certificate,
+        ),
+        (
+            "zia",
+            "password",
+            &mut zia.password,
+            &zia.password_file,
+            false,
+        ),
+        ("zia", "api_key", &mut zia.api_key, &zia.api_key_file, false),
+        (
+            "zia",
+            "client_secret",
+            &mut zia.client_secret,
+            &zia.client_secret_file,
+            has_private_key,
+        ),
+    ];
+    for (section, key, inline, file, has_alternative) in slots {
+        let credentials = credentials.filter(|_| !has_alternative);
+        let source = read_secret(
+            section,
+            key,
+            inline,
+            file.as_deref(),
+            credentials,
+            &mut warnings,
+        )?;
+        if let Some(source) = source {
+            sources.0.push((section, key, source));
+        }
+    }
+    for (key, path) in [
+        ("mcas.certificate_file", &settings.mcas.certificate_file),
+        ("zia.private_key_file", &settings.zia.private_key_file),
+    ] {
+        if let Some(path) = path {
+            warn_if_shared(key, path, &mut warnings);
+        }
+    }
+    if settings.file_found && file_holds_secret(&settings.path) {
+        warn_if_shared(
+            &settings.path.display().to_string(),
+            &settings.path,
+            &mut warnings,
+        );
+    }
+    settings.warnings = warnings;
+    Ok(sources)
+}
+
+fn read_secret(
+    section: &str,
+    key: &str,
+    inline: &mut Option<Secret>,
+    file: Option<&Path>,
+    credentials: Option<&Path>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<SecretSource>, ConfigError> {
+    let file_key = format!("{section}.{key}_file");
+    match (inline.is_some(), file) {
+        (true, Some(_)) => Err(ConfigError::new(
+            &format!("{section}.{key}"),
+            format!("and {file_key} are both set: keep one of the two"),
+        )),
+        (true, None) => Ok(Some(SecretSource::Inline)),
+        (false, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    &file_key,
+                    format!(
+                        "cannot read {}: {e}; point it at a readable file holding the secret",
+                        path.display()
+                    ),
+                )
+            })?;
+            warn_if_shared(&file_key, path, warnings);
+            *inline = Some(Secret::new(without_line_end(text)));
+            Ok(Some(SecretSource::File))
+        }
+        (false, None) => {
+            let Some(dir) = credentials else {
+                return Ok(None);
+            };
+            let path = dir.join(format!("{section}.{key}"));
+            if !path.exists() {
+                return Ok(None);
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::new(
+                    &format!("{section}.{key}"),
+                    format!("cannot read the credential {}: {e}", path.display()),
+                )
+            })?;
+            *inline = Some(Secret::new(without_line_end(text)));
+            Ok(Some(SecretSource::Credentials))
+        }
+    }
+}
+
+/// The secret without the line end an editor or `echo` leaves after it.
+fn without_line_end(mut text: String) -> String {
+    while text.ends_with(['\n', '\r']) {
+        text.pop();
+    }
+    text
+}
+
+/// A warning when the file at `path`, which holds a secret, can be read by other users.
+fn warn_if_shared(key: &str, path: &Path, warnings: &mut Vec<String>) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o044 != 0 {
+        warnings.push(format!(
+            "{key}: {} holds a secret and is readable by other users (mode {mode:04o}): run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+}
+
+/// Whether the configuration file itself writes one of the secrets inline.
+fn file_holds_secret(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
+        return false;
+    };
+    SECRET_KEYS.iter().any(|(section, key)| {
+        doc.get(section)
+            .and_then(|table| table.get(key))
+            .and_then(|value| value.as_str())
+            .is_some_and(|value| !value.is_empty())
+    })
+}

@@ -1,0 +1,379 @@
+//! The ZIA Cloud Service API client: pushes the unsanctioned-apps category into the
+//! tenant's ZIA as a custom URL category, and checks that the agent can.
+//!
+//! A push logs in (API key session or OneAPI token), reads the custom categories and the
+//! quota, sends only the difference (REMOVE_FROM_LIST, then ADD_TO_LIST, in paced
+//! slices), activates once if something changed, and logs out. Other categories, and the
+//! attributes of ours other than its URLs, are never written.
+
+mod api;
+pub mod error;
+pub mod login;
+pub mod obfuscate;
+pub mod push;
+pub mod retry;
+pub mod urls;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Certificate, Client};
+use tracing::info;
+
+pub use error::{LoginKind, ZiaError};
+pub use push::{Diff, Quota};
+
+use crate::config::ZiaTarget;
+use api::Api;
+use push::ListAction;
+
+/// The description a created category gets (ZIA keeps it; pushes never rewrite it).
+pub const DEFAULT_DESCRIPTION: &str =
+    "Unsanctioned apps of Microsoft Defender for Cloud Apps, kept up to date by nss-agent";
+
+/// How long a TCP and TLS handshake may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How a [`ZiaClient`] paces, retries and slices; the defaults suit the real ZIA.
+#[derive(Debug, Clone)]
+pub struct ZiaOptions {
+    /// The longest one request may take.
+    pub request_timeout: Duration,
+    /// First wait after a 5xx or a connection error; doubles up to `backoff_max`.
+    pub backoff_min: Duration,
+    /// Longest wait after a 5xx or a connection error.
+    pub backoff_max: Duration,
+    /// Retries of a request after 5xx answers or connection errors.
+    pub max_retries: u32,
+    /// Retries of a request answered 429.
+    pub max_throttled: u32,
+    /// Wait after a 409 EDIT_LOCK_NOT_AVAILABLE.
+    pub edit_lock_wait: Duration,
+    /// Retries of a request answered 409 EDIT_LOCK_NOT_AVAILABLE.
+    pub max_edit_lock_retries: u32,
+    /// URLs a write carries at most.
+    pub slice: usize,
+    /// `GET /status` tries after an activation that is not yet `ACTIVE`.
+    pub activation_polls: u32,
+    /// Wait between those tries (at least half a second: ZIA's read limit).
+    pub activation_poll_interval: Duration,
+    /// The description of a category this client creates.
+    pub description: String,
+}
+
+impl Default for ZiaOptions {
+    fn default() -> ZiaOptions {
+        ZiaOptions {
+            request_timeout: Duration::from_secs(60),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
+            max_retries: 4,
+            max_throttled: 10,
+            edit_lock_wait: Duration::from_secs(5),
+            max_edit_lock_retries: 6,
+            slice: 1000,
+            activation_polls: 5,
+            activation_poll_interval: Duration::from_secs(1),
+            description: DEFAULT_DESCRIPTION.to_string(),
+        }
+    }
+}
+
+/// What the client did since it was made, for the metrics.
+#[derive(Debug, Default)]
+pub struct ZiaCounters {
+    /// HTTP requests sent to ZIA and its token endpoint, retries and logins included.
+    pub api_calls: AtomicU64,
+    /// Answers 429.
+    pub throttled: AtomicU64,
+    /// Activations asked for (`POST /status/activate` answered 2xx).
+    pub activations: AtomicU64,
+    /// Logins (API key sessions or OneAPI tokens) attempted.
+    pub logins: AtomicU64,
+}
+
+impl ZiaCounters {
+    /// `(api_calls, throttled, activations, logins)` now.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.api_calls.load(Ordering::Relaxed),
+            self.throttled.load(Ordering::Relaxed),
+            self.activations.load(Ordering::Relaxed),
+            self.logins.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// ZIA's activation state (`GET /status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivationState {
+    /// Every change is enforced.
+    Active,
+    /// Changes wait for an activation.
+    Pending,
+    /// An activation is under way (or queued behind other administrators').
+    InProgress,
+    /// Something the documentation does not list, as ZIA spelled it.
+    Other(String),
+}
+
+impl ActivationState {
+    /// Reads ZIA's spelling.
+    pub fn parse(status: &str) -> ActivationState {
+        match status {
+            "ACTIVE" => ActivationState::Active,
+            "PENDING" => ActivationState::Pending,
+            "INPROGRESS" => ActivationState::InProgress,
+            other => ActivationState::Other(other.chars().take(40).collect()),
+        }
+    }
+
+    /// ZIA's spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ActivationState::Active => "ACTIVE",
+            ActivationState::Pending => "PENDING",
+            ActivationState::InProgress => "INPROGRESS",
+            ActivationState::Other(s) => s,
+        }
+    }
+}
+
+/// What one push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushReport {
+    /// The category's id in ZIA (`CUSTOM_NN`).
+    pub category_id: String,
+    /// Whether this push created it.
+    pub created: bool,
+    /// URLs added.
+    pub added: u64,
+    /// URLs removed.
+    pub removed: u64,
+    /// URLs dropped before the push because ZIA would refuse them.
+    pub invalid: u64,
+    /// The first few of those, with the reason.
+    pub invalid_examples: Vec<String>,
+    /// URLs the category holds in ZIA now.
+    pub urls: u64,
+    /// The tenant's remaining custom URL quota after the push (from the quota read before
+    /// the writes, less what they added, plus what they removed).
+    pub quota_remaining: u64,
+    /// The activation state after the push; `None` when nothing changed (no activation).
+    pub activation: Option<ActivationState>,
+    /// Writes (create and list updates) made.
+    pub writes: u64,
+}
+
+/// Our category as ZIA holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategorySummary {
+    pub id: String,
+    pub url_count: u64,
+}
+
+/// What [`ZiaClient::check`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// The tenant's custom URL quota.
+    pub urls_provisioned: u64,
+    pub quota_remaining: u64,
+    /// The category, if ZIA has it.
+    pub category: Option<CategorySummary>,
+    /// ZIA's activation state.
+    pub activation: ActivationState,
+}
+
+/// A client of one tenant's ZIA API. Its login is kept between calls of one push and
+/// ended at the end of each (API key sessions); OneAPI tokens are kept until they end.
+pub struct ZiaClient {
+    api: Api,
+    options: ZiaOptions,
+}
+
+impl std::fmt::Debug for ZiaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZiaClient")
+            .field("api_base", &self.api.api_base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ZiaClient {
+    /// A client of `target` with the default options.
+    pub fn new(target: &ZiaTarget) -> Result<ZiaClient, ZiaError> {
+        ZiaClient::with_options(target, ZiaOptions::default())
+    }
+
+    /// A client of `target` with `options`.
+    pub fn with_options(target: &ZiaTarget, options: ZiaOptions) -> Result<ZiaClient, ZiaError> {
+        let http = https_client(target.ca_file.as_deref()).map_err(ZiaError::Setup)?;
+        Ok(ZiaClient {
+            api: Api::new(
+                http,
+                &target.base_url,
+                target.login.clone(),
+                options.clone(),
+            ),
+            options,
+        })
+    }
+
+    /// The counters of this client (shared: they keep counting).
+    pub fn counters(&self) -> Arc<ZiaCounters> {
+        self.api.counters.clone()
+    }
+
+    /// Makes the custom category `name` hold exactly the URLs of `urls` that ZIA takes,
+    /// and activates the change. Those it would refuse are dropped and counted. Logs out
+    /// at the end (API key login), whatever the outcome.
+    pub async fn push_category(&self, name: &str, urls: &[String]) -> Result<PushReport, ZiaError> {
+        let result = self.push_logged_in(name, urls).await;
+        self.api.logout().await;
+        result
+    }
+
+    async fn push_logged_in(&self, name: &str, urls: &[String]) -> Result<PushReport, ZiaError> {
+        let checked = urls::check_all(urls);
+        if checked.invalid > 0 {
+            info!(
+                "ZIA: {} URLs dropped because ZIA would refuse them, e.g. {}",
+                checked.invalid,
+                checked.examples.join(", ")
+            );
+        }
+        let wanted = checked.valid;
+        let categories = push::list_categories(&self.api).await?;
+        let existing = push::find(&categories, name).cloned();
+        let quota = push::quota(&self.api).await?;
+        let mut report = PushReport {
+            category_id: String::new(),
+            created: false,
+            added: 0,
+            removed: 0,
+            invalid: checked.invalid,
+            invalid_examples: checked.examples,
+            urls: wanted.len() as u64,
+            quota_remaining: quota.remaining(),
+            activation: None,
+            writes: 0,
+        };
+        let (category, diff) = match existing {
+            Some(category) => {
+                push::check_id(&category.id)?;
+                let diff = Diff::between(&category.urls, &wanted);
+                if diff.is_empty() {
+                    info!("ZIA: {name:?} ({}) is up to date", category.id);
+                    report.category_id = category.id;
+                    return Ok(report);
+                }
+                push::check_quota(
+                    quota.remaining(),
+                    diff.remove.len() as u64,
+                    diff.add.len() as u64,
+                )?;
+                (category, diff)
+            }
+            None => {
+                push::check_quota(quota.remaining(), 0, wanted.len() as u64)?;
+                let first = &wanted[..wanted.len().min(self.options.slice.max(1))];
+                let id = push::create(&self.api, name, &self.options.description, first).await?;
+                info!("ZIA: created {name:?} as {id} with {} URLs", first.len());
+                report.created = true;
+                report.writes += 1;
+                report.added += first.len() as u64;
+                let category = push::RemoteCategory {
+                    id,
+                    configured_name: Some(name.to_string()),
+                    super_category: Some(push::SUPER_CATEGORY.to_string()),
+                    urls: first.to_vec(),
+                };
+                let diff = Diff::between(&category.urls, &wanted);
+                (category, diff)
+            }
+        };
+        report.category_id = category.id.clone();
+        // Removals first: they free quota for the additions.
+        report.writes += push::update_list(
+            &self.api,
+            &category,
+            name,
+            ListAction::Remove,
+            &diff.remove,
+            &self.options,
+        )
+        .await?;
+        report.removed += diff.remove.len() as u64;
+        report.writes += push::update_list(
+            &self.api,
+            &category,
+            name,
+            ListAction::Add,
+            &diff.add,
+            &self.options,
+        )
+        .await?;
+        report.added += diff.add.len() as u64;
+        report.quota_remaining = (quota.remaining() + report.removed).saturating_sub(report.added);
+        let state = push::activate(&self.api, &self.options).await?;
+        info!(
+            "ZIA: {name:?} ({}): {} added, {} removed, activation {}",
+            report.category_id,
+            report.added,
+            report.removed,
+            state.as_str()
+        );
+        report.activation = Some(state);
+        Ok(report)
+    }
+
+    /// Logs in, reads the quota, finds the category `name` and the activation state, and
+    /// logs out: what `nss troubleshoot zia` and `configure-zia` show.
+    pub async fn check(&self, name: &str) -> Result<CheckReport, ZiaError> {
+        let result = self.check_logged_in(name).await;
+        self.api.logout().await;
+        result
+    }
+
+    async fn check_logged_in(&self, name: &str) -> Result<CheckReport, ZiaError> {
+        let quota = push::quota(&self.api).await?;
+        let categories = push::list_categories(&self.api).await?;
+        let category = push::find(&categories, name).map(|c| CategorySummary {
+            id: c.id.clone(),
+            url_count: c.urls.len() as u64,
+        });
+        let activation = push::status(&self.api).await?;
+        Ok(CheckReport {
+            urls_provisioned: quota.unique_urls_provisioned.max(0) as u64,
+            quota_remaining: quota.remaining(),
+            category,
+            activation,
+        })
+    }
+}
+
+/// rustls, the system's trust anchors plus those in `ca_file`, HTTPS only, and no
+/// redirect followed (an API answering one is misconfigured, and a redirect could carry
+/// the credentials elsewhere).
+fn https_client(ca_file: Option<&std::path::Path>) -> Result<Client, String> {
+    let mut builder = Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(true)
+        .https_only(true)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .user_agent(concat!("nss-agent/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = ca_file {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let certs = Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{} is not a PEM bundle: {e}", path.display()))?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up HTTPS: {e}"))
+}

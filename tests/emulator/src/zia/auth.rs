@@ -1,0 +1,235 @@
+//! The two logins ZIA takes: the API key login (obfuscated key, admin and password, a
+//! JSESSIONID session that ends after idle minutes) and OneAPI client credentials (a
+//! client secret or an RS256 client assertion, for a bearer token of limited life).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+/// The audience OneAPI requires, of the token request and of client assertions.
+pub const ONEAPI_AUDIENCE: &str = "https://api.zscaler.com";
+/// How far the login timestamp may be from the emulator's clock.
+const TIMESTAMP_SKEW: Duration = Duration::from_secs(2 * 3600);
+
+/// The key obfuscated with the timestamp, as ZIA documents it.
+pub fn obfuscate(key: &str, timestamp_ms: u64) -> Option<String> {
+    let key = key.as_bytes();
+    if key.len() < 12 || !key.is_ascii() {
+        return None;
+    }
+    let n = timestamp_ms % 1_000_000;
+    let digits = format!("{n:06}{:06}", n >> 1);
+    let out = digits
+        .bytes()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = usize::from(d - b'0');
+            key[if i < 6 { d } else { d + 2 }] as char
+        })
+        .collect();
+    Some(out)
+}
+
+/// The body of `POST /api/v1/authenticatedSession`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionLogin {
+    #[serde(default)]
+    api_key: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    timestamp: String,
+}
+
+/// The accepted credentials.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+    pub api_key: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub client_public_key_pem: Option<String>,
+}
+
+/// Live sessions and tokens.
+#[derive(Debug, Default)]
+pub struct Logins {
+    /// JSESSIONID -> last use.
+    sessions: HashMap<String, Instant>,
+    /// Access token -> end of life.
+    tokens: HashMap<String, Instant>,
+    /// Client assertion ids already used.
+    used_jti: HashSet<String>,
+}
+
+/// Why a token request is refused: OAuth's `error` and `error_description`.
+pub type OAuthRefusal = (u16, &'static str, String);
+
+impl Logins {
+    /// Checks an API key login; answers the new session id.
+    pub fn log_in(&mut self, creds: &Credentials, login: &SessionLogin) -> Option<String> {
+        let timestamp: u64 = login.timestamp.parse().ok()?;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_millis() as u64;
+        if now_ms.abs_diff(timestamp) > TIMESTAMP_SKEW.as_millis() as u64 {
+            return None;
+        }
+        let expected = obfuscate(&creds.api_key, timestamp)?;
+        if login.api_key != expected
+            || login.username != creds.username
+            || login.password != creds.password
+        {
+            return None;
+        }
+        let id = format!("{:032X}", fastrand::u128(..));
+        self.sessions.insert(id.clone(), Instant::now());
+        Some(id)
+    }
+
+    /// Ends the sessions idle longer than `idle`; answers how many ended.
+    pub fn expire_idle(&mut self, idle: Duration) -> usize {
+        let before = self.sessions.len();
+        self.sessions.retain(|_, last| last.elapsed() < idle);
+        before - self.sessions.len()
+    }
+
+    /// Ends every session now (as a timeout would); answers how many ended.
+    pub fn end_all_sessions(&mut self) -> usize {
+        let ended = self.sessions.len();
+        self.sessions.clear();
+        ended
+    }
+
+    /// Whether `id` is a live session; marks it used.
+    pub fn touch_session(&mut self, id: &str) -> bool {
+        match self.sessions.get_mut(id) {
+            Some(last) => {
+                *last = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends session `id`; whether it was live.
+    pub fn log_out(&mut self, id: &str) -> bool {
+        self.sessions.remove(id).is_some()
+    }
+
+    /// Whether `token` is a live access token.
+    pub fn token_valid(&self, token: &str) -> bool {
+        self.tokens
+            .get(token)
+            .is_some_and(|end| Instant::now() < *end)
+    }
+
+    /// Ends every token now.
+    pub fn revoke_tokens(&mut self) {
+        self.tokens.clear();
+    }
+
+    /// Checks a token request (form fields); answers a new token valid for `lifetime`.
+    pub fn issue_token(
+        &mut self,
+        creds: &Credentials,
+        form: &HashMap<String, String>,
+        lifetime: Duration,
+    ) -> Result<String, OAuthRefusal> {
+        let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
+        if field("grant_type") != "client_credentials" {
+            return Err((
+                400,
+                "unsupported_grant_type",
+                "grant_type must be client_credentials".into(),
+            ));
+        }
+        if field("audience") != ONEAPI_AUDIENCE {
+            return Err((
+                400,
+                "invalid_request",
+                format!("audience must be {ONEAPI_AUDIENCE}"),
+            ));
+        }
+        let invalid_client = |why: &str| (401, "invalid_client", why.to_string());
+        if field("client_id") != creds.client_id {
+            return Err(invalid_client("unknown client"));
+        }
+        if let Some(secret) = form.get("client_secret") {
+            if creds.client_secret.as_deref() != Some(secret.as_str()) {
+                return Err(invalid_client("client authentication failed"));
+            }
+        } else if form.contains_key("client_assertion") {
+            if field("client_assertion_type")
+                != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            {
+                return Err((
+                    400,
+                    "invalid_request",
+                    "unsupported client_assertion_type".into(),
+                ));
+            }
+            let jti = verify_assertion(creds, field("client_assertion"))
+                .map_err(|why| invalid_client(&why))?;
+            if !self.used_jti.insert(jti) {
+                return Err(invalid_client("client assertion replayed (jti)"));
+            }
+        } else {
+            return Err(invalid_client("no client authentication"));
+        }
+        let token = format!("{:032x}{:032x}", fastrand::u128(..), fastrand::u128(..));
+        self.tokens.insert(token.clone(), Instant::now() + lifetime);
+        Ok(token)
+    }
+}
+
+#[derive(Deserialize)]
+struct AssertionClaims {
+    iss: String,
+    sub: String,
+    jti: Option<String>,
+}
+
+/// Checks an RS256 client assertion against the configured public key: signature,
+/// `exp`, `aud`, `iss` = `sub` = client id, a `jti`. Answers the `jti`.
+fn verify_assertion(creds: &Credentials, jwt: &str) -> Result<String, String> {
+    let pem = creds
+        .client_public_key_pem
+        .as_deref()
+        .ok_or("no public key registered for the client")?;
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
+        .map_err(|e| format!("the registered public key is unusable: {e}"))?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[ONEAPI_AUDIENCE]);
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    validation.leeway = 5;
+    let data = jsonwebtoken::decode::<AssertionClaims>(jwt, &key, &validation)
+        .map_err(|e| format!("client assertion refused: {e}"))?;
+    let claims = data.claims;
+    if claims.iss != creds.client_id || claims.sub != creds.client_id {
+        return Err("client assertion iss and sub must be the client id".to_string());
+    }
+    claims
+        .jti
+        .filter(|j| !j.is_empty())
+        .ok_or_else(|| "client assertion without jti".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_obfuscation_vector() {
+        assert_eq!(
+            obfuscate("abcdefghijkl", 1389681124480).as_deref(),
+            Some("bceeiacieegc")
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! A well-known RSA key pair for OneAPI client assertions in tests. Public on purpose,
+//! like Azurite's development key: it opens nothing but this emulator.
+
+/// The private key (PKCS#8 PEM) a test client signs its assertions with.
+pub const TEST_CLIENT_KEY_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCz9hfQ8ODUkPdr
+7G+/eaF7ePiiV8E9xqUBrnPJsGbGqeC4nYO5OIt6xsF65NvSgksgdSQArdd0NtHC
+wX4sfujx9xc+a80IZMVdrm3lGgLrY22AulS2sIJ92sRsVM8pv8nu9sZy2ayCAdoq
++qxxcnlW5G+a9AvGdJrcQNVdgfU+sVchg0xteZEfYsx6cyczCTAX3m/kQifTxebu
+9Y+zebKUEwi86SfW98MguZQQ9Aw7aEOguc9V0AlKB5EykoKgGkEIdCScYqH3YIb8
+Aiz+PYGbPUth5XF2SstAqnUPZ08lsRiULL9Rhz8w0478gnRqRaPqHy5km5Zp+4jy
+EEa6rMdXAgMBAAECggEALHmKvD/ziIUFKL5nhZ4lKvMkG1btsns3x1kaU4ONetZ7
+65Q9/BX93otlQJ5ztywtLenVSnesEhQENgoEyTFaF4Z1z57rroHdBwB3N1H827iY
+VOJ30iiAL2NT/OPeyNYVrUF+nN6v0/dqOAn4eRcN5swQyu46RMMHjJxXPsNB3Uqi
+OdZdPMdzA+QJbEcCvdgE4xO+W0DUvhLqI8jkxdSl/+EzpApSNWrwPgZQlOn8Ku3j
+t/RpXQQW0ACiQzwYi6t9mg0urbucTX8/s7RwFMG0sCpyXrZ3CMyddpIGypaX1VjV
+fwtJc3DUCPLJP3Tk0pyMCDFBqDlNvVT9sHLgbu/tFQKBgQD6wjE7O0i1ZLKtT6ml
++5kIuX4x1fCEUsGveKZUYlOzqlsJBFh3MAo9wGEMU9Nv8D46dMt5zwis0eLeUqZM
+FtjA5oD69rZlesGbsYw8/ZI6xurfI113Bs3TemqMNoddfyWRCn5gXgsObSVtGN0L
+gcAmLRw09P1UI+6h3S9bKGrbiwKBgQC3uRChL3Ydc+B1hoiO3gMfA4OFrisy54Pg
+nRKpo3V0YcDbl8C2WKed8HR/P1XP1H4i+CIPzMqq12HvNzqO8THdPIvyVfeRCeae
+jdTAoyATO6ysgirKb89P9+NgTmSy5O2fjIOJeyyZr/cW2FGobJToVFUkxKWFswtM
+S6UazV+s5QKBgFYITEXLKD3754WowEbPVIj2w0Ir6ZIspoEifsaS2a7ZstQcJpH1
+7H2VRHarR+6u2VrK+Yi4LHzGofSvHJkceY9tRjFUde3JOSXGu5utT/9Ugf6+rnGI
+5xM4e9fRWY4NcoEZvZQoj9iKP/33OteY06kFbxkIOOYmUdg8/+NhsY/TAoGAMLu+
+VYMpaZabK5GMF5l8anWcJZGVk+MlcCc6FBVvyndDmPwf+j5598MYo8hBEufirZP0
+NQy1laucJsAXoGMKPw0Ycieri6V8rwIgNRkQIQnrO7crcpdF/ohan+krfOiMv42e
+NpGduwaaHE01G9/xf88e5qni3hwoGwzVts5TWqECgYEA0VpD+1t2I1yZkE3yXbkh
+9JwOLcMpCB75eRPoe39mFiiJSFN8bkqYZ+YKotV8FtwASf66ws0uVK46lcNn9e13
+CSRVvPuXO1mEntJ0aPxEfrP56g5oaJGNJC8NM0/p61qwwYEC9jRIslszfORxbYlq
+xPlqn2svQwcSoC7MNNYoIRY=
+-----END PRIVATE KEY-----
+";
+
+/// The matching public key (SPKI PEM), the emulator's default for checking assertions.
+pub const TEST_CLIENT_PUBLIC_KEY_PEM: &str = "\
+-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAs/YX0PDg1JD3a+xvv3mh
+e3j4olfBPcalAa5zybBmxqnguJ2DuTiLesbBeuTb0oJLIHUkAK3XdDbRwsF+LH7o
+8fcXPmvNCGTFXa5t5RoC62NtgLpUtrCCfdrEbFTPKb/J7vbGctmsggHaKvqscXJ5
+VuRvmvQLxnSa3EDVXYH1PrFXIYNMbXmRH2LMenMnMwkwF95v5EIn08Xm7vWPs3my
+lBMIvOkn1vfDILmUEPQMO2hDoLnPVdAJSgeRMpKCoBpBCHQknGKh92CG/AIs/j2B
+mz1LYeVxdkrLQKp1D2dPJbEYlCy/UYc/MNOO/IJ0akWj6h8uZJuWafuI8hBGuqzH
+VwIDAQAB
+-----END PUBLIC KEY-----
+";
