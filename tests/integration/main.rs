@@ -18,4 +18,5 @@ mod service;
 mod signals;
 mod sync;
 mod unit;
+mod upload_faults;
 mod zia;

@@ -96,7 +96,9 @@ pub(crate) async fn control(shared: &Shared, req: Request<Incoming>) -> Response
             }
         }
         (Method::DELETE, "/_emulator/faults") => {
-            shared.state().faults.clear();
+            let mut state = shared.state();
+            state.faults.clear();
+            state.file_faults.clear();
             json_response(StatusCode::OK, json!({"cleared": true}))
         }
         (Method::POST, "/_emulator/banned") => {

@@ -392,9 +392,21 @@ impl Emulator {
         self.inner.push_fault(endpoint, fault, times);
     }
 
-    /// Drops the faults still queued.
+    /// Answers every upload_url call whose `filename` contains `text` with `fault`
+    /// (when no queued fault is due), until [`Emulator::clear_faults`]: one file that
+    /// always fails.
+    pub fn fail_file(&self, text: &str, fault: Fault) {
+        self.inner
+            .state()
+            .file_faults
+            .push((text.to_string(), fault));
+    }
+
+    /// Drops the faults still queued, and those of [`Emulator::fail_file`].
     pub fn clear_faults(&self) {
-        self.inner.state().faults.clear();
+        let mut state = self.inner.state();
+        state.faults.clear();
+        state.file_faults.clear();
     }
 
     /// Every request received, in order of arrival (control API requests excepted).

@@ -103,6 +103,8 @@ pub(crate) struct State {
     pub calls: Vec<Call>,
     pub uploads: Vec<Upload>,
     pub faults: HashMap<Endpoint, VecDeque<Fault>>,
+    /// Faults for every upload_url call whose `filename` contains the text, until cleared.
+    pub file_faults: Vec<(String, Fault)>,
     pub banned: Vec<String>,
     pub throttle: Throttle,
     pub stats: Stats,
@@ -206,6 +208,7 @@ pub(crate) async fn start(cfg: EmulatorConfig) -> Result<Arc<Shared>> {
             calls: Vec::new(),
             uploads: Vec::new(),
             faults: HashMap::new(),
+            file_faults: Vec::new(),
             banned: cfg.banned,
             throttle: Throttle::new(cfg.throttle_per_minute),
             stats: Stats::default(),
@@ -309,7 +312,9 @@ async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
     }
     let endpoint = route(path, shared.azurite.is_none());
     let idx = shared.begin_call(endpoint, &req);
-    let fault = endpoint.and_then(|e| shared.take_fault(e));
+    let fault = endpoint
+        .and_then(|e| shared.take_fault(e))
+        .or_else(|| shared.file_fault(endpoint, req.uri().query().unwrap_or("")));
     let delay = match fault {
         Some(Fault::Drop) => {
             shared.end_call(idx, 0, 0);
@@ -373,6 +378,20 @@ impl Shared {
         for _ in 0..times {
             queue.push_back(fault.clone());
         }
+    }
+
+    /// The standing fault of an upload_url call for a file name it covers.
+    fn file_fault(&self, endpoint: Option<Endpoint>, query: &str) -> Option<Fault> {
+        if endpoint != Some(Endpoint::UploadUrl) {
+            return None;
+        }
+        let params = parse_query(query);
+        let filename = param(&params, "filename")?;
+        self.state()
+            .file_faults
+            .iter()
+            .find(|(text, _)| filename.contains(text.as_str()))
+            .map(|(_, fault)| fault.clone())
     }
 
     fn take_fault(&self, endpoint: Endpoint) -> Option<Fault> {
