@@ -484,6 +484,83 @@ mod tests {
     }
 
     #[test]
+    fn ranges_sealed_by_an_earlier_run_stay_until_the_offset_passes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CheckpointStore::open(dir.path()).unwrap());
+        let path = PathBuf::from("/var/log/feed.log");
+        let progress = FileProgress::new(store.clone(), path.clone());
+        // Resumed at 100 with 200..300 sealed before the crash: the tail reads 100..200,
+        // skips, and reads on from 300.
+        progress.resume(identity(), &[(200, 300)]);
+        let a = progress.register(identity(), 100, 200);
+        let b = progress.register(identity(), 300, 400);
+        b.sealed();
+        let saved = store.load(&path).unwrap();
+        assert_eq!((saved.offset, saved.sealed), (100, vec![(200, 400)]));
+        a.sealed();
+        let saved = store.load(&path).unwrap();
+        assert_eq!((saved.offset, saved.sealed), (400, vec![]));
+    }
+
+    #[test]
+    fn a_failed_chunk_holds_the_checkpoint_and_is_handed_back_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CheckpointStore::open(dir.path()).unwrap());
+        let path = PathBuf::from("/var/log/feed.log");
+        let progress = FileProgress::new(store.clone(), path.clone());
+        let a = progress.register(identity(), 0, 100);
+        drop(a); // its batch failed
+        for i in 1..50u64 {
+            progress
+                .register(identity(), i * 100, i * 100 + 100)
+                .sealed();
+        }
+        let saved = store.load(&path).unwrap();
+        assert_eq!((saved.offset, saved.sealed), (0, vec![(100, 5000)]));
+        assert!(
+            progress.waiting() <= 2,
+            "sealed chunks behind it are merged"
+        );
+        assert!(
+            progress.take_failed(|_| true).is_empty(),
+            "not before REREAD_AFTER"
+        );
+        std::thread::sleep(REREAD_AFTER);
+        let failed = progress.take_failed(|_| true);
+        assert_eq!(failed.len(), 1);
+        assert_eq!((failed[0].start, failed[0].end), (0, 100));
+        assert!(progress.take_failed(|_| true).is_empty());
+        SealAck::new(progress.clone(), failed[0].id).sealed();
+        let saved = store.load(&path).unwrap();
+        assert_eq!((saved.offset, saved.sealed), (5000, vec![]));
+    }
+
+    #[test]
+    fn claims_settle_a_checkpoint_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CheckpointStore::open(dir.path()).unwrap());
+        let path = PathBuf::from("/var/log/feed.log");
+        let progress = FileProgress::new(store.clone(), path.clone());
+        let a = progress.register(identity(), 0, 100);
+        let b = progress.register(identity(), 100, 250);
+        let claims = SealAck::claims(&[b]);
+        let claim: Claim =
+            serde_json::from_slice(claims.split(|&c| c == b'\n').next().unwrap()).unwrap();
+        assert_eq!(claim.ranges, vec![(100, 250)]);
+        // The crash came before any checkpoint was saved.
+        store.settle(&claim).unwrap();
+        let saved = store.load(&path).unwrap();
+        assert_eq!((saved.offset, saved.sealed.clone()), (0, vec![(100, 250)]));
+        store.settle(&claim).unwrap();
+        assert_eq!(
+            store.load(&path).unwrap(),
+            saved,
+            "settling twice changes nothing"
+        );
+        drop(a);
+    }
+
+    #[test]
     fn a_corrupt_checkpoint_is_moved_aside() {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();

@@ -1,6 +1,8 @@
 //! Batches that keep failing step aside: after a few failed attempts, or minutes of
 //! failing, a batch is held back for a while so that newer batches go on. It stays in the
-//! spool and is tried again when its hold ends.
+//! spool and is tried again when its hold ends. The next batch is the probe: should it
+//! fail too, MCAS is failing for everyone, the hold is lifted and batches go oldest first
+//! again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -26,12 +28,16 @@ struct Failing {
 #[derive(Debug, Default)]
 pub struct Holds {
     failing: BTreeMap<u64, Failing>,
+    /// The batch held last, until the next attempt at another batch tells whether the
+    /// failures were its own.
+    probing: Option<u64>,
 }
 
 impl Holds {
     /// A failed attempt at batch `seq`. Returns true when the batch is now held back, for
     /// `hold` (then newer batches go first).
     pub fn failed(&mut self, seq: u64, why: String, hold: Duration) -> bool {
+        self.failed_elsewhere(seq);
         let now = Instant::now();
         let entry = self.failing.entry(seq).or_insert(Failing {
             attempts: 0,
@@ -46,13 +52,29 @@ impl Holds {
             || now.duration_since(entry.since) >= HOLD_AFTER;
         if due {
             entry.until = Some(now + hold);
+            self.probing = Some(seq);
         }
         due
     }
 
-    /// Batch `seq` left the spool (delivered or quarantined).
+    /// An attempt at batch `seq` failed for a reason that is not the batch's: when another
+    /// batch was just held, its hold is lifted (MCAS fails for every batch).
+    pub fn failed_elsewhere(&mut self, seq: u64) {
+        if let Some(held) = self.probing.filter(|&held| held != seq) {
+            self.probing = None;
+            if let Some(entry) = self.failing.get_mut(&held) {
+                entry.until = None;
+                entry.attempts = 0;
+                entry.since = Instant::now();
+            }
+        }
+    }
+
+    /// Batch `seq` left the spool (delivered or quarantined): a batch held before it
+    /// stays held, its failures were its own.
     pub fn done(&mut self, seq: u64) {
         self.failing.remove(&seq);
+        self.probing = None;
     }
 
     /// Forgets batches no longer in the spool.
@@ -106,8 +128,28 @@ mod tests {
         let (count, why) = holds.summary();
         assert_eq!(count, 1);
         assert!(why.unwrap().contains("HTTP 500"));
+        holds.done(8);
+        assert!(
+            holds.is_held_now(7),
+            "the next batch went through: 7 stays held"
+        );
         holds.done(7);
         assert_eq!(holds.summary(), (0, None));
         assert!(holds.next_release().is_none());
+    }
+
+    #[test]
+    fn a_hold_is_lifted_when_the_next_batch_fails_too() {
+        let mut holds = Holds::default();
+        for _ in 0..HOLD_AFTER_ATTEMPTS {
+            holds.failed(3, "HTTP 503".into(), Duration::from_secs(60));
+        }
+        assert!(holds.is_held_now(3));
+        assert!(!holds.failed(4, "HTTP 503".into(), Duration::from_secs(60)));
+        assert!(
+            !holds.is_held_now(3),
+            "MCAS fails for everyone: oldest first again"
+        );
+        assert_eq!(holds.summary().0, 0);
     }
 }

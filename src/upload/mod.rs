@@ -323,9 +323,9 @@ impl Uploader {
                     progress.done_unanswered = true;
                 }
                 // The tenant's throttle is no fault of the batch.
-                if !throttled
-                    && holds.failed(batch.seq, error.to_string(), self.settings.backoff_max)
-                {
+                if throttled {
+                    holds.failed_elsewhere(batch.seq);
+                } else if holds.failed(batch.seq, error.to_string(), self.settings.backoff_max) {
                     self.stats.upload.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(seq = batch.seq, %error, hold = %humantime::format_duration(self.settings.backoff_max), "the batch keeps failing: it is held back and newer batches go first; it stays in the spool and is tried again later");
                     return Outcome::Held;
@@ -338,6 +338,7 @@ impl Uploader {
                 Outcome::Retry(Duration::ZERO)
             }
             ApiError::TokenRefused { .. } | ApiError::NotFound { .. } => {
+                holds.failed_elsewhere(batch.seq);
                 tracing::error!(%error, "uploads are paused; receiving and spooling go on");
                 *progress = Progress::default();
                 Outcome::Retry(self.settings.auth_retry)
