@@ -445,3 +445,23 @@ async fn publish_status(dir: std::path::PathBuf, reports: Reports, stop: Cancell
     last.running = false;
     write(last);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_auto_spool_cap_counts_what_the_spool_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = 10u64 << 30;
+        let empty = spool_cap(Limit::Auto, dir.path(), 0);
+        let holding = spool_cap(Limit::Auto, dir.path(), held);
+        // Free space may move a little between the two looks (others write to the disk).
+        let drift = 64u64 << 20;
+        assert!(
+            holding + drift >= empty + held / 2,
+            "{holding} for a spool holding {held}, {empty} for an empty one"
+        );
+        assert_eq!(spool_cap(Limit::Bytes(5), dir.path(), held), 5);
+    }
+}

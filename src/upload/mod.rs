@@ -217,7 +217,6 @@ impl Uploader {
     /// Counts a batch MCAS accepted and removes it from the spool; should the removal
     /// fail, the spool keeps it as delivered (never sent again) and retries the removal.
     async fn delivered(&self, batch: &SealedBatch) {
-        crate::crashpoint::here("delivered-before-removal");
         let spool = self.spool.clone();
         let removed = batch.clone();
         let removal = tokio::task::spawn_blocking(move || spool.delivered(&removed))

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::harness::*;
+use crate::tally::tally;
 
 /// How many times the kill -9 tests kill the agent: 20, or NSS_SOAK_KILLS (scripts/soak).
 fn kill_cycles() -> usize {

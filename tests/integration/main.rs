@@ -17,6 +17,7 @@ mod observe;
 mod service;
 mod signals;
 mod sync;
+mod tally;
 mod unit;
 mod upload_faults;
 mod zia;
