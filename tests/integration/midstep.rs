@@ -54,23 +54,33 @@ async fn kill_9_with_two_writers_reads_no_sealed_record_again() {
     // Each writer's batch spans several chunks, and the two seal at different times: the
     // checkpoint often has sealed ranges beyond its offset when the crash comes.
     settings.set("batch.max_age", &quote("1s"));
-    let bursts = 40;
+    // Records are appended for as long as the agent is killed: every crash has some in
+    // flight.
     let per_burst = 150;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
     let appender = std::thread::spawn(move || {
-        for b in 0..bursts {
-            append(&writer_file, &lines(&burst(&format!("two{b}"), per_burst)));
+        let mut bursts = 0;
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            append(
+                &writer_file,
+                &lines(&burst(&format!("two{bursts}"), per_burst)),
+            );
+            bursts += 1;
             std::thread::sleep(Duration::from_millis(300));
         }
+        bursts
     });
     let mut rng = fastrand::Rng::with_seed(11);
     let mut kills = 0;
-    while !appender.is_finished() || kills < kill_cycles() {
+    while kills < kill_cycles() {
         let mut agent = world.agent(&settings);
         std::thread::sleep(Duration::from_millis(rng.u64(300..1500)));
         agent.kill();
         kills += 1;
     }
-    appender.join().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let bursts = appender.join().unwrap();
     let agent = world.agent(&settings);
     let total = (bursts * per_burst) as u64;
     world
