@@ -22,6 +22,7 @@ use crate::spool::Spool;
 use crate::status::{self, McasReport, MemoryReport, Stats, StatusReport, RAM_FLOOR};
 use crate::sync::{self, CategoryStore};
 use crate::upload::Uploader;
+use crate::zia::ZiaClient;
 
 /// How often the status file is rewritten.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -200,8 +201,24 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
     let stop_uploads = CancellationToken::new();
     let abort_uploads = CancellationToken::new();
     let stop_sync = CancellationToken::new();
+    let zia = match settings.zia_target()? {
+        Some(target) => {
+            stats
+                .sync
+                .zia
+                .enabled
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let client = ZiaClient::new(&target).map_err(|e| ConfigError {
+                key: "zia.ca_file".to_string(),
+                problem: e.to_string(),
+            })?;
+            Some(client.with_counters(stats.sync.zia.client.clone()))
+        }
+        None => None,
+    };
     let sync_task = tokio::spawn(sync::run(
         client.clone(),
+        zia,
         CategoryStore::in_state_dir(&settings.paths.state_dir),
         settings.sync.clone(),
         stats.clone(),

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -116,6 +116,31 @@ pub struct SyncStats {
     pub removed: AtomicU64,
     pub last_error: Mutex<Option<String>>,
     pub next: AtomicTime,
+    /// The push of the category into the tenant's ZIA.
+    pub zia: ZiaStats,
+}
+
+/// What the pushes into ZIA did.
+#[derive(Debug, Default)]
+pub struct ZiaStats {
+    /// A ZIA API is configured (`zia.base_url`).
+    pub enabled: AtomicBool,
+    /// The category's id in ZIA, once known.
+    pub category_id: Mutex<Option<String>>,
+    /// The last push that succeeded (whether or not it changed anything).
+    pub last_push: AtomicTime,
+    /// The last activation, and ZIA's state after it.
+    pub last_activation: AtomicTime,
+    pub activation_state: Mutex<Option<String>>,
+    /// URLs the category holds in ZIA after the last push.
+    pub urls: AtomicU64,
+    /// The tenant's custom-URL quota left after the last push; `None` until read.
+    pub quota_remaining: Mutex<Option<u64>>,
+    pub last_error: Mutex<Option<String>>,
+    /// Pushes that succeeded since start.
+    pub pushes: AtomicU64,
+    /// The ZIA client's own counters: API calls, 429s, activations, logins.
+    pub client: Arc<crate::zia::ZiaCounters>,
 }
 
 /// Everything the daemon counts, shared by its stages.
@@ -242,6 +267,35 @@ pub struct SyncReport {
     pub removed: u64,
     pub last_error: Option<String>,
     pub next: Option<String>,
+    #[serde(default)]
+    pub zia: ZiaReport,
+}
+
+/// `sync.zia`: the category as pushed into the tenant's ZIA.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ZiaReport {
+    pub enabled: bool,
+    pub category_id: Option<String>,
+    pub last_push: Option<String>,
+    pub last_activation: Option<String>,
+    pub urls: u64,
+    pub quota_remaining: Option<u64>,
+    pub last_error: Option<String>,
+    /// ZIA's activation state after the last activation (`ACTIVE`, `PENDING`, ...).
+    #[serde(default)]
+    pub activation_state: Option<String>,
+    /// Pushes that succeeded since start.
+    #[serde(default)]
+    pub pushes: u64,
+    /// ZIA API calls since start (logins and retries included).
+    #[serde(default)]
+    pub api_calls: u64,
+    /// ZIA answers 429 since start.
+    #[serde(default)]
+    pub throttled: u64,
+    /// Activations since start.
+    #[serde(default)]
+    pub activations: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -324,6 +378,7 @@ impl Stats {
                 removed: load(&self.sync.removed),
                 last_error: self.sync.last_error.lock().unwrap().clone(),
                 next: time(&self.sync.next),
+                zia: self.sync.zia.report(),
             },
             memory,
         }
@@ -342,4 +397,25 @@ pub fn publish(dir: &Path, report: &StatusReport) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
     // Rewritten every second and rebuilt at start: atomic for readers, not fsynced.
     AtomicWrite::for_readers(0o644).write(&dir.join(STATUS_FILE), &json)
+}
+
+impl ZiaStats {
+    /// The `sync.zia` part of the report.
+    pub fn report(&self) -> ZiaReport {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ZiaReport {
+            enabled: self.enabled.load(Ordering::Relaxed),
+            category_id: self.category_id.lock().unwrap().clone(),
+            last_push: time(&self.last_push),
+            last_activation: time(&self.last_activation),
+            urls: load(&self.urls),
+            quota_remaining: *self.quota_remaining.lock().unwrap(),
+            last_error: self.last_error.lock().unwrap().clone(),
+            activation_state: self.activation_state.lock().unwrap().clone(),
+            pushes: load(&self.pushes),
+            api_calls: load(&self.client.api_calls),
+            throttled: load(&self.client.throttled),
+            activations: load(&self.client.activations),
+        }
+    }
 }

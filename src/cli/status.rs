@@ -96,6 +96,18 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
             last_success: last.sync.last_success,
             urls: last.sync.urls,
             last_error: last.sync.last_error,
+            zia: status::ZiaReport {
+                // What is configured now; what ZIA last saw, as the daemon last reported.
+                enabled: settings.zia.base_url.is_some(),
+                category_id: last.sync.zia.category_id,
+                last_push: last.sync.zia.last_push,
+                last_activation: last.sync.zia.last_activation,
+                activation_state: last.sync.zia.activation_state,
+                urls: last.sync.zia.urls,
+                quota_remaining: last.sync.zia.quota_remaining,
+                last_error: last.sync.zia.last_error,
+                ..Default::default()
+            },
             ..Default::default()
         },
         memory: Default::default(),
@@ -260,6 +272,35 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
                     .unwrap_or_default()
             ),
             (None, None) => "not yet".into(),
+        },
+    );
+    let zia = &r.sync.zia;
+    line(
+        match (zia.enabled, &zia.last_error, &zia.last_push) {
+            (false, _, _) => "--",
+            (true, Some(_), _) => "FAIL",
+            (true, None, Some(_)) => "ok",
+            (true, None, None) => "--",
+        },
+        "category in ZIA",
+        match (zia.enabled, &zia.last_error, &zia.last_push) {
+            (false, _, _) => {
+                "not configured: the category stays on the appliance; `sudo nss configure-zia` pushes it into the tenant's ZIA".into()
+            }
+            (true, Some(error), _) => format!("push failed: {error}"),
+            (true, None, Some(at)) => format!(
+                "{at}: {} URLs in {} ({}); quota left {}; last activation {}",
+                zia.urls,
+                zia.category_id.as_deref().unwrap_or("?"),
+                settings.sync.category,
+                zia.quota_remaining
+                    .map_or_else(|| "unknown".to_string(), |q| q.to_string()),
+                match (&zia.last_activation, &zia.activation_state) {
+                    (Some(at), Some(state)) => format!("{at} ({state})"),
+                    _ => "none since start".to_string(),
+                }
+            ),
+            (true, None, None) => "not pushed yet (after the next successful sync)".into(),
         },
     );
     let state = if r.running { "running" } else { "not running" };

@@ -6,14 +6,21 @@ use anyhow::Context;
 
 use crate::config::Settings;
 use crate::mcas::McasClient;
+use crate::status::ZiaStats;
 use crate::status::{rfc3339, Stats};
-use crate::sync::{self, CategoryStore, SyncOutcome};
+use crate::sync::{self, push, CategoryStore, SyncOutcome};
+use crate::zia::ZiaClient;
 
-/// Runs one sync against MCAS and prints what it did. MCAS refusing or unreachable comes
-/// back as an [`crate::mcas::ApiError`] in the chain (exit 69), a missing domain or
-/// token as a [`crate::config::ConfigError`] (exit 78).
+/// Runs one sync against MCAS, pushes the category into ZIA when `[zia]` is set, and
+/// prints what they did. MCAS or ZIA refusing or unreachable comes back as an
+/// [`crate::mcas::ApiError`] or a [`crate::zia::ZiaError`] in the chain (exit 69), a
+/// missing domain or token as a [`crate::config::ConfigError`] (exit 78).
 pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let target = settings.mcas_target()?;
+    let zia = match settings.zia_target()? {
+        Some(target) => Some(ZiaClient::new(&target)?),
+        None => None,
+    };
     let client = McasClient::from_settings(&target, &settings.upload, Arc::new(Stats::default()))?;
     let store = CategoryStore::in_state_dir(&settings.paths.state_dir);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -22,6 +29,18 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(sync::sync_once(&client, &store, &settings.sync))?;
     print!("{}", render(settings, &store, &outcome));
+    let Some(zia) = zia else {
+        println!("ZIA: not configured (zia.base_url is empty): the category stays on the appliance; `sudo nss configure-zia` sets it up");
+        return Ok(());
+    };
+    let stats = ZiaStats::default();
+    let report = runtime.block_on(push::push_category(
+        &zia,
+        &store,
+        &settings.sync.category,
+        &stats,
+    ))?;
+    print!("{}", push::render(&report));
     Ok(())
 }
 

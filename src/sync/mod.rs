@@ -3,6 +3,7 @@
 //! never touched.
 
 pub mod normalize;
+pub mod push;
 pub mod store;
 
 use std::time::{Duration, SystemTime};
@@ -16,6 +17,7 @@ use crate::config::SyncSettings;
 use crate::mcas::error::describe;
 use crate::mcas::{ApiError, McasClient, Step};
 use crate::status::{rfc3339, Stats};
+use crate::zia::ZiaClient;
 
 /// How far the wait between two syncs strays from `sync.interval`, either way, so that
 /// appliances started together do not call MCAS together.
@@ -149,9 +151,11 @@ pub fn next_delay(interval: Duration) -> Duration {
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(600);
 
 /// The daemon's sync: one right away, then every `settings.interval` (with jitter), each
-/// recorded in `stats` for `nss status` and the metrics. Runs until `cancel`.
+/// recorded in `stats` for `nss status` and the metrics; after each successful one, the
+/// category is pushed into `zia` when there is one. Runs until `cancel`.
 pub async fn run(
     client: McasClient,
+    zia: Option<ZiaClient>,
     store: CategoryStore,
     settings: SyncSettings,
     stats: std::sync::Arc<Stats>,
@@ -171,7 +175,20 @@ pub async fn run(
                 sync.added.store(outcome.added, Ordering::Relaxed);
                 sync.removed.store(outcome.removed, Ordering::Relaxed);
                 *sync.last_error.lock().unwrap() = None;
-                next_delay(settings.interval)
+                let pushed = match &zia {
+                    Some(zia) => tokio::select! {
+                        pushed = push::push_category(zia, &store, &settings.category, &sync.zia) => pushed.is_ok(),
+                        _ = cancel.cancelled() => return,
+                    },
+                    None => true,
+                };
+                if pushed {
+                    next_delay(settings.interval)
+                } else {
+                    // ZIA keeps its current content meanwhile; the next try comes as soon
+                    // as after a failed sync.
+                    next_delay(settings.interval.min(RETRY_AFTER_FAILURE))
+                }
             }
             Err(error) => {
                 let text = describe(&error);

@@ -220,6 +220,13 @@ impl ZiaClient {
         })
     }
 
+    /// The client counts into `counters` (kept by the daemon across reloads) instead of
+    /// its own.
+    pub fn with_counters(mut self, counters: Arc<ZiaCounters>) -> ZiaClient {
+        self.api.counters = counters;
+        self
+    }
+
     /// The counters of this client (shared: they keep counting).
     pub fn counters(&self) -> Arc<ZiaCounters> {
         self.api.counters.clone()

@@ -18,3 +18,4 @@ mod signals;
 mod sync;
 mod unit;
 mod zia;
+mod zia_sync;
