@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod feed;
 pub mod fsx;
@@ -17,6 +18,7 @@ pub mod memory;
 pub mod metrics;
 pub mod pidfile;
 pub mod pipeline;
+pub mod privilege;
 pub mod spool;
 pub mod status;
 pub mod sync;
