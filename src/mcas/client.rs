@@ -9,6 +9,7 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Client, RequestBuilder};
 use serde::Deserialize;
 
+use super::body;
 use super::error::{ApiError, Step};
 use super::limit::ApiRateLimiter;
 use super::retry::retry_after;
@@ -28,7 +29,12 @@ pub struct UploadTarget {
 pub struct RawAnswer {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    /// At most [`super::body::limit_for`] its path.
     pub body: Bytes,
+    /// The answer was longer than its limit; `body` holds only its start.
+    pub oversized: bool,
+    /// Where a 3xx pointed (not followed), without the query.
+    pub location: Option<String>,
 }
 
 /// The storage behind the upload URL.
@@ -121,9 +127,11 @@ impl McasClient {
             .timeout(self.timeout)
             .send()
             .await?;
+        let path = answer.url().path().to_string();
         let status = answer.status().as_u16();
         let retry_after = retry_after(answer.headers());
-        let body = answer.bytes().await?;
+        let location = body::location(answer.headers());
+        let (body, oversized) = body::read(answer, body::limit_for(&path)).await?;
         if status == 429 {
             // The throttle is the tenant's: every call of this process waits.
             self.limiter
@@ -133,6 +141,8 @@ impl McasClient {
             status,
             retry_after,
             body,
+            oversized,
+            location,
         })
     }
 
@@ -143,6 +153,7 @@ impl McasClient {
             .send(request)
             .await
             .map_err(|e| ApiError::from_transport(step, e))?;
+        body::check(step, &answer)?;
         if (200..300).contains(&answer.status) {
             return Ok(answer.body);
         }
