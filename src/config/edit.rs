@@ -214,9 +214,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("max_age = \"30s\" # keep"), "{text}");
+        // Written 0644 above: the group keeps its read (the packaged file is root:nss-agent
+        // 0640), others lose theirs.
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
+            0o640
         );
 
         let mut file = ConfigFile::open(&path).unwrap();
