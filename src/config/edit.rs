@@ -1,5 +1,5 @@
 //! The configuration file edited in place (`nss configure-mcas`, `disable-mcas`): keys
-//! set or removed with every other key and comment kept, written atomically, keeping its owner and mode (never readable by others).
+//! set or removed with every other key and comment kept, written atomically, keeping its owner, mode 0600 (0640 for a file of the daemon's group).
 
 use std::fs;
 use std::io;
@@ -18,8 +18,8 @@ pub struct ConfigFile {
     /// Owner and group of the file as found, kept on rewrite so that the daemon's user
     /// can still read it.
     owner: Option<(u32, u32)>,
-    /// The file's permission bits as found, without any for others (the packaged file is
-    /// `root:nss-agent 0640`: the daemon reads it through its group); 0600 for a new file.
+    /// The mode a rewrite gives the file: 0640 where the daemon's group could read it (the
+    /// packaged file is `root:nss-agent 0640`), else 0600.
     mode: u32,
     /// Secret files to write alongside: (the `*_file` key, its path, the secret).
     secret_files: Vec<(String, PathBuf, Secret)>,
@@ -34,7 +34,7 @@ impl ConfigFile {
                 let meta = fs::metadata(path).map_err(|e| {
                     ConfigError::new(&key, format!("cannot read the configuration file: {e}"))
                 })?;
-                (text, Some((meta.uid(), meta.gid())), meta.mode() & 0o640)
+                (text, Some((meta.uid(), meta.gid())), kept_mode(&meta))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => (String::new(), None, 0o600),
             Err(e) => {
@@ -170,6 +170,20 @@ impl ConfigFile {
     }
 }
 
+/// The mode a rewrite keeps: 0640 for a file of the daemon's group that its group may
+/// read (the packaged `root:nss-agent 0640`), else 0600.
+fn kept_mode(meta: &fs::Metadata) -> u32 {
+    let daemons_group = nix::unistd::Group::from_name("nss-agent")
+        .ok()
+        .flatten()
+        .is_some_and(|group| group.gid.as_raw() == meta.gid());
+    if daemons_group && meta.mode() & 0o040 != 0 {
+        0o640
+    } else {
+        0o600
+    }
+}
+
 /// Replaces `path` with `data` so that a crash leaves either the old or the new file,
 /// with permission bits `mode`, creating its directory if need be.
 fn write_atomically(
@@ -214,11 +228,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("max_age = \"30s\" # keep"), "{text}");
-        // Written 0644 above: the group keeps its read (the packaged file is root:nss-agent
-        // 0640), others lose theirs.
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o640
+            0o600
         );
 
         let mut file = ConfigFile::open(&path).unwrap();

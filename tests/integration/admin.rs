@@ -225,6 +225,7 @@ async fn sighup_is_all_or_nothing_and_keeps_the_rate_limit() {
     let mut settings = world.settings();
     settings
         .set("upload.api_calls_per_minute", "2")
+        .set("upload.shutdown_timeout", &quote("2s"))
         .set("batch.max_age", &quote("1h"));
     world.emulator.set_banned(domains("app", 5));
     let mut agent = world.agent(&settings);
@@ -278,6 +279,14 @@ async fn sighup_is_all_or_nothing_and_keeps_the_rate_limit() {
     settings.write(&config);
     agent.signal(Signal::SIGHUP);
     agent.wait_log("configuration reloaded");
+    // The records' upload waited for the rate limiter past upload.shutdown_timeout: it was
+    // cancelled (its batch stays in the spool) and awaited before the new pipeline began.
+    let log = agent.log_text();
+    let cancelled = log.find("did not finish in time").expect(&log);
+    assert!(
+        cancelled < log.find("configuration reloaded").unwrap(),
+        "{log}"
+    );
     // The new pipeline starts with a sync; the minute of the first two calls is not over.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let calls = world.emulator.calls_to(Endpoint::BlockScript);
@@ -298,7 +307,11 @@ async fn sighup_is_all_or_nothing_and_keeps_the_rate_limit() {
 async fn a_20_mib_block_script_is_refused_naming_the_endpoint() {
     let world = World::start().await;
     let config = world.dir.path().join("config.toml");
-    world.settings().write(&config);
+    // Time enough to send 8 MiB from a debug build of the emulator on a busy machine.
+    world
+        .settings()
+        .set("upload.timeout", &quote("60s"))
+        .write(&config);
     world.emulator.set_banned(domains("app", 10));
     let (code, text) = nss_async(&config, &["sync-now"]).await;
     assert_eq!(code, 0, "{text}");
