@@ -7,7 +7,9 @@
 
 pub mod batch;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod feed;
 pub mod fsx;
@@ -17,6 +19,7 @@ pub mod memory;
 pub mod metrics;
 pub mod pidfile;
 pub mod pipeline;
+pub mod privilege;
 pub mod spool;
 pub mod status;
 pub mod sync;

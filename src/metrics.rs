@@ -18,7 +18,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `GET /metrics` with the report `report` makes at each request, until `cancel`.
 pub async fn serve(
-    listener: TcpListener,
+    listener: std::sync::Arc<TcpListener>,
     report: impl Fn() -> StatusReport + Send + Sync + 'static,
     cancel: CancellationToken,
 ) {

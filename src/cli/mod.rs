@@ -68,8 +68,12 @@ pub enum Command {
         #[command(subcommand)]
         what: TroubleshootTarget,
     },
-    /// Run one unsanctioned-URL sync, print it, and exit
-    SyncNow,
+    /// Run one unsanctioned-URL sync, print it, and exit (a running daemon does it)
+    SyncNow {
+        /// Apply an answer that empties the category or cuts it by more than 90%
+        #[arg(long)]
+        accept_empty: bool,
+    },
     /// List the custom URL categories with their URL counts
     UrlCategories {
         /// One JSON object
@@ -179,6 +183,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run => {
             let settings = Settings::load(&path)?;
+            // `sudo nss run`: the daemon's files stay its user's.
+            crate::privilege::act_as_state_owner(&settings.paths.state_dir)?;
             crate::logging::init();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -200,7 +206,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Troubleshoot {
             what: TroubleshootTarget::Zia,
         } => troubleshoot_zia::run(&Settings::load(&path)?),
-        Command::SyncNow => sync_now::run(&Settings::load(&path)?),
+        Command::SyncNow { accept_empty } => sync_now::run(&Settings::load(&path)?, accept_empty),
         Command::UrlCategories { json } => url_categories::run(&Settings::load(&path)?, json),
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::Settings;
 use crate::memory::{self, MemoryBudget};
-use crate::spool::Spool;
+use crate::spool;
 use crate::status::{self, meets_ram_floor, rfc3339, McasReport, MemoryReport, StatusReport};
 
 /// A status file older than this, from a daemon that is gone, is not a running daemon.
@@ -14,10 +14,16 @@ const STALE: Duration = Duration::from_secs(10);
 /// Prints the status.
 pub fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
     let report = current(settings);
+    let warnings = settings.warnings();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        value["warnings"] = serde_json::json!(warnings);
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", human(settings, &report));
+        for warning in &warnings {
+            println!("  WARNING: {warning}");
+        }
     }
     Ok(())
 }
@@ -112,14 +118,20 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
         },
         memory: Default::default(),
     };
-    if let Ok(spool) = Spool::prepare(&settings.spool_dir()) {
-        if let Ok(ready) = spool.scan_ready() {
-            report.spool.batches = ready.len() as u64;
-            report.spool.bytes = ready.iter().map(|b| b.gzip_bytes).sum();
-            report.spool.oldest = ready.first().map(|b| rfc3339(b.sealed_at));
-        }
-        report.spool.quarantined = spool.quarantined().unwrap_or(0);
-    }
+    // Only read: `nss status` (often run as root) creates, moves and deletes nothing.
+    let spool_dir = settings.spool_dir();
+    let ready = spool::peek_ready(&spool_dir.join(spool::READY_DIR));
+    report.spool.batches = ready.len() as u64;
+    report.spool.bytes = ready.iter().map(|b| b.gzip_bytes).sum();
+    report.spool.oldest = ready.first().map(|b| rfc3339(b.sealed_at));
+    report.spool.quarantined = std::fs::read_dir(spool_dir.join(spool::QUARANTINE_DIR))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().ends_with(".reason"))
+                .count() as u64
+        })
+        .unwrap_or(0);
     let ram = memory::ram_total().unwrap_or(0);
     report.memory = MemoryReport::new(
         ram,

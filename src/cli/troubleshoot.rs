@@ -61,6 +61,13 @@ pub(crate) async fn check(client: &McasClient, target: &McasTarget) -> Check {
             };
         }
     };
+    if let Err(error) = crate::mcas::body::check(crate::mcas::Step::BlockScript, &answer) {
+        return Check {
+            status: Some(answer.status),
+            urls: Vec::new(),
+            verdict: Verdict::Failed(describe(&error)),
+        };
+    }
     let body = String::from_utf8_lossy(&answer.body);
     let mut urls = Vec::new();
     let verdict = match answer.status {

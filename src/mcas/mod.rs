@@ -4,6 +4,7 @@
 //! what MCAS's answers mean. Used by the uploader, the sync, troubleshoot and configure.
 
 pub mod blob;
+pub mod body;
 pub mod client;
 pub mod entra;
 pub mod error;

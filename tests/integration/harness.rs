@@ -101,6 +101,11 @@ impl World {
     pub fn agent_with_env(&self, settings: &Settings, env: &[(&str, &str)]) -> Agent {
         Agent::start(self.dir.path(), settings, env)
     }
+
+    /// Starts an agent with `settings` as the user `uid`:`gid` (the test runs as root).
+    pub fn agent_as(&self, settings: &Settings, uid: u32, gid: u32) -> Agent {
+        Agent::start_as(self.dir.path(), settings, &[], Some((uid, gid)))
+    }
 }
 
 /// A TOML string literal.
@@ -181,6 +186,15 @@ pub struct Agent {
 
 impl Agent {
     fn start(dir: &Path, settings: &Settings, env: &[(&str, &str)]) -> Agent {
+        Agent::start_as(dir, settings, env, None)
+    }
+
+    fn start_as(
+        dir: &Path,
+        settings: &Settings,
+        env: &[(&str, &str)],
+        user: Option<(u32, u32)>,
+    ) -> Agent {
         let config = dir.join("config.toml");
         if let Some(run) = settings.get("paths.runtime_dir") {
             // A status file left by an earlier run must not pass for this one's.
@@ -195,7 +209,12 @@ impl Agent {
                 .unwrap()
                 .as_nanos()
         ));
-        let child = nss()
+        let mut command = nss();
+        if let Some((uid, gid)) = user {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(gid);
+        }
+        let child = command
             .arg("--config")
             .arg(&config)
             .arg("run")

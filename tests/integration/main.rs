@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `nss` binary, records in over TCP and from files, gzip
 //! files out at the MCAS emulator.
 
+mod admin;
 mod backpressure;
 mod config;
 mod configure;

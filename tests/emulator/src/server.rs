@@ -621,9 +621,21 @@ impl Shared {
                 )
             }
         };
-        let frames = lines
+        // Lines gathered into frames of about 16 KiB, as a server's writes would be: one
+        // frame a line trips HTTP/2 clients' flood protection on long lists.
+        let mut chunks = vec![String::new()];
+        for line in lines {
+            if chunks.last().unwrap().len() >= 16 << 10 {
+                chunks.push(String::new());
+            }
+            let chunk = chunks.last_mut().unwrap();
+            chunk.push_str(&line);
+            chunk.push('\n');
+        }
+        let frames = chunks
             .into_iter()
-            .map(|line| Ok::<_, Infallible>(Frame::data(Bytes::from(line + "\n"))));
+            .filter(|chunk| !chunk.is_empty())
+            .map(|chunk| Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))));
         let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
         let mut resp = Response::new(body);
         resp.headers_mut().insert(
