@@ -87,12 +87,11 @@ impl Prepared {
                 ),
             })?;
         }
-        let http = crate::mcas::http::client(target.ca_file.as_deref()).map_err(|problem| {
-            ConfigError {
+        let http =
+            crate::https::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
                 key: "mcas.ca_file".to_string(),
                 problem,
-            }
-        })?;
+            })?;
         let client = McasClient::new(
             &target,
             http,

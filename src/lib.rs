@@ -5,6 +5,7 @@
 //! [`upload`] has handed each to MCAS. [`daemon`] wires the stages together; [`cli`] is what
 //! an administrator types.
 
+pub mod backoff;
 pub mod batch;
 pub mod cli;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod control;
 pub mod daemon;
 pub mod feed;
 pub mod fsx;
+pub mod https;
 pub mod logging;
 pub mod mcas;
 pub mod memory;

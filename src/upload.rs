@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::{McasTarget, UploadSettings};
-use crate::mcas::{blob, ApiError, Backoff, McasClient, UploadTarget};
+use crate::mcas::{blob, ApiError, McasClient, UploadTarget};
 use crate::spool::{SealedBatch, Spool};
 use crate::status::{rfc3339, Stats};
 

@@ -142,7 +142,7 @@ impl McasClient {
         stats: Arc<Stats>,
     ) -> Result<McasClient, ConfigError> {
         let http =
-            super::http::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
+            crate::https::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
                 key: "mcas.ca_file".to_string(),
                 problem,
             })?;

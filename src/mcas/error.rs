@@ -174,7 +174,7 @@ impl TransportFailure {
     }
 
     fn of_one(error: &(dyn std::error::Error + 'static)) -> Option<TransportFailure> {
-        if error.is::<super::http::NameNotResolved>() {
+        if error.is::<crate::https::NameNotResolved>() {
             Some(TransportFailure::NameNotResolved)
         } else if error.is::<rustls::Error>() {
             Some(TransportFailure::Tls)

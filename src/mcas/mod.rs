@@ -8,7 +8,6 @@ pub mod body;
 pub mod client;
 pub mod entra;
 pub mod error;
-pub mod http;
 pub mod limit;
 pub mod retry;
 
@@ -18,4 +17,3 @@ pub use client::{
 pub use entra::{EntraError, EntraTokens};
 pub use error::{ApiError, Step};
 pub use limit::ApiRateLimiter;
-pub use retry::Backoff;

@@ -1,4 +1,5 @@
-//! The HTTPS client every MCAS and blob request goes through.
+//! The HTTPS client every remote call goes through: MCAS, its blob store, the Entra token
+//! endpoint, ZIA and its token endpoint.
 
 use std::net::SocketAddr;
 use std::path::Path;
