@@ -14,7 +14,7 @@ use crate::batch::{BatchWriters, Heartbeats};
 use crate::config::{ConfigError, Limit, Settings};
 use crate::feed::checkpoint::CheckpointStore;
 use crate::feed::{tail, tcp};
-use crate::mcas::McasClient;
+use crate::mcas::{data_source, McasClient};
 use crate::memory::{self, MemoryBudget};
 use crate::metrics;
 use crate::pidfile::PidLock;
@@ -207,6 +207,14 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
         stats.clone(),
         stop_sync.clone(),
     ));
+    let data_source_task = tokio::spawn(data_source::watch(
+        client.clone(),
+        target.data_source.clone(),
+        target.source.clone(),
+        settings.upload.auth_retry,
+        stats.clone(),
+        stop_sync.clone(),
+    ));
     let uploader = Uploader::new(
         client,
         spool.clone(),
@@ -222,6 +230,8 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
             domain: Some(target.domain.clone()),
             data_source: target.data_source.clone(),
             token: Some(target.credential.masked()),
+            auth: Some(target.credential.kind().to_string()),
+            ..Default::default()
         },
         budget: budget.clone(),
         ram_total: ram_total.unwrap_or(0),
@@ -278,6 +288,7 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
     }
     stop_sync.cancel();
     let _ = sync_task.await;
+    let _ = data_source_task.await;
     stop_status.cancel();
     let _ = status_task.await;
     tracing::info!("stopped");

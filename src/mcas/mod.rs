@@ -5,6 +5,7 @@
 
 pub mod blob;
 pub mod client;
+pub mod data_source;
 pub mod entra;
 pub mod error;
 pub mod http;
