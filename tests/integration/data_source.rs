@@ -186,7 +186,7 @@ async fn status_shows_the_data_source_as_mcas_lists_it() {
     assert_eq!(code, 0, "{text}");
     let line = text
         .lines()
-        .find(|l| l.contains("data source") && l.contains("["))
+        .find(|l| l.contains("] data source"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(
         line.contains("[ ok ]") && line.contains("MCAS last received data at"),
@@ -252,4 +252,48 @@ async fn troubleshoot_checks_the_data_source() {
         "{text}"
     );
     assert_eq!(text.matches("Discovery.read").count(), 1, "{text}");
+}
+
+/// `nss configure-mcas` verifies the data source as troubleshoot does: one it names that
+/// MCAS lacks is a verdict naming it and the ones that exist (saved all the same, exit 69).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configure_checks_the_data_source() {
+    let world = World::start().await;
+    world.emulator.set_banned(vec![".reddit.com".to_string()]);
+    let config = world.dir.path().join("config.toml");
+    let mut settings = world.settings();
+    settings.remove("mcas.token").remove("mcas.domain");
+    settings.write(&config);
+    let token_file = world.dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let configure = |data_source: &str| {
+        run_nss(
+            &config,
+            &[
+                "configure-mcas",
+                "--token-file",
+                token_file.to_str().unwrap(),
+                "--domain",
+                &world.emulator.domain(),
+                "--data-source",
+                data_source,
+            ],
+            &[],
+        )
+    };
+
+    let (code, text) = configure("NSS");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("Data source: OK. \"NSS\" exists"), "{text}");
+
+    let (code, text) = configure("NSS-east");
+    assert_eq!(code, 69, "{text}");
+    assert!(
+        text.contains("MCAS has no data source \"NSS-east\" (it has \"NSS\")"),
+        "{text}"
+    );
+    assert!(text.contains("saved all the same"), "{text}");
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("data_source = \"NSS-east\""));
 }
