@@ -18,7 +18,7 @@ use crate::config::{ConfigError, Limit, McasTarget, Settings};
 use crate::control;
 use crate::feed::checkpoint::CheckpointStore;
 use crate::feed::{tail, tcp};
-use crate::mcas::{ApiRateLimiter, McasClient};
+use crate::mcas::{data_source, ApiRateLimiter, McasClient};
 use crate::memory::{self, MemoryBudget};
 use crate::metrics;
 use crate::pidfile::PidLock;
@@ -364,6 +364,14 @@ async fn run_pipeline(
         shared.sync_requests.clone(),
         stop_sync.clone(),
     ));
+    let data_source_task = tasks.spawn(data_source::watch(
+        prepared.client.clone(),
+        target.data_source.clone(),
+        target.source.clone(),
+        settings.upload.auth_retry,
+        stats.clone(),
+        stop_sync.clone(),
+    ));
     let uploader = Uploader::new(
         prepared.client.clone(),
         spool.clone(),
@@ -379,6 +387,8 @@ async fn run_pipeline(
             domain: Some(target.domain.clone()),
             data_source: target.data_source.clone(),
             token: Some(target.credential.masked()),
+            auth: Some(target.credential.kind().to_string()),
+            ..Default::default()
         },
         budget: budget.clone(),
         ram_total: ram_total.unwrap_or(0),
@@ -435,6 +445,7 @@ async fn run_pipeline(
     }
     stop_sync.cancel();
     let _ = sync_task.await;
+    let _ = data_source_task.await;
     stop_status.cancel();
     let _ = status_task.await;
     tasks.wait().await;

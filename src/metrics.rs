@@ -272,6 +272,27 @@ const METRICS: &[Metric] = &[
         value: |r| flag(r.upload.last_error.is_some()),
     },
     Metric {
+        name: "upload_paused",
+        kind: Kind::Gauge,
+        help: "1 while uploads are paused by a refusal of the whole tenant (credential, data source, log format); the batches wait in the spool.",
+        field: "upload.paused",
+        value: |r| flag(r.upload.paused.is_some()),
+    },
+    Metric {
+        name: "mcas_data_source_found",
+        kind: Kind::Gauge,
+        help: "1 when MCAS lists mcas.data_source, 0 when it does not, -1 when not known (not read yet, or the list is unreadable).",
+        field: "mcas.data_source_found",
+        value: |r| r.mcas.data_source_found.map_or(-1.0, flag),
+    },
+    Metric {
+        name: "mcas_last_data_received_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When MCAS last received data for the data source, as MCAS says (0: never or not known).",
+        field: "mcas.last_data_received",
+        value: |r| timestamp(&r.mcas.last_data_received),
+    },
+    Metric {
         name: "upload_api_calls_total",
         kind: Kind::Counter,
         help: "MCAS API calls made; the tenant allows 30 a minute for all its agents together.",
@@ -474,6 +495,8 @@ mod tests {
     #[test]
     fn every_figure_of_the_status_is_a_metric() {
         let stats = crate::status::Stats::default();
+        // Null until known: set, so that it counts as a figure.
+        *stats.data_source.found.lock().unwrap() = Some(true);
         let report = stats.report(Default::default(), Default::default());
         let mut paths = Vec::new();
         figures(&serde_json::to_value(&report).unwrap(), "", &mut paths);

@@ -105,6 +105,20 @@ pub struct UploadStats {
     pub api_calls: AtomicU64,
     /// Attempts that failed and were retried.
     pub retries: AtomicU64,
+    /// Why uploads are paused (a refused credential, a tenant-wide refusal) and what to
+    /// fix; shown while the last attempt ended in that pause.
+    pub paused: Mutex<Option<String>>,
+}
+
+/// What MCAS's data sources list last said of `mcas.data_source`.
+#[derive(Debug, Default)]
+pub struct DataSourceStats {
+    /// Whether MCAS lists it; `None` before the first reading or when the list is unreadable.
+    pub found: Mutex<Option<bool>>,
+    /// When MCAS last received data for it, as MCAS says.
+    pub last_data_received: AtomicTime,
+    /// What is wrong, in words: missing, another log type, the list unreadable.
+    pub problem: Mutex<Option<String>>,
 }
 
 /// What the unsanctioned-apps sync last did.
@@ -151,6 +165,7 @@ pub struct Stats {
     pub spool: SpoolStats,
     pub upload: UploadStats,
     pub sync: SyncStats,
+    pub data_source: DataSourceStats,
 }
 
 impl Default for Stats {
@@ -161,6 +176,7 @@ impl Default for Stats {
             spool: SpoolStats::default(),
             upload: UploadStats::default(),
             sync: SyncStats::default(),
+            data_source: DataSourceStats::default(),
         }
     }
 }
@@ -169,6 +185,12 @@ impl UploadStats {
     /// Records the latest upload error (shown until the next success).
     pub fn set_error(&self, message: impl Into<String>) {
         *self.last_error.lock().unwrap() = Some(message.into());
+        *self.paused.lock().unwrap() = None;
+    }
+
+    /// Records that uploads are paused after the error just recorded, and why.
+    pub fn set_paused(&self, why: impl Into<String>) {
+        *self.paused.lock().unwrap() = Some(why.into());
     }
 }
 
@@ -191,6 +213,19 @@ pub struct McasReport {
     pub domain: Option<String>,
     pub data_source: String,
     pub token: Option<String>,
+    /// `mcas.auth`: `token` or `entra`.
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// Whether MCAS lists `data_source`; null when not known (not yet read, or the list
+    /// is unreadable).
+    #[serde(default)]
+    pub data_source_found: Option<bool>,
+    /// When MCAS last received data for the data source (the portal's "receiving data").
+    #[serde(default)]
+    pub last_data_received: Option<String>,
+    /// What is wrong with the data source, in words, when something is.
+    #[serde(default)]
+    pub data_source_problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -257,6 +292,9 @@ pub struct UploadReport {
     /// Upload attempts that failed and were tried again.
     #[serde(default)]
     pub retries: u64,
+    /// Why uploads are paused and what to fix; null while they are not.
+    #[serde(default)]
+    pub paused: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -335,11 +373,25 @@ impl Stats {
     /// The report of a running daemon, from its counters.
     pub fn report(&self, mcas: McasReport, memory: MemoryReport) -> StatusReport {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Shown while the last attempt ended in the pause (an error cleared by a success).
+        let failing = self.upload.last_error.lock().unwrap().is_some();
+        let paused = self
+            .upload
+            .paused
+            .lock()
+            .unwrap()
+            .clone()
+            .filter(|_| failing);
         StatusReport {
             running: true,
             pid: Some(std::process::id()),
             started: Some(rfc3339(self.started)),
-            mcas,
+            mcas: McasReport {
+                data_source_found: *self.data_source.found.lock().unwrap(),
+                last_data_received: time(&self.data_source.last_data_received),
+                data_source_problem: self.data_source.problem.lock().unwrap().clone(),
+                ..mcas
+            },
             feed: FeedReport {
                 records: load(&self.feed.records),
                 bytes: load(&self.feed.bytes),
@@ -370,6 +422,7 @@ impl Stats {
                 last_error: self.upload.last_error.lock().unwrap().clone(),
                 api_calls: load(&self.upload.api_calls),
                 retries: load(&self.upload.retries),
+                paused,
             },
             sync: SyncReport {
                 last_success: time(&self.sync.last_success),

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::{McasTarget, UploadSettings};
-use crate::mcas::{blob, ApiError, McasClient, UploadTarget};
+use crate::mcas::{blob, data_source, ApiError, McasClient, UploadTarget};
 use crate::spool::{SealedBatch, Spool};
 use crate::status::{rfc3339, Stats};
 
@@ -234,6 +234,19 @@ impl Uploader {
             }
             ApiError::TokenRefused { .. } | ApiError::NotFound { .. } => {
                 tracing::error!(%error, "uploads are paused; receiving and spooling go on");
+                self.stats.upload.set_paused(error.to_string());
+                *progress = Progress::default();
+                Outcome::Retry(self.settings.auth_retry)
+            }
+            // Every batch would be refused alike: a configuration problem, not the file's.
+            ApiError::Rejected { .. } if error.is_tenant_wide() => {
+                let fix = data_source::refusal_fix(&error, &self.data_source, &self.source);
+                tracing::error!(%error, fix, "MCAS refused the upload for the whole tenant: uploads are paused, the batch stays in the spool; receiving and spooling go on");
+                self.stats.upload.set_error(format!(
+                    "{}: {error}; uploads are paused: {fix}",
+                    rfc3339(std::time::SystemTime::now())
+                ));
+                self.stats.upload.set_paused(format!("{error}; {fix}"));
                 *progress = Progress::default();
                 Outcome::Retry(self.settings.auth_retry)
             }

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::config::Settings;
+use crate::mcas::data_source::silence_warning;
 use crate::memory::{self, MemoryBudget};
 use crate::spool;
 use crate::status::{self, meets_ram_floor, rfc3339, McasReport, MemoryReport, StatusReport};
@@ -89,13 +90,26 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
         mcas: McasReport {
             domain: settings.mcas.domain.clone(),
             data_source: settings.mcas.data_source.clone(),
-            token: settings.mcas.token.as_ref().map(|t| t.masked()),
+            token: settings.mcas_target().ok().map(|t| t.credential.masked()),
+            auth: Some(settings.mcas.auth.as_str().to_string()),
+            // What MCAS said last, while it was the same data source.
+            ..if last.mcas.data_source == settings.mcas.data_source {
+                McasReport {
+                    data_source_found: last.mcas.data_source_found,
+                    last_data_received: last.mcas.last_data_received.clone(),
+                    data_source_problem: last.mcas.data_source_problem.clone(),
+                    ..Default::default()
+                }
+            } else {
+                McasReport::default()
+            }
         },
         feed: Default::default(),
         spool: Default::default(),
         upload: status::UploadReport {
             last_success: last.upload.last_success,
             last_error: last.upload.last_error,
+            paused: last.upload.paused,
             ..Default::default()
         },
         sync: status::SyncReport {
@@ -141,6 +155,44 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
     report
 }
 
+/// The data source's line: whether MCAS lists it, and whether MCAS receives data.
+fn data_source_line(r: &StatusReport) -> (&'static str, String) {
+    let name = &r.mcas.data_source;
+    let parse = |t: &Option<String>| t.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok());
+    let started = parse(&r.started).unwrap_or_else(SystemTime::now);
+    let silence = silence_warning(
+        parse(&r.upload.last_success),
+        parse(&r.mcas.last_data_received),
+        started,
+        SystemTime::now(),
+    );
+    let received = match &r.mcas.last_data_received {
+        Some(at) => format!("MCAS last received data at {at}"),
+        None => "MCAS has received no data for it yet".to_string(),
+    };
+    match (
+        r.mcas.data_source_found,
+        &r.mcas.data_source_problem,
+        silence,
+    ) {
+        (Some(false), problem, _) => (
+            "FAIL",
+            problem
+                .clone()
+                .unwrap_or_else(|| format!("MCAS has no data source \"{name}\"")),
+        ),
+        (Some(true), Some(problem), _) => ("WARN", format!("\"{name}\" exists; {problem}")),
+        (Some(true), None, Some(warning)) => ("WARN", format!("\"{name}\" exists; {warning}")),
+        (Some(true), None, None) => ("ok", format!("\"{name}\" exists in MCAS; {received}")),
+        (None, Some(problem), _) => ("--", format!("not known: {problem}")),
+        (None, None, _) => (
+            "--",
+            "not known yet: MCAS's data sources list not read (`nss troubleshoot mcas` reads it)"
+                .to_string(),
+        ),
+    }
+}
+
 /// The status as a person reads it: the preconditions of the integration first.
 fn human(settings: &Settings, r: &StatusReport) -> String {
     let mut out = String::new();
@@ -184,6 +236,8 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
             (false, None) => "not known yet: no upload so far (`nss troubleshoot mcas` checks it now)".into(),
         },
     );
+    let (mark, detail) = data_source_line(r);
+    line(mark, "data source", detail);
     line(
         if r.running { "ok" } else { "FAIL" },
         "service running",
@@ -246,9 +300,10 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
             (None, None) => "--",
         },
         "uploads succeeding",
-        match &r.upload.last_error {
-            Some(error) => format!("last error: {error}"),
-            None => format!(
+        match (&r.upload.paused, &r.upload.last_error) {
+            (Some(why), _) => format!("PAUSED (the batches stay in the spool): {why}"),
+            (None, Some(error)) => format!("last error: {error}"),
+            (None, None) => format!(
                 "{} batches, {} records, {} raw as {} gzip since start{}",
                 r.upload.batches,
                 r.upload.records,

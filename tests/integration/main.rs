@@ -6,6 +6,7 @@ mod backpressure;
 mod config;
 mod configure;
 mod configure_entra;
+mod data_source;
 mod delivery;
 mod durability;
 mod entra;

@@ -116,6 +116,8 @@ pub(crate) struct State {
     pub repeated_done: RepeatedDone,
     /// The tenant's data sources.
     pub streams: Streams,
+    /// The log format names upload_url's `source` may be.
+    pub log_formats: Vec<String>,
     /// Permissions of the legacy API token.
     pub token_roles: Roles,
     /// The Entra directory: applications and the access tokens issued.
@@ -214,6 +216,7 @@ pub(crate) async fn start(cfg: EmulatorConfig) -> Result<Arc<Shared>> {
             finalized: HashSet::new(),
             repeated_done: cfg.repeated_done,
             streams: Streams::new(cfg.data_sources),
+            log_formats: cfg.log_formats,
             token_roles: cfg.token_roles,
             entra,
         }),
