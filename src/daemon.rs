@@ -1,27 +1,32 @@
 //! The daemon: wires feed, batch writers, spool and uploader together, and shuts them
 //! down in order so that nothing read is lost.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::batch::{BatchWriters, Heartbeats};
-use crate::config::{ConfigError, Limit, Settings};
+use crate::config::{ConfigError, Limit, McasTarget, Settings};
+use crate::control;
 use crate::feed::checkpoint::{CheckpointStore, Claim};
 use crate::feed::{tail, tcp};
-use crate::mcas::McasClient;
+use crate::mcas::{data_source, ApiRateLimiter, McasClient};
 use crate::memory::{self, MemoryBudget};
 use crate::metrics;
 use crate::pidfile::PidLock;
 use crate::spool::{Recovery, Spool};
 use crate::status::{self, McasReport, MemoryReport, Stats, StatusReport, RAM_FLOOR};
-use crate::sync::{self, CategoryStore};
+use crate::sync::{self, CategoryStore, SyncRequests};
 use crate::upload::Uploader;
+use crate::zia::ZiaClient;
 
 /// How often the status file is rewritten.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -30,13 +35,145 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 enum Stopped {
     /// SIGTERM or SIGINT: the process ends.
     Exit,
-    /// SIGHUP with a valid configuration: the pipeline starts again with it.
-    Reload(Box<Settings>),
+    /// SIGHUP with a configuration whose resources are all ready: the pipeline starts
+    /// again with them.
+    Reload(Box<Prepared>),
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the configuration: the pipeline
-/// stops as at shutdown (nothing read is lost) and starts again with the new settings; a
-/// configuration that fails its checks is refused with a log line, and the agent runs on.
+/// What lives as long as the process, across reloads: the counters, the API rate
+/// limiter's history (a reload must not grant a fresh minute of calls), the queue of
+/// syncs asked for on the control socket.
+struct Shared {
+    stats: Arc<Stats>,
+    limiter: Arc<ApiRateLimiter>,
+    sync_requests: SyncRequests,
+}
+
+/// A configuration with everything it needs made ready: checked, the HTTP client built
+/// (its CA bundle parsed), the spool and checkpoints opened, the listeners bound. A reload
+/// makes one of these while the running pipeline goes on, and touches that pipeline only
+/// once this succeeded.
+struct Prepared {
+    settings: Settings,
+    target: McasTarget,
+    client: McasClient,
+    /// The ZIA client, when `[zia]` is set.
+    zia: Option<Arc<ZiaClient>>,
+    spool: Arc<Spool>,
+    spool_dir: PathBuf,
+    checkpoints: Arc<CheckpointStore>,
+    feed: Option<(SocketAddr, Arc<TcpListener>)>,
+    metrics: Option<(SocketAddr, Arc<TcpListener>)>,
+}
+
+impl Prepared {
+    /// Prepares `settings`. Resources `current` already holds for the same address or
+    /// directory are shared with it (a listener on the same port cannot be bound twice).
+    async fn new(
+        settings: Settings,
+        current: Option<&Prepared>,
+        shared: &Shared,
+    ) -> anyhow::Result<Prepared> {
+        let target = settings.mcas_target()?;
+        for (key, dir) in [
+            ("paths.state_dir", &settings.paths.state_dir),
+            ("paths.runtime_dir", &settings.paths.runtime_dir),
+        ] {
+            std::fs::create_dir_all(dir).map_err(|e| ConfigError {
+                key: key.to_string(),
+                problem: format!(
+                    "cannot create {}: {e}; point it at a writable directory",
+                    dir.display()
+                ),
+            })?;
+        }
+        let http =
+            crate::https::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
+                key: "mcas.ca_file".to_string(),
+                problem,
+            })?;
+        let client = McasClient::new(
+            &target,
+            http,
+            shared.limiter.clone(),
+            settings.upload.timeout,
+            shared.stats.clone(),
+        )?;
+        let zia = match settings.zia_target()? {
+            Some(target) => Some(Arc::new(
+                ZiaClient::new(&target)
+                    .map_err(|e| ConfigError {
+                        key: "zia.ca_file".to_string(),
+                        problem: e.to_string(),
+                    })?
+                    // The counters of the process, kept across reloads.
+                    .with_counters(shared.stats.sync.zia.client.clone()),
+            )),
+            None => None,
+        };
+        let spool_dir = settings.spool_dir();
+        let spool = match current.filter(|c| c.spool_dir == spool_dir) {
+            Some(current) => current.spool.clone(),
+            None => Arc::new(Spool::prepare(&spool_dir).map_err(|e| ConfigError {
+                key: "paths.state_dir".to_string(),
+                problem: format!("cannot open the spool in {}: {e}", spool_dir.display()),
+            })?),
+        };
+        let checkpoint_dir = settings.paths.state_dir.join("checkpoints");
+        let checkpoints =
+            Arc::new(
+                CheckpointStore::open(&checkpoint_dir).map_err(|e| ConfigError {
+                    key: "paths.state_dir".to_string(),
+                    problem: format!(
+                        "cannot open the checkpoint directory {}: {e}",
+                        checkpoint_dir.display()
+                    ),
+                })?,
+            );
+        let feed = match settings.feed.listen {
+            None => None,
+            Some(addr) => Some(match current.and_then(|c| c.feed.as_ref()) {
+                Some((old, listener)) if *old == addr => (addr, listener.clone()),
+                _ => (
+                    addr,
+                    Arc::new(tcp::bind(addr).await.map_err(|e| ConfigError {
+                        key: "feed.listen".to_string(),
+                        problem: format!(
+                            "cannot listen on {addr}: {e}: is another receiver using the port?"
+                        ),
+                    })?),
+                ),
+            }),
+        };
+        let metrics = match settings.metrics.listen {
+            None => None,
+            Some(addr) => Some(match current.and_then(|c| c.metrics.as_ref()) {
+                Some((old, listener)) if *old == addr => (addr, listener.clone()),
+                _ => (addr, Arc::new(TcpListener::bind(addr).await.map_err(|e| ConfigError {
+                    key: "metrics.listen".to_string(),
+                    problem: format!("cannot serve metrics on {addr}: {e}: is the port taken? \"\" disables metrics"),
+                })?)),
+            }),
+        };
+        Ok(Prepared {
+            settings,
+            target,
+            client,
+            zia,
+            spool,
+            spool_dir,
+            checkpoints,
+            feed,
+            metrics,
+        })
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the configuration: the new
+/// settings are checked and their resources prepared while the pipeline runs on; only then
+/// does the pipeline stop as at shutdown (nothing read is lost) and start again with them.
+/// A configuration that fails any of this is refused with a log line naming the key, and
+/// the agent runs on exactly as before.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let runtime_dir = settings.paths.runtime_dir.clone();
     std::fs::create_dir_all(&runtime_dir).map_err(|e| ConfigError {
@@ -49,19 +186,38 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // Held until the daemon exits, across reloads.
     let _pidfile = PidLock::acquire(&runtime_dir)?;
     let mut signals = Signals::new()?;
-    let mut settings = settings;
-    loop {
-        for warning in settings.warnings() {
+    let (sync_sender, sync_receiver) = mpsc::channel(4);
+    let shared = Shared {
+        stats: Arc::new(Stats::default()),
+        limiter: Arc::new(ApiRateLimiter::new(settings.upload.api_calls_per_minute)),
+        sync_requests: Arc::new(tokio::sync::Mutex::new(sync_receiver)),
+    };
+    let control_socket = control::bind(&runtime_dir)?;
+    let stop_control = CancellationToken::new();
+    let control_task = tokio::spawn(control::serve(
+        control_socket,
+        sync_sender,
+        stop_control.clone(),
+    ));
+
+    let mut prepared = Prepared::new(settings, None, &shared).await?;
+    let result = loop {
+        for warning in prepared.settings.warnings() {
             tracing::warn!("configuration: {warning}");
         }
-        match run_pipeline(settings, &mut signals).await? {
-            Stopped::Exit => return Ok(()),
-            Stopped::Reload(new) => {
-                tracing::info!(config = %new.path.display(), "configuration reloaded: starting again with it");
-                settings = *new;
+        match run_pipeline(prepared, &shared, &mut signals).await {
+            Ok(Stopped::Exit) => break Ok(()),
+            Ok(Stopped::Reload(next)) => {
+                tracing::info!(config = %next.settings.path.display(), "configuration reloaded: starting again with it");
+                prepared = *next;
             }
+            Err(error) => break Err(error),
         }
-    }
+    };
+    stop_control.cancel();
+    let _ = control_task.await;
+    let _ = std::fs::remove_file(control::socket_path(&runtime_dir));
+    result
 }
 
 /// The signals the daemon acts on.
@@ -81,19 +237,26 @@ impl Signals {
     }
 
     /// Waits for SIGTERM or SIGINT (then `Exit`), or SIGHUP with a configuration that
-    /// passes its checks (then `Reload`).
-    async fn stopped(&mut self, path: &Path) -> Stopped {
+    /// passes its checks and whose resources could all be prepared (then `Reload`).
+    async fn stopped(&mut self, current: &Prepared, shared: &Shared) -> Stopped {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return Stopped::Exit,
                 _ = self.int.recv() => return Stopped::Exit,
                 _ = self.hup.recv() => {
-                    match Settings::load(path).and_then(|s| s.mcas_target().map(|_| s)) {
-                        Ok(settings) => return Stopped::Reload(Box::new(settings)),
-                        Err(error) => tracing::error!(
-                            %error,
-                            "SIGHUP: the configuration was not reloaded (configuration error: {error}); running on with the previous one"
-                        ),
+                    let next = match Settings::load(&current.settings.path) {
+                        Ok(settings) => Prepared::new(settings, Some(current), shared).await,
+                        Err(error) => Err(error.into()),
+                    };
+                    match next {
+                        Ok(next) => return Stopped::Reload(Box::new(next)),
+                        Err(error) => {
+                            let error = crate::mcas::error::describe(&*error);
+                            tracing::error!(
+                                %error,
+                                "SIGHUP: the configuration was not reloaded (configuration error: {error}); running on with the previous one"
+                            );
+                        }
                     }
                 }
             }
@@ -101,40 +264,40 @@ impl Signals {
     }
 }
 
-/// Runs the pipeline until a signal stops it, then shuts it down in order.
-async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Result<Stopped> {
-    let target = settings.mcas_target()?;
-    for (key, dir) in [
-        ("paths.state_dir", &settings.paths.state_dir),
-        ("paths.runtime_dir", &settings.paths.runtime_dir),
-    ] {
-        std::fs::create_dir_all(dir).map_err(|e| ConfigError {
-            key: key.to_string(),
-            problem: format!(
-                "cannot create {}: {e}; point it at a writable directory",
-                dir.display()
-            ),
-        })?;
-    }
-    let spool_dir = settings.spool_dir();
-    let checkpoints = Arc::new(
-        CheckpointStore::open(&settings.paths.state_dir.join("checkpoints"))
-            .context("cannot open the checkpoint directory")?,
-    );
+/// Runs the pipeline until a signal stops it, then shuts it down in order: every task it
+/// spawned is awaited before this returns.
+async fn run_pipeline(
+    prepared: Prepared,
+    shared: &Shared,
+    signals: &mut Signals,
+) -> anyhow::Result<Stopped> {
+    let settings = &prepared.settings;
+    let target = &prepared.target;
+    let stats = &shared.stats;
+    shared
+        .limiter
+        .set_per_minute(settings.upload.api_calls_per_minute);
+    let spool = prepared.spool.clone();
+    let spool_dir = &prepared.spool_dir;
     // Before anything is read: what a killed run left unsealed is salvaged or let go, and
     // the checkpoints catch up with batches sealed right before the crash. Disk work, on
     // a blocking thread.
-    let (spool, recovery) = {
-        let (dir, level, checkpoints) = (
-            spool_dir.clone(),
+    let recovery = {
+        let (spool, level, checkpoints) = (
+            spool.clone(),
             settings.batch.gzip_level,
-            checkpoints.clone(),
+            prepared.checkpoints.clone(),
         );
-        tokio::task::spawn_blocking(move || recover_spool(&dir, level, &checkpoints))
+        tokio::task::spawn_blocking(move || recover_spool(&spool, level, &checkpoints))
             .await
-            .context("spool recovery")??
+            .context("spool recovery")?
+            .with_context(|| {
+                format!(
+                    "cannot recover the unsealed batches in {}",
+                    spool_dir.display()
+                )
+            })?
     };
-    let spool = Arc::new(spool);
     if recovery != Default::default() {
         tracing::info!(
             salvaged_batches = recovery.salvaged_batches,
@@ -155,10 +318,7 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
         );
     }
 
-    let stats = Arc::new(Stats::default());
-    let client = McasClient::from_settings(&target, &settings.upload, stats.clone())?;
-
-    let spool_cap = spool_cap(settings.spool.max_bytes, &spool_dir, spool.ready_bytes());
+    let spool_cap = spool_cap(settings.spool.max_bytes, spool_dir, spool.ready_bytes());
     stats
         .spool
         .max_bytes
@@ -174,13 +334,10 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
 
     let inputs = TaskTracker::new();
     let stop_inputs = CancellationToken::new();
-    if let Some(addr) = settings.feed.listen {
-        let listener = tcp::bind(addr).await.with_context(|| {
-            format!("cannot listen on {addr} (feed.listen): is another receiver using the port?")
-        })?;
+    if let Some((addr, listener)) = &prepared.feed {
         tracing::info!(%addr, "receiving the NSS feed");
         inputs.spawn(tcp::serve(
-            listener,
+            listener.clone(),
             sink.clone(),
             settings.feed.max_record_bytes,
             stats.clone(),
@@ -193,7 +350,7 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
             sink: sink.clone(),
             max_record_bytes: settings.feed.max_record_bytes,
             stats: stats.clone(),
-            checkpoints: checkpoints.clone(),
+            checkpoints: prepared.checkpoints.clone(),
         };
         inputs.spawn(tail.follow(stop_inputs.clone()));
     }
@@ -201,24 +358,41 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
     // The inputs hold the only senders now: when they end, the writers seal and stop.
     drop(sink);
 
+    // Every other task of this pipeline: awaited before the next pipeline starts.
+    let tasks = TaskTracker::new();
     let stop_uploads = CancellationToken::new();
     let abort_uploads = CancellationToken::new();
     let stop_sync = CancellationToken::new();
-    let sync_task = tokio::spawn(sync::run(
-        client.clone(),
+    stats
+        .sync
+        .zia
+        .enabled
+        .store(prepared.zia.is_some(), std::sync::atomic::Ordering::Relaxed);
+    let sync_task = tasks.spawn(sync::run(
+        prepared.client.clone(),
+        prepared.zia.clone(),
         CategoryStore::in_state_dir(&settings.paths.state_dir),
         settings.sync.clone(),
+        stats.clone(),
+        shared.sync_requests.clone(),
+        stop_sync.clone(),
+    ));
+    let data_source_task = tasks.spawn(data_source::watch(
+        prepared.client.clone(),
+        target.data_source.clone(),
+        target.source.clone(),
+        settings.upload.auth_retry,
         stats.clone(),
         stop_sync.clone(),
     ));
     let uploader = Uploader::new(
-        client,
+        prepared.client.clone(),
         spool.clone(),
         stats.clone(),
         settings.upload.clone(),
-        &target,
+        target,
     );
-    let upload_task = tokio::spawn(uploader.run(stop_uploads.clone(), abort_uploads.clone()));
+    let mut upload_task = tasks.spawn(uploader.run(stop_uploads.clone(), abort_uploads.clone()));
 
     let reports = Reports {
         stats: stats.clone(),
@@ -226,38 +400,38 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
             domain: Some(target.domain.clone()),
             data_source: target.data_source.clone(),
             token: Some(target.credential.masked()),
+            auth: Some(target.credential.kind().to_string()),
+            ..Default::default()
         },
         budget: budget.clone(),
         ram_total: ram_total.unwrap_or(0),
     };
     let stop_status = CancellationToken::new();
-    if let Some(addr) = settings.metrics.listen {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot serve metrics on {addr} (metrics.listen): is the port taken? \"\" disables metrics")
-        })?;
+    if let Some((_, listener)) = &prepared.metrics {
         let reports = reports.clone();
-        tokio::spawn(metrics::serve(
-            listener,
+        tasks.spawn(metrics::serve(
+            listener.clone(),
             move || reports.report(),
             stop_status.clone(),
         ));
     }
     let reports_for_notify = reports.clone();
-    let status_task = tokio::spawn(publish_status(
+    let status_task = tasks.spawn(publish_status(
         settings.paths.runtime_dir.clone(),
         reports,
         stop_status.clone(),
     ));
 
-    tokio::spawn(notify_systemd(
+    tasks.spawn(notify_systemd(
         writers.heartbeats(),
         reports_for_notify,
         stop_status.clone(),
     ));
+    tasks.close();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(domain = %target.domain, data_source = %target.data_source, memory_limit = budget.limit(), "nss-agent running");
 
-    let stopped = signals.stopped(&settings.path).await;
+    let stopped = signals.stopped(&prepared, shared).await;
     let state = match stopped {
         Stopped::Exit => sd_notify::NotifyState::Stopping,
         Stopped::Reload(_) => sd_notify::NotifyState::Reloading,
@@ -273,17 +447,21 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
         .context("batch writers")?;
 
     stop_uploads.cancel();
-    if tokio::time::timeout(settings.upload.shutdown_timeout, upload_task)
+    if tokio::time::timeout(settings.upload.shutdown_timeout, &mut upload_task)
         .await
         .is_err()
     {
-        tracing::warn!("the upload in flight did not finish in time; its batch stays in the spool");
+        tracing::warn!("the upload in flight did not finish in time; it is cancelled and its batch stays in the spool");
         abort_uploads.cancel();
+        // Awaited: no upload of this pipeline may run on beside the next one's.
+        let _ = upload_task.await;
     }
     stop_sync.cancel();
     let _ = sync_task.await;
+    let _ = data_source_task.await;
     stop_status.cancel();
     let _ = status_task.await;
+    tasks.wait().await;
     tracing::info!("stopped");
     Ok(stopped)
 }
@@ -308,16 +486,13 @@ fn spool_cap(limit: Limit, dir: &Path, held: u64) -> u64 {
     }
 }
 
-/// Opens the spool at `dir` and recovers what a killed run left: unsealed batches, and
-/// the claims of batches sealed before their checkpoints were saved, settled in
-/// `checkpoints`.
+/// Recovers what a killed run left in the spool: unsealed batches, and the claims of
+/// batches sealed before their checkpoints were saved, settled in `checkpoints`.
 fn recover_spool(
-    dir: &Path,
+    spool: &Spool,
     level: u32,
     checkpoints: &CheckpointStore,
-) -> anyhow::Result<(Spool, Recovery)> {
-    let spool = Spool::prepare(dir)
-        .with_context(|| format!("cannot open the spool in {}", dir.display()))?;
+) -> std::io::Result<Recovery> {
     let mut settle = |claims: &[u8]| -> std::io::Result<()> {
         for line in claims.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             match serde_json::from_slice::<Claim>(line) {
@@ -329,10 +504,7 @@ fn recover_spool(
         }
         Ok(())
     };
-    let recovery = spool
-        .recover(level, &mut settle)
-        .with_context(|| format!("cannot recover the unsealed batches in {}", dir.display()))?;
-    Ok((spool, recovery))
+    spool.recover(level, &mut settle)
 }
 
 /// How often systemd gets a STATUS= line.

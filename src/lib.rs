@@ -5,19 +5,24 @@
 //! [`upload`] has handed each to MCAS. [`daemon`] wires the stages together; [`cli`] is what
 //! an administrator types.
 
+pub mod backoff;
 pub mod batch;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod control;
 pub mod crashpoint;
 pub mod daemon;
 pub mod feed;
 pub mod fsx;
+pub mod https;
 pub mod logging;
 pub mod mcas;
 pub mod memory;
 pub mod metrics;
 pub mod pidfile;
 pub mod pipeline;
+pub mod privilege;
 pub mod spool;
 pub mod status;
 pub mod sync;

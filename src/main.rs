@@ -4,6 +4,7 @@ use clap::Parser;
 use nss_agent::cli::{self, exit, Cli};
 use nss_agent::config::ConfigError;
 use nss_agent::mcas::ApiError;
+use nss_agent::zia::ZiaError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -36,6 +37,12 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if cause.is::<ConfigError>() {
             return exit::CONFIG;
+        }
+        if let Some(zia) = cause.downcast_ref::<ZiaError>() {
+            return match zia {
+                ZiaError::Setup(_) | ZiaError::PrivateKey(_) => exit::CONFIG,
+                _ => exit::UNAVAILABLE,
+            };
         }
         if cause.is::<ApiError>() || cause.is::<cli::Unavailable>() {
             return exit::UNAVAILABLE;

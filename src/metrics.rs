@@ -18,7 +18,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `GET /metrics` with the report `report` makes at each request, until `cancel`.
 pub async fn serve(
-    listener: TcpListener,
+    listener: std::sync::Arc<TcpListener>,
     report: impl Fn() -> StatusReport + Send + Sync + 'static,
     cancel: CancellationToken,
 ) {
@@ -293,6 +293,27 @@ const METRICS: &[Metric] = &[
         value: |r| flag(r.upload.last_error.is_some()),
     },
     Metric {
+        name: "upload_paused",
+        kind: Kind::Gauge,
+        help: "1 while uploads are paused by a refusal of the whole tenant (credential, data source, log format); the batches wait in the spool.",
+        field: "upload.paused",
+        value: |r| flag(r.upload.paused.is_some()),
+    },
+    Metric {
+        name: "mcas_data_source_found",
+        kind: Kind::Gauge,
+        help: "1 when MCAS lists mcas.data_source, 0 when it does not, -1 when not known (not read yet, or the list is unreadable).",
+        field: "mcas.data_source_found",
+        value: |r| r.mcas.data_source_found.map_or(-1.0, flag),
+    },
+    Metric {
+        name: "mcas_last_data_received_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When MCAS last received data for the data source, as MCAS says (0: never or not known).",
+        field: "mcas.last_data_received",
+        value: |r| timestamp(&r.mcas.last_data_received),
+    },
+    Metric {
         name: "upload_api_calls_total",
         kind: Kind::Counter,
         help: "MCAS API calls made; the tenant allows 30 a minute for all its agents together.",
@@ -347,6 +368,76 @@ const METRICS: &[Metric] = &[
         help: "1 while the last sync failed.",
         field: "sync.last_error",
         value: |r| flag(r.sync.last_error.is_some()),
+    },
+    Metric {
+        name: "sync_zia_enabled",
+        kind: Kind::Gauge,
+        help: "1 when a ZIA API is configured (zia.base_url) and the category is pushed there.",
+        field: "sync.zia.enabled",
+        value: |r| flag(r.sync.zia.enabled),
+    },
+    Metric {
+        name: "sync_zia_urls",
+        kind: Kind::Gauge,
+        help: "URLs the category holds in ZIA after the last push.",
+        field: "sync.zia.urls",
+        value: |r| r.sync.zia.urls as f64,
+    },
+    Metric {
+        name: "sync_zia_quota_remaining",
+        kind: Kind::Gauge,
+        help: "The tenant's custom URL quota left in ZIA after the last push (NaN: not read yet).",
+        field: "sync.zia.quota_remaining",
+        value: |r| r.sync.zia.quota_remaining.map_or(f64::NAN, |q| q as f64),
+    },
+    Metric {
+        name: "sync_zia_last_push_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When the category was last pushed into ZIA (0: never).",
+        field: "sync.zia.last_push",
+        value: |r| timestamp(&r.sync.zia.last_push),
+    },
+    Metric {
+        name: "sync_zia_last_activation_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When the agent last activated a change in ZIA (0: never).",
+        field: "sync.zia.last_activation",
+        value: |r| timestamp(&r.sync.zia.last_activation),
+    },
+    Metric {
+        name: "sync_zia_failing",
+        kind: Kind::Gauge,
+        help: "1 while the last push into ZIA failed.",
+        field: "sync.zia.last_error",
+        value: |r| flag(r.sync.zia.last_error.is_some()),
+    },
+    Metric {
+        name: "sync_zia_pushes_total",
+        kind: Kind::Counter,
+        help: "Pushes into ZIA that succeeded.",
+        field: "sync.zia.pushes",
+        value: |r| r.sync.zia.pushes as f64,
+    },
+    Metric {
+        name: "sync_zia_api_calls_total",
+        kind: Kind::Counter,
+        help: "ZIA API calls (logins and retries included).",
+        field: "sync.zia.api_calls",
+        value: |r| r.sync.zia.api_calls as f64,
+    },
+    Metric {
+        name: "sync_zia_throttled_total",
+        kind: Kind::Counter,
+        help: "ZIA answers 429 (rate limit).",
+        field: "sync.zia.throttled",
+        value: |r| r.sync.zia.throttled as f64,
+    },
+    Metric {
+        name: "sync_zia_activations_total",
+        kind: Kind::Counter,
+        help: "Activations the agent asked ZIA for.",
+        field: "sync.zia.activations",
+        value: |r| r.sync.zia.activations as f64,
     },
     Metric {
         name: "memory_ram_bytes",
@@ -425,6 +516,8 @@ mod tests {
     #[test]
     fn every_figure_of_the_status_is_a_metric() {
         let stats = crate::status::Stats::default();
+        // Null until known: set, so that it counts as a figure.
+        *stats.data_source.found.lock().unwrap() = Some(true);
         let report = stats.report(Default::default(), Default::default());
         let mut paths = Vec::new();
         figures(&serde_json::to_value(&report).unwrap(), "", &mut paths);

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -112,6 +112,20 @@ pub struct UploadStats {
     pub api_calls: AtomicU64,
     /// Attempts that failed and were retried.
     pub retries: AtomicU64,
+    /// Why uploads are paused (a refused credential, a tenant-wide refusal) and what to
+    /// fix; shown while the last attempt ended in that pause.
+    pub paused: Mutex<Option<String>>,
+}
+
+/// What MCAS's data sources list last said of `mcas.data_source`.
+#[derive(Debug, Default)]
+pub struct DataSourceStats {
+    /// Whether MCAS lists it; `None` before the first reading or when the list is unreadable.
+    pub found: Mutex<Option<bool>>,
+    /// When MCAS last received data for it, as MCAS says.
+    pub last_data_received: AtomicTime,
+    /// What is wrong, in words: missing, another log type, the list unreadable.
+    pub problem: Mutex<Option<String>>,
 }
 
 /// What the unsanctioned-apps sync last did.
@@ -123,6 +137,31 @@ pub struct SyncStats {
     pub removed: AtomicU64,
     pub last_error: Mutex<Option<String>>,
     pub next: AtomicTime,
+    /// The push of the category into the tenant's ZIA.
+    pub zia: ZiaStats,
+}
+
+/// What the pushes into ZIA did.
+#[derive(Debug, Default)]
+pub struct ZiaStats {
+    /// A ZIA API is configured (`zia.base_url`).
+    pub enabled: AtomicBool,
+    /// The category's id in ZIA, once known.
+    pub category_id: Mutex<Option<String>>,
+    /// The last push that succeeded (whether or not it changed anything).
+    pub last_push: AtomicTime,
+    /// The last activation, and ZIA's state after it.
+    pub last_activation: AtomicTime,
+    pub activation_state: Mutex<Option<String>>,
+    /// URLs the category holds in ZIA after the last push.
+    pub urls: AtomicU64,
+    /// The tenant's custom-URL quota left after the last push; `None` until read.
+    pub quota_remaining: Mutex<Option<u64>>,
+    pub last_error: Mutex<Option<String>>,
+    /// Pushes that succeeded since start.
+    pub pushes: AtomicU64,
+    /// The ZIA client's own counters: API calls, 429s, activations, logins.
+    pub client: Arc<crate::zia::ZiaCounters>,
 }
 
 /// Everything the daemon counts, shared by its stages.
@@ -133,6 +172,7 @@ pub struct Stats {
     pub spool: SpoolStats,
     pub upload: UploadStats,
     pub sync: SyncStats,
+    pub data_source: DataSourceStats,
 }
 
 impl Default for Stats {
@@ -143,6 +183,7 @@ impl Default for Stats {
             spool: SpoolStats::default(),
             upload: UploadStats::default(),
             sync: SyncStats::default(),
+            data_source: DataSourceStats::default(),
         }
     }
 }
@@ -151,6 +192,12 @@ impl UploadStats {
     /// Records the latest upload error (shown until the next success).
     pub fn set_error(&self, message: impl Into<String>) {
         *self.last_error.lock().unwrap() = Some(message.into());
+        *self.paused.lock().unwrap() = None;
+    }
+
+    /// Records that uploads are paused after the error just recorded, and why.
+    pub fn set_paused(&self, why: impl Into<String>) {
+        *self.paused.lock().unwrap() = Some(why.into());
     }
 }
 
@@ -173,6 +220,19 @@ pub struct McasReport {
     pub domain: Option<String>,
     pub data_source: String,
     pub token: Option<String>,
+    /// `mcas.auth`: `token` or `entra`.
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// Whether MCAS lists `data_source`; null when not known (not yet read, or the list
+    /// is unreadable).
+    #[serde(default)]
+    pub data_source_found: Option<bool>,
+    /// When MCAS last received data for the data source (the portal's "receiving data").
+    #[serde(default)]
+    pub last_data_received: Option<String>,
+    /// What is wrong with the data source, in words, when something is.
+    #[serde(default)]
+    pub data_source_problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -254,6 +314,9 @@ pub struct UploadReport {
     /// Upload attempts that failed and were tried again.
     #[serde(default)]
     pub retries: u64,
+    /// Why uploads are paused and what to fix; null while they are not.
+    #[serde(default)]
+    pub paused: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -264,6 +327,35 @@ pub struct SyncReport {
     pub removed: u64,
     pub last_error: Option<String>,
     pub next: Option<String>,
+    #[serde(default)]
+    pub zia: ZiaReport,
+}
+
+/// `sync.zia`: the category as pushed into the tenant's ZIA.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ZiaReport {
+    pub enabled: bool,
+    pub category_id: Option<String>,
+    pub last_push: Option<String>,
+    pub last_activation: Option<String>,
+    pub urls: u64,
+    pub quota_remaining: Option<u64>,
+    pub last_error: Option<String>,
+    /// ZIA's activation state after the last activation (`ACTIVE`, `PENDING`, ...).
+    #[serde(default)]
+    pub activation_state: Option<String>,
+    /// Pushes that succeeded since start.
+    #[serde(default)]
+    pub pushes: u64,
+    /// ZIA API calls since start (logins and retries included).
+    #[serde(default)]
+    pub api_calls: u64,
+    /// ZIA answers 429 since start.
+    #[serde(default)]
+    pub throttled: u64,
+    /// Activations since start.
+    #[serde(default)]
+    pub activations: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -303,11 +395,25 @@ impl Stats {
     /// The report of a running daemon, from its counters.
     pub fn report(&self, mcas: McasReport, memory: MemoryReport) -> StatusReport {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Shown while the last attempt ended in the pause (an error cleared by a success).
+        let failing = self.upload.last_error.lock().unwrap().is_some();
+        let paused = self
+            .upload
+            .paused
+            .lock()
+            .unwrap()
+            .clone()
+            .filter(|_| failing);
         StatusReport {
             running: true,
             pid: Some(std::process::id()),
             started: Some(rfc3339(self.started)),
-            mcas,
+            mcas: McasReport {
+                data_source_found: *self.data_source.found.lock().unwrap(),
+                last_data_received: time(&self.data_source.last_data_received),
+                data_source_problem: self.data_source.problem.lock().unwrap().clone(),
+                ..mcas
+            },
             feed: FeedReport {
                 records: load(&self.feed.records),
                 bytes: load(&self.feed.bytes),
@@ -342,6 +448,7 @@ impl Stats {
                 last_error: self.upload.last_error.lock().unwrap().clone(),
                 api_calls: load(&self.upload.api_calls),
                 retries: load(&self.upload.retries),
+                paused,
             },
             sync: SyncReport {
                 last_success: time(&self.sync.last_success),
@@ -350,6 +457,7 @@ impl Stats {
                 removed: load(&self.sync.removed),
                 last_error: self.sync.last_error.lock().unwrap().clone(),
                 next: time(&self.sync.next),
+                zia: self.sync.zia.report(),
             },
             memory,
         }
@@ -368,4 +476,25 @@ pub fn publish(dir: &Path, report: &StatusReport) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
     // Rewritten every second and rebuilt at start: atomic for readers, not fsynced.
     AtomicWrite::for_readers(0o644).write(&dir.join(STATUS_FILE), &json)
+}
+
+impl ZiaStats {
+    /// The `sync.zia` part of the report.
+    pub fn report(&self) -> ZiaReport {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ZiaReport {
+            enabled: self.enabled.load(Ordering::Relaxed),
+            category_id: self.category_id.lock().unwrap().clone(),
+            last_push: time(&self.last_push),
+            last_activation: time(&self.last_activation),
+            urls: load(&self.urls),
+            quota_remaining: *self.quota_remaining.lock().unwrap(),
+            last_error: self.last_error.lock().unwrap().clone(),
+            activation_state: self.activation_state.lock().unwrap().clone(),
+            pushes: load(&self.pushes),
+            api_calls: load(&self.client.api_calls),
+            throttled: load(&self.client.throttled),
+            activations: load(&self.client.activations),
+        }
+    }
 }

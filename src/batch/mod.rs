@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use crate::clock::{self, MonoStamp};
 use crate::config::BatchSettings;
 use crate::crashpoint;
 use crate::memory::MemoryBudget;
 use crate::pipeline::{Chunk, Origin, RecordSink, SealAck};
 use crate::spool::{BatchFile, Spool};
-use crate::status::{AtomicTime, Stats};
+use crate::status::Stats;
 
 /// The running batch writer threads.
 pub struct BatchWriters {
@@ -25,19 +26,23 @@ pub struct BatchWriters {
     heartbeats: Heartbeats,
 }
 
-/// When each batch writer last went round its loop; a writer stuck in a write or an fsync
-/// stops beating, and the watchdog stops pinging systemd.
+/// When each batch writer last went round its loop, on the monotonic clock; a writer
+/// stuck in a write or an fsync stops beating, and the watchdog stops pinging systemd. A
+/// wall-clock step moves nothing here.
 #[derive(Debug, Clone)]
-pub struct Heartbeats(Arc<Vec<AtomicTime>>);
+pub struct Heartbeats(Arc<Vec<MonoStamp>>);
 
 impl Heartbeats {
     /// Whether every writer went round within `within`.
     pub fn all_within(&self, within: Duration) -> bool {
-        self.0.iter().all(|beat| {
-            beat.get()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age <= within)
-        })
+        self.all_within_at(within, Instant::now())
+    }
+
+    /// Whether every writer went round within `within` before `now`.
+    pub fn all_within_at(&self, within: Duration, now: Instant) -> bool {
+        self.0
+            .iter()
+            .all(|beat| beat.age_at(now).is_some_and(|age| age <= within))
     }
 
     fn beat(&self, writer: usize) {
@@ -91,9 +96,7 @@ impl BatchWriters {
             disk_reserve: spool.disk().map_or(0, |(size, _)| disk_reserve(size)),
         };
         let stopping = Arc::new(AtomicBool::new(false));
-        let heartbeats = Heartbeats(Arc::new(
-            (0..count).map(|_| AtomicTime::default()).collect(),
-        ));
+        let heartbeats = Heartbeats(Arc::new((0..count).map(|_| MonoStamp::default()).collect()));
         let (sink, rx) = RecordSink::new(count * QUEUE_PER_WRITER, budget);
         let mut threads = Vec::with_capacity(count);
         for id in 0..count {
@@ -197,9 +200,7 @@ impl Writer {
                 .current
                 .iter()
                 .flatten()
-                .map(|b| {
-                    (b.first_arrival + self.rules.max_age).saturating_duration_since(Instant::now())
-                })
+                .map(|b| clock::remaining(b.first_arrival, self.rules.max_age, Instant::now()))
                 .min()
                 .unwrap_or(HEARTBEAT)
                 .min(HEARTBEAT);
@@ -292,7 +293,7 @@ impl Writer {
             if self
                 .current(origin)
                 .as_ref()
-                .is_some_and(|b| now >= b.first_arrival + max_age)
+                .is_some_and(|b| clock::reached(b.first_arrival, max_age, now))
             {
                 self.seal(origin);
             }
@@ -471,14 +472,39 @@ mod tests {
 
     #[test]
     fn a_silent_writer_fails_the_heartbeat_check() {
-        let beats = Heartbeats(Arc::new(vec![AtomicTime::default(), AtomicTime::default()]));
+        let beats = Heartbeats(Arc::new(vec![MonoStamp::default(), MonoStamp::default()]));
         assert!(!beats.all_within(Duration::from_secs(60)), "never beat");
         beats.beat(0);
         beats.beat(1);
         assert!(beats.all_within(Duration::from_secs(1)));
-        // Writer 1 stuck for ten seconds, say in an fsync.
-        beats.0[1].set(std::time::SystemTime::now() - Duration::from_secs(10));
-        assert!(!beats.all_within(Duration::from_secs(3)));
-        assert!(beats.all_within(Duration::from_secs(30)));
+        // Writer 1 stuck for ten seconds, say in an fsync, while writer 0 goes on.
+        let now = Instant::now() + Duration::from_secs(10);
+        beats.0[0].set(now);
+        assert!(!beats.all_within_at(Duration::from_secs(3), now));
+        assert!(beats.all_within_at(Duration::from_secs(30), now));
+    }
+
+    /// The wall clock steps an hour forward, or a day back (NTP at boot, a VM resumed),
+    /// while one second passes: heartbeats and batch ages are kept and compared only as
+    /// monotonic instants (their API takes no wall time), so the watchdog still sees every
+    /// writer alive and the batch is neither sealed early nor held late.
+    #[test]
+    fn a_wall_clock_step_neither_stalls_the_watchdog_nor_seals_a_batch() {
+        let mono_before = Instant::now();
+        let beats = Heartbeats(Arc::new(vec![MonoStamp::default()]));
+        beats.0[0].set(mono_before);
+        let first_arrival = mono_before;
+        let max_age = Duration::from_secs(30);
+        // One second of monotonic time, whatever the wall clock did meanwhile.
+        let mono_after = mono_before + Duration::from_secs(1);
+        assert!(beats.all_within_at(Duration::from_secs(3), mono_after));
+        assert!(!clock::reached(first_arrival, max_age, mono_after));
+        assert_eq!(
+            clock::remaining(first_arrival, max_age, mono_after),
+            Duration::from_secs(29)
+        );
+        let mono_later = mono_before + Duration::from_secs(31);
+        assert!(clock::reached(first_arrival, max_age, mono_later));
+        assert!(!beats.all_within_at(Duration::from_secs(3), mono_later));
     }
 }

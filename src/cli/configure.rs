@@ -14,7 +14,7 @@ use crate::config::{
     check_certificate_file, check_domain, check_entra_id, check_token_shape, ConfigError,
     EntraSecret, McasAuth, Secret, Settings,
 };
-use crate::mcas::McasClient;
+use crate::mcas::{data_source, McasClient};
 
 const AUTH_PROMPT: &str = "auth (token or entra)";
 const TOKEN_PROMPT: &str = "token (Authentication token for uploading to MCAS)";
@@ -390,15 +390,24 @@ fn verify(path: &Path) -> anyhow::Result<()> {
     let check = runtime.block_on(troubleshoot::check(&client, &target));
     let saved_anyway = "The configuration is saved all the same, so that the agent starts uploading once the cause is fixed; `sudo nss troubleshoot mcas` checks again.";
     match check.verdict {
-        Verdict::Valid => {
-            println!(
-                "Verdict: valid. MCAS accepted the token and lists {} unsanctioned domains.",
-                check.urls.len()
-            );
-            Ok(())
-        }
-        Verdict::Empty => {
-            println!("Verdict: valid, but no app is marked unsanctioned: mark at least one app as Unsanctioned in the MCAS portal (Cloud Discovery > Discovered apps) so that the URL category sync has something to block.");
+        Verdict::Valid | Verdict::Empty => {
+            if check.verdict == Verdict::Valid {
+                println!(
+                    "Verdict: valid. MCAS accepted the token and lists {} unsanctioned domains.",
+                    check.urls.len()
+                );
+            } else {
+                println!("Verdict: valid, but no app is marked unsanctioned: mark at least one app as Unsanctioned in the MCAS portal (Cloud Discovery > Discovered apps) so that the URL category sync has something to block.");
+            }
+            let data_source = runtime.block_on(troubleshoot::data_source_check(&client, &target));
+            if let data_source::Verdict::Missing(_) = data_source {
+                println!("{saved_anyway}");
+                return Err(Unavailable(format!(
+                    "MCAS has no data source \"{}\" (the verdict above says what to do)",
+                    target.data_source
+                ))
+                .into());
+            }
             Ok(())
         }
         Verdict::Refused(text) => {

@@ -1,12 +1,14 @@
 //! The command line: one binary, `nss`, with one file a command.
 
 mod configure;
+mod configure_zia;
 mod dump_config;
 mod prompt;
 mod service;
 mod status;
 mod sync_now;
 mod troubleshoot;
+mod troubleshoot_zia;
 mod url_categories;
 
 use std::path::PathBuf;
@@ -43,6 +45,10 @@ pub enum Command {
     ConfigureMcas(ConfigureMcasArgs),
     /// Forget the MCAS credentials and domain
     DisableMcas,
+    /// Enter how the agent reaches the tenant's ZIA API, where the category is pushed (asks, or takes flags)
+    ConfigureZia(ConfigureZiaArgs),
+    /// Forget the ZIA API: the category stays on the appliance only
+    DisableZia,
     /// Run the daemon in the foreground (what systemd starts)
     Run,
     /// Start the daemon
@@ -62,8 +68,12 @@ pub enum Command {
         #[command(subcommand)]
         what: TroubleshootTarget,
     },
-    /// Run one unsanctioned-URL sync, print it, and exit
-    SyncNow,
+    /// Run one unsanctioned-URL sync, print it, and exit (a running daemon does it)
+    SyncNow {
+        /// Apply an answer that empties the category or cuts it by more than 90%
+        #[arg(long)]
+        accept_empty: bool,
+    },
     /// List the custom URL categories with their URL counts
     UrlCategories {
         /// One JSON object
@@ -79,6 +89,8 @@ pub enum Command {
 pub enum TroubleshootTarget {
     /// The token and unsanctioned-list check
     Mcas,
+    /// The ZIA login, quota and category check
+    Zia,
 }
 
 /// `nss configure-mcas` flags, for cloud-init and scripts.
@@ -119,6 +131,47 @@ pub struct ConfigureMcasArgs {
     pub no_verify: bool,
 }
 
+/// `nss configure-zia` flags, for cloud-init and scripts.
+#[derive(Debug, clap::Args)]
+pub struct ConfigureZiaArgs {
+    /// How the agent logs in: api_key (API admin and key) or oneapi (ZIdentity API client)
+    #[arg(long, value_name = "KIND", value_parser = ["api_key", "oneapi"])]
+    pub auth: Option<String>,
+    /// The ZIA API: a cloud name (zscaler, zscalertwo, ...) or a URL like https://zsapi.zscalertwo.net
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// api_key: the API admin's login name
+    #[arg(long, value_name = "NAME")]
+    pub username: Option<String>,
+    /// api_key: read the admin's password from this file
+    #[arg(long, value_name = "F", conflicts_with = "password_stdin")]
+    pub password_file: Option<PathBuf>,
+    /// api_key: read the admin's password from standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// api_key: read the 12-character cloud service API key from this file
+    #[arg(long, value_name = "F")]
+    pub api_key_file: Option<PathBuf>,
+    /// oneapi: the ZIdentity token endpoint, https://<vanity>.zslogin.net/oauth2/v1/token
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+    /// oneapi: the API client's id
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// oneapi: read the client secret from this file
+    #[arg(long, value_name = "F", conflicts_with_all = ["client_secret_stdin", "private_key_file"])]
+    pub client_secret_file: Option<PathBuf>,
+    /// oneapi: read the client secret from standard input
+    #[arg(long, conflicts_with_all = ["private_key_file", "password_stdin"])]
+    pub client_secret_stdin: bool,
+    /// oneapi: a PEM RSA private key that signs the client assertion, used where it is
+    #[arg(long, value_name = "F")]
+    pub private_key_file: Option<PathBuf>,
+    /// Skip the login and quota check
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
 /// A remote service (MCAS) refused or could not be reached: exit code 69.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -130,6 +183,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run => {
             let settings = Settings::load(&path)?;
+            // `sudo nss run`: the daemon's files stay its user's.
+            crate::privilege::act_as_state_owner(&settings.paths.state_dir)?;
             crate::logging::init();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -139,6 +194,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DumpConfig => dump_config::run(&Settings::load(&path)?),
         Command::ConfigureMcas(args) => configure::configure(&path, &args),
         Command::DisableMcas => configure::disable(&path),
+        Command::ConfigureZia(args) => configure_zia::configure(&path, &args),
+        Command::DisableZia => configure_zia::disable(&path),
         Command::Start => service::run(&Settings::load(&path)?, service::Action::Start),
         Command::Stop => service::run(&Settings::load(&path)?, service::Action::Stop),
         Command::Restart => service::run(&Settings::load(&path)?, service::Action::Restart),
@@ -146,7 +203,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Troubleshoot {
             what: TroubleshootTarget::Mcas,
         } => troubleshoot::run(&Settings::load(&path)?),
-        Command::SyncNow => sync_now::run(&Settings::load(&path)?),
+        Command::Troubleshoot {
+            what: TroubleshootTarget::Zia,
+        } => troubleshoot_zia::run(&Settings::load(&path)?),
+        Command::SyncNow { accept_empty } => sync_now::run(&Settings::load(&path)?, accept_empty),
         Command::UrlCategories { json } => url_categories::run(&Settings::load(&path)?, json),
     }
 }

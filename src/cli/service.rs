@@ -2,7 +2,7 @@
 //! installed, else through the pidfile in the runtime directory (containers, development
 //! machines, tests).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,8 @@ fn start(settings: &Settings) -> anyhow::Result<()> {
     // Checked here too, so that a bad configuration is refused with its exit code (78)
     // instead of as a daemon that died.
     settings.mcas_target()?;
+    // `sudo nss start`: the log and everything the daemon writes stay its user's.
+    crate::privilege::act_as_state_owner(&settings.paths.state_dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = dir.join(LOG_FILE);
     let log = std::fs::OpenOptions::new()
@@ -158,6 +160,7 @@ fn stop(settings: &Settings) -> anyhow::Result<()> {
         println!("NSS service is not running");
         return Ok(());
     };
+    check_is_the_daemon(pid, &settings.paths.state_dir)?;
     let target = nix::unistd::Pid::from_raw(pid as i32);
     nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM)
         .with_context(|| format!("cannot signal the daemon (pid {pid})"))?;
@@ -171,6 +174,47 @@ fn stop(settings: &Settings) -> anyhow::Result<()> {
     }
     println!("NSS service stopped");
     Ok(())
+}
+
+/// Refuses to signal `pid` unless it runs this program (`/proc/PID/exe`) as the user the
+/// daemon runs as: the owner of the state directory, or this command's user. A pidfile
+/// whose number was reused by another process must not get that process killed.
+fn check_is_the_daemon(pid: u32, state_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let exe = std::fs::read_link(proc_dir.join("exe")).with_context(|| {
+        format!("cannot see which program pid {pid} of the pidfile runs; not signalling it")
+    })?;
+    let ours = std::env::current_exe().context("cannot find the nss binary")?;
+    // A binary replaced by an upgrade shows as "<path> (deleted)".
+    let exe_text = exe.to_string_lossy();
+    let same = exe == ours
+        || same_file(&exe, &ours)
+        || exe_text.strip_suffix(" (deleted)") == Some(&*ours.to_string_lossy());
+    if !same {
+        bail!(
+            "pid {pid} of the pidfile runs {}, not {}: the pidfile is stale; not signalling it",
+            exe.display(),
+            ours.display()
+        );
+    }
+    let uid = std::fs::metadata(&proc_dir)
+        .with_context(|| format!("cannot see who runs pid {pid}"))?
+        .uid();
+    // The daemon runs as the owner of the state directory (root where root owns it).
+    let daemon_user = crate::privilege::state_owner(state_dir).map_or(0, |(uid, _)| uid.as_raw());
+    if uid != daemon_user && uid != nix::unistd::Uid::current().as_raw() {
+        bail!("pid {pid} of the pidfile runs as uid {uid}, not as the daemon's user (uid {daemon_user}); not signalling it");
+    }
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// The last `lines` lines of a file, for an error message.

@@ -4,8 +4,9 @@
 use std::time::{Duration, SystemTime};
 
 use crate::config::Settings;
+use crate::mcas::data_source::silence_warning;
 use crate::memory::{self, MemoryBudget};
-use crate::spool::Spool;
+use crate::spool;
 use crate::status::{self, meets_ram_floor, rfc3339, McasReport, MemoryReport, StatusReport};
 
 /// A status file older than this, from a daemon that is gone, is not a running daemon.
@@ -14,10 +15,16 @@ const STALE: Duration = Duration::from_secs(10);
 /// Prints the status.
 pub fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
     let report = current(settings);
+    let warnings = settings.warnings();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        value["warnings"] = serde_json::json!(warnings);
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", human(settings, &report));
+        for warning in &warnings {
+            println!("  WARNING: {warning}");
+        }
     }
     Ok(())
 }
@@ -83,31 +90,62 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
         mcas: McasReport {
             domain: settings.mcas.domain.clone(),
             data_source: settings.mcas.data_source.clone(),
-            token: settings.mcas.token.as_ref().map(|t| t.masked()),
+            token: settings.mcas_target().ok().map(|t| t.credential.masked()),
+            auth: Some(settings.mcas.auth.as_str().to_string()),
+            // What MCAS said last, while it was the same data source.
+            ..if last.mcas.data_source == settings.mcas.data_source {
+                McasReport {
+                    data_source_found: last.mcas.data_source_found,
+                    last_data_received: last.mcas.last_data_received.clone(),
+                    data_source_problem: last.mcas.data_source_problem.clone(),
+                    ..Default::default()
+                }
+            } else {
+                McasReport::default()
+            }
         },
         feed: Default::default(),
         spool: Default::default(),
         upload: status::UploadReport {
             last_success: last.upload.last_success,
             last_error: last.upload.last_error,
+            paused: last.upload.paused,
             ..Default::default()
         },
         sync: status::SyncReport {
             last_success: last.sync.last_success,
             urls: last.sync.urls,
             last_error: last.sync.last_error,
+            zia: status::ZiaReport {
+                // What is configured now; what ZIA last saw, as the daemon last reported.
+                enabled: settings.zia.base_url.is_some(),
+                category_id: last.sync.zia.category_id,
+                last_push: last.sync.zia.last_push,
+                last_activation: last.sync.zia.last_activation,
+                activation_state: last.sync.zia.activation_state,
+                urls: last.sync.zia.urls,
+                quota_remaining: last.sync.zia.quota_remaining,
+                last_error: last.sync.zia.last_error,
+                ..Default::default()
+            },
             ..Default::default()
         },
         memory: Default::default(),
     };
-    if let Ok(spool) = Spool::prepare(&settings.spool_dir()) {
-        if let Ok(ready) = spool.scan_ready() {
-            report.spool.batches = ready.len() as u64;
-            report.spool.bytes = ready.iter().map(|b| b.gzip_bytes).sum();
-            report.spool.oldest = ready.first().map(|b| rfc3339(b.sealed_at));
-        }
-        report.spool.quarantined = spool.quarantined().unwrap_or(0);
-    }
+    // Only read: `nss status` (often run as root) creates, moves and deletes nothing.
+    let spool_dir = settings.spool_dir();
+    let ready = spool::peek_ready(&spool_dir.join(spool::READY_DIR));
+    report.spool.batches = ready.len() as u64;
+    report.spool.bytes = ready.iter().map(|b| b.gzip_bytes).sum();
+    report.spool.oldest = ready.first().map(|b| rfc3339(b.sealed_at));
+    report.spool.quarantined = std::fs::read_dir(spool_dir.join(spool::QUARANTINE_DIR))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().ends_with(".reason"))
+                .count() as u64
+        })
+        .unwrap_or(0);
     let ram = memory::ram_total().unwrap_or(0);
     report.memory = MemoryReport::new(
         ram,
@@ -115,6 +153,44 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
         0,
     );
     report
+}
+
+/// The data source's line: whether MCAS lists it, and whether MCAS receives data.
+fn data_source_line(r: &StatusReport) -> (&'static str, String) {
+    let name = &r.mcas.data_source;
+    let parse = |t: &Option<String>| t.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok());
+    let started = parse(&r.started).unwrap_or_else(SystemTime::now);
+    let silence = silence_warning(
+        parse(&r.upload.last_success),
+        parse(&r.mcas.last_data_received),
+        started,
+        SystemTime::now(),
+    );
+    let received = match &r.mcas.last_data_received {
+        Some(at) => format!("MCAS last received data at {at}"),
+        None => "MCAS has received no data for it yet".to_string(),
+    };
+    match (
+        r.mcas.data_source_found,
+        &r.mcas.data_source_problem,
+        silence,
+    ) {
+        (Some(false), problem, _) => (
+            "FAIL",
+            problem
+                .clone()
+                .unwrap_or_else(|| format!("MCAS has no data source \"{name}\"")),
+        ),
+        (Some(true), Some(problem), _) => ("WARN", format!("\"{name}\" exists; {problem}")),
+        (Some(true), None, Some(warning)) => ("WARN", format!("\"{name}\" exists; {warning}")),
+        (Some(true), None, None) => ("ok", format!("\"{name}\" exists in MCAS; {received}")),
+        (None, Some(problem), _) => ("--", format!("not known: {problem}")),
+        (None, None, _) => (
+            "--",
+            "not known yet: MCAS's data sources list not read (`nss troubleshoot mcas` reads it)"
+                .to_string(),
+        ),
+    }
 }
 
 /// The status as a person reads it: the preconditions of the integration first.
@@ -160,6 +236,8 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
             (false, None) => "not known yet: no upload so far (`nss troubleshoot mcas` checks it now)".into(),
         },
     );
+    let (mark, detail) = data_source_line(r);
+    line(mark, "data source", detail);
     line(
         if r.running { "ok" } else { "FAIL" },
         "service running",
@@ -222,9 +300,10 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
             (None, None) => "--",
         },
         "uploads succeeding",
-        match &r.upload.last_error {
-            Some(error) => format!("last error: {error}"),
-            None => format!(
+        match (&r.upload.paused, &r.upload.last_error) {
+            (Some(why), _) => format!("PAUSED (the batches stay in the spool): {why}"),
+            (None, Some(error)) => format!("last error: {error}"),
+            (None, None) => format!(
                 "{} batches, {} records, {} raw as {} gzip since start{}",
                 r.upload.batches,
                 r.upload.records,
@@ -260,6 +339,35 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
                     .unwrap_or_default()
             ),
             (None, None) => "not yet".into(),
+        },
+    );
+    let zia = &r.sync.zia;
+    line(
+        match (zia.enabled, &zia.last_error, &zia.last_push) {
+            (false, _, _) => "--",
+            (true, Some(_), _) => "FAIL",
+            (true, None, Some(_)) => "ok",
+            (true, None, None) => "--",
+        },
+        "category in ZIA",
+        match (zia.enabled, &zia.last_error, &zia.last_push) {
+            (false, _, _) => {
+                "not configured: the category stays on the appliance; `sudo nss configure-zia` pushes it into the tenant's ZIA".into()
+            }
+            (true, Some(error), _) => format!("push failed: {error}"),
+            (true, None, Some(at)) => format!(
+                "{at}: {} URLs in {} ({}); quota left {}; last activation {}",
+                zia.urls,
+                zia.category_id.as_deref().unwrap_or("?"),
+                settings.sync.category,
+                zia.quota_remaining
+                    .map_or_else(|| "unknown".to_string(), |q| q.to_string()),
+                match (&zia.last_activation, &zia.activation_state) {
+                    (Some(at), Some(state)) => format!("{at} ({state})"),
+                    _ => "none since start".to_string(),
+                }
+            ),
+            (true, None, None) => "not pushed yet (after the next successful sync)".into(),
         },
     );
     let state = if r.running { "running" } else { "not running" };

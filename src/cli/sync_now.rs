@@ -1,29 +1,95 @@
-//! `nss sync-now`: one unsanctioned-apps sync, printed, then exit.
+//! `nss sync-now`: one unsanctioned-apps sync, printed, then exit. With a daemon running,
+//! the daemon does it (asked on its control socket) and this prints its result; without
+//! one, it is done here, as the owner of the state directory when run as root.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::Unavailable;
 use crate::config::Settings;
+use crate::control::{self, PushReply, Reply, Request};
 use crate::mcas::McasClient;
+use crate::pidfile;
+use crate::status::ZiaStats;
 use crate::status::{rfc3339, Stats};
-use crate::sync::{self, CategoryStore, SyncOutcome};
+use crate::sync::{self, push, CategoryStore, SyncOutcome};
+use crate::zia::ZiaClient;
 
-/// Runs one sync against MCAS and prints what it did. MCAS refusing or unreachable comes
-/// back as an [`crate::mcas::ApiError`] in the chain (exit 69), a missing domain or
-/// token as a [`crate::config::ConfigError`] (exit 78).
-pub fn run(settings: &Settings) -> anyhow::Result<()> {
+/// Runs one sync, pushes the category into ZIA when `[zia]` is set, and prints what they
+/// did: through the running daemon when there is one, else here as the owner of the state
+/// directory. MCAS or ZIA refusing or unreachable comes back as an
+/// [`crate::mcas::ApiError`] or [`crate::zia::ZiaError`] in the chain, or [`Unavailable`]
+/// from the daemon (exit 69); a missing domain or token as a
+/// [`crate::config::ConfigError`] (exit 78). `accept_empty` applies an answer that empties
+/// the category or cuts it by more than 90%.
+pub fn run(settings: &Settings, accept_empty: bool) -> anyhow::Result<()> {
     let target = settings.mcas_target()?;
-    let client = McasClient::from_settings(&target, &settings.upload, Arc::new(Stats::default()))?;
+    let zia_target = settings.zia_target()?;
     let store = CategoryStore::in_state_dir(&settings.paths.state_dir);
+    if let Some(pid) = pidfile::running(&settings.paths.runtime_dir) {
+        let request = Request::SyncNow { accept_empty };
+        let reply = control::ask(&settings.paths.runtime_dir, &request)
+            .with_context(|| format!("cannot ask the running daemon (pid {pid}) for a sync"))?;
+        return match reply {
+            Reply::Synced { outcome, zia } => {
+                print!("{}", render(settings, &store, &outcome));
+                match zia {
+                    None => {
+                        println!("{NOT_CONFIGURED}");
+                        Ok(())
+                    }
+                    Some(PushReply::Pushed(text)) => {
+                        print!("{text}");
+                        Ok(())
+                    }
+                    Some(PushReply::Failed(message)) => Err(Unavailable(format!(
+                        "the daemon's push into ZIA failed: {message}"
+                    ))
+                    .into()),
+                }
+            }
+            Reply::Failed {
+                message,
+                unavailable: true,
+            } => Err(Unavailable(format!("the daemon's sync failed: {message}")).into()),
+            Reply::Failed { message, .. } => {
+                Err(anyhow::anyhow!("the daemon's sync failed: {message}"))
+            }
+        };
+    }
+    // Every file this leaves must belong to the daemon's user, who replaces them later.
+    crate::privilege::act_as_state_owner(&settings.paths.state_dir)?;
+    let client = McasClient::from_settings(&target, &settings.upload, Arc::new(Stats::default()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(sync::sync_once(&client, &store, &settings.sync))?;
+    let outcome = runtime.block_on(sync::sync_once(
+        &client,
+        &store,
+        &settings.sync,
+        accept_empty,
+    ))?;
     print!("{}", render(settings, &store, &outcome));
+    let Some(zia_target) = zia_target else {
+        println!("{NOT_CONFIGURED}");
+        return Ok(());
+    };
+    let zia = ZiaClient::new(&zia_target)?;
+    let stats = ZiaStats::default();
+    let report = runtime.block_on(push::push_category(
+        &zia,
+        &store,
+        &settings.sync.category,
+        &stats,
+    ))?;
+    print!("{}", push::render(&report));
     Ok(())
 }
+
+/// What sync-now says when `[zia]` is not set.
+const NOT_CONFIGURED: &str = "ZIA: not configured (zia.base_url is empty): the category stays on the appliance; `sudo nss configure-zia` sets it up";
 
 /// The outcome for a person.
 fn render(settings: &Settings, store: &CategoryStore, outcome: &SyncOutcome) -> String {

@@ -1,13 +1,13 @@
 //! `nss troubleshoot mcas`: the documented check of the token and the unsanctioned-apps
 //! list (`curl "https://<MCAS URL>/api/discovery_block_scripts/?format=120&type=banned"
 //! -H "Authorization: Token <Token>"`), done and explained, with one verdict and the next
-//! step.
+//! step; then the data source as MCAS lists it.
 
 use super::Unavailable;
 use crate::config::{McasTarget, Settings};
 use crate::mcas::client::ENTRA_FORBIDDEN;
 use crate::mcas::error::{describe, TransportFailure};
-use crate::mcas::{McasClient, SendError};
+use crate::mcas::{data_source, McasClient, SendError};
 
 /// How many of the returned domains are shown.
 const SHOWN: usize = 10;
@@ -61,6 +61,13 @@ pub(crate) async fn check(client: &McasClient, target: &McasTarget) -> Check {
             };
         }
     };
+    if let Err(error) = crate::mcas::body::check(crate::mcas::Step::BlockScript, &answer) {
+        return Check {
+            status: Some(answer.status),
+            urls: Vec::new(),
+            verdict: Verdict::Failed(describe(&error)),
+        };
+    }
     let body = String::from_utf8_lossy(&answer.body);
     let mut urls = Vec::new();
     let verdict = match answer.status {
@@ -105,8 +112,9 @@ pub(crate) async fn check(client: &McasClient, target: &McasTarget) -> Check {
     }
 }
 
-/// Runs the check and prints it. Exit 0 only when URLs came back; 69 when MCAS refused or
-/// could not be reached; 1 for an empty list.
+/// Runs the check and prints it. Exit 0 only when URLs came back and the data source exists
+/// (or its list is not readable); 69 when MCAS refused or could not be reached, or lists no
+/// such data source; 1 for an empty list.
 pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let target = settings.mcas_target()?;
     let client = McasClient::from_settings(&target, &settings.upload, Default::default())?;
@@ -127,6 +135,43 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let check = runtime.block_on(check(&client, &target));
+    let verdict = report_block_script(settings, &check);
+    if matches!(
+        verdict,
+        Verdict::Refused(_) | Verdict::Failed(_) | Verdict::Unreachable(_)
+    ) {
+        return finish(verdict);
+    }
+    let data_source = runtime.block_on(data_source_check(&client, &target));
+    if let data_source::Verdict::Missing(_) = data_source {
+        return Err(Unavailable(format!(
+            "MCAS has no data source \"{}\" (the verdict above says what to do)",
+            target.data_source
+        ))
+        .into());
+    }
+    finish(verdict)
+}
+
+/// Checks the data source in MCAS's list and prints the verdict: shared with `nss
+/// configure-mcas`.
+pub(crate) async fn data_source_check(
+    client: &McasClient,
+    target: &McasTarget,
+) -> data_source::Verdict {
+    println!(
+        "Checking the data source \"{}\" in MCAS's data sources list (GET /api/discovery/streams/)...",
+        target.data_source
+    );
+    let verdict = data_source::check(client, &target.data_source, &target.source).await;
+    for line in data_source::describe(&verdict, &target.data_source) {
+        println!("{line}");
+    }
+    verdict
+}
+
+/// Prints the block-script check; returns its verdict.
+fn report_block_script(settings: &Settings, check: &Check) -> Verdict {
     if let Some(status) = check.status {
         println!("HTTP status: {status}");
         if (200..=299).contains(&status) {
@@ -139,23 +184,30 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
             }
         }
     }
-    match check.verdict {
+    match &check.verdict {
         Verdict::Valid => {
             println!("Verdict: OK. The token is valid and MCAS lists {} unsanctioned domains; they are synced into the custom URL category \"{}\".", check.urls.len(), settings.sync.category);
-            Ok(())
         }
         Verdict::Empty => {
             println!("Verdict: the token is valid, but no app is marked unsanctioned, so there is nothing to sync.");
             println!("Next step: mark at least one app as Unsanctioned in the MCAS portal (Cloud Discovery > Discovered apps).");
-            Err(anyhow::anyhow!("the unsanctioned-apps list is empty"))
         }
         Verdict::Refused(text) | Verdict::Failed(text) | Verdict::Unreachable(text) => {
             println!("Verdict: {text}");
-            Err(
-                Unavailable("the MCAS check failed (the verdict above says why)".to_string())
-                    .into(),
-            )
         }
+    }
+    check.verdict.clone()
+}
+
+/// The exit of the command for the block-script verdict.
+fn finish(verdict: Verdict) -> anyhow::Result<()> {
+    match verdict {
+        Verdict::Valid => Ok(()),
+        Verdict::Empty => Err(anyhow::anyhow!("the unsanctioned-apps list is empty")),
+        Verdict::Refused(_) | Verdict::Failed(_) | Verdict::Unreachable(_) => Err(Unavailable(
+            "the MCAS check failed (the verdict above says why)".to_string(),
+        )
+        .into()),
     }
 }
 

@@ -338,7 +338,8 @@ fn check_listen(
 }
 
 /// Checks an `https://host` base URL: no path beyond a trailing `/`, no query or user.
-fn check_https_base(key: &str, text: &str) -> Result<(), ConfigError> {
+/// Checks a base URL: `https://host` (and port), no path.
+pub fn check_https_base(key: &str, text: &str) -> Result<(), ConfigError> {
     let url = check_https(key, text)?;
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
         return Err(ConfigError::new(
@@ -353,7 +354,7 @@ fn check_https_base(key: &str, text: &str) -> Result<(), ConfigError> {
 }
 
 /// Checks an `https://` URL with a host and no user or password.
-fn check_https(key: &str, text: &str) -> Result<url::Url, ConfigError> {
+pub fn check_https(key: &str, text: &str) -> Result<url::Url, ConfigError> {
     let url = url::Url::parse(text).map_err(|e| {
         ConfigError::new(
             key,

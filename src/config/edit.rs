@@ -1,5 +1,5 @@
 //! The configuration file edited in place (`nss configure-mcas`, `disable-mcas`): keys
-//! set or removed with every other key and comment kept, written atomically, mode 0600.
+//! set or removed with every other key and comment kept, written atomically, keeping its owner, mode 0600 (0640 for a file of the daemon's group).
 
 use std::fs;
 use std::io;
@@ -18,6 +18,9 @@ pub struct ConfigFile {
     /// Owner and group of the file as found, kept on rewrite so that the daemon's user
     /// can still read it.
     owner: Option<(u32, u32)>,
+    /// The mode a rewrite gives the file: 0640 where the daemon's group could read it (the
+    /// packaged file is `root:nss-agent 0640`), else 0600.
+    mode: u32,
     /// Secret files to write alongside: (the `*_file` key, its path, the secret).
     secret_files: Vec<(String, PathBuf, Secret)>,
 }
@@ -26,14 +29,14 @@ impl ConfigFile {
     /// Reads the file; a missing file is an empty document.
     pub fn open(path: &Path) -> Result<ConfigFile, ConfigError> {
         let key = path.display().to_string();
-        let (text, owner) = match fs::read_to_string(path) {
+        let (text, owner, mode) = match fs::read_to_string(path) {
             Ok(text) => {
                 let meta = fs::metadata(path).map_err(|e| {
                     ConfigError::new(&key, format!("cannot read the configuration file: {e}"))
                 })?;
-                (text, Some((meta.uid(), meta.gid())))
+                (text, Some((meta.uid(), meta.gid())), kept_mode(&meta))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (String::new(), None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (String::new(), None, 0o600),
             Err(e) => {
                 return Err(ConfigError::new(
                     &key,
@@ -51,6 +54,7 @@ impl ConfigFile {
             path: path.to_path_buf(),
             doc,
             owner,
+            mode,
             secret_files: Vec::new(),
         })
     }
@@ -143,11 +147,21 @@ impl ConfigFile {
     pub fn save(&self) -> Result<(), ConfigError> {
         for (key, path, secret) in &self.secret_files {
             let owner = fs::metadata(path).ok().map(|m| (m.uid(), m.gid()));
-            write_atomically(path, format!("{}\n", secret.expose()).as_bytes(), owner).map_err(
-                |e| ConfigError::new(key, format!("cannot write {}: {e}", path.display())),
-            )?;
+            write_atomically(
+                path,
+                format!("{}\n", secret.expose()).as_bytes(),
+                owner,
+                0o600,
+            )
+            .map_err(|e| ConfigError::new(key, format!("cannot write {}: {e}", path.display())))?;
         }
-        write_atomically(&self.path, self.doc.to_string().as_bytes(), self.owner).map_err(|e| {
+        write_atomically(
+            &self.path,
+            self.doc.to_string().as_bytes(),
+            self.owner,
+            self.mode,
+        )
+        .map_err(|e| {
             ConfigError::new(
                 &self.path.display().to_string(),
                 format!("cannot write the configuration file: {e}"),
@@ -156,18 +170,35 @@ impl ConfigFile {
     }
 }
 
+/// The mode a rewrite keeps: 0640 for a file of the daemon's group that its group may
+/// read (the packaged `root:nss-agent 0640`), else 0600.
+fn kept_mode(meta: &fs::Metadata) -> u32 {
+    let daemons_group = nix::unistd::Group::from_name("nss-agent")
+        .ok()
+        .flatten()
+        .is_some_and(|group| group.gid.as_raw() == meta.gid());
+    if daemons_group && meta.mode() & 0o040 != 0 {
+        0o640
+    } else {
+        0o600
+    }
+}
+
 /// Replaces `path` with `data` so that a crash leaves either the old or the new file,
-/// mode 0600, creating its directory if need be.
-fn write_atomically(path: &Path, data: &[u8], owner: Option<(u32, u32)>) -> io::Result<()> {
+/// with permission bits `mode`, creating its directory if need be.
+fn write_atomically(
+    path: &Path,
+    data: &[u8],
+    owner: Option<(u32, u32)>,
+    mode: u32,
+) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(dir)?;
     }
-    AtomicWrite::durable(0o600)
-        .owned_by(owner)
-        .write(path, data)
+    AtomicWrite::durable(mode).owned_by(owner).write(path, data)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! overrides by the `config` crate, deserialised into [`Settings`] with every error naming
 //! its key, then the secrets read from their files or from systemd's credentials directory.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use config::{Config, Environment, File, FileFormat};
@@ -299,13 +299,24 @@ fn warn_if_shared(key: &str, path: &Path, warnings: &mut Vec<String>) {
         return;
     };
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o044 != 0 {
+    // Group-readable is how the packaged file (`root:nss-agent 0640`) lets the daemon's
+    // user read it: only a group other than the daemon's shares the secret.
+    let group_shares = mode & 0o040 != 0 && !is_the_daemons_group(meta.gid());
+    if mode & 0o004 != 0 || group_shares {
         warnings.push(format!(
             "{key}: {} holds a secret and is readable by other users (mode {mode:04o}): run `chmod 600 {}`",
             path.display(),
             path.display()
         ));
     }
+}
+
+/// Whether `gid` is the group of the daemon's user (`nss-agent`, as the packages create it).
+fn is_the_daemons_group(gid: u32) -> bool {
+    nix::unistd::Group::from_name("nss-agent")
+        .ok()
+        .flatten()
+        .is_some_and(|group| group.gid.as_raw() == gid)
 }
 
 /// Whether the configuration file itself writes one of the secrets inline.

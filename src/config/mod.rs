@@ -14,7 +14,10 @@ mod values;
 
 use std::path::{Path, PathBuf};
 
-pub use check::{check_ca_file, check_certificate_file, check_entra_id, MCAS_SOURCES};
+pub use check::{
+    check_ca_file, check_certificate_file, check_entra_id, check_https, check_https_base,
+    MCAS_SOURCES,
+};
 pub use domain::check_domain;
 pub use secret::{check_token_shape, Secret};
 pub use settings::{

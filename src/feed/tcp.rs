@@ -25,9 +25,10 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Accepts connections until `cancel`, each read by a task of its own; returns once every
-/// connection has handed over its records.
+/// connection has handed over its records. The listener is shared so that a reload keeps
+/// it open: connections that arrive meanwhile wait in its backlog.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     sink: RecordSink,
     max_record_bytes: u64,
     stats: Arc<Stats>,

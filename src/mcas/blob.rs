@@ -124,8 +124,19 @@ async fn execute(request: RequestBuilder, timeout: Duration) -> Result<(), ApiEr
     if (200..300).contains(&status) {
         return Ok(());
     }
+    if (300..400).contains(&status) {
+        let location = super::body::location(answer.headers());
+        return Err(super::body::redirected(
+            Step::Blob,
+            status,
+            location.as_deref(),
+        ));
+    }
     let retry_after = retry_after(answer.headers());
-    let body = answer.bytes().await.unwrap_or_default();
+    // Only for the error message: what fits the limit is enough.
+    let (body, _) = super::body::read(answer, super::body::API_LIMIT)
+        .await
+        .unwrap_or_default();
     Err(ApiError::from_blob_status(status, retry_after, &body))
 }
 

@@ -10,6 +10,7 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Client, RequestBuilder};
 use serde::Deserialize;
 
+use super::body;
 use super::entra::{EntraError, EntraTokens};
 use super::error::{ApiError, Step};
 use super::limit::ApiRateLimiter;
@@ -30,7 +31,12 @@ pub struct UploadTarget {
 pub struct RawAnswer {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    /// At most [`super::body::limit_for`] its path.
     pub body: Bytes,
+    /// The answer was longer than its limit; `body` holds only its start.
+    pub oversized: bool,
+    /// Where a 3xx pointed (not followed), without the query.
+    pub location: Option<String>,
 }
 
 /// The storage behind the upload URL.
@@ -136,7 +142,7 @@ impl McasClient {
         stats: Arc<Stats>,
     ) -> Result<McasClient, ConfigError> {
         let http =
-            super::http::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
+            crate::https::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
                 key: "mcas.ca_file".to_string(),
                 problem,
             })?;
@@ -181,9 +187,11 @@ impl McasClient {
             .timeout(self.timeout)
             .send()
             .await?;
+        let path = answer.url().path().to_string();
         let status = answer.status().as_u16();
         let retry_after = retry_after(answer.headers());
-        let body = answer.bytes().await?;
+        let location = body::location(answer.headers());
+        let (body, oversized) = body::read(answer, body::limit_for(&path)).await?;
         if let (Authorization::Entra(tokens), 401) = (&self.authorization, status) {
             // Refused before its time (revoked, or clocks apart): the next call gets a new one.
             tokens.forget(&authorization).await;
@@ -197,6 +205,8 @@ impl McasClient {
             status,
             retry_after,
             body,
+            oversized,
+            location,
         })
     }
 
@@ -208,6 +218,7 @@ impl McasClient {
             Err(SendError::Transport(e)) => return Err(ApiError::from_transport(step, e)),
             Err(SendError::Entra(e)) => return Err(entra_api_error(step, e)),
         };
+        body::check(step, &answer)?;
         if (200..300).contains(&answer.status) {
             return Ok(answer.body);
         }

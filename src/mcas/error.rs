@@ -114,6 +114,22 @@ impl ApiError {
         }
     }
 
+    /// Whether MCAS refused for a reason of the tenant's configuration rather than of one
+    /// file: a 4xx other than the throttle from upload_url or done_upload (an unknown data
+    /// source or log format, a permission the credential lacks). Every batch would be
+    /// refused alike, so uploads pause and the batches stay in the spool; quarantine is
+    /// for what is a file's own fault (a damaged batch, a blob refused for its size).
+    pub fn is_tenant_wide(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Rejected {
+                step: Step::UploadUrl | Step::DoneUpload,
+                status: 400..=499,
+                ..
+            }
+        )
+    }
+
     /// A transport failure (connect, TLS, timeout, reset), with the URL left out because a
     /// blob URL carries a signature.
     pub fn from_transport(step: Step, error: reqwest::Error) -> ApiError {
@@ -174,7 +190,7 @@ impl TransportFailure {
     }
 
     fn of_one(error: &(dyn std::error::Error + 'static)) -> Option<TransportFailure> {
-        if error.is::<super::http::NameNotResolved>() {
+        if error.is::<crate::https::NameNotResolved>() {
             Some(TransportFailure::NameNotResolved)
         } else if error.is::<rustls::Error>() {
             Some(TransportFailure::Tls)
@@ -218,4 +234,25 @@ fn shown(body: &[u8]) -> String {
         .take(BODY_SHOWN)
         .collect();
     line.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_of_the_whole_tenant_are_told_from_a_files_own() {
+        let api = |step, status| ApiError::from_api_status(step, status, None, "h", b"{}");
+        assert!(api(Step::DoneUpload, 400).is_tenant_wide());
+        assert!(api(Step::UploadUrl, 400).is_tenant_wide());
+        assert!(api(Step::DoneUpload, 409).is_tenant_wide());
+        // The throttle, the token and the domain have their own ways.
+        assert!(!api(Step::DoneUpload, 429).is_tenant_wide());
+        assert!(!api(Step::DoneUpload, 401).is_tenant_wide());
+        assert!(!api(Step::UploadUrl, 404).is_tenant_wide());
+        assert!(!api(Step::DoneUpload, 500).is_tenant_wide());
+        // The blob store refusing the file (its size) is the file's own fault.
+        assert!(!ApiError::from_blob_status(413, None, b"").is_tenant_wide());
+        assert!(!ApiError::from_blob_status(400, None, b"").is_tenant_wide());
+    }
 }

@@ -1,6 +1,7 @@
 //! The one rate limiter for every MCAS API call of the process.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// that no burst can exceed the tenant's throttle), and none while MCAS asked to wait.
 #[derive(Debug)]
 pub struct ApiRateLimiter {
-    per_minute: usize,
+    per_minute: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -29,7 +30,7 @@ impl ApiRateLimiter {
     /// A limiter of `per_minute` calls a minute (at least one).
     pub fn new(per_minute: u32) -> ApiRateLimiter {
         ApiRateLimiter {
-            per_minute: per_minute.max(1) as usize,
+            per_minute: AtomicUsize::new(per_minute.max(1) as usize),
             state: Mutex::new(State::default()),
         }
     }
@@ -45,7 +46,7 @@ impl ApiRateLimiter {
                 }
                 match state.hold_until {
                     Some(until) if until > now => until,
-                    _ if state.calls.len() < self.per_minute => {
+                    _ if state.calls.len() < self.per_minute.load(Ordering::Relaxed) => {
                         state.calls.push_back(now);
                         return;
                     }
@@ -56,9 +57,17 @@ impl ApiRateLimiter {
         }
     }
 
+    /// Changes the limit (a reload); the calls already made still count.
+    pub fn set_per_minute(&self, per_minute: u32) {
+        self.per_minute
+            .store(per_minute.max(1) as usize, Ordering::Relaxed);
+    }
+
     /// Holds every call for `wait`, as MCAS asked with a 429's Retry-After.
     pub fn hold_for(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        // Saturating: a server's Retry-After may be absurd; an Instant must not overflow.
+        let now = Instant::now();
+        let until = now.checked_add(wait).unwrap_or(now + WINDOW * 60 * 24);
         let mut state = self.state.lock().unwrap();
         if state.hold_until.is_none_or(|t| t < until) {
             state.hold_until = Some(until);

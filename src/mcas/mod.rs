@@ -4,10 +4,11 @@
 //! what MCAS's answers mean. Used by the uploader, the sync, troubleshoot and configure.
 
 pub mod blob;
+pub mod body;
 pub mod client;
+pub mod data_source;
 pub mod entra;
 pub mod error;
-pub mod http;
 pub mod limit;
 pub mod retry;
 
@@ -17,4 +18,3 @@ pub use client::{
 pub use entra::{EntraError, EntraTokens};
 pub use error::{ApiError, Step};
 pub use limit::ApiRateLimiter;
-pub use retry::Backoff;

@@ -77,6 +77,26 @@ impl SealedBatch {
     }
 }
 
+/// The sealed batches' directory under the spool's root.
+pub const READY_DIR: &str = "ready";
+/// The quarantine's directory under the spool's root.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// The sealed batches in `ready_dir`, oldest first, only read: nothing is created or
+/// moved (for `nss status`); names the spool did not write are left out.
+pub fn peek_ready(ready_dir: &Path) -> Vec<SealedBatch> {
+    let mut batches: Vec<SealedBatch> = fs::read_dir(ready_dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| SealedBatch::parse(&e.path(), e.metadata().ok()?.len()))
+                .collect()
+        })
+        .unwrap_or_default();
+    batches.sort_by_key(|b| b.seq);
+    batches
+}
+
 /// The spool directory.
 #[derive(Debug)]
 pub struct Spool {

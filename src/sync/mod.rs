@@ -2,27 +2,33 @@
 //! category (`sync.category`), within the appliance's limits; the other categories are
 //! never touched.
 
+pub mod guard;
 pub mod normalize;
+pub mod push;
 pub mod store;
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 pub use normalize::Normalized;
 pub use store::{Category, CategoryStore, LimitError, Limits, Replaced, StoreError, SYNC_SOURCE};
 
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SyncSettings;
 use crate::mcas::error::describe;
 use crate::mcas::{ApiError, McasClient, Step};
 use crate::status::{rfc3339, Stats};
+use crate::zia::{PushReport, ZiaClient};
 
 /// How far the wait between two syncs strays from `sync.interval`, either way, so that
 /// appliances started together do not call MCAS together.
 const JITTER: f64 = 0.05;
 
 /// What one successful sync did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncOutcome {
     /// When the category was written.
     pub at: SystemTime,
@@ -58,6 +64,17 @@ pub enum SyncError {
     /// The category store cannot be read or written.
     #[error(transparent)]
     Store(StoreError),
+    /// The answer would empty the category or cut it by more than 90%: held back once.
+    #[error(
+        "MCAS's answer would take the category {category:?} from {kept} URLs to {offered}; \
+         an empty or cut-short answer (from a proxy, say) would unblock every app, so the previous URLs are kept. \
+         The same answer at the next sync is taken as meant; `nss sync-now --accept-empty` takes it now"
+    )]
+    HeldBack {
+        category: String,
+        kept: u64,
+        offered: u64,
+    },
 }
 
 impl From<StoreError> for SyncError {
@@ -76,11 +93,14 @@ impl From<StoreError> for SyncError {
     }
 }
 
-/// Fetches the unsanctioned apps and makes them the URLs of `settings.category`.
+/// Fetches the unsanctioned apps and makes them the URLs of `settings.category`. An
+/// answer that would empty the category or cut it by more than 90% is held back
+/// ([`SyncError::HeldBack`]) unless it came the same the time before, or `accept_empty`.
 pub async fn sync_once(
     client: &McasClient,
     store: &CategoryStore,
     settings: &SyncSettings,
+    accept_empty: bool,
 ) -> Result<SyncOutcome, SyncError> {
     let body = client.block_script("banned").await?;
     let list = normalize::block_script(&body);
@@ -111,12 +131,37 @@ pub async fn sync_once(
     let store = store.clone();
     let category = settings.category.clone();
     let limits = Limits::of(settings);
-    let urls = list.urls;
+    let mut urls = list.urls;
+    urls.sort();
+    urls.dedup();
     // File I/O and waiting for the store's lock, off the async workers.
-    let replaced =
-        tokio::task::spawn_blocking(move || store.replace(&category, SYNC_SOURCE, urls, limits))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let replaced = tokio::task::spawn_blocking(move || -> Result<Replaced, SyncError> {
+        let kept = store
+            .load()?
+            .iter()
+            .find(|c| c.name == category)
+            .map_or(0, |c| c.urls.len() as u64);
+        let guard = guard::Guard::in_state_dir(store.path().parent().unwrap_or(Path::new(".")));
+        let verdict = guard
+            .judge(&category, kept, &urls, accept_empty)
+            .map_err(|source| {
+                SyncError::Store(StoreError::Io {
+                    action: "remember the answer held back beside",
+                    path: store.path().to_path_buf(),
+                    source,
+                })
+            })?;
+        if verdict == guard::Verdict::HoldBack {
+            return Err(SyncError::HeldBack {
+                category,
+                kept,
+                offered: urls.len() as u64,
+            });
+        }
+        Ok(store.replace(&category, SYNC_SOURCE, urls, limits)?)
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
 
     tracing::info!(
         category = %settings.category,
@@ -148,43 +193,102 @@ pub fn next_delay(interval: Duration) -> Duration {
 /// shorter): the appliance promises a sync within two hours.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(600);
 
-/// The daemon's sync: one right away, then every `settings.interval` (with jitter), each
-/// recorded in `stats` for `nss status` and the metrics. Runs until `cancel`.
+/// A sync asked for by `nss sync-now` through the daemon's control socket.
+#[derive(Debug)]
+pub struct SyncRequest {
+    /// Apply an answer that empties the category (or cuts it by more than 90%).
+    pub accept_empty: bool,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<SyncDone>,
+}
+
+/// What one sync of the daemon did: the sync itself and, when it succeeded and `[zia]` is
+/// set, the push into ZIA.
+#[derive(Debug)]
+pub struct SyncDone {
+    pub result: Result<SyncOutcome, SyncError>,
+    pub pushed: Option<Result<PushReport, push::PushError>>,
+}
+
+/// The queue of [`SyncRequest`]s, shared by the sync tasks of successive pipelines.
+pub type SyncRequests = std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<SyncRequest>>>;
+
+/// The daemon's sync: one right away, then every `settings.interval` (with jitter), and one
+/// whenever a [`SyncRequest`] comes; each recorded in `stats` for `nss status` and the
+/// metrics; after each successful one, the category is pushed into `zia` when there is
+/// one. Runs until `cancel`.
 pub async fn run(
     client: McasClient,
+    zia: Option<std::sync::Arc<ZiaClient>>,
     store: CategoryStore,
     settings: SyncSettings,
     stats: std::sync::Arc<Stats>,
+    requests: SyncRequests,
     cancel: CancellationToken,
 ) {
-    use std::sync::atomic::Ordering;
+    let mut requests = requests.lock().await;
+    let mut asked: Option<SyncRequest> = None;
     loop {
+        let accept_empty = asked.as_ref().is_some_and(|r| r.accept_empty);
         let result = tokio::select! {
-            result = sync_once(&client, &store, &settings) => result,
+            result = sync_once(&client, &store, &settings, accept_empty) => result,
             _ = cancel.cancelled() => return,
         };
-        let sync = &stats.sync;
-        let delay = match result {
-            Ok(outcome) => {
-                sync.last_success.set(outcome.at);
-                sync.urls.store(outcome.urls, Ordering::Relaxed);
-                sync.added.store(outcome.added, Ordering::Relaxed);
-                sync.removed.store(outcome.removed, Ordering::Relaxed);
-                *sync.last_error.lock().unwrap() = None;
-                next_delay(settings.interval)
-            }
-            Err(error) => {
-                let text = describe(&error);
-                tracing::error!(error = %text, "the unsanctioned-apps sync failed; the category keeps its previous URLs");
-                *sync.last_error.lock().unwrap() =
-                    Some(format!("{}: {text}", rfc3339(SystemTime::now())));
-                next_delay(settings.interval.min(RETRY_AFTER_FAILURE))
-            }
+        let mut delay = record(&stats, &settings, &result);
+        let pushed = match (&zia, &result) {
+            (Some(zia), Ok(_)) => Some(tokio::select! {
+                pushed = push::push_category(zia, &store, &settings.category, &stats.sync.zia) => pushed,
+                _ = cancel.cancelled() => return,
+            }),
+            _ => None,
         };
-        sync.next.set(SystemTime::now() + delay);
+        if matches!(pushed, Some(Err(_))) {
+            // ZIA keeps its current content meanwhile; the next try comes as soon as after
+            // a failed sync.
+            delay = next_delay(settings.interval.min(RETRY_AFTER_FAILURE));
+        }
+        match asked.take() {
+            Some(request) => {
+                let _ = request.reply.send(SyncDone { result, pushed });
+            }
+            None => drop((result, pushed)),
+        }
+        // Checked: a bounded interval still must not overflow the wall clock's range.
+        let next = SystemTime::now().checked_add(delay);
+        if let Some(next) = next {
+            stats.sync.next.set(next);
+        }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            Some(request) = requests.recv() => asked = Some(request),
             _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Records a sync's result in `stats` and says when the next one is due.
+fn record(
+    stats: &Stats,
+    settings: &SyncSettings,
+    result: &Result<SyncOutcome, SyncError>,
+) -> Duration {
+    use std::sync::atomic::Ordering;
+    let sync = &stats.sync;
+    match result {
+        Ok(outcome) => {
+            sync.last_success.set(outcome.at);
+            sync.urls.store(outcome.urls, Ordering::Relaxed);
+            sync.added.store(outcome.added, Ordering::Relaxed);
+            sync.removed.store(outcome.removed, Ordering::Relaxed);
+            *sync.last_error.lock().unwrap() = None;
+            next_delay(settings.interval)
+        }
+        Err(error) => {
+            let text = describe(error);
+            tracing::error!(error = %text, "the unsanctioned-apps sync failed; the category keeps its previous URLs");
+            *sync.last_error.lock().unwrap() =
+                Some(format!("{}: {text}", rfc3339(SystemTime::now())));
+            next_delay(settings.interval.min(RETRY_AFTER_FAILURE))
         }
     }
 }

@@ -82,6 +82,11 @@ impl Holds {
         self.failing.retain(|&seq, _| present(seq));
     }
 
+    /// Whether batch `seq` failed and has not been delivered since.
+    pub fn is_failing(&self, seq: u64) -> bool {
+        self.failing.contains_key(&seq)
+    }
+
     /// Whether batch `seq` waits out a hold now.
     pub fn is_held_now(&self, seq: u64) -> bool {
         self.failing

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::{McasTarget, UploadSettings};
-use crate::mcas::{blob, ApiError, Backoff, McasClient, Step, UploadTarget};
+use crate::mcas::{blob, data_source, ApiError, McasClient, Step, UploadTarget};
 use crate::spool::{SealedBatch, Spool};
 use crate::status::{rfc3339, Stats};
 
@@ -85,9 +86,11 @@ impl Uploader {
         let mut progress = Progress::default();
         let mut current_seq = None;
         let mut holds = held::Holds::default();
-        // The progress of held batches, for when their hold ends: the same upload URL,
-        // and whether a done_upload already went unanswered.
-        let mut held_progress: std::collections::BTreeMap<u64, Progress> = Default::default();
+        // The progress of batches set aside (held, or passed by an older batch whose hold
+        // was lifted), for when their turn comes again: the same upload URL, and whether
+        // a done_upload already went unanswered. Starting over would send a file MCAS may
+        // already have a second time.
+        let mut set_aside: std::collections::BTreeMap<u64, Progress> = Default::default();
         while !cancel.is_cancelled() {
             let batch = match self.next_batch(&mut holds).await {
                 Ok(Some(batch)) => batch,
@@ -109,8 +112,12 @@ impl Uploader {
                 }
             };
             if current_seq != Some(batch.seq) {
+                if let Some(previous) = current_seq {
+                    set_aside.insert(previous, std::mem::take(&mut progress));
+                }
+                set_aside.retain(|&seq, _| holds.is_failing(seq));
                 current_seq = Some(batch.seq);
-                progress = held_progress.remove(&batch.seq).unwrap_or_default();
+                progress = set_aside.remove(&batch.seq).unwrap_or_default();
                 let spool = self.spool.clone();
                 let checked = batch.clone();
                 let verdict = tokio::task::spawn_blocking(move || spool.verify(&checked))
@@ -120,6 +127,7 @@ impl Uploader {
                     self.quarantine(&batch, &format!("failed its integrity check: {problem}"))
                         .await;
                     holds.done(batch.seq);
+                    current_seq = None;
                     continue;
                 }
             }
@@ -130,14 +138,12 @@ impl Uploader {
             match outcome {
                 Outcome::Delivered | Outcome::Quarantined => {
                     holds.done(batch.seq);
+                    current_seq = None;
                     backoff.reset();
                 }
-                Outcome::Held => {
-                    // The next batch is tried right away; this one keeps what it got (its
-                    // upload URL) for when its hold ends.
-                    held_progress.insert(batch.seq, std::mem::take(&mut progress));
-                    current_seq = None;
-                }
+                // The next batch is tried right away; this one keeps what it got (its
+                // upload URL) for when its hold ends.
+                Outcome::Held => {}
                 Outcome::Retry(at_least) => {
                     self.stats.upload.retries.fetch_add(1, Ordering::Relaxed);
                     let wait = backoff.next(Some(at_least));
@@ -203,7 +209,7 @@ impl Uploader {
                 step: Step::DoneUpload,
                 status,
                 body,
-            }) if progress.done_unanswered => {
+            }) if progress.done_unanswered && !about_configuration(&body) => {
                 // The first done_upload reached MCAS: the file was taken then.
                 tracing::warn!(seq = batch.seq, status, body, "MCAS refused a repeated done_upload after the first went unanswered: the batch was delivered by the first one");
                 self.delivered(batch).await;
@@ -339,6 +345,20 @@ impl Uploader {
             ApiError::TokenRefused { .. } | ApiError::NotFound { .. } => {
                 holds.failed_elsewhere(batch.seq);
                 tracing::error!(%error, "uploads are paused; receiving and spooling go on");
+                self.stats.upload.set_paused(error.to_string());
+                *progress = Progress::default();
+                Outcome::Retry(self.settings.auth_retry)
+            }
+            // Every batch would be refused alike: a configuration problem, not the file's.
+            ApiError::Rejected { .. } if error.is_tenant_wide() => {
+                holds.failed_elsewhere(batch.seq);
+                let fix = data_source::refusal_fix(&error, &self.data_source, &self.source);
+                tracing::error!(%error, fix, "MCAS refused the upload for the whole tenant: uploads are paused, the batch stays in the spool; receiving and spooling go on");
+                self.stats.upload.set_error(format!(
+                    "{}: {error}; uploads are paused: {fix}",
+                    rfc3339(std::time::SystemTime::now())
+                ));
+                self.stats.upload.set_paused(format!("{error}; {fix}"));
                 *progress = Progress::default();
                 Outcome::Retry(self.settings.auth_retry)
             }
@@ -349,6 +369,16 @@ impl Uploader {
             }
         }
     }
+}
+
+/// Whether a refusal's body speaks of the configuration (the data source, the log
+/// format) rather than of the upload: such a refusal pauses uploads even after an
+/// unanswered done_upload, since the first call would have been refused alike.
+fn about_configuration(body: &str) -> bool {
+    let body = body.to_ascii_lowercase();
+    ["data source", "inputstreamname", "format", "log type"]
+        .iter()
+        .any(|word| body.contains(word))
 }
 
 async fn wait_or_cancel(wait: Duration, cancel: &CancellationToken) {

@@ -15,8 +15,9 @@ use tracing::{debug, info, warn};
 
 use super::error::{LoginKind, ZiaError};
 use super::login::{self, Credential, SessionRequest, TokenProof};
-use super::retry::{rate_limit_wait, Backoff};
+use super::retry::rate_limit_wait;
 use super::{ZiaCounters, ZiaOptions};
+use crate::backoff::Backoff;
 use crate::config::{OneApiSecret, ZiaLogin};
 
 /// The largest answer of the category list (and of a write, which answers the category).
@@ -299,7 +300,7 @@ impl Api {
                             reason,
                         });
                     }
-                    let wait = backoff.next_wait();
+                    let wait = backoff.next(None);
                     warn!("ZIA {endpoint}: {reason}; trying again in {wait:?}");
                     tokio::time::sleep(wait).await;
                     continue;
@@ -361,7 +362,7 @@ impl Api {
                         reason,
                     });
                 }
-                let wait = backoff.next_wait();
+                let wait = backoff.next(None);
                 warn!("ZIA {endpoint}: {reason}; trying again in {wait:?}");
                 tokio::time::sleep(wait).await;
                 continue;

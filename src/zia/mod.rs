@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{Certificate, Client};
 use tracing::info;
 
 pub use error::{LoginKind, ZiaError};
@@ -31,9 +30,6 @@ use push::ListAction;
 /// The description a created category gets (ZIA keeps it; pushes never rewrite it).
 pub const DEFAULT_DESCRIPTION: &str =
     "Unsanctioned apps of Microsoft Defender for Cloud Apps, kept up to date by nss-agent";
-
-/// How long a TCP and TLS handshake may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How a [`ZiaClient`] paces, retries and slices; the defaults suit the real ZIA.
 #[derive(Debug, Clone)]
@@ -208,7 +204,7 @@ impl ZiaClient {
 
     /// A client of `target` with `options`.
     pub fn with_options(target: &ZiaTarget, options: ZiaOptions) -> Result<ZiaClient, ZiaError> {
-        let http = https_client(target.ca_file.as_deref()).map_err(ZiaError::Setup)?;
+        let http = crate::https::client(target.ca_file.as_deref()).map_err(ZiaError::Setup)?;
         Ok(ZiaClient {
             api: Api::new(
                 http,
@@ -218,6 +214,13 @@ impl ZiaClient {
             ),
             options,
         })
+    }
+
+    /// The client counts into `counters` (kept by the daemon across reloads) instead of
+    /// its own.
+    pub fn with_counters(mut self, counters: Arc<ZiaCounters>) -> ZiaClient {
+        self.api.counters = counters;
+        self
     }
 
     /// The counters of this client (shared: they keep counting).
@@ -351,29 +354,4 @@ impl ZiaClient {
             activation,
         })
     }
-}
-
-/// rustls, the system's trust anchors plus those in `ca_file`, HTTPS only, and no
-/// redirect followed (an API answering one is misconfigured, and a redirect could carry
-/// the credentials elsewhere).
-fn https_client(ca_file: Option<&std::path::Path>) -> Result<Client, String> {
-    let mut builder = Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(true)
-        .https_only(true)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .user_agent(concat!("nss-agent/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(path) = ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let certs = Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("{} is not a PEM bundle: {e}", path.display()))?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder
-        .build()
-        .map_err(|e| format!("cannot set up HTTPS: {e}"))
 }

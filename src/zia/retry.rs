@@ -46,35 +46,6 @@ pub fn parse_wait(value: &str) -> Option<Duration> {
     }
 }
 
-/// Exponential backoff with jitter, bounded in attempts.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    /// Waits from `min` doubling up to `max`.
-    pub fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff {
-            min,
-            max,
-            attempt: 0,
-        }
-    }
-
-    /// The next wait: between half and all of `min * 2^attempt`, at most `max`.
-    pub fn next_wait(&mut self) -> Duration {
-        let ceiling = self
-            .min
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.max);
-        self.attempt += 1;
-        ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,14 +89,5 @@ mod tests {
         assert_eq!(parse_wait("5s"), Some(Duration::from_secs(5)));
         assert_eq!(parse_wait("soon"), None);
         assert_eq!(parse_wait("3 minutes"), None);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
-        let waits: Vec<Duration> = (0..5).map(|_| backoff.next_wait()).collect();
-        assert!(waits[0] >= Duration::from_millis(50) && waits[0] <= Duration::from_millis(100));
-        assert!(waits[2] >= Duration::from_millis(200));
-        assert!(waits.iter().all(|w| *w <= Duration::from_millis(400)));
     }
 }

@@ -145,6 +145,22 @@ fn the_contracts_checks_exit_78_naming_the_key() {
             "30 days",
         ),
         (
+            format!(
+                "{}[sync]\ninterval = \"100000000d\"\n",
+                mcas(good, Some(TOKEN), "")
+            ),
+            "sync.interval",
+            "30 days",
+        ),
+        (
+            format!(
+                "{}[upload]\nbackoff_max = \"100000000d\"\n",
+                mcas(good, Some(TOKEN), "")
+            ),
+            "upload.backoff_max",
+            "30 days",
+        ),
+        (
             mcas(good, Some(TOKEN), "source = \"LEEF\"\n"),
             "mcas.source",
             "ZSCALER, ZSCALER_QRADAR, ZSCALER_CEF, ZSCALER_SYSLOG, ZSCALER_QRADAR_SYSLOG, ZSCALER_CEF_SYSLOG",

@@ -125,11 +125,12 @@ async fn three_api_steps_in_order_and_the_token_only_on_the_api() {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
     };
-    // The unsanctioned-apps sync's block-script call comes too; the upload's steps are these.
+    // The unsanctioned-apps sync's block-script call and the data sources list come too;
+    // the upload's steps are these.
     let steps: Vec<Endpoint> = calls
         .iter()
         .filter_map(|c| c.endpoint)
-        .filter(|&e| e != Endpoint::BlockScript)
+        .filter(|&e| e != Endpoint::BlockScript && e != Endpoint::Streams)
         .collect();
     assert_eq!(
         steps[..3],

@@ -38,7 +38,7 @@ fn client(world: &World, tenant: &str, secret: EntraSecret) -> McasClient {
         source: "ZSCALER_QRADAR".to_string(),
         ca_file: Some(world.emulator.ca_pem_path()),
     };
-    let http = nss_agent::mcas::http::client(target.ca_file.as_deref()).unwrap();
+    let http = nss_agent::https::client(target.ca_file.as_deref()).unwrap();
     McasClient::new(
         &target,
         http,

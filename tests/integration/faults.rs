@@ -1,5 +1,5 @@
 //! MCAS failing in every way it can: retried without loss or duplicates, paused on a
-//! refused token, quarantined on a refused batch.
+//! refused token, quarantined on a batch the blob store refuses for its size.
 
 use std::time::Duration;
 
@@ -101,17 +101,18 @@ async fn a_refused_token_pauses_uploads_and_says_what_to_do() {
     assert!(!agent.log_text().contains(TOKEN), "the token was logged");
 }
 
-/// 400 on done_upload: that batch goes to quarantine with the server's answer; later
-/// batches are delivered.
+/// 413 on the blob PUT (the file's own fault): that batch goes to quarantine with the
+/// server's answer; later batches are delivered. (A 4xx from upload_url or done_upload
+/// concerns the whole tenant and pauses uploads instead: see `data_source`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_batch_is_quarantined_and_the_rest_goes_on() {
     let world = World::start().await;
     world.emulator.push_fault(
-        Endpoint::DoneUpload,
+        Endpoint::Blob,
         Fault::Status {
-            code: 400,
+            code: 413,
             retry_after: None,
-            body: "{\"error\": \"InvalidFile: emulated\"}".into(),
+            body: "<Error><Code>RequestBodyTooLarge</Code><Message>InvalidFile: emulated</Message></Error>".into(),
         },
         1,
     );
@@ -128,7 +129,7 @@ async fn a_refused_batch_is_quarantined_and_the_rest_goes_on() {
     assert_eq!(quarantined.len(), 1, "{quarantined:?}");
     let reason = std::fs::read_to_string(format!("{}.reason", quarantined[0].display())).unwrap();
     assert!(
-        reason.contains("400") && reason.contains("InvalidFile"),
+        reason.contains("413") && reason.contains("InvalidFile"),
         "{reason}"
     );
     assert!(agent.log_text().contains("quarantine"));

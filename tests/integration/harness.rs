@@ -102,6 +102,11 @@ impl World {
         Agent::start(self.dir.path(), settings, env)
     }
 
+    /// Starts an agent with `settings` as the user `uid`:`gid` (the test runs as root).
+    pub fn agent_as(&self, settings: &Settings, uid: u32, gid: u32) -> Agent {
+        Agent::start_as(self.dir.path(), settings, &[], Some((uid, gid)))
+    }
+
     /// Runs an agent that is to kill itself at the crash point `point` (`NSS_CRASH_AT`,
     /// debug builds), without waiting for it to get ready; returns its log once it is
     /// gone, or panics when it is still running after 30 s.
@@ -229,12 +234,31 @@ pub struct Agent {
 
 impl Agent {
     fn start(dir: &Path, settings: &Settings, env: &[(&str, &str)]) -> Agent {
-        let agent = Agent::spawn(dir, settings, env);
+        Agent::start_as(dir, settings, env, None)
+    }
+
+    fn start_as(
+        dir: &Path,
+        settings: &Settings,
+        env: &[(&str, &str)],
+        user: Option<(u32, u32)>,
+    ) -> Agent {
+        let agent = Agent::spawn_as(dir, settings, env, user);
         agent.wait_ready();
         agent
     }
 
+    /// Starts an agent without waiting for it to get ready.
     fn spawn(dir: &Path, settings: &Settings, env: &[(&str, &str)]) -> Agent {
+        Agent::spawn_as(dir, settings, env, None)
+    }
+
+    fn spawn_as(
+        dir: &Path,
+        settings: &Settings,
+        env: &[(&str, &str)],
+        user: Option<(u32, u32)>,
+    ) -> Agent {
         let config = dir.join("config.toml");
         if let Some(run) = settings.get("paths.runtime_dir") {
             // A status file left by an earlier run must not pass for this one's.
@@ -249,7 +273,12 @@ impl Agent {
                 .unwrap()
                 .as_nanos()
         ));
-        let child = nss()
+        let mut command = nss();
+        if let Some((uid, gid)) = user {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(gid);
+        }
+        let child = command
             .arg("--config")
             .arg(&config)
             .arg("run")

@@ -1,10 +1,12 @@
 //! End-to-end tests: the real `nss` binary, records in over TCP and from files, gzip
 //! files out at the MCAS emulator.
 
+mod admin;
 mod backpressure;
 mod config;
 mod configure;
 mod configure_entra;
+mod data_source;
 mod delivery;
 mod durability;
 mod entra;
@@ -21,3 +23,4 @@ mod tally;
 mod unit;
 mod upload_faults;
 mod zia;
+mod zia_sync;

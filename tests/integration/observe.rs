@@ -203,7 +203,8 @@ async fn status_and_metrics_tell_what_happened() {
     );
 }
 
-fn http_get(port: u16, path: &str) -> String {
+/// One plain HTTP GET on loopback; the whole answer, head and body.
+pub(crate) fn http_get(port: u16, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut text = String::new();

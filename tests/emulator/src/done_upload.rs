@@ -78,8 +78,10 @@ impl Shared {
             if !st.streams.contains(&form.stream) {
                 return unknown_data_source(&form.stream);
             }
-            if streams::log_type_number(&issued.source).is_none() {
-                return unknown_log_format(&issued.source);
+            if streams::log_type_number(&issued.source).is_none()
+                || !st.log_formats.contains(&issued.source)
+            {
+                return unknown_log_format(&issued.source, &st.log_formats);
             }
             if st.finalized.contains(&blob_name) {
                 st.stats.repeated_done += 1;
@@ -211,10 +213,10 @@ fn unknown_data_source(name: &str) -> Response<Body> {
     )
 }
 
-fn unknown_log_format(source: &str) -> Response<Body> {
+fn unknown_log_format(source: &str, known: &[String]) -> Response<Body> {
     json_response(
         StatusCode::BAD_REQUEST,
-        json!({"detail": format!("Unknown log format \"{source}\": the source given to upload_url must be one of {}.", streams::LOG_TYPES.map(|(n, _)| n).join(", ")), "source": source}),
+        json!({"detail": format!("Unknown log format \"{source}\": the source given to upload_url must be one of {}.", known.join(", ")), "source": source}),
     )
 }
 

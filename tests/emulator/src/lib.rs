@@ -127,6 +127,9 @@ pub struct EmulatorConfig {
     pub entra: EntraConfig,
     /// The tenant's data sources. Default one, `NSS` (log type 170).
     pub data_sources: Vec<DataSource>,
+    /// The log format names the tenant takes as upload_url's `source`. Default all of
+    /// [`streams::LOG_TYPES`]; a narrower list plays a tenant that does not know a name.
+    pub log_formats: Vec<String>,
     /// What a done_upload for an upload URL already ingested does. Default
     /// [`RepeatedDone::Ok`].
     pub repeated_done: RepeatedDone,
@@ -161,6 +164,10 @@ impl EmulatorConfig {
             token_roles: Roles::ALL,
             entra: EntraConfig::default(),
             data_sources: vec![DataSource::nss()],
+            log_formats: streams::LOG_TYPES
+                .iter()
+                .map(|(name, _)| name.to_string())
+                .collect(),
             repeated_done: RepeatedDone::Ok,
             provider: Provider::Azure,
             store_dir: store_dir.to_path_buf(),

@@ -118,6 +118,8 @@ pub(crate) struct State {
     pub repeated_done: RepeatedDone,
     /// The tenant's data sources.
     pub streams: Streams,
+    /// The log format names upload_url's `source` may be.
+    pub log_formats: Vec<String>,
     /// Permissions of the legacy API token.
     pub token_roles: Roles,
     /// The Entra directory: applications and the access tokens issued.
@@ -217,6 +219,7 @@ pub(crate) async fn start(cfg: EmulatorConfig) -> Result<Arc<Shared>> {
             finalized: HashSet::new(),
             repeated_done: cfg.repeated_done,
             streams: Streams::new(cfg.data_sources),
+            log_formats: cfg.log_formats,
             token_roles: cfg.token_roles,
             entra,
         }),
@@ -640,9 +643,21 @@ impl Shared {
                 )
             }
         };
-        let frames = lines
+        // Lines gathered into frames of about 16 KiB, as a server's writes would be: one
+        // frame a line trips HTTP/2 clients' flood protection on long lists.
+        let mut chunks = vec![String::new()];
+        for line in lines {
+            if chunks.last().unwrap().len() >= 16 << 10 {
+                chunks.push(String::new());
+            }
+            let chunk = chunks.last_mut().unwrap();
+            chunk.push_str(&line);
+            chunk.push('\n');
+        }
+        let frames = chunks
             .into_iter()
-            .map(|line| Ok::<_, Infallible>(Frame::data(Bytes::from(line + "\n"))));
+            .filter(|chunk| !chunk.is_empty())
+            .map(|chunk| Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))));
         let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
         let mut resp = Response::new(body);
         resp.headers_mut().insert(

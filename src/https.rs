@@ -1,4 +1,5 @@
-//! The HTTPS client every MCAS and blob request goes through.
+//! The HTTPS client every remote call goes through: MCAS, its blob store, the Entra token
+//! endpoint, ZIA and its token endpoint.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,8 +13,10 @@ use reqwest::{Certificate, Client};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Builds the client: rustls, the system's trust anchors plus those in `ca_file`, HTTPS
-/// only (a blob URL carries a signature that must not cross the network in clear), and
-/// certificate verification always on.
+/// only (a blob URL carries a signature that must not cross the network in clear),
+/// certificate verification always on, and no redirect followed (a redirected POST becomes
+/// a GET, and the token must not go to another host): a 3xx is an error naming where it
+/// pointed ([`super::body::redirected`]).
 pub fn client(ca_file: Option<&Path>) -> Result<Client, String> {
     let mut builder = Client::builder()
         .use_rustls_tls()
@@ -22,7 +25,7 @@ pub fn client(ca_file: Option<&Path>) -> Result<Client, String> {
         .connect_timeout(CONNECT_TIMEOUT)
         .dns_resolver(Arc::new(SystemResolver))
         .user_agent(concat!("nss-agent/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::limited(3));
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(path) = ca_file {
         let pem =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

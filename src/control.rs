@@ -1,0 +1,182 @@
+//! The daemon's control socket, `control.sock` in the runtime directory: how `nss
+//! sync-now` asks a running daemon for a sync and prints the daemon's result, so that a
+//! command run as root never writes the daemon's files itself. One JSON line each way.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::sync::{SyncDone, SyncError, SyncOutcome, SyncRequest};
+
+/// The socket's name in the runtime directory.
+pub const SOCKET: &str = "control.sock";
+
+/// A request line is at most this long.
+const MAX_REQUEST: u64 = 4096;
+
+/// How long a command waits for the daemon's sync (it may wait for the API rate limit).
+const SYNC_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What a command asks the daemon.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum Request {
+    /// One unsanctioned-apps sync now.
+    SyncNow { accept_empty: bool },
+}
+
+/// The daemon's answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reply {
+    /// The sync ran: what it did, and what the push into ZIA did (when `[zia]` is set).
+    Synced {
+        outcome: SyncOutcome,
+        zia: Option<PushReply>,
+    },
+    /// The sync failed: why, and whether MCAS refused or could not be reached.
+    Failed { message: String, unavailable: bool },
+}
+
+/// The push into ZIA after the daemon's sync.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PushReply {
+    /// The push as `nss sync-now` prints it.
+    Pushed(String),
+    /// Why ZIA did not get the category.
+    Failed(String),
+}
+
+/// The socket's path in `runtime_dir`.
+pub fn socket_path(runtime_dir: &Path) -> PathBuf {
+    runtime_dir.join(SOCKET)
+}
+
+/// Binds the socket (replacing a leftover: the caller holds the pidfile) so that only the
+/// daemon's user and group reach it (root always does).
+pub fn bind(runtime_dir: &Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = socket_path(runtime_dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("cannot create the control socket {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Answers commands until `stop`, handing syncs to the sync task through `syncs`.
+pub async fn serve(
+    listener: UnixListener,
+    syncs: mpsc::Sender<SyncRequest>,
+    stop: CancellationToken,
+) {
+    let connections = TaskTracker::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(answer(stream, syncs.clone(), stop.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a control connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = stop.cancelled() => break,
+        }
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+async fn answer(stream: UnixStream, syncs: mpsc::Sender<SyncRequest>, stop: CancellationToken) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read).take(MAX_REQUEST);
+    if reader.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(Request::SyncNow { accept_empty }) => {
+            tracing::info!(accept_empty, "a sync was asked for on the control socket");
+            let (reply, outcome) = oneshot::channel();
+            let request = SyncRequest {
+                accept_empty,
+                reply,
+            };
+            let failed = |message: &str| Reply::Failed {
+                message: message.to_string(),
+                unavailable: false,
+            };
+            if syncs.send(request).await.is_err() {
+                failed("the daemon is stopping")
+            } else {
+                tokio::select! {
+                    outcome = outcome => match outcome {
+                        Ok(result) => reply_of(result),
+                        Err(_) => failed("the daemon stopped its sync before it finished (a reload or a shutdown); try again"),
+                    },
+                    _ = stop.cancelled() => failed("the daemon is stopping"),
+                }
+            }
+        }
+        Err(error) => Reply::Failed {
+            message: format!("not a request this daemon understands: {error}"),
+            unavailable: false,
+        },
+    };
+    if let Ok(mut text) = serde_json::to_string(&reply) {
+        text.push('\n');
+        let _ = write.write_all(text.as_bytes()).await;
+    }
+}
+
+fn reply_of(done: SyncDone) -> Reply {
+    let zia = done.pushed.map(|pushed| match pushed {
+        Ok(report) => PushReply::Pushed(crate::sync::push::render(&report)),
+        Err(error) => PushReply::Failed(crate::mcas::error::describe(&error)),
+    });
+    match done.result {
+        Ok(outcome) => Reply::Synced { outcome, zia },
+        Err(error) => Reply::Failed {
+            message: crate::mcas::error::describe(&error),
+            unavailable: matches!(error, SyncError::Api(_)),
+        },
+    }
+}
+
+/// Sends `request` to the daemon whose runtime directory is `runtime_dir` and returns its
+/// reply (blocking: for the command line).
+pub fn ask(runtime_dir: &Path, request: &Request) -> anyhow::Result<Reply> {
+    use std::io::{BufRead, Write};
+    let path = socket_path(runtime_dir);
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
+        format!(
+            "the daemon is running but does not answer on {}",
+            path.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(SYNC_TIMEOUT))?;
+    let mut text = serde_json::to_string(request)?;
+    text.push('\n');
+    stream.write_all(text.as_bytes())?;
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .with_context(|| format!("no answer from the daemon on {}", path.display()))?;
+    serde_json::from_str(&line).with_context(|| {
+        format!(
+            "the daemon's answer on {} is not one this nss reads",
+            path.display()
+        )
+    })
+}
