@@ -21,7 +21,7 @@ use crate::pidfile::PidLock;
 use crate::spool::Spool;
 use crate::status::{self, McasReport, MemoryReport, Stats, StatusReport, RAM_FLOOR};
 use crate::sync::{self, CategoryStore};
-use crate::upload::Uploader;
+use crate::upload::{MergeLimits, Uploader};
 
 /// How often the status file is rewritten.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -213,7 +213,11 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
         stats.clone(),
         settings.upload.clone(),
         &target,
-    );
+    )
+    .merge_up_to(MergeLimits {
+        max_raw_bytes: settings.batch.busy_max_bytes,
+        level: settings.batch.gzip_level,
+    });
     let upload_task = tokio::spawn(uploader.run(stop_uploads.clone(), abort_uploads.clone()));
 
     let reports = Reports {

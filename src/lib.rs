@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod feed;
 pub mod fsx;
+pub mod latency;
 pub mod logging;
 pub mod mcas;
 pub mod memory;

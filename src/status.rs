@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::fsx::AtomicWrite;
+use crate::latency::{HistogramReport, Latencies};
 
 /// The status file's name inside the runtime directory.
 pub const STATUS_FILE: &str = "status.json";
@@ -105,6 +106,10 @@ pub struct UploadStats {
     pub api_calls: AtomicU64,
     /// Attempts that failed and were retried.
     pub retries: AtomicU64,
+    /// API calls MCAS answered 429 since start.
+    pub throttled: AtomicU64,
+    /// This agent's own rate of API calls now, in thousandths of a call a minute.
+    pub api_rate_millis: AtomicU64,
 }
 
 /// What the unsanctioned-apps sync last did.
@@ -126,6 +131,8 @@ pub struct Stats {
     pub spool: SpoolStats,
     pub upload: UploadStats,
     pub sync: SyncStats,
+    /// Seal and delivery latency histograms.
+    pub latency: Latencies,
 }
 
 impl Default for Stats {
@@ -136,6 +143,7 @@ impl Default for Stats {
             spool: SpoolStats::default(),
             upload: UploadStats::default(),
             sync: SyncStats::default(),
+            latency: Latencies::default(),
         }
     }
 }
@@ -216,6 +224,9 @@ pub struct SpoolReport {
     /// Times the spool filled up (or the disk reached its reserve) since start.
     #[serde(default)]
     pub full_events: u64,
+    /// How long batches stayed open, from their first record's arrival to their seal.
+    #[serde(default)]
+    pub seal_latency: HistogramReport,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -232,6 +243,18 @@ pub struct UploadReport {
     /// Upload attempts that failed and were tried again.
     #[serde(default)]
     pub retries: u64,
+    /// API calls MCAS answered 429 (the tenant's throttle, shared with other agents).
+    #[serde(default)]
+    pub throttled: u64,
+    /// This agent's own limit of API calls a minute now: `upload.api_calls_per_minute`,
+    /// halved on each 429 down to `upload.min_api_calls_per_minute`, growing back while
+    /// calls succeed.
+    #[serde(default)]
+    pub api_rate: f64,
+    /// Per record delivered, from the arrival of its batch's first record to MCAS's
+    /// acceptance.
+    #[serde(default)]
+    pub delivery_latency: HistogramReport,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -306,6 +329,7 @@ impl Stats {
                 sealed_records: load(&self.spool.sealed_records),
                 seal_latency_max: load(&self.spool.seal_latency_max_ms) as f64 / 1000.0,
                 full_events: load(&self.spool.full_events),
+                seal_latency: self.latency.seal.report(),
             },
             upload: UploadReport {
                 batches: load(&self.upload.batches),
@@ -316,6 +340,9 @@ impl Stats {
                 last_error: self.upload.last_error.lock().unwrap().clone(),
                 api_calls: load(&self.upload.api_calls),
                 retries: load(&self.upload.retries),
+                throttled: load(&self.upload.throttled),
+                api_rate: load(&self.upload.api_rate_millis) as f64 / 1000.0,
+                delivery_latency: self.latency.delivery.report(),
             },
             sync: SyncReport {
                 last_success: time(&self.sync.last_success),

@@ -12,6 +12,9 @@ use crate::mcas::{blob, ApiError, Backoff, McasClient, UploadTarget};
 use crate::spool::{SealedBatch, Spool};
 use crate::status::{rfc3339, Stats};
 
+mod merge;
+pub use merge::MergeLimits;
+
 /// How often the spool is looked at even without news of a sealed batch.
 const RESCAN: Duration = Duration::from_secs(5);
 
@@ -25,6 +28,7 @@ pub struct Uploader {
     data_source: String,
     /// Names the files in MCAS: which appliance sent them.
     host: String,
+    merge: MergeLimits,
 }
 
 /// How far the current batch got: the upload URL (valid for a while, so a failed PUT is
@@ -42,6 +46,9 @@ enum Outcome {
     Quarantined,
     /// Try the same batch again after this wait.
     Retry(Duration),
+    /// MCAS answered 429: the rate limiter holds the next call as long as MCAS asked, and
+    /// has lowered this agent's rate; no backoff on top.
+    Throttled,
 }
 
 impl Uploader {
@@ -66,6 +73,7 @@ impl Uploader {
             source: target.source.clone(),
             data_source: target.data_source.clone(),
             host,
+            merge: MergeLimits::default(),
         }
     }
 
@@ -92,6 +100,12 @@ impl Uploader {
                     continue;
                 }
             };
+            // Nothing of this batch has reached MCAS yet: batches waiting behind it may join it.
+            let batch = if progress.target.is_none() {
+                self.merge_waiting(batch).await
+            } else {
+                batch
+            };
             if current_seq != Some(batch.seq) {
                 current_seq = Some(batch.seq);
                 progress = Progress::default();
@@ -106,6 +120,9 @@ impl Uploader {
             };
             match outcome {
                 Outcome::Delivered | Outcome::Quarantined => backoff.reset(),
+                Outcome::Throttled => {
+                    self.stats.upload.retries.fetch_add(1, Ordering::Relaxed);
+                }
                 Outcome::Retry(at_least) => {
                     self.stats.upload.retries.fetch_add(1, Ordering::Relaxed);
                     let wait = backoff.next(Some(at_least));
@@ -159,6 +176,12 @@ impl Uploader {
                     .bytes_gzip
                     .fetch_add(batch.gzip_bytes, Ordering::Relaxed);
                 upload.last_success.touch();
+                self.stats.latency.delivered(
+                    batch.seq,
+                    batch.last_seq(),
+                    batch.records,
+                    batch.sealed_at,
+                );
                 *upload.last_error.lock().unwrap() = None;
                 tracing::info!(
                     seq = batch.seq,
@@ -222,6 +245,12 @@ impl Uploader {
             rfc3339(std::time::SystemTime::now())
         ));
         match error {
+            ApiError::Transient {
+                throttled: true, ..
+            } => {
+                tracing::info!(seq = batch.seq, %error, "MCAS throttled the call; this agent's rate is lowered");
+                Outcome::Throttled
+            }
             ApiError::Transient { retry_after, .. } => {
                 tracing::warn!(seq = batch.seq, %error, "upload attempt failed");
                 Outcome::Retry(retry_after.unwrap_or_default())

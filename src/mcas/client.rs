@@ -75,6 +75,10 @@ impl McasClient {
                 ))
             }
         };
+        stats
+            .upload
+            .api_rate_millis
+            .store((limiter.rate() * 1000.0) as u64, Ordering::Relaxed);
         Ok(McasClient {
             http,
             domain: target.domain.clone(),
@@ -98,7 +102,10 @@ impl McasClient {
                 key: "mcas.ca_file".to_string(),
                 problem,
             })?;
-        let limiter = Arc::new(ApiRateLimiter::new(settings.api_calls_per_minute));
+        let limiter = Arc::new(ApiRateLimiter::adaptive(
+            settings.api_calls_per_minute,
+            settings.min_api_calls_per_minute,
+        ));
         McasClient::new(target, http, limiter, settings.timeout, stats)
     }
 
@@ -125,10 +132,19 @@ impl McasClient {
         let retry_after = retry_after(answer.headers());
         let body = answer.bytes().await?;
         if status == 429 {
-            // The throttle is the tenant's: every call of this process waits.
+            // The throttle is the tenant's: every call of this process waits, and this
+            // agent takes a smaller share from now on.
             self.limiter
                 .hold_for(retry_after.unwrap_or(Duration::from_secs(10)));
+            self.limiter.throttled();
+            self.stats.upload.throttled.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.limiter.succeeded();
         }
+        self.stats
+            .upload
+            .api_rate_millis
+            .store((self.limiter.rate() * 1000.0) as u64, Ordering::Relaxed);
         Ok(RawAnswer {
             status,
             retry_after,

@@ -1,4 +1,11 @@
-//! The one rate limiter for every MCAS API call of the process.
+//! The one rate limiter for every MCAS API call of the process, and this agent's own rate
+//! within the tenant's throttle.
+//!
+//! MCAS allows 30 calls a minute per tenant, for every agent of the tenant together. The
+//! limiter starts at `upload.api_calls_per_minute` and adapts (additive increase,
+//! multiplicative decrease): each 429 says that others use the tenant too, and halves this
+//! agent's rate, never below `upload.min_api_calls_per_minute`; each call that succeeds
+//! adds 1/rate, so the rate grows back by about one call a minute per minute of calls.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -6,31 +13,55 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// MCAS counts API calls per tenant over a minute.
-const WINDOW: Duration = Duration::from_secs(60);
+/// MCAS counts API calls per tenant over a minute. The limiter counts over a second more,
+/// so that a call's travel time cannot put two calls in MCAS's window that were a minute
+/// apart here.
+const WINDOW: Duration = Duration::from_secs(61);
 
-/// At most `per_minute` calls in any 60 seconds (a sliding window, not a token bucket, so
-/// that no burst can exceed the tenant's throttle), and none while MCAS asked to wait.
+/// After a decrease, further 429s within this time are answers to calls already made at
+/// the old rate: they do not halve the rate again.
+const DECREASE_QUIET: Duration = Duration::from_secs(10);
+
+/// At most `rate` calls in any window (a sliding window, not a token bucket, so that no
+/// burst can exceed the tenant's throttle), and none while MCAS asked to wait.
 #[derive(Debug)]
 pub struct ApiRateLimiter {
-    per_minute: usize,
+    ceiling: f64,
+    floor: f64,
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
-    /// When each of the last `per_minute` calls was let through.
+    /// Calls a minute allowed now, between floor and ceiling.
+    rate: f64,
+    /// When each of the calls in the window was let through.
     calls: VecDeque<Instant>,
     /// No call before this: MCAS answered 429 with Retry-After.
     hold_until: Option<Instant>,
+    /// When the rate was last halved.
+    last_decrease: Option<Instant>,
 }
 
 impl ApiRateLimiter {
-    /// A limiter of `per_minute` calls a minute (at least one).
+    /// A limiter of a fixed `per_minute` calls a minute (at least one).
     pub fn new(per_minute: u32) -> ApiRateLimiter {
+        ApiRateLimiter::adaptive(per_minute, per_minute)
+    }
+
+    /// A limiter starting at `per_minute` calls a minute, halved on each 429 down to
+    /// `floor` (at most `per_minute`), growing back while calls succeed.
+    pub fn adaptive(per_minute: u32, floor: u32) -> ApiRateLimiter {
+        let ceiling = f64::from(per_minute.max(1));
         ApiRateLimiter {
-            per_minute: per_minute.max(1) as usize,
-            state: Mutex::new(State::default()),
+            ceiling,
+            floor: f64::from(floor.max(1)).min(ceiling),
+            state: Mutex::new(State {
+                rate: ceiling,
+                calls: VecDeque::new(),
+                hold_until: None,
+                last_decrease: None,
+            }),
         }
     }
 
@@ -43,13 +74,16 @@ impl ApiRateLimiter {
                 while state.calls.front().is_some_and(|&t| t + WINDOW <= now) {
                     state.calls.pop_front();
                 }
+                let allowed = state.rate as usize;
                 match state.hold_until {
                     Some(until) if until > now => until,
-                    _ if state.calls.len() < self.per_minute => {
+                    _ if state.calls.len() < allowed => {
                         state.calls.push_back(now);
                         return;
                     }
-                    _ => state.calls[0] + WINDOW,
+                    // After a decrease more calls than allowed may be in the window: wait
+                    // for the one whose leaving makes room.
+                    _ => state.calls[state.calls.len() - allowed] + WINDOW,
                 }
             };
             tokio::time::sleep_until(wait_until).await;
@@ -63,6 +97,33 @@ impl ApiRateLimiter {
         if state.hold_until.is_none_or(|t| t < until) {
             state.hold_until = Some(until);
         }
+    }
+
+    /// MCAS answered 429: the tenant is shared; halve this agent's rate (once per burst of
+    /// 429s), not below the floor.
+    pub fn throttled(&self) {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap();
+        if state
+            .last_decrease
+            .is_some_and(|t| now < t + DECREASE_QUIET)
+        {
+            return;
+        }
+        state.last_decrease = Some(now);
+        state.rate = (state.rate / 2.0).max(self.floor);
+    }
+
+    /// A call went through (MCAS did not throttle it): grow the rate by 1/rate, about one
+    /// call a minute for each minute's worth of calls.
+    pub fn succeeded(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.rate = (state.rate + 1.0 / state.rate).min(self.ceiling);
+    }
+
+    /// Calls a minute allowed now.
+    pub fn rate(&self) -> f64 {
+        self.state.lock().unwrap().rate
     }
 }
 
@@ -90,6 +151,44 @@ mod tests {
         assert_eq!(times[29], Duration::ZERO);
         assert_eq!(times[30], WINDOW);
         assert_eq!(times[74], 2 * WINDOW);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_halves_the_rate_and_successes_bring_it_back() {
+        let limiter = ApiRateLimiter::adaptive(30, 4);
+        assert_eq!(limiter.rate(), 30.0);
+        limiter.throttled();
+        assert_eq!(limiter.rate(), 15.0);
+        // The answers to calls made at the old rate do not halve it again.
+        limiter.throttled();
+        assert_eq!(limiter.rate(), 15.0);
+        tokio::time::advance(DECREASE_QUIET).await;
+        for _ in 0..3 {
+            limiter.throttled();
+            tokio::time::advance(DECREASE_QUIET).await;
+        }
+        assert_eq!(limiter.rate(), 4.0, "never below the floor");
+        // From 4 to 5 takes about 4 successes, to 30 about (30² - 4²) / 2.
+        let mut successes = 0;
+        while limiter.rate() < 30.0 {
+            limiter.succeeded();
+            successes += 1;
+        }
+        assert!((430..=460).contains(&successes), "{successes}");
+        assert_eq!(limiter.rate(), 30.0, "never above the ceiling");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lowered_rate_holds_calls_already_in_the_window() {
+        let limiter = ApiRateLimiter::adaptive(30, 4);
+        let start = Instant::now();
+        for _ in 0..20 {
+            limiter.acquire().await;
+        }
+        limiter.throttled();
+        // 20 calls in the window, 15 allowed: the sixth call must leave first.
+        limiter.acquire().await;
+        assert_eq!(Instant::now() - start, WINDOW);
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,6 +9,7 @@
 //! and leaves it only after MCAS accepted it, so a crash never uploads half a batch.
 
 mod batch_file;
+mod merge;
 mod recover;
 
 use std::fs::{self, File};
@@ -21,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 pub use batch_file::BatchFile;
+pub use merge::{merge_run, MCAS_MAX_FILE};
 pub use recover::Recovery;
 
 use crate::fsx::sync_dir;
@@ -57,6 +59,10 @@ impl SealedBatch {
         let sealed_ms: u64 = parts.next()?.parse().ok()?;
         let records = parts.next()?.strip_suffix('r')?.parse().ok()?;
         let raw_bytes = parts.next()?.strip_suffix('b')?.parse().ok()?;
+        // A merged batch adds the sequence number of its last source.
+        if let Some(last) = parts.next() {
+            last.strip_suffix('m')?.parse::<u64>().ok()?;
+        }
         if parts.next().is_some() {
             return None;
         }
@@ -100,7 +106,7 @@ impl Spool {
             fs::create_dir_all(dir)?;
         }
         let ready = spool.scan_ready()?;
-        let next = ready.last().map_or(0, |b| b.seq + 1);
+        let next = ready.iter().map(|b| b.last_seq() + 1).max().unwrap_or(0);
         spool.next_seq.store(next, Ordering::Relaxed);
         Ok(spool)
     }
@@ -158,6 +164,7 @@ impl Spool {
             }
         }
         batches.sort_by_key(|b| b.seq);
+        self.drop_merged_sources(&mut batches)?;
         self.ready_bytes.store(
             batches.iter().map(|b| b.gzip_bytes).sum(),
             Ordering::Relaxed,

@@ -47,6 +47,11 @@ impl Spool {
                 }
                 // An interrupted salvage: its source is still here and is salvaged again.
                 _ if name.starts_with("salvage-") => fs::remove_file(&path)?,
+                // An interrupted merge: its sources are still in ready/ and merged again.
+                _ if name.starts_with("merge-") => {
+                    tracing::info!(file = %path.display(), "deleted the part of an interrupted merge; its batches are still waiting");
+                    fs::remove_file(&path)?
+                }
                 _ => {
                     tracing::warn!(file = %path.display(), "an unknown file in the spool's open batches; moving it to quarantine");
                     self.quarantine(&path, "not a batch the spool writes")?;
