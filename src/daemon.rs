@@ -215,7 +215,12 @@ async fn run_pipeline(settings: Settings, signals: &mut Signals) -> anyhow::Resu
         &target,
     )
     .merge_up_to(MergeLimits {
-        max_raw_bytes: settings.batch.busy_max_bytes,
+        // A busy ceiling at the quiet limit keeps every upload one batch as sealed.
+        max_raw_bytes: if settings.batch.busy_max_bytes > settings.batch.max_bytes {
+            settings.batch.busy_max_bytes
+        } else {
+            0
+        },
         level: settings.batch.gzip_level,
     });
     let upload_task = tokio::spawn(uploader.run(stop_uploads.clone(), abort_uploads.clone()));

@@ -7,6 +7,7 @@
 //! failing), sealing smaller batches would only queue more calls: a batch then grows up to
 //! `batch.busy_max_bytes` instead. As soon as the spool is empty again, a batch already
 //! past the quiet limits is sealed. `batch.max_age` seals a batch in either case.
+//! `busy_max_bytes = max_bytes` keeps every batch within the quiet limits.
 
 use std::time::Duration;
 
@@ -22,9 +23,14 @@ pub(super) struct SealRules {
 }
 
 impl SealRules {
+    /// Whether batches grow while others wait: the busy ceiling is above the quiet limit.
+    fn grows(&self, behind: bool) -> bool {
+        behind && self.busy_max_bytes > self.max_bytes
+    }
+
     /// The most uncompressed bytes a batch may hold now.
     pub fn byte_limit(&self, behind: bool) -> u64 {
-        if behind {
+        if self.grows(behind) {
             self.busy_max_bytes
         } else {
             self.max_bytes
@@ -34,7 +40,7 @@ impl SealRules {
     /// Whether a batch of `records` and `raw_bytes` is full: sealed now, before more is
     /// added. `behind`: sealed batches are waiting for upload.
     pub fn is_full(&self, records: u64, raw_bytes: u64, behind: bool) -> bool {
-        if behind {
+        if self.grows(behind) {
             raw_bytes >= self.busy_max_bytes
         } else {
             records >= self.max_records || raw_bytes >= self.max_bytes
@@ -81,5 +87,15 @@ mod tests {
         assert!(r.overflows(4 << 30, 1, true));
         // Caught up again: the same batch is full at once.
         assert!(r.is_full(1_000_000, 1 << 30, false));
+    }
+
+    #[test]
+    fn a_busy_ceiling_at_the_quiet_limit_turns_growth_off() {
+        let r = SealRules {
+            busy_max_bytes: 256 << 20,
+            ..rules()
+        };
+        assert!(r.is_full(100_000, 1 << 20, true));
+        assert!(r.overflows(256 << 20, 1, true));
     }
 }

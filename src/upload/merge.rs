@@ -9,7 +9,7 @@ use crate::spool::{merge_run, SealedBatch};
 /// How far a merge of waiting batches may go.
 #[derive(Debug, Clone, Copy)]
 pub struct MergeLimits {
-    /// Uncompressed bytes of the merged file (`batch.busy_max_bytes`).
+    /// Uncompressed bytes of the merged file (`batch.busy_max_bytes`); 0: no merging.
     pub max_raw_bytes: u64,
     /// The gzip level, for sources that must be recompressed (`batch.gzip_level`).
     pub level: u32,
@@ -39,7 +39,10 @@ impl Uploader {
             Ok(ready) => ready,
             Err(_) => return oldest,
         };
-        if ready.first() != Some(&oldest) || merge_run(&ready, self.merge.max_raw_bytes).len() < 2 {
+        if self.merge.max_raw_bytes == 0
+            || ready.first() != Some(&oldest)
+            || merge_run(&ready, self.merge.max_raw_bytes).len() < 2
+        {
             return oldest;
         }
         let spool = Arc::clone(&self.spool);

@@ -11,6 +11,7 @@ mod faults;
 mod feed;
 mod harness;
 mod observe;
+mod rate;
 mod service;
 mod signals;
 mod sync;
