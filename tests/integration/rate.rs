@@ -95,7 +95,7 @@ async fn batches_grow_while_others_wait_and_shrink_once_uploads_keep_up() {
             retry_after: None,
             body: String::new(),
         },
-        1_000_000,
+        10_000,
     );
 
     // Quiet: sealed by count, at once.
@@ -197,7 +197,7 @@ async fn merges_killed_midway_deliver_every_record_once() {
     // MCAS refuses every upload until the end: nothing leaves the spool but by merging.
     world
         .emulator
-        .push_fault(Endpoint::UploadUrl, Fault::status(503), 1_000_000);
+        .push_fault(Endpoint::UploadUrl, Fault::status(503), 10_000);
     let mut records = 0;
     let mut next_seq = 0;
     let mut interrupted = 0;
