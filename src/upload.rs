@@ -102,7 +102,10 @@ impl Uploader {
             };
             // Nothing of this batch has reached MCAS yet: batches waiting behind it may join it.
             let batch = if progress.target.is_none() {
-                self.merge_waiting(batch).await
+                match self.merge_waiting(batch, &cancel).await {
+                    Some(batch) => batch,
+                    None => continue,
+                }
             } else {
                 batch
             };

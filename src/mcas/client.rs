@@ -109,6 +109,11 @@ impl McasClient {
         McasClient::new(target, http, limiter, settings.timeout, stats)
     }
 
+    /// Waits until the rate limiter would let an API call through, without making one.
+    pub async fn call_available(&self) {
+        self.limiter.ready().await
+    }
+
     /// The HTTP client, shared with the blob upload.
     pub fn http(&self) -> &Client {
         &self.http

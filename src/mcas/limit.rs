@@ -6,6 +6,12 @@
 //! multiplicative decrease): each 429 says that others use the tenant too, and halves this
 //! agent's rate, never below `upload.min_api_calls_per_minute`; each call that succeeds
 //! adds 1/rate, so the rate grows back by about one call a minute per minute of calls.
+//!
+//! Calls are also spread over the minute: a few may go back to back ([`BURST`]), then one
+//! every 61/rate seconds (about 2 s at 30 a minute). Without that, a fast feed would spend the
+//! minute's calls on the first seconds' batches and every later batch would wait for the
+//! window; spread out, each upload (two calls, one every 4 s at 30 a minute) takes along
+//! every batch sealed since the last one.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -17,6 +23,9 @@ use tokio::time::Instant;
 /// so that a call's travel time cannot put two calls in MCAS's window that were a minute
 /// apart here.
 const WINDOW: Duration = Duration::from_secs(61);
+
+/// Calls that may go back to back before the spacing applies: an upload's two, twice.
+pub const BURST: f64 = 4.0;
 
 /// After a decrease, further 429s within this time are answers to calls already made at
 /// the old rate: they do not halve the rate again.
@@ -41,6 +50,43 @@ struct State {
     hold_until: Option<Instant>,
     /// When the rate was last halved.
     last_decrease: Option<Instant>,
+    /// Calls that may go now without waiting for the spacing (a token bucket of
+    /// [`BURST`], refilled at the rate), and when it was last refilled.
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl State {
+    /// Counts a call now if one may be made (`take`), or says until when to wait.
+    fn try_take(&mut self, take: bool) -> Result<(), Instant> {
+        let now = Instant::now();
+        while self.calls.front().is_some_and(|&t| t + WINDOW <= now) {
+            self.calls.pop_front();
+        }
+        let per_second = self.rate / WINDOW.as_secs_f64();
+        self.tokens = (self.tokens + (now - self.refilled).as_secs_f64() * per_second).min(BURST);
+        self.refilled = now;
+        let allowed = self.rate as usize;
+        if let Some(until) = self.hold_until.filter(|&until| until > now) {
+            return Err(until);
+        }
+        if self.calls.len() >= allowed {
+            // After a decrease more calls than allowed may be in the window: wait for the
+            // one whose leaving makes room.
+            return Err(self.calls[self.calls.len() - allowed] + WINDOW);
+        }
+        // A hair under one counts as one: the time the wait computes refills it only up to
+        // rounding.
+        if self.tokens < 1.0 - 1e-6 {
+            let wait = Duration::from_secs_f64((1.0 - self.tokens) / per_second);
+            return Err(now + wait.max(Duration::from_millis(1)));
+        }
+        if take {
+            self.tokens = (self.tokens - 1.0).max(0.0);
+            self.calls.push_back(now);
+        }
+        Ok(())
+    }
 }
 
 impl ApiRateLimiter {
@@ -61,6 +107,8 @@ impl ApiRateLimiter {
                 calls: VecDeque::new(),
                 hold_until: None,
                 last_decrease: None,
+                tokens: BURST,
+                refilled: Instant::now(),
             }),
         }
     }
@@ -68,23 +116,21 @@ impl ApiRateLimiter {
     /// Waits until a call may be made, and counts it.
     pub async fn acquire(&self) {
         loop {
-            let wait_until = {
-                let mut state = self.state.lock().unwrap();
-                let now = Instant::now();
-                while state.calls.front().is_some_and(|&t| t + WINDOW <= now) {
-                    state.calls.pop_front();
-                }
-                let allowed = state.rate as usize;
-                match state.hold_until {
-                    Some(until) if until > now => until,
-                    _ if state.calls.len() < allowed => {
-                        state.calls.push_back(now);
-                        return;
-                    }
-                    // After a decrease more calls than allowed may be in the window: wait
-                    // for the one whose leaving makes room.
-                    _ => state.calls[state.calls.len() - allowed] + WINDOW,
-                }
+            let wait_until = match self.state.lock().unwrap().try_take(true) {
+                Ok(()) => return,
+                Err(until) => until,
+            };
+            tokio::time::sleep_until(wait_until).await;
+        }
+    }
+
+    /// Waits until a call could be made, without making it: the uploader gathers the
+    /// batches to send only then, so that those sealed meanwhile go along.
+    pub async fn ready(&self) {
+        loop {
+            let wait_until = match self.state.lock().unwrap().try_take(false) {
+                Ok(()) => return,
+                Err(until) => until,
             };
             tokio::time::sleep_until(wait_until).await;
         }
@@ -148,9 +194,31 @@ mod tests {
                 "{in_window} calls within a minute from {t:?}"
             );
         }
-        assert_eq!(times[29], Duration::ZERO);
-        assert_eq!(times[30], WINDOW);
-        assert_eq!(times[74], 2 * WINDOW);
+        // Four back to back, then one every 61/30 s, the burst made up for once.
+        let spacing = WINDOW / 30;
+        assert_eq!(times[3], Duration::ZERO);
+        for pair in times[3..30].windows(2) {
+            assert!(pair[1] - pair[0] >= spacing - Duration::from_millis(1));
+        }
+        assert!(times[74] <= WINDOW * 5 / 2, "{:?}", times[74]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_waits_for_a_call_without_making_it() {
+        let limiter = ApiRateLimiter::new(30);
+        for _ in 0..4 {
+            limiter.acquire().await;
+        }
+        let start = Instant::now();
+        limiter.ready().await;
+        let waited = Instant::now() - start;
+        assert!(
+            waited >= WINDOW / 30 - Duration::from_millis(1),
+            "{waited:?}"
+        );
+        limiter.ready().await;
+        limiter.acquire().await;
+        assert_eq!(Instant::now() - start, waited, "still there");
     }
 
     #[tokio::test(start_paused = true)]
@@ -182,13 +250,15 @@ mod tests {
     async fn a_lowered_rate_holds_calls_already_in_the_window() {
         let limiter = ApiRateLimiter::adaptive(30, 4);
         let start = Instant::now();
+        let mut times = Vec::new();
         for _ in 0..20 {
             limiter.acquire().await;
+            times.push(Instant::now() - start);
         }
         limiter.throttled();
         // 20 calls in the window, 15 allowed: the sixth call must leave first.
         limiter.acquire().await;
-        assert_eq!(Instant::now() - start, WINDOW);
+        assert_eq!(Instant::now() - start, times[5] + WINDOW);
     }
 
     #[tokio::test(start_paused = true)]

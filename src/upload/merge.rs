@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use super::Uploader;
 use crate::spool::{merge_run, SealedBatch};
 
@@ -33,8 +35,22 @@ impl Uploader {
     }
 
     /// The batch to upload next: `oldest`, or when batches after it wait too, one batch
-    /// merging them. A merge that fails is logged and the oldest goes alone.
-    pub(super) async fn merge_waiting(&self, oldest: SealedBatch) -> SealedBatch {
+    /// merging them. A merge that fails is logged and the oldest goes alone. Waits first
+    /// until an API call may be made, so that batches sealed meanwhile go along; `None`
+    /// when `cancel` fires meanwhile.
+    pub(super) async fn merge_waiting(
+        &self,
+        oldest: SealedBatch,
+        cancel: &CancellationToken,
+    ) -> Option<SealedBatch> {
+        tokio::select! {
+            _ = self.client.call_available() => {}
+            _ = cancel.cancelled() => return None,
+        }
+        Some(self.merge_now(oldest).await)
+    }
+
+    async fn merge_now(&self, oldest: SealedBatch) -> SealedBatch {
         let ready = match self.spool.scan_ready() {
             Ok(ready) => ready,
             Err(_) => return oldest,
