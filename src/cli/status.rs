@@ -292,19 +292,6 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
     text
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_for_people() {
-        assert_eq!(human_size(0), "0 B");
-        assert_eq!(human_size(1023), "1023 B");
-        assert_eq!(human_size(23_223_181), "22.1 MiB");
-        assert_eq!(human_size(25_276_502_016), "23.5 GiB");
-    }
-}
-
 /// This agent's share of the tenant's API calls, when the daemon runs: its rate now, and
 /// the 429s that lowered it.
 fn api_rate(upload: &crate::status::UploadReport) -> String {
@@ -319,4 +306,17 @@ fn api_rate(upload: &crate::status::UploadReport) -> String {
         "; API calls: {} at up to {:.1} a minute{throttled}",
         upload.api_calls, upload.api_rate
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(23_223_181), "22.1 MiB");
+        assert_eq!(human_size(25_276_502_016), "23.5 GiB");
+    }
 }
