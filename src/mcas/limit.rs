@@ -27,8 +27,9 @@ const WINDOW: Duration = Duration::from_secs(61);
 /// Calls that may go back to back before the spacing applies: an upload's two, twice.
 pub const BURST: f64 = 4.0;
 
-/// After a decrease, further 429s within this time are answers to calls already made at
-/// the old rate: they do not halve the rate again.
+/// After a decrease, further 429s until this long after the wait MCAS asked for are answers
+/// to the same congestion (calls made at the old rate, or every agent of the tenant coming
+/// back at once when the wait ends): they do not halve the rate again.
 const DECREASE_QUIET: Duration = Duration::from_secs(10);
 
 /// At most `rate` calls in any window (a sliding window, not a token bucket, so that no
@@ -48,8 +49,8 @@ struct State {
     calls: VecDeque<Instant>,
     /// No call before this: MCAS answered 429 with Retry-After.
     hold_until: Option<Instant>,
-    /// When the rate was last halved.
-    last_decrease: Option<Instant>,
+    /// Until when a 429 does not halve the rate again.
+    decrease_quiet_until: Option<Instant>,
     /// Calls that may go now without waiting for the spacing (a token bucket of
     /// [`BURST`], refilled at the rate), and when it was last refilled.
     tokens: f64,
@@ -106,7 +107,7 @@ impl ApiRateLimiter {
                 rate: ceiling,
                 calls: VecDeque::new(),
                 hold_until: None,
-                last_decrease: None,
+                decrease_quiet_until: None,
                 tokens: BURST,
                 refilled: Instant::now(),
             }),
@@ -150,13 +151,11 @@ impl ApiRateLimiter {
     pub fn throttled(&self) {
         let now = Instant::now();
         let mut state = self.state.lock().unwrap();
-        if state
-            .last_decrease
-            .is_some_and(|t| now < t + DECREASE_QUIET)
-        {
+        if state.decrease_quiet_until.is_some_and(|t| now < t) {
             return;
         }
-        state.last_decrease = Some(now);
+        let hold_end = state.hold_until.map_or(now, |t| t.max(now));
+        state.decrease_quiet_until = Some(hold_end + DECREASE_QUIET);
         state.rate = (state.rate / 2.0).max(self.floor);
     }
 
@@ -236,6 +235,16 @@ mod tests {
             tokio::time::advance(DECREASE_QUIET).await;
         }
         assert_eq!(limiter.rate(), 4.0, "never below the floor");
+        // A 429 asking to wait 46 s: the 429s right after that wait are the same congestion.
+        let limiter2 = ApiRateLimiter::adaptive(30, 4);
+        limiter2.hold_for(Duration::from_secs(46));
+        limiter2.throttled();
+        tokio::time::advance(Duration::from_secs(47)).await;
+        limiter2.throttled();
+        assert_eq!(limiter2.rate(), 15.0);
+        tokio::time::advance(DECREASE_QUIET).await;
+        limiter2.throttled();
+        assert_eq!(limiter2.rate(), 7.5);
         // From 4 to 5 takes about 4 successes, to 30 about (30² - 4²) / 2.
         let mut successes = 0;
         while limiter.rate() < 30.0 {
