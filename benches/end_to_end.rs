@@ -10,8 +10,13 @@
 //! costs; a third run lifts it (`upload.api_calls_per_minute`), to show how soon after the
 //! last record MCAS has everything when the throttle does not hold the batches back.
 //!
+//! Then the throttled cases (`end_to_end/throttled.rs`): the emulator itself holds the tenant
+//! to 30 API calls a minute, for a burst, a paced feed, the backlog of an outage and three
+//! agents on one tenant.
+//!
 //! `NSS_BENCH_MIB` sets the input's size (default 1024). The input is generated once, into
-//! `target/bench-data`, and reused.
+//! `target/bench-data`, and reused. The throttled cases run when the input is at least
+//! 256 MiB, or when `NSS_BENCH_THROTTLED=1` (`0` skips them).
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -26,6 +31,8 @@ use nix::sys::resource::{getrusage, UsageWho};
 use nss_agent::feed::checkpoint::fnv1a;
 
 mod common;
+#[path = "end_to_end/throttled.rs"]
+mod throttled;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -92,7 +99,28 @@ fn main() -> Result<()> {
         rows.push(row);
     }
     emulator.shutdown();
+
+    let throttled = match std::env::var("NSS_BENCH_THROTTLED").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => mib >= 256,
+    };
+    let mut throttled_rows = Vec::new();
+    if throttled {
+        for (n, case) in throttled::Case::ALL.into_iter().enumerate() {
+            let row = throttled::run(case, &work.join(format!("throttled-{n}")), &input, &runtime)?;
+            eprintln!(
+                "{}: fed in {:.1} s, delivered {:?} s after",
+                row.name, row.feed_s, row.delivered_after
+            );
+            throttled_rows.push(row);
+        }
+    }
     print_table(&input, &rows);
+    if throttled {
+        let gzip_cpu_per_gb = rows[0].cpu_seconds / (input.bytes as f64 / 1e9);
+        throttled::print_table(&throttled_rows, gzip_cpu_per_gb);
+    }
     Ok(())
 }
 
@@ -363,6 +391,10 @@ fn run_agent(run: &Run, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
             input.records,
             input.digest
         );
+    }
+    for upload in uploads {
+        // The disk is shared: the next run needs the room.
+        let _ = fs::remove_file(&upload.path);
     }
     let _ = fs::remove_dir_all(dir.join("state"));
     let _ = fs::remove_file(&watched);

@@ -25,7 +25,7 @@ use crate::pidfile::PidLock;
 use crate::spool::{Recovery, Spool};
 use crate::status::{self, McasReport, MemoryReport, Stats, StatusReport, RAM_FLOOR};
 use crate::sync::{self, CategoryStore, SyncRequests};
-use crate::upload::Uploader;
+use crate::upload::{MergeLimits, Uploader};
 use crate::zia::ZiaClient;
 
 /// How often the status file is rewritten.
@@ -189,7 +189,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (sync_sender, sync_receiver) = mpsc::channel(4);
     let shared = Shared {
         stats: Arc::new(Stats::default()),
-        limiter: Arc::new(ApiRateLimiter::new(settings.upload.api_calls_per_minute)),
+        limiter: Arc::new(ApiRateLimiter::adaptive(
+            settings.upload.api_calls_per_minute,
+            settings.upload.min_api_calls_per_minute,
+        )),
         sync_requests: Arc::new(tokio::sync::Mutex::new(sync_receiver)),
     };
     let control_socket = control::bind(&runtime_dir)?;
@@ -274,9 +277,10 @@ async fn run_pipeline(
     let settings = &prepared.settings;
     let target = &prepared.target;
     let stats = &shared.stats;
-    shared
-        .limiter
-        .set_per_minute(settings.upload.api_calls_per_minute);
+    shared.limiter.set_limits(
+        settings.upload.api_calls_per_minute,
+        settings.upload.min_api_calls_per_minute,
+    );
     let spool = prepared.spool.clone();
     let spool_dir = &prepared.spool_dir;
     // Before anything is read: what a killed run left unsealed is salvaged or let go, and
@@ -391,7 +395,16 @@ async fn run_pipeline(
         stats.clone(),
         settings.upload.clone(),
         target,
-    );
+    )
+    .merge_up_to(MergeLimits {
+        // A busy ceiling at the quiet limit keeps every upload one batch as sealed.
+        max_raw_bytes: if settings.batch.busy_max_bytes > settings.batch.max_bytes {
+            settings.batch.busy_max_bytes
+        } else {
+            0
+        },
+        level: settings.batch.gzip_level,
+    });
     let mut upload_task = tasks.spawn(uploader.run(stop_uploads.clone(), abort_uploads.clone()));
 
     let reports = Reports {

@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod feed;
 pub mod fsx;
 pub mod https;
+pub mod latency;
 pub mod logging;
 pub mod mcas;
 pub mod memory;

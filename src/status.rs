@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::fsx::AtomicWrite;
+use crate::latency::{HistogramReport, Latencies};
 
 /// The status file's name inside the runtime directory.
 pub const STATUS_FILE: &str = "status.json";
@@ -115,6 +116,10 @@ pub struct UploadStats {
     /// Why uploads are paused (a refused credential, a tenant-wide refusal) and what to
     /// fix; shown while the last attempt ended in that pause.
     pub paused: Mutex<Option<String>>,
+    /// API calls MCAS answered 429 since start.
+    pub throttled: AtomicU64,
+    /// This agent's own rate of API calls now, in thousandths of a call a minute.
+    pub api_rate_millis: AtomicU64,
 }
 
 /// What MCAS's data sources list last said of `mcas.data_source`.
@@ -173,6 +178,8 @@ pub struct Stats {
     pub upload: UploadStats,
     pub sync: SyncStats,
     pub data_source: DataSourceStats,
+    /// Seal and delivery latency histograms.
+    pub latency: Latencies,
 }
 
 impl Default for Stats {
@@ -184,6 +191,7 @@ impl Default for Stats {
             upload: UploadStats::default(),
             sync: SyncStats::default(),
             data_source: DataSourceStats::default(),
+            latency: Latencies::default(),
         }
     }
 }
@@ -298,6 +306,9 @@ pub struct SpoolReport {
     /// their removal retried.
     #[serde(default)]
     pub delivered_undeleted: u64,
+    /// How long batches stayed open, from their first record's arrival to their seal.
+    #[serde(default)]
+    pub seal_latency: HistogramReport,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -317,6 +328,18 @@ pub struct UploadReport {
     /// Why uploads are paused and what to fix; null while they are not.
     #[serde(default)]
     pub paused: Option<String>,
+    /// API calls MCAS answered 429 (the tenant's throttle, shared with other agents).
+    #[serde(default)]
+    pub throttled: u64,
+    /// This agent's own limit of API calls a minute now: `upload.api_calls_per_minute`,
+    /// halved on each 429 down to `upload.min_api_calls_per_minute`, growing back while
+    /// calls succeed.
+    #[serde(default)]
+    pub api_rate: f64,
+    /// Per record delivered, from the arrival of its batch's first record to MCAS's
+    /// acceptance.
+    #[serde(default)]
+    pub delivery_latency: HistogramReport,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -438,6 +461,7 @@ impl Stats {
                 held: load(&self.spool.held),
                 held_why: self.spool.held_why.lock().unwrap().clone(),
                 delivered_undeleted: load(&self.spool.delivered_undeleted),
+                seal_latency: self.latency.seal.report(),
             },
             upload: UploadReport {
                 batches: load(&self.upload.batches),
@@ -449,6 +473,9 @@ impl Stats {
                 api_calls: load(&self.upload.api_calls),
                 retries: load(&self.upload.retries),
                 paused,
+                throttled: load(&self.upload.throttled),
+                api_rate: load(&self.upload.api_rate_millis) as f64 / 1000.0,
+                delivery_latency: self.latency.delivery.report(),
             },
             sync: SyncReport {
                 last_success: time(&self.sync.last_success),

@@ -19,6 +19,9 @@ use crate::pipeline::{Chunk, Origin, RecordSink, SealAck};
 use crate::spool::{BatchFile, Spool};
 use crate::status::Stats;
 
+mod sizing;
+use sizing::SealRules;
+
 /// The running batch writer threads.
 pub struct BatchWriters {
     threads: Vec<JoinHandle<()>>,
@@ -53,15 +56,6 @@ impl Heartbeats {
 /// A writer goes round its loop at least this often, even idle.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// What seals a batch, and how hard it is compressed.
-#[derive(Debug, Clone)]
-struct SealRules {
-    max_records: u64,
-    max_bytes: u64,
-    max_age: Duration,
-    level: u32,
-}
-
 /// When writers wait for uploads to make room.
 #[derive(Debug, Clone)]
 struct SpoolRoom {
@@ -89,6 +83,7 @@ impl BatchWriters {
             max_records: settings.max_records,
             max_bytes: settings.max_bytes,
             max_age: settings.max_age,
+            busy_max_bytes: settings.busy_max_bytes,
             level: settings.gzip_level,
         };
         let room = SpoolRoom {
@@ -285,19 +280,27 @@ impl Writer {
         }
     }
 
-    /// Seals the current batches whose age is up.
+    /// Seals the current batches whose age is up, and those past the quiet limits once no
+    /// sealed batch waits any more.
     fn seal_due(&mut self) {
         let now = Instant::now();
         let max_age = self.rules.max_age;
+        let behind = self.behind();
         for origin in ORIGINS {
-            if self
-                .current(origin)
-                .as_ref()
-                .is_some_and(|b| clock::reached(b.first_arrival, max_age, now))
-            {
+            if self.current[origin as usize].as_ref().is_some_and(|b| {
+                clock::reached(b.first_arrival, max_age, now)
+                    || self
+                        .rules
+                        .is_full(b.file.records(), b.file.raw_bytes(), behind)
+            }) {
                 self.seal(origin);
             }
         }
+    }
+
+    /// Whether sealed batches wait for upload: batches then grow to the busy ceiling.
+    fn behind(&self) -> bool {
+        self.spool.ready_bytes() > 0
     }
 
     fn current(&mut self, origin: Origin) -> &mut Option<CurrentBatch> {
@@ -359,12 +362,11 @@ impl Writer {
         let mut sealed_upto = 0;
         for (i, record) in records.iter().enumerate() {
             let size = record.len() as u64 + 1;
-            let (max_records, max_bytes) = (self.rules.max_records, self.rules.max_bytes);
-            if self
-                .current(origin)
-                .as_ref()
-                .is_some_and(|b| b.file.records() > 0 && b.file.raw_bytes() + size > max_bytes)
-            {
+            let behind = self.behind();
+            let rules = &self.rules;
+            if self.current[origin as usize].as_ref().is_some_and(|b| {
+                b.file.records() > 0 && rules.overflows(b.file.raw_bytes(), size, behind)
+            }) {
                 self.try_seal(origin).map_err(|e| (sealed_upto, e))?;
                 sealed_upto = i;
             }
@@ -378,9 +380,14 @@ impl Writer {
                     acks: Vec::new(),
                 });
             }
-            let batch = self.current(origin).as_mut().expect("opened above");
+            let batch = self.current[origin as usize]
+                .as_mut()
+                .expect("opened above");
             batch.file.append(record).map_err(|e| (sealed_upto, e))?;
-            if batch.file.records() >= max_records || batch.file.raw_bytes() >= max_bytes {
+            if self
+                .rules
+                .is_full(batch.file.records(), batch.file.raw_bytes(), behind)
+            {
                 self.try_seal(origin).map_err(|e| (sealed_upto, e))?;
                 sealed_upto = i + 1;
             }
@@ -418,6 +425,7 @@ impl Writer {
                 spool
                     .seal_latency_max_ms
                     .fetch_max(open_for.as_millis() as u64, Ordering::Relaxed);
+                self.stats.latency.sealed(sealed.seq, open_for);
                 crashpoint::here("sealed-before-checkpoint");
                 SealAck::all_sealed(current.acks);
                 self.spool.settled(&path);

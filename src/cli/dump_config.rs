@@ -90,11 +90,13 @@ max_record_bytes = {max_record}
 max_records = {max_records}
 max_bytes = {max_bytes}
 max_age = {max_age}
+busy_max_bytes = {busy_max_bytes}
 gzip_level = {gzip_level}
 writers = {writers}
 
 [upload]
 api_calls_per_minute = {calls}
+min_api_calls_per_minute = {min_calls}
 timeout = {timeout}
 backoff_min = {backoff_min}
 backoff_max = {backoff_max}
@@ -156,6 +158,7 @@ runtime_dir = {runtime_dir}
         max_records = s.batch.max_records,
         max_bytes = quote(&format_size(s.batch.max_bytes)),
         max_age = quote(&format_duration(s.batch.max_age)),
+        busy_max_bytes = quote(&format_size(s.batch.busy_max_bytes)),
         gzip_level = s.batch.gzip_level,
         writers = if s.batch.writers == 0 {
             quote("auto")
@@ -163,6 +166,7 @@ runtime_dir = {runtime_dir}
             s.batch.writers.to_string()
         },
         calls = s.upload.api_calls_per_minute,
+        min_calls = s.upload.min_api_calls_per_minute,
         timeout = quote(&format_duration(s.upload.timeout)),
         backoff_min = quote(&format_duration(s.upload.backoff_min)),
         backoff_max = quote(&format_duration(s.upload.backoff_max)),

@@ -303,18 +303,20 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
         match (&r.upload.paused, &r.upload.last_error) {
             (Some(why), _) => format!("PAUSED (the batches stay in the spool): {why}"),
             (None, Some(error)) => format!("last error: {error}"),
-            (None, None) => format!(
-                "{} batches, {} records, {} raw as {} gzip since start{}",
-                r.upload.batches,
-                r.upload.records,
-                human_size(r.upload.bytes_raw),
-                human_size(r.upload.bytes_gzip),
-                r.upload
-                    .last_success
-                    .as_ref()
-                    .map(|t| format!("; last at {t}"))
-                    .unwrap_or_default()
-            ),
+            (None, None) => {
+                format!(
+                    "{} batches, {} records, {} raw as {} gzip since start{}",
+                    r.upload.batches,
+                    r.upload.records,
+                    human_size(r.upload.bytes_raw),
+                    human_size(r.upload.bytes_gzip),
+                    r.upload
+                        .last_success
+                        .as_ref()
+                        .map(|t| format!("; last at {t}"))
+                        .unwrap_or_default()
+                ) + &api_rate(&r.upload)
+            }
         },
     );
     line(
@@ -396,6 +398,22 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
     ));
     text.push_str(&format!("  as of {}\n", rfc3339(SystemTime::now())));
     text
+}
+
+/// This agent's share of the tenant's API calls, when the daemon runs: its rate now, and
+/// the 429s that lowered it.
+fn api_rate(upload: &crate::status::UploadReport) -> String {
+    if upload.api_rate <= 0.0 {
+        return String::new();
+    }
+    let throttled = match upload.throttled {
+        0 => String::new(),
+        n => format!(", {n} answered 429"),
+    };
+    format!(
+        "; API calls: {} at up to {:.1} a minute{throttled}",
+        upload.api_calls, upload.api_rate
+    )
 }
 
 #[cfg(test)]

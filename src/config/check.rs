@@ -174,6 +174,12 @@ impl Settings {
                 ": MCAS accepts files up to 5 GB",
             ),
             (
+                "batch.busy_max_bytes",
+                Some(self.batch.busy_max_bytes),
+                MAX_BATCH_BYTES,
+                ": MCAS accepts files up to 5 GB",
+            ),
+            (
                 "memory.limit",
                 bytes(self.memory.limit),
                 MAX_MEMORY,
@@ -200,6 +206,16 @@ impl Settings {
                 }
                 _ => {}
             }
+        }
+        if self.batch.busy_max_bytes < self.batch.max_bytes {
+            return Err(ConfigError::new(
+                "batch.busy_max_bytes",
+                format!(
+                    "{} is smaller than batch.max_bytes ({}): the busy ceiling must be at least the quiet limit",
+                    format_size(self.batch.busy_max_bytes),
+                    format_size(self.batch.max_bytes)
+                ),
+            ));
         }
         Ok(())
     }
@@ -246,6 +262,12 @@ impl Settings {
             (
                 "upload.api_calls_per_minute",
                 u64::from(self.upload.api_calls_per_minute),
+                1,
+                10_000,
+            ),
+            (
+                "upload.min_api_calls_per_minute",
+                u64::from(self.upload.min_api_calls_per_minute),
                 1,
                 10_000,
             ),

@@ -157,6 +157,11 @@ pub struct BatchSettings {
     pub max_bytes: u64,
     #[serde(deserialize_with = "duration")]
     pub max_age: Duration,
+    /// The ceiling of uncompressed bytes a batch grows to while sealed batches wait for
+    /// upload (`max_records` and `max_bytes` are then set aside), and of a merge of
+    /// waiting batches into one upload.
+    #[serde(deserialize_with = "size")]
+    pub busy_max_bytes: u64,
     pub gzip_level: u32,
     /// Batch writers compressing side by side; `0` means one per core.
     #[serde(deserialize_with = "writers")]
@@ -169,6 +174,7 @@ impl Default for BatchSettings {
             max_records: 100_000,
             max_bytes: 256 << 20,
             max_age: Duration::from_secs(300),
+            busy_max_bytes: 4 << 30,
             gzip_level: 6,
             writers: 0,
         }
@@ -182,6 +188,11 @@ pub struct UploadSettings {
     /// MCAS API calls a minute, for the whole process. MCAS allows 30 a minute per tenant,
     /// shared by every agent of the tenant: lower it when several appliances upload.
     pub api_calls_per_minute: u32,
+    /// The least this agent's own rate of API calls falls to when MCAS answers 429 (other
+    /// agents share the tenant); it halves on each 429 and grows back by one call a minute
+    /// per minute's worth of calls that succeed, up to `api_calls_per_minute` (which also
+    /// caps this floor).
+    pub min_api_calls_per_minute: u32,
     /// How long one API call may take, and the base of a blob PUT's allowance.
     #[serde(deserialize_with = "duration")]
     pub timeout: Duration,
@@ -202,6 +213,7 @@ impl Default for UploadSettings {
     fn default() -> UploadSettings {
         UploadSettings {
             api_calls_per_minute: 30,
+            min_api_calls_per_minute: 4,
             timeout: Duration::from_secs(60),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),

@@ -123,6 +123,10 @@ impl McasClient {
                 Authorization::Entra(Arc::new(EntraTokens::new(app, http.clone(), timeout)?))
             }
         };
+        stats
+            .upload
+            .api_rate_millis
+            .store((limiter.rate() * 1000.0) as u64, Ordering::Relaxed);
         Ok(McasClient {
             http,
             domain: target.domain.clone(),
@@ -146,8 +150,16 @@ impl McasClient {
                 key: "mcas.ca_file".to_string(),
                 problem,
             })?;
-        let limiter = Arc::new(ApiRateLimiter::new(settings.api_calls_per_minute));
+        let limiter = Arc::new(ApiRateLimiter::adaptive(
+            settings.api_calls_per_minute,
+            settings.min_api_calls_per_minute,
+        ));
         McasClient::new(target, http, limiter, settings.timeout, stats)
+    }
+
+    /// Waits until the rate limiter would let an API call through, without making one.
+    pub async fn call_available(&self) {
+        self.limiter.ready().await
     }
 
     /// The HTTP client, shared with the blob upload.
@@ -197,10 +209,19 @@ impl McasClient {
             tokens.forget(&authorization).await;
         }
         if status == 429 {
-            // The throttle is the tenant's: every call of this process waits.
+            // The throttle is the tenant's: every call of this process waits, and this
+            // agent takes a smaller share from now on.
             self.limiter
                 .hold_for(retry_after.unwrap_or(Duration::from_secs(10)));
+            self.limiter.throttled();
+            self.stats.upload.throttled.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.limiter.succeeded();
         }
+        self.stats
+            .upload
+            .api_rate_millis
+            .store((self.limiter.rate() * 1000.0) as u64, Ordering::Relaxed);
         Ok(RawAnswer {
             status,
             retry_after,

@@ -112,6 +112,9 @@ impl BatchFile {
     /// uncompressed bytes.
     pub fn finish(mut self) -> io::Result<(PathBuf, u64, u64)> {
         self.compress_staged()?;
+        // A sync flush before the final block, so that the body ends on a byte boundary
+        // and a merge of waiting batches can join it to others without recompressing.
+        self.encoder.flush()?;
         let file = self
             .encoder
             .finish()?

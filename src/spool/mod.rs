@@ -11,6 +11,7 @@
 
 mod batch_file;
 mod delivered;
+mod merge;
 mod recover;
 mod verify;
 
@@ -27,6 +28,7 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 
 pub use batch_file::BatchFile;
+pub use merge::{merge_run, MCAS_MAX_FILE};
 pub use recover::Recovery;
 
 use crate::fsx::{sync_dir, AtomicWrite};
@@ -63,6 +65,10 @@ impl SealedBatch {
         let sealed_ms: u64 = parts.next()?.parse().ok()?;
         let records = parts.next()?.strip_suffix('r')?.parse().ok()?;
         let raw_bytes = parts.next()?.strip_suffix('b')?.parse().ok()?;
+        // A merged batch adds the sequence number of its last source.
+        if let Some(last) = parts.next() {
+            last.strip_suffix('m')?.parse::<u64>().ok()?;
+        }
         if parts.next().is_some() {
             return None;
         }
@@ -138,7 +144,7 @@ impl Spool {
         }
         let (ready, _) = spool.scan_ready_all()?;
         spool.remove_delivered(&ready)?;
-        let next = ready.last().map_or(0, |b| b.seq + 1);
+        let next = ready.iter().map(|b| b.last_seq() + 1).max().unwrap_or(0);
         spool.next_seq.store(next, Ordering::Relaxed);
         Ok(spool)
     }
@@ -235,6 +241,7 @@ impl Spool {
             }
         }
         batches.sort_by_key(|b| b.seq);
+        self.drop_merged_sources(&mut batches)?;
         let bytes = batches.iter().map(|b| b.gzip_bytes).sum();
         self.ready_bytes.store(bytes, Ordering::Relaxed);
         Ok((batches, bytes))

@@ -83,6 +83,12 @@ impl Spool {
                 fs::remove_file(&file)?;
                 continue;
             }
+            if name.starts_with("merge-") {
+                // An interrupted merge: its sources are still in ready/ and merged again.
+                tracing::info!(file = %file.display(), "deleted the part of an interrupted merge; its batches are still waiting");
+                fs::remove_file(&file)?;
+                continue;
+            }
             match name.split('-').nth(1) {
                 Some("tcp") => {
                     let salvaged = self.salvage(&file, level)?;

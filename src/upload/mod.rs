@@ -4,6 +4,9 @@
 //! batch that keeps failing is held back ([`held`]) so that newer ones go on.
 
 mod held;
+mod merge;
+
+pub use merge::MergeLimits;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,6 +33,7 @@ pub struct Uploader {
     data_source: String,
     /// Names the files in MCAS: which appliance sent them.
     host: String,
+    merge: MergeLimits,
 }
 
 /// How far the current batch got: the upload URL (valid for a while, so a failed PUT is
@@ -52,6 +56,9 @@ enum Outcome {
     Retry(Duration),
     /// The batch failed again and again: newer batches go first.
     Held,
+    /// MCAS answered 429: the rate limiter holds the next call as long as MCAS asked, and
+    /// has lowered this agent's rate; no backoff on top.
+    Throttled,
 }
 
 impl Uploader {
@@ -76,6 +83,7 @@ impl Uploader {
             source: target.source.clone(),
             data_source: target.data_source.clone(),
             host,
+            merge: MergeLimits::default(),
         }
     }
 
@@ -111,6 +119,42 @@ impl Uploader {
                     continue;
                 }
             };
+            // Batches waiting behind it may join a batch nothing of which has reached MCAS
+            // yet; never one with an upload URL (a done_upload of it may have been taken)
+            // or one that keeps failing.
+            let started = |seq: u64| {
+                if current_seq == Some(seq) {
+                    progress.target.is_some()
+                } else {
+                    set_aside.get(&seq).is_some_and(|p| p.target.is_some())
+                }
+            };
+            let batch = if started(batch.seq) || holds.is_failing(batch.seq) {
+                batch
+            } else {
+                let keep_apart: Vec<u64> = set_aside
+                    .iter()
+                    .filter(|(_, p)| p.target.is_some())
+                    .map(|(&seq, _)| seq)
+                    .chain(current_seq.filter(|_| progress.target.is_some()))
+                    .filter(|&seq| seq != batch.seq)
+                    .collect();
+                let oldest = batch.path.clone();
+                match self
+                    .merge_waiting(batch, &keep_apart, &holds, &cancel)
+                    .await
+                {
+                    Some(merged) => {
+                        if merged.path != oldest && current_seq == Some(merged.seq) {
+                            // A new file under the oldest's number: checked like any other.
+                            current_seq = None;
+                            progress = Progress::default();
+                        }
+                        merged
+                    }
+                    None => continue,
+                }
+            };
             if current_seq != Some(batch.seq) {
                 if let Some(previous) = current_seq {
                     set_aside.insert(previous, std::mem::take(&mut progress));
@@ -144,6 +188,9 @@ impl Uploader {
                 // The next batch is tried right away; this one keeps what it got (its
                 // upload URL) for when its hold ends.
                 Outcome::Held => {}
+                Outcome::Throttled => {
+                    self.stats.upload.retries.fetch_add(1, Ordering::Relaxed);
+                }
                 Outcome::Retry(at_least) => {
                     self.stats.upload.retries.fetch_add(1, Ordering::Relaxed);
                     let wait = backoff.next(Some(at_least));
@@ -246,6 +293,9 @@ impl Uploader {
             .bytes_gzip
             .fetch_add(batch.gzip_bytes, Ordering::Relaxed);
         upload.last_success.touch();
+        self.stats
+            .latency
+            .delivered(batch.seq, batch.last_seq(), batch.records, batch.sealed_at);
         *upload.last_error.lock().unwrap() = None;
         tracing::info!(
             seq = batch.seq,
@@ -327,9 +377,15 @@ impl Uploader {
                 if step == Step::DoneUpload && !throttled {
                     progress.done_unanswered = true;
                 }
-                // The tenant's throttle is no fault of the batch.
+                // The tenant's throttle is no fault of the batch; the rate limiter holds the
+                // next call as long as MCAS asked and lowered this agent's rate.
                 if throttled {
                     holds.failed_elsewhere(batch.seq);
+                    tracing::info!(
+                        seq = batch.seq,
+                        "MCAS throttled the call; this agent's rate is lowered"
+                    );
+                    return Outcome::Throttled;
                 } else if holds.failed(batch.seq, error.to_string(), self.settings.backoff_max) {
                     self.stats.upload.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(seq = batch.seq, %error, hold = %humantime::format_duration(self.settings.backoff_max), "the batch keeps failing: it is held back and newer batches go first; it stays in the spool and is tried again later");

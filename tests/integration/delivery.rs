@@ -17,6 +17,8 @@ async fn every_record_arrives_exactly_once_across_all_three_seal_limits() {
     settings
         .set("batch.max_records", "400")
         .set("batch.max_bytes", &quote("64KiB"))
+        // Batches exactly as sealed: no growth while others wait, no merge.
+        .set("batch.busy_max_bytes", &quote("64KiB"))
         .set("batch.max_age", &quote("2s"))
         .tail(&feed_file);
     let agent = world.agent(&settings);

@@ -16,6 +16,7 @@ mod feed;
 mod harness;
 mod midstep;
 mod observe;
+mod rate;
 mod service;
 mod signals;
 mod sync;
