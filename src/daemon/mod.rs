@@ -1,32 +1,35 @@
 //! The daemon: wires feed, batch writers, spool and uploader together, and shuts them
 //! down in order so that nothing read is lost.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::batch::{BatchWriters, Heartbeats};
-use crate::config::{ConfigError, Limit, McasTarget, Settings};
+use crate::batch::BatchWriters;
+use crate::config::{ConfigError, Limit, Settings};
 use crate::control;
 use crate::feed::checkpoint::{CheckpointStore, Claim};
 use crate::feed::{tail, tcp};
-use crate::mcas::{data_source, ApiRateLimiter, McasClient};
+use crate::mcas::{data_source, ApiRateLimiter};
 use crate::memory::{self, MemoryBudget};
 use crate::metrics;
 use crate::pidfile::PidLock;
 use crate::spool::{Recovery, Spool};
-use crate::status::{self, McasReport, MemoryReport, Stats, StatusReport, RAM_FLOOR};
-use crate::sync::{self, CategoryStore, SyncRequests};
+use crate::status::{self, McasReport, Stats, RAM_FLOOR};
+use crate::sync::{self, CategoryStore};
 use crate::upload::{MergeLimits, Uploader};
-use crate::zia::ZiaClient;
+
+mod notify;
+mod prepare;
+
+use notify::{notify_systemd, publish_status, Reports};
+use prepare::{Prepared, Shared};
 
 /// How often the status file is rewritten.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,135 +41,6 @@ enum Stopped {
     /// SIGHUP with a configuration whose resources are all ready: the pipeline starts
     /// again with them.
     Reload(Box<Prepared>),
-}
-
-/// What lives as long as the process, across reloads: the counters, the API rate
-/// limiter's history (a reload must not grant a fresh minute of calls), the queue of
-/// syncs asked for on the control socket.
-struct Shared {
-    stats: Arc<Stats>,
-    limiter: Arc<ApiRateLimiter>,
-    sync_requests: SyncRequests,
-}
-
-/// A configuration with everything it needs made ready: checked, the HTTP client built
-/// (its CA bundle parsed), the spool and checkpoints opened, the listeners bound. A reload
-/// makes one of these while the running pipeline goes on, and touches that pipeline only
-/// once this succeeded.
-struct Prepared {
-    settings: Settings,
-    target: McasTarget,
-    client: McasClient,
-    /// The ZIA client, when `[zia]` is set.
-    zia: Option<Arc<ZiaClient>>,
-    spool: Arc<Spool>,
-    spool_dir: PathBuf,
-    checkpoints: Arc<CheckpointStore>,
-    feed: Option<(SocketAddr, Arc<TcpListener>)>,
-    metrics: Option<(SocketAddr, Arc<TcpListener>)>,
-}
-
-impl Prepared {
-    /// Prepares `settings`. Resources `current` already holds for the same address or
-    /// directory are shared with it (a listener on the same port cannot be bound twice).
-    async fn new(
-        settings: Settings,
-        current: Option<&Prepared>,
-        shared: &Shared,
-    ) -> anyhow::Result<Prepared> {
-        let target = settings.mcas_target()?;
-        for (key, dir) in [
-            ("paths.state_dir", &settings.paths.state_dir),
-            ("paths.runtime_dir", &settings.paths.runtime_dir),
-        ] {
-            std::fs::create_dir_all(dir).map_err(|e| ConfigError {
-                key: key.to_string(),
-                problem: format!(
-                    "cannot create {}: {e}; point it at a writable directory",
-                    dir.display()
-                ),
-            })?;
-        }
-        let http =
-            crate::https::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
-                key: "mcas.ca_file".to_string(),
-                problem,
-            })?;
-        let client = McasClient::new(
-            &target,
-            http,
-            shared.limiter.clone(),
-            settings.upload.timeout,
-            shared.stats.clone(),
-        )?;
-        let zia = match settings.zia_target()? {
-            Some(target) => Some(Arc::new(
-                ZiaClient::new(&target)
-                    .map_err(|e| ConfigError {
-                        key: "zia.ca_file".to_string(),
-                        problem: e.to_string(),
-                    })?
-                    // The counters of the process, kept across reloads.
-                    .with_counters(shared.stats.sync.zia.client.clone()),
-            )),
-            None => None,
-        };
-        let spool_dir = settings.spool_dir();
-        let spool = match current.filter(|c| c.spool_dir == spool_dir) {
-            Some(current) => current.spool.clone(),
-            None => Arc::new(Spool::prepare(&spool_dir).map_err(|e| ConfigError {
-                key: "paths.state_dir".to_string(),
-                problem: format!("cannot open the spool in {}: {e}", spool_dir.display()),
-            })?),
-        };
-        let checkpoint_dir = settings.paths.state_dir.join("checkpoints");
-        let checkpoints =
-            Arc::new(
-                CheckpointStore::open(&checkpoint_dir).map_err(|e| ConfigError {
-                    key: "paths.state_dir".to_string(),
-                    problem: format!(
-                        "cannot open the checkpoint directory {}: {e}",
-                        checkpoint_dir.display()
-                    ),
-                })?,
-            );
-        let feed = match settings.feed.listen {
-            None => None,
-            Some(addr) => Some(match current.and_then(|c| c.feed.as_ref()) {
-                Some((old, listener)) if *old == addr => (addr, listener.clone()),
-                _ => (
-                    addr,
-                    Arc::new(tcp::bind(addr).await.map_err(|e| ConfigError {
-                        key: "feed.listen".to_string(),
-                        problem: format!(
-                            "cannot listen on {addr}: {e}: is another receiver using the port?"
-                        ),
-                    })?),
-                ),
-            }),
-        };
-        let metrics = match settings.metrics.listen {
-            None => None,
-            Some(addr) => Some(match current.and_then(|c| c.metrics.as_ref()) {
-                Some((old, listener)) if *old == addr => (addr, listener.clone()),
-                _ => (addr, Arc::new(TcpListener::bind(addr).await.map_err(|e| ConfigError {
-                    key: "metrics.listen".to_string(),
-                    problem: format!("cannot serve metrics on {addr}: {e}: is the port taken? \"\" disables metrics"),
-                })?)),
-            }),
-        };
-        Ok(Prepared {
-            settings,
-            target,
-            client,
-            zia,
-            spool,
-            spool_dir,
-            checkpoints,
-            feed,
-            metrics,
-        })
-    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the configuration: the new
@@ -518,117 +392,6 @@ fn recover_spool(
         Ok(())
     };
     spool.recover(level, &mut settle)
-}
-
-/// How often systemd gets a STATUS= line.
-const SYSTEMD_STATUS_EVERY: Duration = Duration::from_secs(5);
-
-/// Tells systemd how the agent is doing: a STATUS= line every few seconds and, when the
-/// unit has a watchdog, WATCHDOG=1 at half its period, but only while every batch writer
-/// keeps going round: a pipeline stuck in a write or an fsync stops the pings, and systemd
-/// restarts the agent (what was read is in the spool or salvaged).
-async fn notify_systemd(heartbeats: Heartbeats, reports: Reports, stop: CancellationToken) {
-    let watchdog = watchdog_period();
-    let tick = watchdog.map_or(SYSTEMD_STATUS_EVERY, |period| {
-        (period / 2).min(SYSTEMD_STATUS_EVERY)
-    });
-    // Writers beat every second or so; one silent for this long is stuck.
-    let stuck_after = watchdog.map_or(Duration::MAX, |period| {
-        (period / 2).max(Duration::from_secs(3))
-    });
-    let mut last_status: Option<std::time::Instant> = None;
-    let mut stall_logged = false;
-    loop {
-        if watchdog.is_some() {
-            if heartbeats.all_within(stuck_after) {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                stall_logged = false;
-            } else if !stall_logged {
-                tracing::error!("a batch writer has not moved for {}s: the pipeline is stalled; watchdog pings stop so that systemd restarts the agent", stuck_after.as_secs());
-                stall_logged = true;
-            }
-        }
-        if last_status.is_none_or(|t| t.elapsed() >= SYSTEMD_STATUS_EVERY) {
-            let line = status_line(&reports.report());
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&line)]);
-            last_status = Some(std::time::Instant::now());
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
-            _ = stop.cancelled() => return,
-        }
-    }
-}
-
-/// The unit's watchdog period, as sd_watchdog_enabled(3) reads it: WATCHDOG_USEC, for
-/// this process when WATCHDOG_PID is set.
-fn watchdog_period() -> Option<Duration> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC")
-        .ok()?
-        .parse()
-        .ok()
-        .filter(|&u| u > 0)?;
-    match std::env::var("WATCHDOG_PID") {
-        Ok(pid) if pid.parse() != Ok(std::process::id()) => None,
-        _ => Some(Duration::from_micros(usec)),
-    }
-}
-
-/// The one-line summary `systemctl status` shows.
-fn status_line(r: &StatusReport) -> String {
-    let problem = match (&r.upload.last_error, r.spool.full) {
-        (_, true) => "; SPOOL FULL, reading paused".to_string(),
-        (Some(error), _) => format!(
-            "; upload failing: {}",
-            error.chars().take(120).collect::<String>()
-        ),
-        (None, false) => String::new(),
-    };
-    format!(
-        "{} records read, {} connection(s); {} batches waiting ({} KiB); {} batches ({} records) uploaded{problem}",
-        r.feed.records,
-        r.feed.connections,
-        r.spool.batches,
-        r.spool.bytes >> 10,
-        r.upload.batches,
-        r.upload.records
-    )
-}
-
-/// Makes the status report from the daemon's counters: for the status file and metrics.
-#[derive(Clone)]
-struct Reports {
-    stats: Arc<Stats>,
-    mcas: McasReport,
-    budget: MemoryBudget,
-    ram_total: u64,
-}
-
-impl Reports {
-    fn report(&self) -> StatusReport {
-        let memory = MemoryReport::new(self.ram_total, self.budget.limit(), self.budget.in_use());
-        self.stats.report(self.mcas.clone(), memory)
-    }
-}
-
-/// Rewrites the status file every second until stopped, then once more, saying the
-/// daemon is no longer running.
-async fn publish_status(dir: std::path::PathBuf, reports: Reports, stop: CancellationToken) {
-    let write = |report: StatusReport| {
-        if let Err(error) = status::publish(&dir, &report) {
-            tracing::debug!(%error, "cannot write the status file");
-        }
-    };
-    loop {
-        write(reports.report());
-        tokio::select! {
-            _ = tokio::time::sleep(STATUS_INTERVAL) => {}
-            _ = stop.cancelled() => break,
-        }
-    }
-    let mut last = reports.report();
-    last.running = false;
-    write(last);
 }
 
 #[cfg(test)]

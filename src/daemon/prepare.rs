@@ -1,0 +1,146 @@
+//! A configuration's resources, prepared before the running pipeline is touched, so that
+//! a reload that fails leaves the agent as it was.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{ConfigError, McasTarget, Settings};
+use crate::feed::checkpoint::CheckpointStore;
+use crate::feed::tcp;
+use crate::mcas::{ApiRateLimiter, McasClient};
+use crate::spool::Spool;
+use crate::status::Stats;
+use crate::sync::SyncRequests;
+use crate::zia::ZiaClient;
+
+/// What lives as long as the process, across reloads: the counters, the API rate
+/// limiter's history (a reload must not grant a fresh minute of calls), the queue of
+/// syncs asked for on the control socket.
+pub(super) struct Shared {
+    pub(super) stats: Arc<Stats>,
+    pub(super) limiter: Arc<ApiRateLimiter>,
+    pub(super) sync_requests: SyncRequests,
+}
+
+/// A configuration with everything it needs made ready: checked, the HTTP client built
+/// (its CA bundle parsed), the spool and checkpoints opened, the listeners bound. A reload
+/// makes one of these while the running pipeline goes on, and touches that pipeline only
+/// once this succeeded.
+pub(super) struct Prepared {
+    pub(super) settings: Settings,
+    pub(super) target: McasTarget,
+    pub(super) client: McasClient,
+    /// The ZIA client, when `[zia]` is set.
+    pub(super) zia: Option<Arc<ZiaClient>>,
+    pub(super) spool: Arc<Spool>,
+    pub(super) spool_dir: PathBuf,
+    pub(super) checkpoints: Arc<CheckpointStore>,
+    pub(super) feed: Option<(SocketAddr, Arc<TcpListener>)>,
+    pub(super) metrics: Option<(SocketAddr, Arc<TcpListener>)>,
+}
+
+impl Prepared {
+    /// Prepares `settings`. Resources `current` already holds for the same address or
+    /// directory are shared with it (a listener on the same port cannot be bound twice).
+    pub(super) async fn new(
+        settings: Settings,
+        current: Option<&Prepared>,
+        shared: &Shared,
+    ) -> anyhow::Result<Prepared> {
+        let target = settings.mcas_target()?;
+        for (key, dir) in [
+            ("paths.state_dir", &settings.paths.state_dir),
+            ("paths.runtime_dir", &settings.paths.runtime_dir),
+        ] {
+            std::fs::create_dir_all(dir).map_err(|e| ConfigError {
+                key: key.to_string(),
+                problem: format!(
+                    "cannot create {}: {e}; point it at a writable directory",
+                    dir.display()
+                ),
+            })?;
+        }
+        let http =
+            crate::https::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
+                key: "mcas.ca_file".to_string(),
+                problem,
+            })?;
+        let client = McasClient::new(
+            &target,
+            http,
+            shared.limiter.clone(),
+            settings.upload.timeout,
+            shared.stats.clone(),
+        )?;
+        let zia = match settings.zia_target()? {
+            Some(target) => Some(Arc::new(
+                ZiaClient::new(&target)
+                    .map_err(|e| ConfigError {
+                        key: "zia.ca_file".to_string(),
+                        problem: e.to_string(),
+                    })?
+                    // The counters of the process, kept across reloads.
+                    .with_counters(shared.stats.sync.zia.client.clone()),
+            )),
+            None => None,
+        };
+        let spool_dir = settings.spool_dir();
+        let spool = match current.filter(|c| c.spool_dir == spool_dir) {
+            Some(current) => current.spool.clone(),
+            None => Arc::new(Spool::prepare(&spool_dir).map_err(|e| ConfigError {
+                key: "paths.state_dir".to_string(),
+                problem: format!("cannot open the spool in {}: {e}", spool_dir.display()),
+            })?),
+        };
+        let checkpoint_dir = settings.paths.state_dir.join("checkpoints");
+        let checkpoints =
+            Arc::new(
+                CheckpointStore::open(&checkpoint_dir).map_err(|e| ConfigError {
+                    key: "paths.state_dir".to_string(),
+                    problem: format!(
+                        "cannot open the checkpoint directory {}: {e}",
+                        checkpoint_dir.display()
+                    ),
+                })?,
+            );
+        let feed = match settings.feed.listen {
+            None => None,
+            Some(addr) => Some(match current.and_then(|c| c.feed.as_ref()) {
+                Some((old, listener)) if *old == addr => (addr, listener.clone()),
+                _ => (
+                    addr,
+                    Arc::new(tcp::bind(addr).await.map_err(|e| ConfigError {
+                        key: "feed.listen".to_string(),
+                        problem: format!(
+                            "cannot listen on {addr}: {e}: is another receiver using the port?"
+                        ),
+                    })?),
+                ),
+            }),
+        };
+        let metrics = match settings.metrics.listen {
+            None => None,
+            Some(addr) => Some(match current.and_then(|c| c.metrics.as_ref()) {
+                Some((old, listener)) if *old == addr => (addr, listener.clone()),
+                _ => (addr, Arc::new(TcpListener::bind(addr).await.map_err(|e| ConfigError {
+                    key: "metrics.listen".to_string(),
+                    problem: format!("cannot serve metrics on {addr}: {e}: is the port taken? \"\" disables metrics"),
+                })?)),
+            }),
+        };
+        Ok(Prepared {
+            settings,
+            target,
+            client,
+            zia,
+            spool,
+            spool_dir,
+            checkpoints,
+            feed,
+            metrics,
+        })
+    }
+}
