@@ -475,6 +475,7 @@ pub fn render(report: &StatusReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// The dotted paths of the figures (numbers and flags) of a report, e.g. `feed.records`.
     fn figures(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
