@@ -194,13 +194,7 @@ async fn logrotate_rename_and_create_loses_nothing() {
     let last: Vec<Vec<u8>> = (0..100).map(|n| leef("after", n, 0)).collect();
     append(&file, &last);
     expected.extend(last);
-    world
-        .emulator
-        .wait_for_records(expected.len() as u64, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_exactly_once(&world.emulator, expected);
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
     assert!(agent.log_text().contains("rotated"));
 }
 
@@ -255,13 +249,7 @@ async fn a_deleted_file_is_read_out_and_a_new_one_followed() {
     let reborn: Vec<Vec<u8>> = (0..100).map(|n| leef("new", n, 0)).collect();
     append(&file, &reborn);
     let expected = [doomed, reborn].concat();
-    world
-        .emulator
-        .wait_for_records(expected.len() as u64, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_exactly_once(&world.emulator, expected);
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
 }
 
 /// A spool file and a checkpoint damaged while the agent was down: each ends in
@@ -295,11 +283,7 @@ async fn damaged_spool_file_and_checkpoint_are_set_aside() {
 
     // Damage: the oldest batch cut short, the checkpoint overwritten.
     let ready = agent.state_dir.join("spool/ready");
-    let mut batches: Vec<_> = std::fs::read_dir(&ready)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    batches.sort();
+    let batches = files_in(&ready);
     assert!(batches.len() >= 2, "{batches:?}");
     let victim = batches[0].clone();
     let victim_records: Vec<Vec<u8>> = {

@@ -534,3 +534,31 @@ pub fn assert_exactly_once(emulator: &Emulator, mut expected: Vec<Vec<u8>>) {
         );
     }
 }
+
+/// Waits until the emulator holds as many records as `expected` (at most `within`), lets
+/// a moment pass for any record that would arrive twice, then checks that each arrived
+/// exactly once; the agent's log on failure.
+pub async fn wait_exactly_once(
+    world: &World,
+    agent: &Agent,
+    expected: Vec<Vec<u8>>,
+    within: Duration,
+) {
+    world
+        .emulator
+        .wait_for_records(expected.len() as u64, within)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_exactly_once(&world.emulator, expected);
+}
+
+/// The files in `dir`, sorted by name.
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}

@@ -197,13 +197,7 @@ async fn the_renamed_file_is_followed_while_its_writer_appends() {
     drop(old);
 
     let expected = [before, fresh, late].concat();
-    world
-        .emulator
-        .wait_for_records(expected.len() as u64, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_exactly_once(&world.emulator, expected);
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
     let status = agent.status();
     assert_eq!(status["feed"]["unterminated"], 1, "{status}");
     assert!(agent.log_text().contains("ended without a newline"));
@@ -235,13 +229,7 @@ async fn a_rotation_while_stopped_reads_the_rest_of_the_old_file_first() {
 
     let agent = world.agent(&settings);
     let expected = [first, grown, new].concat();
-    world
-        .emulator
-        .wait_for_records(expected.len() as u64, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_exactly_once(&world.emulator, expected);
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
     assert!(agent
         .log_text()
         .contains("rotated while the agent was stopped"));
@@ -343,13 +331,7 @@ async fn records_of_a_batch_that_failed_to_seal_are_read_again() {
     let second = burst("after", 100);
     append(&file, &lines(&second));
     let expected = [first, second].concat();
-    world
-        .emulator
-        .wait_for_records(expected.len() as u64, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_exactly_once(&world.emulator, expected);
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
     let len = std::fs::metadata(&file).unwrap().len();
     let checkpoints: Vec<_> = std::fs::read_dir(agent.state_dir.join("checkpoints"))
         .unwrap()
@@ -384,11 +366,7 @@ async fn a_batch_damaged_inside_its_deflate_stream_is_quarantined() {
     assert!(agent.stop().success());
 
     let ready = agent.state_dir.join("spool/ready");
-    let mut batches: Vec<_> = std::fs::read_dir(&ready)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    batches.sort();
+    let batches = files_in(&ready);
     let mut bytes = std::fs::read(&batches[0]).unwrap();
     let middle = bytes.len() / 2;
     for b in &mut bytes[middle..middle + 16] {
