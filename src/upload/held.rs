@@ -31,6 +31,9 @@ pub struct Holds {
     /// The batch held last, until the next attempt at another batch tells whether the
     /// failures were its own.
     probing: Option<u64>,
+    /// A hold was lifted because the next batch failed too: MCAS fails for everyone, and
+    /// the failures so far say nothing about the batches themselves. Until a delivery.
+    everyone_failing: bool,
 }
 
 impl Holds {
@@ -62,6 +65,7 @@ impl Holds {
     pub fn failed_elsewhere(&mut self, seq: u64) {
         if let Some(held) = self.probing.filter(|&held| held != seq) {
             self.probing = None;
+            self.everyone_failing = true;
             if let Some(entry) = self.failing.get_mut(&held) {
                 entry.until = None;
                 entry.attempts = 0;
@@ -75,6 +79,14 @@ impl Holds {
     pub fn done(&mut self, seq: u64) {
         self.failing.remove(&seq);
         self.probing = None;
+        self.everyone_failing = false;
+    }
+
+    /// Whether batch `seq` may be joined with others into one upload: not while its
+    /// failures may be its own (a merged file would fail with it), but once MCAS was seen
+    /// failing for every batch.
+    pub fn may_join(&self, seq: u64) -> bool {
+        !self.is_failing(seq) || self.everyone_failing
     }
 
     /// Forgets batches no longer in the spool.
@@ -156,5 +168,23 @@ mod tests {
             "MCAS fails for everyone: oldest first again"
         );
         assert_eq!(holds.summary().0, 0);
+    }
+
+    #[test]
+    fn a_failing_batch_joins_others_only_once_mcas_failed_for_everyone() {
+        let mut holds = Holds::default();
+        let hold = Duration::from_secs(60);
+        holds.failed(0, "503".into(), hold);
+        assert!(!holds.may_join(0), "its failure may be its own");
+        assert!(holds.may_join(1));
+        for _ in 1..HOLD_AFTER_ATTEMPTS {
+            holds.failed(0, "503".into(), hold);
+        }
+        // The next batch fails too: MCAS fails for everyone.
+        holds.failed(1, "503".into(), hold);
+        assert!(holds.may_join(0) && holds.may_join(1));
+        // A delivery ends that: batch 0's later failures are its own again.
+        holds.done(2);
+        assert!(!holds.may_join(0));
     }
 }

@@ -37,9 +37,8 @@ impl Uploader {
     /// The batch to upload next: `oldest`, or when batches after it wait too, one batch
     /// merging them. A merge that fails is logged and the oldest goes alone. Waits first
     /// until an API call may be made, so that batches sealed meanwhile go along; `None`
-    /// when `cancel` fires meanwhile.
-    /// Batches numbered in `keep_apart`, or failing (`holds`), stop the run: they go up as
-    /// they are.
+    /// when `cancel` fires meanwhile. Batches numbered in `keep_apart`, failing (`holds`)
+    /// or damaged stop the run: they go up as they are (or to quarantine).
     pub(super) async fn merge_waiting(
         &self,
         oldest: SealedBatch,
@@ -57,7 +56,7 @@ impl Uploader {
                 if let Some(stop) = ready
                     .iter()
                     .skip(1)
-                    .position(|b| keep_apart.contains(&b.seq) || holds.is_failing(b.seq))
+                    .position(|b| keep_apart.contains(&b.seq) || !holds.may_join(b.seq))
                 {
                     ready.truncate(stop + 1);
                 }
@@ -65,6 +64,24 @@ impl Uploader {
             }
             _ => return Some(oldest),
         };
+        // A damaged batch must not be joined into a merge (the merge joins deflate streams
+        // without reading them, and would carry the damage into every record's file): the
+        // run stops before the first batch that fails the whole-batch check, which goes to
+        // quarantine when its turn comes.
+        let spool = Arc::clone(&self.spool);
+        let max_raw_bytes = self.merge.max_raw_bytes;
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut ready = ready;
+            let run = merge_run(&ready, max_raw_bytes).len();
+            if run >= 2 {
+                if let Some(bad) = ready[..run].iter().position(|b| spool.verify(b).is_err()) {
+                    ready.truncate(bad.max(1));
+                }
+            }
+            ready
+        })
+        .await
+        .unwrap_or_default();
         Some(self.merge_now(oldest, ready).await)
     }
 

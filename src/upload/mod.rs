@@ -121,7 +121,7 @@ impl Uploader {
             };
             // Batches waiting behind it may join a batch nothing of which has reached MCAS
             // yet; never one with an upload URL (a done_upload of it may have been taken)
-            // or one that keeps failing.
+            // or one whose failures may be its own.
             let started = |seq: u64| {
                 if current_seq == Some(seq) {
                     progress.target.is_some()
@@ -129,7 +129,7 @@ impl Uploader {
                     set_aside.get(&seq).is_some_and(|p| p.target.is_some())
                 }
             };
-            let batch = if started(batch.seq) || holds.is_failing(batch.seq) {
+            let batch = if started(batch.seq) || !holds.may_join(batch.seq) {
                 batch
             } else {
                 let keep_apart: Vec<u64> = set_aside

@@ -21,7 +21,7 @@ async fn an_unknown_data_source_pauses_uploads_until_it_exists() {
         .set("batch.max_age", &quote("300ms"));
     let agent = world.agent(&settings);
     let mut records = Vec::new();
-    // Several batches, each refused on its own if they were quarantined one by one.
+    // Several batches, refused again and again: none may go to quarantine.
     for round in 0..3 {
         let batch: Vec<Vec<u8>> = (0..50)
             .map(|n| leef(&format!("east{round}"), n, 0))
@@ -34,7 +34,9 @@ async fn an_unknown_data_source_pauses_uploads_until_it_exists() {
         s["upload"]["paused"]
             .as_str()
             .is_some_and(|p| p.contains("NSS-east"))
-            && s["spool"]["batches"].as_u64() >= Some(3)
+            // Every record sealed and waiting (waiting batches may be merged into one).
+            && s["spool"]["sealed_records"].as_u64() >= Some(150)
+            && s["spool"]["batches"].as_u64() >= Some(1)
             && s["mcas"]["data_source_found"] == false
     });
     let paused = status["upload"]["paused"].as_str().unwrap();
