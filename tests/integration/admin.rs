@@ -217,16 +217,20 @@ async fn status_without_a_daemon_only_reads_and_shows_the_warnings() {
 /// SIGHUP with a CA file that is not PEM, then with a feed port another process holds:
 /// each is refused with a log line naming the key, and the agent runs on as before (the
 /// old port reads records). Then a good file is taken. The API rate limiter keeps its
-/// history across the reload: with 2 calls a minute spent, the new pipeline's first sync
+/// history across the reload: with the minute's 4 calls spent, the new pipeline's first sync
 /// waits for the minute to pass instead of calling at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_is_all_or_nothing_and_keeps_the_rate_limit() {
     let world = World::start().await;
     let mut settings = world.settings();
     settings
-        .set("upload.api_calls_per_minute", "2")
+        // The data sources list and two block scripts take three calls; the upload's
+        // upload_url the fourth, so that its done_upload waits for the limiter, in flight.
+        .set("upload.api_calls_per_minute", "4")
         .set("upload.shutdown_timeout", &quote("2s"))
-        .set("batch.max_age", &quote("1h"));
+        // Batches sealed soon, so that an upload is in flight (its done_upload waiting for
+        // the limiter) when the good file is taken.
+        .set("batch.max_age", &quote("300ms"));
     world.emulator.set_banned(domains("app", 5));
     let mut agent = world.agent(&settings);
     let config = world.dir.path().join("config.toml");
