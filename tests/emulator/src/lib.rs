@@ -32,6 +32,7 @@ mod sas;
 mod server;
 pub mod streams;
 mod throttle;
+mod tls_server;
 pub mod zia;
 
 use std::net::{Ipv4Addr, SocketAddr};

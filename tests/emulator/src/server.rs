@@ -17,12 +17,11 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::azurite::AzuriteClient;
 use crate::entra::Directory;
@@ -227,72 +226,15 @@ pub(crate) async fn start(cfg: EmulatorConfig) -> Result<Arc<Shared>> {
         shutdown_tx,
         seq: AtomicU64::new(0),
     });
-    tokio::spawn(accept_loop(
+    let served = shared.clone();
+    tokio::spawn(crate::tls_server::accept_loop(
         listener,
         TlsAcceptor::from(tls),
-        shared.clone(),
         shutdown_rx,
+        "MCAS",
+        move |req| serve(served.clone(), req),
     ));
     Ok(shared)
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // E.g. out of file descriptors: wait instead of spinning.
-                warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let shared = shared.clone();
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        debug!("TLS handshake with {peer} failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let service = hyper::service::service_fn(move |req| serve(shared.clone(), req));
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new());
-            // Large windows: uploads of hundreds of MiB over h2 crawl with the defaults.
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .initial_stream_window_size(8 << 20)
-                .initial_connection_window_size(16 << 20);
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            tokio::select! {
-                res = conn => if let Err(e) = res {
-                    debug!("connection from {peer}: {e}");
-                },
-                _ = stopped(&mut shutdown) => {}
-            }
-        });
-    }
-}
-
-/// Resolves once shutdown is asked for.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|&stop| stop).await;
 }
 
 /// Which endpoint a path addresses.

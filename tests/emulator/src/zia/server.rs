@@ -13,12 +13,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tracing::debug;
 
 use super::auth::{Credentials, Logins, SessionLogin};
 use super::limits::{Class, RateLimits};
@@ -124,53 +122,18 @@ pub(crate) async fn start(cfg: ZiaConfig) -> Result<Arc<Shared>> {
         }),
         shutdown_tx,
     });
-    tokio::spawn(accept_loop(
+    let served = shared.clone();
+    tokio::spawn(crate::tls_server::accept_loop(
         listener,
         TlsAcceptor::from(tls),
-        shared.clone(),
         shutdown_rx,
+        "ZIA",
+        move |req| {
+            let shared = served.clone();
+            async move { Ok::<_, Infallible>(serve(&shared, req).await) }
+        },
     ));
     Ok(shared)
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.wait_for(|&stop| stop) => break,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((tcp, peer)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let acceptor = acceptor.clone();
-        let shared = shared.clone();
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let Ok(Ok(tls)) =
-                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-            else {
-                return;
-            };
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(serve(&shared, req).await) }
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new());
-            builder.http2().timer(TokioTimer::new());
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            tokio::select! {
-                res = conn => if let Err(e) = res { debug!("ZIA connection from {peer}: {e}") },
-                _ = shutdown.wait_for(|&stop| stop) => {}
-            }
-        });
-    }
 }
 
 /// Which login a path belongs to.
