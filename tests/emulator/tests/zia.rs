@@ -392,8 +392,16 @@ async fn load_shedding_and_a_403_without_the_maintenance_header() {
     let zia = start(|cfg| cfg.rate_limits = false).await;
     let cookie = zia.login().await;
     for (fault, status, message) in [
-        (ZiaFault::OrgBarrier(409), 409, "Failed during enter Org barrier"),
-        (ZiaFault::OrgBarrier(412), 412, "Failed during enter Org barrier"),
+        (
+            ZiaFault::OrgBarrier(409),
+            409,
+            "Failed during enter Org barrier",
+        ),
+        (
+            ZiaFault::OrgBarrier(412),
+            412,
+            "Failed during enter Org barrier",
+        ),
         (ZiaFault::AccessBlocked, 401, "Resource Access Blocked"),
     ] {
         zia.zia.push_fault(FaultScope::Writes, fault, 1);
@@ -401,7 +409,8 @@ async fn load_shedding_and_a_403_without_the_maintenance_header() {
         assert_eq!((got, body), (status, json!({ "message": message })));
     }
     assert_eq!(zia.zia.stats().load_shed, 3);
-    zia.zia.push_fault(FaultScope::Writes, ZiaFault::Forbidden, 1);
+    zia.zia
+        .push_fault(FaultScope::Writes, ZiaFault::Forbidden, 1);
     let (got, mode, body) = zia.activate_with_json(&cookie).await;
     assert_eq!((got, mode.as_deref()), (403, Some("read-write")));
     assert_eq!(body["code"], "STATE_READONLY");

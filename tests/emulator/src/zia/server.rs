@@ -476,11 +476,7 @@ fn fault_response(st: &mut State, mode: Mode, fault: ZiaFault) -> Response<Body>
             )
         }
         ZiaFault::ReadOnly => {
-            let mut resp = error(
-                403,
-                "",
-                "The service is in read-only mode for maintenance",
-            );
+            let mut resp = error(403, "", "The service is in read-only mode for maintenance");
             resp.headers_mut()
                 .insert(ZSCALER_MODE, HeaderValue::from_static("read-only"));
             resp
