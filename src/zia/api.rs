@@ -356,32 +356,21 @@ impl Api {
                 tokio::time::sleep(options.edit_lock_wait).await;
                 continue;
             }
-            if is_load_shedding(status, &body) {
-                shed += 1;
+            let shedding = is_load_shedding(status, &body);
+            if shedding || status.is_server_error() {
+                // Load shedding and 5xx: each with its own bound, the same backoff.
+                let (count, what) = if shedding {
+                    (&mut shed, "ZIA is shedding load: HTTP")
+                } else {
+                    (&mut failures, "ZIA answered HTTP")
+                };
+                *count += 1;
                 let reason = format!(
-                    "ZIA is shedding load (HTTP {}: {})",
+                    "{what} {}: {}",
                     status.as_u16(),
                     login::refusal_message(&body)
                 );
-                if shed > options.max_retries {
-                    return Err(ZiaError::Unavailable {
-                        endpoint: endpoint.to_string(),
-                        reason,
-                    });
-                }
-                let wait = backoff.next(None);
-                info!("ZIA {endpoint}: {reason}; trying again in {wait:?}");
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            if status.is_server_error() {
-                failures += 1;
-                let reason = format!(
-                    "ZIA answered HTTP {}: {}",
-                    status.as_u16(),
-                    login::refusal_message(&body)
-                );
-                if failures > options.max_retries {
+                if *count > options.max_retries {
                     return Err(ZiaError::Unavailable {
                         endpoint: endpoint.to_string(),
                         reason,
