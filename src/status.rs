@@ -165,6 +165,8 @@ pub struct ZiaStats {
     pub last_error: Mutex<Option<String>>,
     /// Pushes that succeeded since start.
     pub pushes: AtomicU64,
+    /// Zscaler's own integration's category, as the last push found it.
+    pub defender_category: Mutex<Option<ZiaCategoryReport>>,
     /// The ZIA client's own counters: API calls, 429s, activations, logins.
     pub client: Arc<crate::zia::ZiaCounters>,
 }
@@ -379,6 +381,22 @@ pub struct ZiaReport {
     /// Activations since start.
     #[serde(default)]
     pub activations: u64,
+    /// Zscaler's own MCAS integration's category ("MS Defender Unsanctioned Apps"), when
+    /// the last push or check found it in the tenant besides ours: the same URLs held
+    /// twice, counted twice against the quota.
+    #[serde(default)]
+    pub defender_category: Option<ZiaCategoryReport>,
+}
+
+/// A custom category as ZIA holds it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ZiaCategoryReport {
+    /// Its name as ZIA spells it.
+    pub name: String,
+    /// `CUSTOM_NN`.
+    pub id: String,
+    /// URLs it holds.
+    pub urls: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -522,6 +540,7 @@ impl ZiaStats {
             api_calls: load(&self.client.api_calls),
             throttled: load(&self.client.throttled),
             activations: load(&self.client.activations),
+            defender_category: self.defender_category.lock().unwrap().clone(),
         }
     }
 }

@@ -127,6 +127,12 @@ client_id = {zia_client_id}
 private_key_file = {private_key_file}
 ca_file = {zia_ca_file}
 
+[proxy]
+url = {proxy_url}
+username = {proxy_username}
+{proxy_password}
+no_proxy = {no_proxy}
+
 [metrics]
 listen = {metrics}
 allow_remote = {metrics_remote}
@@ -136,6 +142,10 @@ state_dir = {state_dir}
 runtime_dir = {runtime_dir}
 "#,
         path = s.path.display(),
+        proxy_url = text(&s.proxy.url),
+        proxy_username = text(&s.proxy.username),
+        proxy_password = secret("password", &s.proxy.password, &s.proxy.password_file),
+        no_proxy = quote(&s.proxy.no_proxy),
         domain = text(&mcas.domain),
         mcas_auth = quote(mcas.auth.as_str()),
         token = secret("token", &mcas.token, &mcas.token_file),

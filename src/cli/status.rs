@@ -126,6 +126,7 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
                 urls: last.sync.zia.urls,
                 quota_remaining: last.sync.zia.quota_remaining,
                 last_error: last.sync.zia.last_error,
+                defender_category: last.sync.zia.defender_category,
                 ..Default::default()
             },
             ..Default::default()
@@ -372,6 +373,13 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
             (true, None, None) => "not pushed yet (after the next successful sync)".into(),
         },
     );
+    if let Some(other) = zia.defender_category.as_ref().filter(|_| zia.enabled) {
+        line(
+            "WARN",
+            "one category in ZIA",
+            crate::sync::push::defender_note(&other.name, &other.id, other.urls),
+        );
+    }
     let state = if r.running { "running" } else { "not running" };
     let mut text = format!("nss-agent: {state}\n{out}");
     text.push_str(&format!(

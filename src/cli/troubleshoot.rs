@@ -131,6 +131,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
             target.credential.masked()
         ),
     }
+    println!("{}", crate::config::proxy_line(target.proxy.as_ref()));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -215,6 +216,9 @@ fn finish(verdict: Verdict) -> anyhow::Result<()> {
 fn transport_verdict(domain: &str, error: &reqwest::Error) -> String {
     let cause = describe(error);
     let host = domain.rsplit_once(':').map_or(domain, |(h, _)| h);
+    if let Some(failure) = crate::https::proxy_failure(error) {
+        return format!("{} ({cause})", failure.message);
+    }
     match TransportFailure::of(error) {
         TransportFailure::Timeout => format!("no answer from {domain} in time ({cause}): check the appliance's route and firewall to MCAS on port 443"),
         TransportFailure::NameNotResolved => format!("the name {host} does not resolve ({cause}): check the domain's spelling and the appliance's DNS servers"),

@@ -26,16 +26,24 @@ impl ZiaVerdict {
         match self {
             ZiaVerdict::Ok { report, category } => {
                 let found = match &report.category {
+                    // The name as ZIA holds it: it may differ from ours in case.
                     Some(c) => format!(
-                        "the category \"{category}\" is {} with {} URLs",
-                        c.id, c.url_count
+                        "the category \"{}\" is {} with {} URLs",
+                        c.name, c.id, c.url_count
                     ),
                     None => format!(
                         "the category \"{category}\" does not exist yet: the first push after a successful sync creates it"
                     ),
                 };
+                let twice = match &report.defender_category {
+                    Some(other) => format!(
+                        "\nWarning: {}.",
+                        crate::sync::push::defender_note(&other.name, &other.id, other.url_count)
+                    ),
+                    None => String::new(),
+                };
                 format!(
-                    "Verdict: OK. ZIA accepted the login; custom URL quota: {} provisioned, {} remaining; {found}; activation state {}.",
+                    "Verdict: OK. ZIA accepted the login; custom URL quota: {} provisioned, {} remaining; {found}; activation state {}.{twice}",
                     report.urls_provisioned,
                     report.quota_remaining,
                     report.activation.as_str()
@@ -104,6 +112,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
             }
         };
         println!("Checking the ZIA API at {} ({login}):", target.base_url);
+        println!("{}", crate::config::proxy_line(target.proxy.as_ref()));
         println!("  login, GET /urlCategories/urlQuota, GET /urlCategories?customOnly=true, GET /status, logout");
     }
     let verdict = verify(settings)?;

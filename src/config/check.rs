@@ -53,6 +53,7 @@ impl Settings {
             single("zia.client_secret_file", &self.zia.client_secret_file),
             single("zia.private_key_file", &self.zia.private_key_file),
             single("zia.ca_file", &self.zia.ca_file),
+            single("proxy.password_file", &self.proxy.password_file),
             Some(("paths.state_dir", self.paths.state_dir.clone())),
             Some(("paths.runtime_dir", self.paths.runtime_dir.clone())),
         ]
@@ -83,6 +84,7 @@ impl Settings {
         self.check_durations()?;
         self.check_numbers()?;
         self.check_zia(secrets)?;
+        self.proxy_target()?;
         if self.sync.category.trim().is_empty() {
             return Err(ConfigError::new(
                 "sync.category",

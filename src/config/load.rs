@@ -11,16 +11,17 @@ use super::{ConfigError, Secret, Settings};
 
 /// The sections of the file, for the message about an unknown one.
 const SECTIONS: &str =
-    "[mcas], [feed], [batch], [upload], [spool], [memory], [sync], [zia], [metrics] or [paths]";
+    "[mcas], [feed], [batch], [upload], [spool], [memory], [sync], [zia], [proxy], [metrics] or [paths]";
 
 /// Every secret: its section and key; each may also come from `<key>_file` or from
 /// `$CREDENTIALS_DIRECTORY/<section>.<key>`.
-const SECRET_KEYS: [(&str, &str); 5] = [
+const SECRET_KEYS: [(&str, &str); 6] = [
     ("mcas", "token"),
     ("mcas", "client_secret"),
     ("zia", "password"),
     ("zia", "api_key"),
     ("zia", "client_secret"),
+    ("proxy", "password"),
 ];
 
 /// The merged file and environment, deserialised; secrets not yet read from their files.
@@ -175,7 +176,7 @@ pub(super) fn read_secrets(
 ) -> Result<SecretSources, ConfigError> {
     let mut warnings = Vec::new();
     let mut sources = SecretSources::default();
-    let (mcas, zia) = (&mut settings.mcas, &mut settings.zia);
+    let (mcas, zia, proxy) = (&mut settings.mcas, &mut settings.zia, &mut settings.proxy);
     let has_certificate = mcas.certificate_file.is_some();
     let has_private_key = zia.private_key_file.is_some();
     let slots = [
@@ -201,6 +202,13 @@ pub(super) fn read_secrets(
             &mut zia.client_secret,
             &zia.client_secret_file,
             has_private_key,
+        ),
+        (
+            "proxy",
+            "password",
+            &mut proxy.password,
+            &proxy.password_file,
+            false,
         ),
     ];
     for (section, key, inline, file, has_alternative) in slots {

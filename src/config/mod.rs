@@ -6,6 +6,7 @@ mod check;
 mod domain;
 pub mod edit;
 mod load;
+mod proxy;
 mod secret;
 mod settings;
 mod size;
@@ -19,6 +20,7 @@ pub use check::{
     MCAS_SOURCES,
 };
 pub use domain::check_domain;
+pub use proxy::{proxy_line, ProxyTarget};
 pub use secret::{check_token_shape, Secret};
 pub use settings::{
     BatchSettings, FeedSettings, McasSettings, MemorySettings, MetricsSettings, PathSettings,

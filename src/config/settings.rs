@@ -30,6 +30,7 @@ pub struct Settings {
     pub memory: MemorySettings,
     pub sync: SyncSettings,
     pub zia: ZiaSettings,
+    pub proxy: ProxySettings,
     pub metrics: MetricsSettings,
     pub paths: PathSettings,
     /// What the administrator should know but that does not stop the agent.
@@ -50,6 +51,7 @@ impl Default for Settings {
             memory: MemorySettings::default(),
             sync: SyncSettings::default(),
             zia: ZiaSettings::default(),
+            proxy: ProxySettings::default(),
             metrics: MetricsSettings::default(),
             paths: PathSettings::default(),
             warnings: Vec::new(),
@@ -315,6 +317,28 @@ pub struct ZiaSettings {
     /// Extra PEM trust anchors for ZIA and its token endpoint.
     #[serde(deserialize_with = "non_empty")]
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[proxy]`: the outbound HTTP proxy every HTTPS connection goes through (MCAS, its blob
+/// store, the Entra token endpoint, ZIA and its token endpoint), with CONNECT. Empty
+/// `url`: every connection is direct, whatever `HTTPS_PROXY` the environment holds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySettings {
+    /// `http://host:port`.
+    #[serde(deserialize_with = "non_empty")]
+    pub url: Option<String>,
+    /// The user, when the proxy asks for Basic credentials.
+    #[serde(deserialize_with = "non_empty")]
+    pub username: Option<String>,
+    /// Its password, from `password`, `password_file` or the credentials directory.
+    #[serde(deserialize_with = "non_empty")]
+    pub password: Option<Secret>,
+    #[serde(deserialize_with = "non_empty")]
+    pub password_file: Option<PathBuf>,
+    /// Hosts reached directly, comma-separated: `host`, `.domain` (and its subdomains),
+    /// IP addresses, CIDR ranges.
+    pub no_proxy: String,
 }
 
 /// `[metrics]`: the Prometheus endpoint.

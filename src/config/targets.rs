@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::values::{McasAuth, ZiaAuth};
-use super::{ConfigError, Secret, Settings};
+use super::{ConfigError, ProxyTarget, Secret, Settings};
 
 /// The MCAS target once the domain and a credential are known to be present.
 #[derive(Debug, Clone)]
@@ -19,6 +19,8 @@ pub struct McasTarget {
     pub source: String,
     /// Extra PEM trust anchors for every MCAS connection, the Entra token endpoint included.
     pub ca_file: Option<PathBuf>,
+    /// The outbound proxy of every MCAS connection (the blob store and Entra included).
+    pub proxy: Option<ProxyTarget>,
 }
 
 /// How the agent proves itself to MCAS (`mcas.auth`).
@@ -82,6 +84,8 @@ pub struct ZiaTarget {
     pub login: ZiaLogin,
     /// Extra PEM trust anchors for ZIA and its token endpoint.
     pub ca_file: Option<PathBuf>,
+    /// The outbound proxy of ZIA and its token endpoint.
+    pub proxy: Option<ProxyTarget>,
 }
 
 /// How the agent logs in to ZIA (`zia.auth`).
@@ -138,6 +142,7 @@ impl Settings {
             data_source: mcas.data_source.clone(),
             source: mcas.source.clone(),
             ca_file: mcas.ca_file.clone(),
+            proxy: self.proxy_target()?,
         })
     }
 
@@ -224,6 +229,7 @@ impl Settings {
             base_url: base_url.trim_end_matches('/').to_string(),
             login,
             ca_file: zia.ca_file.clone(),
+            proxy: self.proxy_target()?,
         }))
     }
 

@@ -63,11 +63,11 @@ impl Prepared {
                 ),
             })?;
         }
-        let http =
-            crate::https::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
-                key: "mcas.ca_file".to_string(),
-                problem,
-            })?;
+        let http = crate::https::client(
+            target.ca_file.as_deref(),
+            "mcas.ca_file",
+            target.proxy.as_ref(),
+        )?;
         let client = McasClient::new(
             &target,
             http,

@@ -145,11 +145,11 @@ impl McasClient {
         settings: &UploadSettings,
         stats: Arc<Stats>,
     ) -> Result<McasClient, ConfigError> {
-        let http =
-            crate::https::client(target.ca_file.as_deref()).map_err(|problem| ConfigError {
-                key: "mcas.ca_file".to_string(),
-                problem,
-            })?;
+        let http = crate::https::client(
+            target.ca_file.as_deref(),
+            "mcas.ca_file",
+            target.proxy.as_ref(),
+        )?;
         let limiter = Arc::new(ApiRateLimiter::adaptive(
             settings.api_calls_per_minute,
             settings.min_api_calls_per_minute,

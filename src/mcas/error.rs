@@ -133,6 +133,14 @@ impl ApiError {
     /// A transport failure (connect, TLS, timeout, reset), with the URL left out because a
     /// blob URL carries a signature.
     pub fn from_transport(step: Step, error: reqwest::Error) -> ApiError {
+        if let Some(failure) = crate::https::proxy_failure(&error) {
+            return ApiError::Transient {
+                step,
+                reason: failure.message,
+                retry_after: None,
+                throttled: false,
+            };
+        }
         let kind = if error.is_timeout() {
             "timed out"
         } else if error.is_connect() {

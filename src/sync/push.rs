@@ -79,6 +79,15 @@ fn record(stats: &ZiaStats, result: &Result<PushReport, PushError>) {
             stats.urls.store(report.urls, Ordering::Relaxed);
             *stats.category_id.lock().unwrap() = Some(report.category_id.clone());
             *stats.quota_remaining.lock().unwrap() = Some(report.quota_remaining);
+            *stats.defender_category.lock().unwrap() =
+                report
+                    .defender_category
+                    .as_ref()
+                    .map(|c| crate::status::ZiaCategoryReport {
+                        name: c.name.clone(),
+                        id: c.id.clone(),
+                        urls: c.url_count,
+                    });
             if let Some(state) = &report.activation {
                 stats.last_activation.set(SystemTime::now());
                 *stats.activation_state.lock().unwrap() = Some(state.as_str().to_string());
@@ -119,5 +128,19 @@ pub fn render(report: &PushReport) -> String {
         Some(state) => text.push_str(&format!("  activated: {}\n", state.as_str())),
         None => text.push_str("  nothing changed: no write, no activation\n"),
     }
+    if let Some(other) = &report.defender_category {
+        text.push_str(&format!(
+            "  {}\n",
+            defender_note(&other.name, &other.id, other.url_count)
+        ));
+    }
     text
+}
+
+/// What to tell the administrator when the tenant also holds the category of Zscaler's
+/// own MCAS integration.
+pub fn defender_note(name: &str, id: &str, urls: u64) -> String {
+    format!(
+        "the tenant also holds \"{name}\" ({id}, {urls} URLs), the category of Zscaler's own MCAS integration: the same URLs held twice count twice against the custom URL quota; keep one of the two integrations"
+    )
 }

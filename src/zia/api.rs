@@ -1,6 +1,6 @@
 //! One ZIA API call as the book says: logged in (again once on 401), paced under ZIA's
-//! rate limits, retried on 429, edit-lock 409s, 5xx and connection errors, and its
-//! answer read within a size limit.
+//! rate limits, retried on 429, edit-lock 409s, load shedding, 5xx and connection
+//! errors, and its answer read within a size limit.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -137,7 +137,7 @@ impl Api {
                     *self.credential.lock().await = None;
                 }
                 StatusCode::UNAUTHORIZED => return Err(ZiaError::Unauthorized { endpoint }),
-                StatusCode::FORBIDDEN if is_read_only(&answer.headers, &answer.body) => {
+                StatusCode::FORBIDDEN if is_read_only(&answer.headers) => {
                     return Err(ZiaError::ReadOnly { endpoint });
                 }
                 status => return Err(rejected(endpoint, status, &answer.body)),
@@ -264,7 +264,8 @@ impl Api {
 
     /// Sends the request `build` makes until an answer that is not to be retried: paced
     /// by `kind`, 429 after the wait it asks for, 409 EDIT_LOCK_NOT_AVAILABLE after
-    /// `edit_lock_wait`, 5xx and connection errors with backoff, each bounded.
+    /// `edit_lock_wait`, load shedding (see [`is_load_shedding`]), 5xx and connection
+    /// errors with backoff, each bounded.
     async fn exchange(
         &self,
         endpoint: &str,
@@ -274,7 +275,7 @@ impl Api {
     ) -> Result<Answer, ZiaError> {
         let options = &self.options;
         let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
-        let (mut failures, mut throttled, mut locked) = (0u32, 0u32, 0u32);
+        let (mut failures, mut throttled, mut locked, mut shed) = (0u32, 0u32, 0u32, 0u32);
         loop {
             self.pace(kind).await;
             self.counters.api_calls.fetch_add(1, Ordering::Relaxed);
@@ -292,9 +293,15 @@ impl Api {
                 Ok(response) => response,
                 Err(e) => {
                     failures += 1;
+                    let proxy = crate::https::proxy_failure(&e);
                     // reqwest's message names the URL, never a header or the body.
-                    let reason = format!("cannot reach ZIA ({})", error_chain(&e));
-                    if failures > options.max_retries {
+                    let reason = match &proxy {
+                        Some(failure) => failure.message.clone(),
+                        None => format!("cannot reach ZIA ({})", error_chain(&e)),
+                    };
+                    // The same credentials would be refused again.
+                    let hopeless = proxy.is_some_and(|f| f.credentials_refused);
+                    if hopeless || failures > options.max_retries {
                         return Err(ZiaError::Unavailable {
                             endpoint: endpoint.to_string(),
                             reason,
@@ -349,14 +356,21 @@ impl Api {
                 tokio::time::sleep(options.edit_lock_wait).await;
                 continue;
             }
-            if status.is_server_error() {
-                failures += 1;
+            let shedding = is_load_shedding(status, &body);
+            if shedding || status.is_server_error() {
+                // Load shedding and 5xx: each with its own bound, the same backoff.
+                let (count, what) = if shedding {
+                    (&mut shed, "ZIA is shedding load: HTTP")
+                } else {
+                    (&mut failures, "ZIA answered HTTP")
+                };
+                *count += 1;
                 let reason = format!(
-                    "ZIA answered HTTP {}: {}",
+                    "{what} {}: {}",
                     status.as_u16(),
                     login::refusal_message(&body)
                 );
-                if failures > options.max_retries {
+                if *count > options.max_retries {
                     return Err(ZiaError::Unavailable {
                         endpoint: endpoint.to_string(),
                         reason,
@@ -459,13 +473,36 @@ fn error_code(body: &[u8]) -> Option<&str> {
     serde_json::from_slice::<Code>(body).ok()?.code
 }
 
-/// 403 because the tenant is in maintenance (`x-zscaler-mode: read-only`).
-fn is_read_only(headers: &HeaderMap, body: &[u8]) -> bool {
-    let mode = headers
+/// ZIA's `message` of an error answer.
+fn error_message(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        message: Option<String>,
+    }
+    serde_json::from_slice::<Message>(body).ok()?.message
+}
+
+/// ZIA shedding load, not refusing: 409 or 412 "Failed during enter Org barrier", 401
+/// "Resource Access Blocked". The official Go SDK retries them with backoff.
+fn is_load_shedding(status: StatusCode, body: &[u8]) -> bool {
+    let says = |text: &str| error_message(body).is_some_and(|m| m.contains(text));
+    match status {
+        StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => {
+            says("Failed during enter Org barrier")
+        }
+        StatusCode::UNAUTHORIZED => says("Resource Access Blocked"),
+        _ => false,
+    }
+}
+
+/// 403 because the tenant is in maintenance: only when ZIA says so with
+/// `x-zscaler-mode: read-only` (normal answers carry `read-write`). Any other 403 is a
+/// refusal, shown with ZIA's message.
+fn is_read_only(headers: &HeaderMap) -> bool {
+    headers
         .get("x-zscaler-mode")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("read-only"));
-    mode || error_code(body) == Some("STATE_READONLY")
+        .is_some_and(|v| v.eq_ignore_ascii_case("read-only"))
 }
 
 /// A 4xx answer as an error showing ZIA's message.

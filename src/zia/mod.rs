@@ -31,6 +31,9 @@ use push::ListAction;
 pub const DEFAULT_DESCRIPTION: &str =
     "Unsanctioned apps of Microsoft Defender for Cloud Apps, kept up to date by nss-agent";
 
+/// The name of the category Zscaler's own cloud-side MCAS integration keeps.
+pub const DEFENDER_CATEGORY: &str = "MS Defender Unsanctioned Apps";
+
 /// How a [`ZiaClient`] paces, retries and slices; the defaults suit the real ZIA.
 #[derive(Debug, Clone)]
 pub struct ZiaOptions {
@@ -160,13 +163,28 @@ pub struct PushReport {
     pub activation: Option<ActivationState>,
     /// Writes (create and list updates) made.
     pub writes: u64,
+    /// Zscaler's own integration's category ([`DEFENDER_CATEGORY`]), if the tenant holds
+    /// it besides ours.
+    pub defender_category: Option<CategorySummary>,
 }
 
-/// Our category as ZIA holds it.
+/// A category as ZIA holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CategorySummary {
     pub id: String,
+    /// Its name as ZIA spells it.
+    pub name: String,
     pub url_count: u64,
+}
+
+impl CategorySummary {
+    fn of(category: &push::RemoteCategory) -> CategorySummary {
+        CategorySummary {
+            id: category.id.clone(),
+            name: category.configured_name.clone().unwrap_or_default(),
+            url_count: category.urls.len() as u64,
+        }
+    }
 }
 
 /// What [`ZiaClient::check`] found.
@@ -179,6 +197,9 @@ pub struct CheckReport {
     pub category: Option<CategorySummary>,
     /// ZIA's activation state.
     pub activation: ActivationState,
+    /// Zscaler's own integration's category ([`DEFENDER_CATEGORY`]), if the tenant holds
+    /// it besides ours.
+    pub defender_category: Option<CategorySummary>,
 }
 
 /// A client of one tenant's ZIA API. Its login is kept between calls of one push and
@@ -204,7 +225,12 @@ impl ZiaClient {
 
     /// A client of `target` with `options`.
     pub fn with_options(target: &ZiaTarget, options: ZiaOptions) -> Result<ZiaClient, ZiaError> {
-        let http = crate::https::client(target.ca_file.as_deref()).map_err(ZiaError::Setup)?;
+        let http = crate::https::client(
+            target.ca_file.as_deref(),
+            "zia.ca_file",
+            target.proxy.as_ref(),
+        )
+        .map_err(|e| ZiaError::Setup(e.to_string()))?;
         Ok(ZiaClient {
             api: Api::new(
                 http,
@@ -249,6 +275,7 @@ impl ZiaClient {
         let wanted = checked.valid;
         let categories = push::list_categories(&self.api).await?;
         let existing = push::find(&categories, name).cloned();
+        let defender_category = push::find_defender(&categories, name).map(CategorySummary::of);
         let quota = push::quota(&self.api).await?;
         let mut report = PushReport {
             category_id: String::new(),
@@ -261,6 +288,7 @@ impl ZiaClient {
             quota_remaining: quota.remaining(),
             activation: None,
             writes: 0,
+            defender_category,
         };
         let (category, diff) = match existing {
             Some(category) => {
@@ -342,16 +370,15 @@ impl ZiaClient {
     async fn check_logged_in(&self, name: &str) -> Result<CheckReport, ZiaError> {
         let quota = push::quota(&self.api).await?;
         let categories = push::list_categories(&self.api).await?;
-        let category = push::find(&categories, name).map(|c| CategorySummary {
-            id: c.id.clone(),
-            url_count: c.urls.len() as u64,
-        });
+        let category = push::find(&categories, name).map(CategorySummary::of);
+        let defender_category = push::find_defender(&categories, name).map(CategorySummary::of);
         let activation = push::status(&self.api).await?;
         Ok(CheckReport {
             urls_provisioned: quota.unique_urls_provisioned.max(0) as u64,
             quota_remaining: quota.remaining(),
             category,
             activation,
+            defender_category,
         })
     }
 }

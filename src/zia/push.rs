@@ -107,11 +107,31 @@ pub async fn list_categories(api: &Api) -> Result<Vec<RemoteCategory>, ZiaError>
     .await
 }
 
-/// The category called `name`, if any.
+/// The category called `name`, if any, compared without regard to case as ZIA's Go SDK
+/// does: an administrator may have created "mcas unsanctioned apps" by hand.
 pub fn find<'a>(categories: &'a [RemoteCategory], name: &str) -> Option<&'a RemoteCategory> {
-    categories
-        .iter()
-        .find(|c| c.configured_name.as_deref() == Some(name))
+    categories.iter().find(|c| {
+        c.configured_name
+            .as_deref()
+            .is_some_and(|n| same_name(n, name))
+    })
+}
+
+/// Whether two category names are the same to ZIA's clients (case aside).
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.to_lowercase() == b.to_lowercase()
+}
+
+/// The category of Zscaler's own cloud-side MCAS integration, unless it is `ours`: a
+/// tenant that has both holds the same URLs twice, counted twice against the quota.
+pub fn find_defender<'a>(
+    categories: &'a [RemoteCategory],
+    ours: &str,
+) -> Option<&'a RemoteCategory> {
+    if same_name(ours, super::DEFENDER_CATEGORY) {
+        return None;
+    }
+    find(categories, super::DEFENDER_CATEGORY)
 }
 
 /// The tenant's custom URL quota.
@@ -175,16 +195,20 @@ pub async fn update_list(
     options: &ZiaOptions,
 ) -> Result<u64, ZiaError> {
     let path = format!("/urlCategories/{}?action={}", category.id, action.query());
-    let super_category = category.super_category.as_deref().unwrap_or(SUPER_CATEGORY);
+    // The name as ZIA holds it, which may differ from ours in case.
+    let name = category.configured_name.as_deref().unwrap_or(name);
     let mut writes = 0;
     for slice in urls.chunks(options.slice.max(1)) {
-        // Every write carries the name and super category, and only the URLs: the other
-        // attributes stay as they are.
-        let body = json!({
+        // Every write carries the name and only the URLs (as requests recorded against a
+        // real tenant do), so the other attributes stay as they are; the super category
+        // too when ZIA listed it.
+        let mut body = json!({
             "configuredName": name,
-            "superCategory": super_category,
             "urls": slice,
         });
+        if let Some(super_category) = &category.super_category {
+            body["superCategory"] = json!(super_category);
+        }
         let _: Value = api
             .call(Method::PUT, &path, Some(&body), LARGE_ANSWER)
             .await?;
@@ -201,8 +225,14 @@ pub async fn update_list(
 
 /// Activates the pending changes, then waits (a few tries) for `ACTIVE`.
 pub async fn activate(api: &Api, options: &ZiaOptions) -> Result<ActivationState, ZiaError> {
+    // A JSON body, as both SDKs send it: ZIA answers 415 to a write without a media type.
     let answer: StatusAnswer = api
-        .call(Method::POST, "/status/activate", None, SMALL_ANSWER)
+        .call(
+            Method::POST,
+            "/status/activate",
+            Some(&json!({})),
+            SMALL_ANSWER,
+        )
         .await?;
     api.counters.activations.fetch_add(1, Ordering::Relaxed);
     let mut state = ActivationState::parse(&answer.status);
@@ -266,6 +296,24 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn names_are_found_without_regard_to_case() {
+        let category = |id: &str, name: &str| RemoteCategory {
+            id: id.to_string(),
+            configured_name: Some(name.to_string()),
+            super_category: None,
+            urls: Vec::new(),
+        };
+        let all = [
+            category("CUSTOM_01", "mcas unsanctioned apps"),
+            category("CUSTOM_02", "MS DEFENDER Unsanctioned Apps"),
+        ];
+        let ours = "MCAS Unsanctioned Apps";
+        assert_eq!(find(&all, ours).unwrap().id, "CUSTOM_01");
+        assert_eq!(find_defender(&all, ours).unwrap().id, "CUSTOM_02");
+        assert!(find_defender(&all, "MS Defender Unsanctioned Apps").is_none());
     }
 
     #[test]

@@ -37,8 +37,9 @@ fn client(world: &World, tenant: &str, secret: EntraSecret) -> McasClient {
         data_source: "NSS".to_string(),
         source: "ZSCALER_QRADAR".to_string(),
         ca_file: Some(world.emulator.ca_pem_path()),
+        proxy: None,
     };
-    let http = nss_agent::https::client(target.ca_file.as_deref()).unwrap();
+    let http = nss_agent::https::client(target.ca_file.as_deref(), "mcas.ca_file", None).unwrap();
     McasClient::new(
         &target,
         http,

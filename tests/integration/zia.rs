@@ -33,6 +33,7 @@ impl World {
             base_url: self.zia.base_url(),
             login,
             ca_file: Some(self.zia.ca_pem_path()),
+            proxy: None,
         }
     }
 

@@ -13,17 +13,17 @@ use mcas_emulator::zia::{
 
 use crate::harness::*;
 
-const CATEGORY: &str = "MCAS Unsanctioned Apps";
+pub(crate) const CATEGORY: &str = "MCAS Unsanctioned Apps";
 
 /// The emulated MCAS and ZIA, and a configuration file for one-shot commands.
-struct Tenant {
-    world: World,
-    zia: ZiaEmulator,
-    config: PathBuf,
+pub(crate) struct Tenant {
+    pub(crate) world: World,
+    pub(crate) zia: ZiaEmulator,
+    pub(crate) config: PathBuf,
 }
 
 impl Tenant {
-    async fn start(adjust: impl FnOnce(&mut ZiaConfig)) -> Tenant {
+    pub(crate) async fn start(adjust: impl FnOnce(&mut ZiaConfig)) -> Tenant {
         let world = World::start().await;
         let mut zia_config = ZiaConfig::new(&world.dir.path().join("zia-certs"));
         adjust(&mut zia_config);
@@ -35,7 +35,7 @@ impl Tenant {
     }
 
     /// Settings with the ZIA API key login.
-    fn settings(&self) -> Settings {
+    pub(crate) fn settings(&self) -> Settings {
         let mut settings = self.world.settings();
         settings
             .set("zia.base_url", &quote(&self.zia.base_url()))
@@ -51,7 +51,7 @@ impl Tenant {
     }
 
     /// Runs `nss --config <config> <args>`; no secret may show in its output.
-    async fn nss(&self, args: &[&str]) -> (i32, String) {
+    pub(crate) async fn nss(&self, args: &[&str]) -> (i32, String) {
         let mut command = nss();
         command.arg("--config").arg(&self.config).args(args);
         let output = tokio::process::Command::from(command)
@@ -67,7 +67,7 @@ impl Tenant {
         (output.status.code().unwrap_or(-1), text)
     }
 
-    fn activated_urls(&self) -> Vec<String> {
+    pub(crate) fn activated_urls(&self) -> Vec<String> {
         let mut urls = self
             .zia
             .activated_category(CATEGORY)
@@ -78,7 +78,7 @@ impl Tenant {
     }
 }
 
-fn assert_no_secret(text: &str) {
+pub(crate) fn assert_no_secret(text: &str) {
     for secret in [
         TOKEN,
         DEFAULT_PASSWORD,
@@ -89,13 +89,13 @@ fn assert_no_secret(text: &str) {
     }
 }
 
-fn apps(prefix: &str, n: usize) -> Vec<String> {
+pub(crate) fn apps(prefix: &str, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| format!(".{prefix}{i}.example.com"))
         .collect()
 }
 
-fn sorted(mut urls: Vec<String>) -> Vec<String> {
+pub(crate) fn sorted(mut urls: Vec<String>) -> Vec<String> {
     urls.sort();
     urls
 }

@@ -24,6 +24,7 @@ mod azurite;
 mod blobstore;
 mod blocklist;
 mod certs;
+pub mod connect_proxy;
 mod control;
 mod done_upload;
 pub mod entra;

@@ -104,6 +104,24 @@ impl Zia {
         (status, body_json(resp).await)
     }
 
+    /// `POST /status/activate` with `{}`: status, `x-zscaler-mode`, body.
+    async fn activate_with_json(&self, cookie: &str) -> (u16, Option<String>, Value) {
+        let resp = self
+            .http
+            .post(self.url("/api/v1/status/activate"))
+            .header("cookie", cookie)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let mode = resp
+            .headers()
+            .get("x-zscaler-mode")
+            .map(|v| v.to_str().unwrap().to_string());
+        (resp.status().as_u16(), mode, body_json(resp).await)
+    }
+
     async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
         let body: String = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
@@ -318,4 +336,114 @@ async fn the_token_endpoint_wants_the_audience_and_the_client_s_proof() {
     assert_eq!(status(token).await, StatusCode::UNAUTHORIZED);
     with_audience[2] = ("client_secret", "wrong");
     assert_eq!(zia.token(&with_audience).await.0, 401);
+}
+
+#[tokio::test]
+async fn writes_need_a_json_media_type_and_incremental_ones_no_super_category() {
+    let zia = start(|cfg| cfg.rate_limits = false).await;
+    let id = zia.zia.seed(ZiaCategory::new("Mine", &["a.example.com"]));
+    let cookie = zia.login().await;
+    // Activation without a body, as a client that sends nothing would.
+    let resp = zia
+        .http
+        .post(zia.url("/api/v1/status/activate"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        body_json(resp).await,
+        json!({"message": "Unsupported Media Type"})
+    );
+    let (status, body) = zia
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/status/activate",
+            &cookie,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({"status": "ACTIVE"})));
+    // As recorded against a real tenant: only the name and the URLs.
+    let path = format!("/api/v1/urlCategories/{id}?action=ADD_TO_LIST");
+    let (status, body) = zia
+        .send(
+            reqwest::Method::PUT,
+            &path,
+            &cookie,
+            Some(json!({"configuredName": "Mine", "urls": ["b.example.com"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["superCategory"], "USER_DEFINED");
+    let (status, body) = zia
+        .send(reqwest::Method::PUT, &path, &cookie, Some(json!([1, 2])))
+        .await;
+    assert_eq!(
+        (status, body),
+        (400, json!({"message": "Request body is invalid."}))
+    );
+}
+
+#[tokio::test]
+async fn load_shedding_and_a_403_without_the_maintenance_header() {
+    use mcas_emulator::zia::{FaultScope, ZiaFault};
+    let zia = start(|cfg| cfg.rate_limits = false).await;
+    let cookie = zia.login().await;
+    for (fault, status, message) in [
+        (
+            ZiaFault::OrgBarrier(409),
+            409,
+            "Failed during enter Org barrier",
+        ),
+        (
+            ZiaFault::OrgBarrier(412),
+            412,
+            "Failed during enter Org barrier",
+        ),
+        (ZiaFault::AccessBlocked, 401, "Resource Access Blocked"),
+    ] {
+        zia.zia.push_fault(FaultScope::Writes, fault, 1);
+        let (got, _, body) = zia.activate_with_json(&cookie).await;
+        assert_eq!((got, body), (status, json!({ "message": message })));
+    }
+    assert_eq!(zia.zia.stats().load_shed, 3);
+    zia.zia
+        .push_fault(FaultScope::Writes, ZiaFault::Forbidden, 1);
+    let (got, mode, body) = zia.activate_with_json(&cookie).await;
+    assert_eq!((got, mode.as_deref()), (403, Some("read-write")));
+    assert_eq!(body["code"], "STATE_READONLY");
+    zia.zia.set_read_only(true);
+    let (got, mode, body) = zia.activate_with_json(&cookie).await;
+    assert_eq!((got, mode.as_deref()), (403, Some("read-only")));
+    assert!(body.get("code").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn deletes_are_heavy_one_a_minute() {
+    let zia = start(|_| {}).await;
+    let first = zia.zia.seed(ZiaCategory::new("One", &[]));
+    let second = zia.zia.seed(ZiaCategory::new("Two", &[]));
+    let cookie = zia.login().await;
+    let (status, _) = zia
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/urlCategories/{first}"),
+            &cookie,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = zia
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/urlCategories/{second}"),
+            &cookie,
+            None,
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["message"], "Rate Limit (1/MINUTE) exceeded");
 }

@@ -1,7 +1,8 @@
 //! The ZIA emulator's control API (no auth), for scripts driving the `zia-emulator`
 //! binary: `GET /_zia/activated`, `/_zia/saved`, `/_zia/calls`, `/_zia/stats`;
 //! `POST /_zia/faults` (`{"scope": "writes", "fault": "rate_limit", "times": 2}`, fault one
-//! of `rate_limit`, `edit_lock`, `read_only` or an HTTP status), `/_zia/read_only`
+//! of `rate_limit`, `edit_lock`, `read_only`, `forbidden`, `org_barrier`,
+//! `org_barrier_412`, `access_blocked` or an HTTP status), `/_zia/read_only`
 //! (`{"on": true}`), `/_zia/seed` (a category), `/_zia/expire_sessions`.
 
 use hyper::{Method, Response};
@@ -55,6 +56,10 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
                 Value::String(s) if s == "rate_limit" => ZiaFault::RateLimit,
                 Value::String(s) if s == "edit_lock" => ZiaFault::EditLock,
                 Value::String(s) if s == "read_only" => ZiaFault::ReadOnly,
+                Value::String(s) if s == "forbidden" => ZiaFault::Forbidden,
+                Value::String(s) if s == "org_barrier" => ZiaFault::OrgBarrier(409),
+                Value::String(s) if s == "org_barrier_412" => ZiaFault::OrgBarrier(412),
+                Value::String(s) if s == "access_blocked" => ZiaFault::AccessBlocked,
                 Value::Number(n) if n.as_u64().is_some_and(|c| (100..600).contains(&c)) => {
                     ZiaFault::Status(n.as_u64().unwrap_or(500) as u16)
                 }

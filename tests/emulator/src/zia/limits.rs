@@ -1,5 +1,6 @@
 //! ZIA's API rate limits: writes 1 a second and 400 an hour, reads 2 a second and 1,000
-//! an hour, activations 10 a minute and 40 an hour.
+//! an hour, activations 10 a minute and 40 an hour, DELETE ("heavy") 1 a minute and 4 an
+//! hour.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -10,6 +11,8 @@ pub enum Class {
     Read,
     Write,
     Activate,
+    /// DELETE, which ZIA counts as heavy.
+    Delete,
 }
 
 /// One limit: `max` calls in any `period`, named as ZIA names it (`1/SECOND`).
@@ -60,6 +63,18 @@ fn limits(class: Class) -> [Limit; 2] {
                 name: "40/HOUR",
             },
         ],
+        Class::Delete => [
+            Limit {
+                max: 1,
+                period: Duration::from_secs(60),
+                name: "1/MINUTE",
+            },
+            Limit {
+                max: 4,
+                period: HOUR,
+                name: "4/HOUR",
+            },
+        ],
     }
 }
 
@@ -76,6 +91,7 @@ pub struct RateLimits {
     reads: VecDeque<Instant>,
     writes: VecDeque<Instant>,
     activations: VecDeque<Instant>,
+    deletes: VecDeque<Instant>,
 }
 
 impl RateLimits {
@@ -85,6 +101,7 @@ impl RateLimits {
             Class::Read => &mut self.reads,
             Class::Write => &mut self.writes,
             Class::Activate => &mut self.activations,
+            Class::Delete => &mut self.deletes,
         };
         while calls
             .front()
@@ -131,5 +148,24 @@ mod tests {
         assert!(limits.admit(Class::Read, t0).is_ok());
         assert!(limits.admit(Class::Read, t0).is_ok());
         assert!(limits.admit(Class::Read, t0).is_err());
+    }
+
+    #[test]
+    fn deletes_one_a_minute_four_an_hour() {
+        let mut limits = RateLimits::default();
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        assert!(limits.admit(Class::Delete, t0).is_ok());
+        let refused = limits
+            .admit(Class::Delete, t0 + Duration::from_secs(30))
+            .unwrap_err();
+        assert_eq!(refused.limit, "1/MINUTE");
+        assert_eq!(refused.wait, Duration::from_secs(30));
+        for i in 1..4 {
+            assert!(limits.admit(Class::Delete, t0 + minute * i).is_ok());
+        }
+        let refused = limits.admit(Class::Delete, t0 + minute * 4).unwrap_err();
+        assert_eq!(refused.limit, "4/HOUR");
+        assert!(limits.admit(Class::Delete, t0 + minute * 60).is_ok());
     }
 }

@@ -2,7 +2,7 @@
 //! needs it: both logins (API key session, OneAPI token endpoint), custom URL categories
 //! with ZIA's URL rules, quota and category limit, saved changes kept apart from the
 //! activated configuration until an activation (or a logout, or a session timeout), the
-//! rate limits, and faults to inject (429, edit lock, read-only, 5xx).
+//! rate limits, and faults to inject (429, edit lock, read-only, load shedding, 403, 5xx).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -116,8 +116,16 @@ pub enum ZiaFault {
     RateLimit,
     /// 409 `EDIT_LOCK_NOT_AVAILABLE`.
     EditLock,
-    /// 403 `STATE_READONLY` with `x-zscaler-mode: read-only`.
+    /// 403 with `x-zscaler-mode: read-only` and a `message` alone (maintenance).
     ReadOnly,
+    /// 403 `STATE_READONLY` without `x-zscaler-mode: read-only`: a refusal, not
+    /// maintenance.
+    Forbidden,
+    /// This status (409 or 412) with `{"message": "Failed during enter Org barrier"}`:
+    /// load shedding.
+    OrgBarrier(u16),
+    /// 401 `{"message": "Resource Access Blocked"}`: load shedding.
+    AccessBlocked,
     /// This status, e.g. 503.
     Status(u16),
 }
@@ -170,6 +178,9 @@ pub struct ZiaStats {
     pub throttled: u64,
     /// Answers 409 EDIT_LOCK_NOT_AVAILABLE.
     pub edit_locks: u64,
+    /// Load-shedding answers (409/412 "Failed during enter Org barrier", 401 "Resource
+    /// Access Blocked").
+    pub load_shed: u64,
     /// Sessions ended by idle time (or [`ZiaEmulator::expire_sessions`]).
     pub session_timeouts: u64,
 }

@@ -24,6 +24,9 @@ use super::tenant::{Refusal, Tenant, ZiaCategory};
 use super::{FaultScope, ZiaCall, ZiaConfig, ZiaFault, ZiaStats};
 use crate::certs;
 
+/// The header by which ZIA tells whether the tenant takes writes.
+const ZSCALER_MODE: &str = "x-zscaler-mode";
+
 /// Request bodies: a category write with 25,000 URLs is a few MiB.
 const BODY_LIMIT: usize = 32 << 20;
 
@@ -204,8 +207,14 @@ fn route(
     let class = match (method.clone(), rest) {
         (Method::GET, _) => Class::Read,
         (Method::POST, "/status/activate") => Class::Activate,
+        (Method::DELETE, _) => Class::Delete,
         _ => Class::Write,
     };
+    // ZIA documents 415 for a write without a media type; both SDKs send JSON, even
+    // `{}` to activate.
+    if (method == Method::POST || method == Method::PUT) && !is_json(headers) {
+        return error(415, "", "Unsupported Media Type");
+    }
     let scope_matches = |scope: FaultScope| match scope {
         FaultScope::Any => true,
         FaultScope::Reads => class == Class::Read,
@@ -328,6 +337,15 @@ fn to_json(category: &ZiaCategory) -> Value {
 fn predefined() -> Value {
     json!({"id": "OTHER_MISCELLANEOUS", "superCategory": "MISCELLANEOUS",
            "customCategory": false, "type": "URL_CATEGORY", "urls": [], "keywords": []})
+}
+
+/// Whether the request says its body is JSON.
+fn is_json(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Checks the JSESSIONID cookie (API key paths) or the bearer token (OneAPI paths);
@@ -458,14 +476,23 @@ fn fault_response(st: &mut State, mode: Mode, fault: ZiaFault) -> Response<Body>
             )
         }
         ZiaFault::ReadOnly => {
-            let mut resp = error(
-                403,
-                "STATE_READONLY",
-                "The service is in read-only mode for maintenance",
-            );
+            let mut resp = error(403, "", "The service is in read-only mode for maintenance");
             resp.headers_mut()
-                .insert("x-zscaler-mode", HeaderValue::from_static("read-only"));
+                .insert(ZSCALER_MODE, HeaderValue::from_static("read-only"));
             resp
+        }
+        ZiaFault::Forbidden => error(
+            403,
+            "STATE_READONLY",
+            "The admin role has read-only access to URL categories",
+        ),
+        ZiaFault::OrgBarrier(status) => {
+            st.stats.load_shed += 1;
+            error(status, "", "Failed during enter Org barrier")
+        }
+        ZiaFault::AccessBlocked => {
+            st.stats.load_shed += 1;
+            error(401, "", "Resource Access Blocked")
         }
         ZiaFault::Status(code) => error(code, "INTERNAL_ERROR", "Injected failure"),
     }
@@ -486,7 +513,12 @@ fn rate_limited(mode: Mode, limit: &str, wait: Duration) -> Response<Body> {
     resp
 }
 
+/// An error answer: `{"code": ..., "message": ...}`, or `{"message": ...}` alone when
+/// `code` is empty, as ZIA sometimes answers.
 pub(crate) fn error(status: u16, code: &str, message: &str) -> Response<Body> {
+    if code.is_empty() {
+        return response(status, json!({"message": message}));
+    }
     response(status, json!({"code": code, "message": message}))
 }
 
@@ -498,6 +530,9 @@ pub(crate) fn response(status: u16, body: Value) -> Response<Body> {
     };
     let mut resp = Response::new(Full::new(bytes));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // Normal answers say the tenant takes writes; the read-only fault says otherwise.
+    resp.headers_mut()
+        .insert(ZSCALER_MODE, HeaderValue::from_static("read-write"));
     if !body.is_null() {
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -55,7 +55,8 @@ impl ZiaCategory {
     }
 }
 
-/// A refusal, answered as `{"code": ..., "message": ...}`.
+/// A refusal, answered as `{"code": ..., "message": ...}` (`{"message": ...}` alone when
+/// `code` is empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub status: u16,
@@ -150,7 +151,7 @@ impl Tenant {
     /// `POST /urlCategories`.
     pub fn create(&mut self, body: &Value) -> Result<ZiaCategory, Refusal> {
         let mut category: ZiaCategory = parse(body)?;
-        require_names(&category)?;
+        require_names(&category, true)?;
         check_urls(&category.urls)?;
         if self
             .saved
@@ -191,7 +192,9 @@ impl Tenant {
             .cloned()
             .ok_or_else(|| Refusal::not_found(id))?;
         let sent: ZiaCategory = parse(body)?;
-        require_names(&sent)?;
+        // Incremental writes as recorded against a real tenant carry only the name and
+        // the URLs; a full replace sets every attribute, the super category included.
+        require_names(&sent, action.is_none())?;
         check_urls(&sent.urls)?;
         let updated = match action {
             None => ZiaCategory {
@@ -270,17 +273,22 @@ fn dedup(urls: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+/// A body that is not a category is answered as a real tenant answered it: a `message`
+/// and no `code`.
 fn parse(body: &Value) -> Result<ZiaCategory, Refusal> {
-    serde_json::from_value(body.clone())
-        .map_err(|e| Refusal::invalid(format!("Request body is invalid: {e}")))
+    serde_json::from_value(body.clone()).map_err(|_| Refusal {
+        status: 400,
+        code: "",
+        message: "Request body is invalid.".to_string(),
+    })
 }
 
-/// Every write must carry `configuredName` and `superCategory`.
-fn require_names(category: &ZiaCategory) -> Result<(), Refusal> {
+/// Every write must carry `configuredName`; a create and a full PUT `superCategory` too.
+fn require_names(category: &ZiaCategory, super_category_needed: bool) -> Result<(), Refusal> {
     if category.configured_name.is_empty() {
         return Err(Refusal::invalid("configuredName is required"));
     }
-    if category.super_category.is_empty() {
+    if super_category_needed && category.super_category.is_empty() {
         return Err(Refusal::invalid("superCategory is required"));
     }
     let name_ok = category
@@ -371,6 +379,13 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(missing.message, "configuredName is required");
+        let without_super = json!({"configuredName": "Ours", "urls": ["c.example.com"]});
+        let after = tenant
+            .update(&id, Some("ADD_TO_LIST"), &without_super)
+            .unwrap();
+        assert_eq!(after.super_category, "USER_DEFINED", "kept as it was");
+        let refused = tenant.update(&id, None, &without_super).unwrap_err();
+        assert_eq!(refused.message, "superCategory is required");
     }
 
     #[test]
