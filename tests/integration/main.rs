@@ -23,5 +23,6 @@ mod sync;
 mod tally;
 mod unit;
 mod upload_faults;
+mod upload_recovery;
 mod zia;
 mod zia_sync;
