@@ -135,8 +135,8 @@ async fn a_shutdown_during_a_hung_done_upload_delivers_once_after_the_restart() 
         1,
     );
     let mut settings = world.settings();
+    // One batch of them all (sealed by age, 2 s after they arrive).
     settings
-        .set("batch.max_age", &quote("200ms"))
         .set("upload.timeout", &quote("10s"))
         .set("upload.shutdown_timeout", &quote("500ms"));
     let mut agent = world.agent(&settings);
