@@ -80,11 +80,14 @@ async fn unanswered_done_upload(mode: RepeatedDone) -> (Vec<Vec<u8>>, Agent, Wor
         1,
     );
     let mut settings = world.settings();
+    // One batch of them all.
     settings
-        .set("batch.max_age", &quote("200ms"))
+        .set("batch.max_age", &quote("1s"))
+        .set("batch.writers", "1")
         .set("upload.timeout", &quote("1s"))
         .set("upload.backoff_min", &quote("5s"))
-        .set("upload.backoff_max", &quote("5s"));
+        .set("upload.backoff_max", &quote("5s"))
+        .set("upload.outage_retry", &quote("5s"));
     let agent = world.agent(&settings);
     let records: Vec<Vec<u8>> = (0..5_000).map(|n| leef("ambiguous", n, 0)).collect();
     send_tcp(agent.feed.unwrap(), &lines(&records));
@@ -137,6 +140,7 @@ async fn a_shutdown_during_a_hung_done_upload_delivers_once_after_the_restart() 
     let mut settings = world.settings();
     // One batch of them all (sealed by age, 2 s after they arrive).
     settings
+        .set("batch.writers", "1")
         .set("upload.timeout", &quote("10s"))
         .set("upload.shutdown_timeout", &quote("500ms"));
     let mut agent = world.agent(&settings);
