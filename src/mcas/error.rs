@@ -354,7 +354,11 @@ mod tests {
             (transient(Step::UploadUrl), fresh, Outage),
             (api(Step::DoneUpload, 503, ""), fresh, BatchFailed),
             (transient(Step::DoneUpload), repeat, BatchFailed),
-            (ApiError::from_blob_status(500, None, b""), fresh, BatchFailed),
+            (
+                ApiError::from_blob_status(500, None, b""),
+                fresh,
+                BatchFailed,
+            ),
             (ApiError::from_blob_status(403, None, b""), fresh, NewUrl),
             (
                 ApiError::UnusableUploadUrl {
@@ -367,18 +371,42 @@ mod tests {
             (api(Step::DoneUpload, 403, ""), repeat, Pause),
             (api(Step::UploadUrl, 404, ""), fresh, Pause),
             (api(Step::UploadUrl, 400, "unknown source"), fresh, Pause),
-            (api(Step::DoneUpload, 400, "unknown data source"), fresh, Pause),
+            (
+                api(Step::DoneUpload, 400, "unknown data source"),
+                fresh,
+                Pause,
+            ),
             // The refused repeat is read by what is known, whatever its body says.
             (api(Step::DoneUpload, 400, echoed), repeat, DeliveredBefore),
-            (api(Step::DoneUpload, 400, "data source"), repeat, DeliveredBefore),
+            (
+                api(Step::DoneUpload, 400, "data source"),
+                repeat,
+                DeliveredBefore,
+            ),
             (api(Step::DoneUpload, 409, ""), repeat, DeliveredBefore),
             (api(Step::DoneUpload, 400, echoed), missing, Pause),
-            (ApiError::from_blob_status(413, None, b""), fresh, Quarantine),
-            (ApiError::from_blob_status(413, None, b""), repeat, Quarantine),
-            (ApiError::Local(std::io::Error::other("gone")), fresh, Quarantine),
+            (
+                ApiError::from_blob_status(413, None, b""),
+                fresh,
+                Quarantine,
+            ),
+            (
+                ApiError::from_blob_status(413, None, b""),
+                repeat,
+                Quarantine,
+            ),
+            (
+                ApiError::Local(std::io::Error::other("gone")),
+                fresh,
+                Quarantine,
+            ),
         ];
         for (error, known, expected) in table {
-            assert_eq!(Disposition::of(&error, known), expected, "{error} {known:?}");
+            assert_eq!(
+                Disposition::of(&error, known),
+                expected,
+                "{error} {known:?}"
+            );
         }
     }
 

@@ -45,7 +45,8 @@ fn version_one() -> u32 {
 
 impl Spool {
     fn sent_path(&self, batch: &SealedBatch) -> PathBuf {
-        self.sent_dir.join(format!("{}.json", file_name(&batch.path)))
+        self.sent_dir
+            .join(format!("{}.json", file_name(&batch.path)))
     }
 
     /// Records durably that a done_upload of `sent` is about to be sent for `batch`.
@@ -118,7 +119,11 @@ mod tests {
             br#"{"version": 2, "upload_url": "u", "provider": "azure"}"#,
         )
         .unwrap();
-        assert_eq!(again.done_sent(&batch), None, "a future version is not read");
+        assert_eq!(
+            again.done_sent(&batch),
+            None,
+            "a future version is not read"
+        );
         assert!(again.sent_path(&batch).exists(), "nor deleted");
         again.forget_done_sent(&batch);
         assert_eq!(again.done_sent(&batch), None);

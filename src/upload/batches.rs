@@ -229,7 +229,10 @@ mod tests {
         assert!(!batches.merge_pays(true), "a call may go now: no waiting");
         assert!(batches.merge_pays(false));
         batches.outage(0);
-        assert!(batches.merge_pays(true), "an outage: the backlog goes up as one");
+        assert!(
+            batches.merge_pays(true),
+            "an outage: the backlog goes up as one"
+        );
         batches.delivered(0);
         assert!(!batches.merge_pays(true));
     }

@@ -280,7 +280,9 @@ impl<M: Mcas> Uploader<M> {
         let scan = self.spool.scan().await?;
         batches.refresh(&scan.ready);
         let spool = &self.stats.spool;
-        spool.batches.store(scan.ready.len() as u64, Ordering::Relaxed);
+        spool
+            .batches
+            .store(scan.ready.len() as u64, Ordering::Relaxed);
         spool.bytes.store(
             scan.ready.iter().map(|b| b.gzip_bytes).sum(),
             Ordering::Relaxed,
@@ -303,7 +305,10 @@ impl<M: Mcas> Uploader<M> {
     /// crash meanwhile) repeat that done_upload instead of going up anew.
     async fn resume_done_sent(&self, ready: &[SealedBatch], batches: &mut Batches) {
         for (seq, sent) in self.spool.done_sent(ready).await {
-            tracing::info!(seq, "an earlier run sent this batch's done_upload without an answer: repeating it");
+            tracing::info!(
+                seq,
+                "an earlier run sent this batch's done_upload without an answer: repeating it"
+            );
             let provider = match sent.provider.as_str() {
                 "aws" => Provider::Aws,
                 _ => Provider::Azure,
@@ -525,10 +530,7 @@ impl<M: Mcas> Uploader<M> {
                 if batches.unusable_url(seq) {
                     let why = format!("{error}, again and again: MCAS is misbehaving for the whole tenant; uploads are paused, the batches stay in the spool and are tried again every upload.auth_retry");
                     tracing::error!(seq, %error, "MCAS keeps answering upload URLs the agent will not use: uploads are paused; receiving and spooling go on");
-                    upload.set_error(format!(
-                        "{}: {why}",
-                        rfc3339(std::time::SystemTime::now())
-                    ));
+                    upload.set_error(format!("{}: {why}", rfc3339(std::time::SystemTime::now())));
                     upload.set_paused(why);
                     return Outcome::Retry(Wait::Fixed(self.settings.auth_retry));
                 }

@@ -24,8 +24,10 @@ pub trait Mcas: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
     /// Step 3: the file at `target` is complete and belongs to the data source.
-    fn done_upload(&self, target: &UploadTarget)
-        -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn done_upload(
+        &self,
+        target: &UploadTarget,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
     /// Whether an API call could be made now without waiting for the rate limiter.
     fn call_available_now(&self) -> bool;

@@ -52,7 +52,11 @@ impl Fake {
     }
 
     fn calls(&self, step: Step) -> usize {
-        self.script().calls.iter().filter(|(s, _)| *s == step).count()
+        self.script()
+            .calls
+            .iter()
+            .filter(|(s, _)| *s == step)
+            .count()
     }
 
     /// Records MCAS took, each URL once however often it was ingested.
@@ -258,7 +262,12 @@ async fn a_held_batch_is_tried_again_once_a_newer_one_is_delivered() {
     let running = Running::start(&fake);
     running.seal(5);
     until("batch 0 held", || {
-        running.stats.spool.held.load(std::sync::atomic::Ordering::Relaxed) == 1
+        running
+            .stats
+            .spool
+            .held
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
     })
     .await;
     assert!(
@@ -331,7 +340,10 @@ async fn a_tenant_wide_refusal_pauses_uploads_until_auth_retry() {
     fake.script().upload_url = VecDeque::from([Answer::Status(400, "unknown source")]);
     let running = Running::start(&fake);
     running.seal(5);
-    until("paused", || running.stats.upload.paused.lock().unwrap().is_some()).await;
+    until("paused", || {
+        running.stats.upload.paused.lock().unwrap().is_some()
+    })
+    .await;
     let paused = Instant::now();
     until("delivered", || running.waiting() == 0).await;
     assert!(Instant::now() - paused >= settings().auth_retry - Duration::from_secs(1));
@@ -346,7 +358,10 @@ async fn unusable_upload_urls_pause_uploads() {
     fake.script().insecure_urls = true;
     let running = Running::start(&fake);
     running.seal(5);
-    until("paused", || running.stats.upload.paused.lock().unwrap().is_some()).await;
+    until("paused", || {
+        running.stats.upload.paused.lock().unwrap().is_some()
+    })
+    .await;
     let why = running.stats.upload.paused.lock().unwrap().clone().unwrap();
     assert!(why.contains("not https"), "{why}");
     assert_eq!(fake.calls(Step::UploadUrl), 3);
@@ -369,7 +384,10 @@ async fn an_outage_is_tried_at_a_steady_cadence_and_the_backlog_goes_up_as_one()
     }
     until("the backlog delivered", || running.waiting() == 0).await;
     let back = Instant::now() - start - outage;
-    assert!(back <= Duration::from_secs(20), "{back:?} after MCAS's return");
+    assert!(
+        back <= Duration::from_secs(20),
+        "{back:?} after MCAS's return"
+    );
     let calls: Vec<Instant> = fake
         .script()
         .calls
@@ -382,7 +400,10 @@ async fn an_outage_is_tried_at_a_steady_cadence_and_the_backlog_goes_up_as_one()
             .iter()
             .take_while(|&&t| t < at + Duration::from_secs(60))
             .count();
-        assert!(in_minute <= 4, "{in_minute} calls in a minute of the outage");
+        assert!(
+            in_minute <= 4,
+            "{in_minute} calls in a minute of the outage"
+        );
     }
     assert_eq!(fake.script().ingested.len(), 1, "the backlog as one upload");
     assert_eq!(fake.records(), 300);

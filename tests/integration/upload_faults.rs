@@ -152,7 +152,11 @@ async fn a_shutdown_during_a_hung_done_upload_delivers_once_after_the_restart() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     agent.stop();
-    assert_eq!(world.emulator.uploads().len(), 0, "stopped before MCAS took it");
+    assert_eq!(
+        world.emulator.uploads().len(),
+        0,
+        "stopped before MCAS took it"
+    );
     world
         .emulator
         .wait_for_records(records.len() as u64, Duration::from_secs(10))

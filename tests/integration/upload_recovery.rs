@@ -127,7 +127,11 @@ async fn after_an_outage_the_backlog_is_at_mcas_within_seconds_and_few_calls_mea
         agent.log_text()
     );
     assert_at_most_a_minute(&during, 4);
-    assert_eq!(world.emulator.uploads().len(), 1, "the backlog as one upload");
+    assert_eq!(
+        world.emulator.uploads().len(),
+        1,
+        "the backlog as one upload"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_exactly_once(&world.emulator, all);
     eprintln!("delivered {after:?} after MCAS's return");
