@@ -120,6 +120,11 @@ pub struct UploadStats {
     pub throttled: AtomicU64,
     /// This agent's own rate of API calls now, in thousandths of a call a minute.
     pub api_rate_millis: AtomicU64,
+    /// The wait between attempts while MCAS fails for every batch
+    /// (`upload.outage_retry`), in milliseconds.
+    pub outage_retry_millis: AtomicU64,
+    /// MCAS fails for every batch now: attempts go at the outage cadence.
+    pub outage: AtomicBool,
 }
 
 /// What MCAS's data sources list last said of `mcas.data_source`.
@@ -338,6 +343,12 @@ pub struct UploadReport {
     /// calls succeed.
     #[serde(default)]
     pub api_rate: f64,
+    /// Seconds between attempts while MCAS fails for every batch (`upload.outage_retry`).
+    #[serde(default)]
+    pub outage_retry: f64,
+    /// MCAS fails for every batch now: one attempt every `outage_retry`.
+    #[serde(default)]
+    pub outage: bool,
     /// Per record delivered, from the arrival of its batch's first record to MCAS's
     /// acceptance.
     #[serde(default)]
@@ -493,6 +504,8 @@ impl Stats {
                 paused,
                 throttled: load(&self.upload.throttled),
                 api_rate: load(&self.upload.api_rate_millis) as f64 / 1000.0,
+                outage_retry: load(&self.upload.outage_retry_millis) as f64 / 1000.0,
+                outage: self.upload.outage.load(Ordering::Relaxed),
                 delivery_latency: self.latency.delivery.report(),
             },
             sync: SyncReport {

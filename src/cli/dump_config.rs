@@ -100,6 +100,7 @@ min_api_calls_per_minute = {min_calls}
 timeout = {timeout}
 backoff_min = {backoff_min}
 backoff_max = {backoff_max}
+outage_retry = {outage_retry}
 auth_retry = {auth_retry}
 shutdown_timeout = {shutdown_timeout}
 
@@ -180,6 +181,7 @@ runtime_dir = {runtime_dir}
         timeout = quote(&format_duration(s.upload.timeout)),
         backoff_min = quote(&format_duration(s.upload.backoff_min)),
         backoff_max = quote(&format_duration(s.upload.backoff_max)),
+        outage_retry = quote(&format_duration(s.upload.outage_retry)),
         auth_retry = quote(&format_duration(s.upload.auth_retry)),
         shutdown_timeout = quote(&format_duration(s.upload.shutdown_timeout)),
         spool_max = limit(s.spool.max_bytes),

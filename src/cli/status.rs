@@ -303,6 +303,10 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
         "uploads succeeding",
         match (&r.upload.paused, &r.upload.last_error) {
             (Some(why), _) => format!("PAUSED (the batches stay in the spool): {why}"),
+            (None, Some(error)) if r.upload.outage => format!(
+                "last error: {error}; MCAS fails for every batch: one attempt every {}s, the whole backlog goes up once one succeeds",
+                r.upload.outage_retry
+            ),
             (None, Some(error)) => format!("last error: {error}"),
             (None, None) => {
                 format!(

@@ -231,6 +231,7 @@ impl Settings {
             ("upload.backoff_min", upload.backoff_min, false),
             ("upload.backoff_max", upload.backoff_max, true),
             ("upload.auth_retry", upload.auth_retry, false),
+            ("upload.outage_retry", upload.outage_retry, false),
             ("upload.shutdown_timeout", upload.shutdown_timeout, true),
             ("sync.interval", self.sync.interval, false),
         ] {

@@ -203,6 +203,11 @@ pub struct UploadSettings {
     pub backoff_min: Duration,
     #[serde(deserialize_with = "duration")]
     pub backoff_max: Duration,
+    /// While MCAS fails for every batch (an outage), one attempt every this long, so that
+    /// an outage of any length costs at most this long after MCAS is back and few of the
+    /// tenant's calls meanwhile (4 a minute at 15 s).
+    #[serde(deserialize_with = "duration")]
+    pub outage_retry: Duration,
     /// How often a refused token (401/403) is tried again.
     #[serde(deserialize_with = "duration")]
     pub auth_retry: Duration,
@@ -219,6 +224,7 @@ impl Default for UploadSettings {
             timeout: Duration::from_secs(60),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            outage_retry: Duration::from_secs(15),
             auth_retry: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(30),
         }

@@ -162,6 +162,11 @@ impl McasClient {
         self.limiter.ready().await
     }
 
+    /// Whether an API call could be made now without waiting for the rate limiter.
+    pub fn call_available_now(&self) -> bool {
+        self.limiter.available_now()
+    }
+
     /// The HTTP client, shared with the blob upload.
     pub fn http(&self) -> &Client {
         &self.http
@@ -288,6 +293,21 @@ impl McasClient {
                 retry_after: None,
                 throttled: false,
             })?;
+        // A blob URL carries a signature: it is never sent in clear, nor anywhere but a
+        // host; a URL that is not one is MCAS's fault, not the batch's.
+        match url::Url::parse(&answer.url) {
+            Ok(url) if url.scheme() == "https" && url.host_str().is_some() => {}
+            Ok(url) => {
+                return Err(ApiError::UnusableUploadUrl {
+                    reason: format!("its scheme is {}, not https", url.scheme()),
+                })
+            }
+            Err(e) => {
+                return Err(ApiError::UnusableUploadUrl {
+                    reason: format!("it is not a URL: {e}"),
+                })
+            }
+        }
         let provider = match answer.provider.as_deref() {
             None | Some("azure") => Provider::Azure,
             Some("aws") => Provider::Aws,

@@ -52,6 +52,10 @@ pub enum ApiError {
     /// The blob store refused the upload URL (expired or invalid): ask MCAS for a new one.
     #[error("blob upload: the storage refused the upload URL (HTTP {status}); asking MCAS for a new one")]
     BlobUrlRefused { status: u16 },
+    /// upload_url answered a URL the agent will not send a file to (not https, not a URL):
+    /// MCAS's fault, not the batch's.
+    #[error("upload_url: MCAS answered an upload URL the agent will not use: {reason}")]
+    UnusableUploadUrl { reason: String },
     /// The server refused this request for good (another 4xx): retrying cannot help.
     #[error("{step}: refused with HTTP {status}: {body}")]
     Rejected {
@@ -130,6 +134,19 @@ impl ApiError {
         )
     }
 
+    /// The step that failed; `None` when the batch file could not be read.
+    pub fn step(&self) -> Option<Step> {
+        match self {
+            ApiError::Transient { step, .. }
+            | ApiError::TokenRefused { step, .. }
+            | ApiError::NotFound { step, .. }
+            | ApiError::Rejected { step, .. } => Some(*step),
+            ApiError::BlobUrlRefused { .. } => Some(Step::Blob),
+            ApiError::UnusableUploadUrl { .. } => Some(Step::UploadUrl),
+            ApiError::Local(_) => None,
+        }
+    }
+
     /// A transport failure (connect, TLS, timeout, reset), with the URL left out because a
     /// blob URL carries a signature.
     pub fn from_transport(step: Step, error: reqwest::Error) -> ApiError {
@@ -153,6 +170,74 @@ impl ApiError {
             reason: format!("{kind}: {}", describe(&error.without_url())),
             retry_after: None,
             throttled: false,
+        }
+    }
+}
+
+/// What a failed upload step means for the batch and for the uploads of the tenant: the
+/// one reading of MCAS's answers the uploader acts on. It is decided by the step, the
+/// status and what the uploader knows ([`Known`]), never by words in a body, which MCAS
+/// does not document and may echo from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The tenant's throttle (429): the rate limiter waits as MCAS asked.
+    Throttled,
+    /// MCAS fails whatever the batch (upload_url carries only a file name): no fault of
+    /// the batch; tried again at the steady outage cadence.
+    Outage,
+    /// A step that carries the batch (the blob, done_upload) failed for now: the failure
+    /// may be the batch's own.
+    BatchFailed,
+    /// The blob store refused the upload URL: a new one is asked for.
+    NewUrl,
+    /// upload_url answered a URL the agent will not use.
+    UnusableUrl,
+    /// Every batch would be refused alike (the credential, the domain, the tenant's
+    /// configuration): uploads pause, the batches stay in the spool.
+    Pause,
+    /// The repeat of a done_upload that went unanswered was refused: the first one
+    /// reached MCAS and took the file.
+    DeliveredBefore,
+    /// The file's own fault (the blob store refused it, it cannot be read): quarantine.
+    Quarantine,
+}
+
+/// What the uploader knows beside the answer when it reads one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Known {
+    /// A done_upload of this upload URL was sent before and got no answer.
+    pub done_unanswered: bool,
+    /// MCAS's data sources list says the configured data source does not exist.
+    pub data_source_missing: bool,
+}
+
+impl Disposition {
+    /// Reads a failed step.
+    pub fn of(error: &ApiError, known: Known) -> Disposition {
+        match error {
+            ApiError::Transient {
+                throttled: true, ..
+            } => Disposition::Throttled,
+            ApiError::Transient {
+                step: Step::Blob | Step::DoneUpload,
+                ..
+            } => Disposition::BatchFailed,
+            ApiError::Transient { .. } => Disposition::Outage,
+            ApiError::BlobUrlRefused { .. } => Disposition::NewUrl,
+            ApiError::UnusableUploadUrl { .. } => Disposition::UnusableUrl,
+            ApiError::TokenRefused { .. } | ApiError::NotFound { .. } => Disposition::Pause,
+            // The first call reached MCAS, so the refusal of the repeat is about the used
+            // URL, unless MCAS's own list says the data source is missing: then the first
+            // was refused alike, nothing was taken, and the batch waits for the fix.
+            ApiError::Rejected {
+                step: Step::DoneUpload,
+                status: 400..=499,
+                ..
+            } if known.done_unanswered && !known.data_source_missing => {
+                Disposition::DeliveredBefore
+            }
+            ApiError::Rejected { .. } if error.is_tenant_wide() => Disposition::Pause,
+            ApiError::Rejected { .. } | ApiError::Local(_) => Disposition::Quarantine,
         }
     }
 }
@@ -247,6 +332,91 @@ fn shown(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_answer_has_one_disposition() {
+        use Disposition::*;
+        let api = |step, status, body: &str| {
+            ApiError::from_api_status(step, status, None, "h", body.as_bytes())
+        };
+        let transient = |step| ApiError::Transient {
+            step,
+            reason: "timed out".into(),
+            retry_after: None,
+            throttled: false,
+        };
+        let fresh = Known::default();
+        let repeat = Known {
+            done_unanswered: true,
+            ..Known::default()
+        };
+        let missing = Known {
+            done_unanswered: true,
+            data_source_missing: true,
+        };
+        let echoed = r#"{"detail": "already processed", "inputStreamName": "NSS", "format": "x"}"#;
+        let table: Vec<(ApiError, Known, Disposition)> = vec![
+            (api(Step::UploadUrl, 429, ""), fresh, Throttled),
+            (api(Step::DoneUpload, 429, ""), repeat, Throttled),
+            (api(Step::UploadUrl, 503, ""), fresh, Outage),
+            (transient(Step::UploadUrl), fresh, Outage),
+            (api(Step::DoneUpload, 503, ""), fresh, BatchFailed),
+            (transient(Step::DoneUpload), repeat, BatchFailed),
+            (
+                ApiError::from_blob_status(500, None, b""),
+                fresh,
+                BatchFailed,
+            ),
+            (ApiError::from_blob_status(403, None, b""), fresh, NewUrl),
+            (
+                ApiError::UnusableUploadUrl {
+                    reason: "http".into(),
+                },
+                fresh,
+                UnusableUrl,
+            ),
+            (api(Step::UploadUrl, 401, ""), fresh, Pause),
+            (api(Step::DoneUpload, 403, ""), repeat, Pause),
+            (api(Step::UploadUrl, 404, ""), fresh, Pause),
+            (api(Step::UploadUrl, 400, "unknown source"), fresh, Pause),
+            (
+                api(Step::DoneUpload, 400, "unknown data source"),
+                fresh,
+                Pause,
+            ),
+            // The refused repeat is read by what is known, whatever its body says.
+            (api(Step::DoneUpload, 400, echoed), repeat, DeliveredBefore),
+            (
+                api(Step::DoneUpload, 400, "data source"),
+                repeat,
+                DeliveredBefore,
+            ),
+            (api(Step::DoneUpload, 409, ""), repeat, DeliveredBefore),
+            (api(Step::DoneUpload, 400, echoed), missing, Pause),
+            (
+                ApiError::from_blob_status(413, None, b""),
+                fresh,
+                Quarantine,
+            ),
+            (
+                ApiError::from_blob_status(413, None, b""),
+                repeat,
+                Quarantine,
+            ),
+            (
+                ApiError::Local(std::io::Error::other("gone")),
+                fresh,
+                Quarantine,
+            ),
+        ];
+        for (error, known, expected) in table {
+            assert_eq!(
+                Disposition::of(&error, known),
+                expected,
+                "{error} {known:?}"
+            );
+        }
+    }
 
     #[test]
     fn refusals_of_the_whole_tenant_are_told_from_a_files_own() {

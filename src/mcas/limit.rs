@@ -139,6 +139,13 @@ impl ApiRateLimiter {
         }
     }
 
+    /// Whether a call could be made now, without waiting and without making it: the
+    /// uploader sends a sealed batch at once while this holds, and merges waiting batches
+    /// only while it does not.
+    pub fn available_now(&self) -> bool {
+        self.state.lock().unwrap().try_take(false).is_ok()
+    }
+
     /// Changes the limits (a reload): the calls already made still count, and the rate
     /// this agent has adapted to stays within the new limits.
     pub fn set_limits(&self, per_minute: u32, floor: u32) {
@@ -231,6 +238,18 @@ mod tests {
         limiter.ready().await;
         limiter.acquire().await;
         assert_eq!(Instant::now() - start, waited, "still there");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn available_now_says_whether_a_call_would_wait() {
+        let limiter = ApiRateLimiter::new(30);
+        for _ in 0..4 {
+            assert!(limiter.available_now());
+            limiter.acquire().await;
+        }
+        assert!(!limiter.available_now(), "the burst is spent");
+        tokio::time::advance(WINDOW / 30).await;
+        assert!(limiter.available_now());
     }
 
     #[tokio::test(start_paused = true)]

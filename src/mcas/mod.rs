@@ -16,5 +16,5 @@ pub use client::{
     DataSource, DataSourcesError, McasClient, Provider, RawAnswer, SendError, UploadTarget,
 };
 pub use entra::{EntraError, EntraTokens};
-pub use error::{ApiError, Step};
+pub use error::{ApiError, Disposition, Known, Step};
 pub use limit::ApiRateLimiter;

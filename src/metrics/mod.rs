@@ -286,6 +286,20 @@ const METRICS: &[Metric] = &[
         value: Value::Number(|r| r.upload.api_rate),
     },
     Metric {
+        name: "upload_outage_retry_seconds",
+        kind: Kind::Gauge,
+        help: "Seconds between attempts while MCAS fails for every batch (upload.outage_retry).",
+        field: "upload.outage_retry",
+        value: Value::Number(|r| r.upload.outage_retry),
+    },
+    Metric {
+        name: "upload_outage",
+        kind: Kind::Gauge,
+        help: "1 while MCAS fails for every batch (attempts at the outage cadence), else 0.",
+        field: "upload.outage",
+        value: Value::Number(|r| f64::from(u8::from(r.upload.outage))),
+    },
+    Metric {
         name: "upload_delivery_latency_seconds",
         kind: Kind::Histogram,
         help: "Records delivered, by the time from their batch's first record's arrival to MCAS's acceptance.",

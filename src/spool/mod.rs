@@ -5,12 +5,14 @@
 //! spool/ready/       sealed batches, uploaded oldest first: SEQ-SEALEDMS-RECORDSr-RAWb.gz
 //! spool/quarantine/  batches MCAS refused or that failed a check, each with a .reason file
 //! spool/delivered/   a marker per batch MCAS accepted whose removal from ready/ is due
+//! spool/sent/        the upload URL of a batch whose done_upload was sent, until it leaves
 //! ```
 //! A file enters `ready/` only by rename after its gzip trailer is written and fsynced,
 //! and leaves it only after MCAS accepted it, so a crash never uploads half a batch.
 
 mod batch_file;
 mod delivered;
+mod done_sent;
 mod merge;
 mod recover;
 mod verify;
@@ -28,6 +30,7 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 
 pub use batch_file::BatchFile;
+pub use done_sent::DoneSent;
 pub use merge::{merge_run, MCAS_MAX_FILE};
 pub use recover::Recovery;
 
@@ -110,6 +113,8 @@ pub struct Spool {
     ready_dir: PathBuf,
     quarantine_dir: PathBuf,
     delivered_dir: PathBuf,
+    /// Created when first needed: see [`done_sent`].
+    sent_dir: PathBuf,
     /// Batches MCAS accepted that are still in `ready/` because removing them failed, by
     /// file name: never offered for upload again, their removal retried at each scan.
     undeleted: Mutex<BTreeMap<String, SealedBatch>>,
@@ -129,6 +134,7 @@ impl Spool {
             ready_dir: root.join("ready"),
             quarantine_dir: root.join("quarantine"),
             delivered_dir: root.join("delivered"),
+            sent_dir: root.join(done_sent::SENT_DIR),
             undeleted: Mutex::new(BTreeMap::new()),
             next_seq: AtomicU64::new(0),
             sealed: Arc::new(Notify::new()),

@@ -2,10 +2,16 @@
 //! failing, a batch is held back for a while so that newer batches go on. It stays in the
 //! spool and is tried again when its hold ends. The next batch is the probe: should it
 //! fail too, MCAS is failing for everyone, the hold is lifted and batches go oldest first
-//! again.
+//! again. A batch held back is also tried again, once, as soon as a newer batch is
+//! delivered: the failures that held it may have been MCAS's.
+//!
+//! Only failures of the steps that carry the batch (the blob, done_upload) count here:
+//! upload_url carries only a name, so its failures are MCAS's, never the batch's.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Failed attempts in a row after which a batch is held back.
 pub const HOLD_AFTER_ATTEMPTS: u32 = 5;
@@ -22,6 +28,8 @@ struct Failing {
     until: Option<Instant>,
     /// Its last error.
     why: String,
+    /// Its hold was lifted once by the delivery of a newer batch.
+    retried_after_delivery: bool,
 }
 
 /// The batches that failed and have not been delivered since, by sequence number.
@@ -47,6 +55,7 @@ impl Holds {
             since: now,
             until: None,
             why: String::new(),
+            retried_after_delivery: false,
         });
         entry.attempts += 1;
         entry.why = why;
@@ -74,12 +83,29 @@ impl Holds {
         }
     }
 
-    /// Batch `seq` left the spool (delivered or quarantined): a batch held before it
-    /// stays held, its failures were its own.
-    pub fn done(&mut self, seq: u64) {
+    /// Batch `seq` was delivered: a batch held back is tried again now, once (MCAS takes
+    /// files again, and its failures may have been MCAS's); should it fail again, it is
+    /// held again at once, its failures its own.
+    pub fn delivered(&mut self, seq: u64) {
+        self.left(seq);
+        for failing in self.failing.values_mut() {
+            if failing.until.is_some() && !failing.retried_after_delivery {
+                failing.until = None;
+                failing.retried_after_delivery = true;
+            }
+        }
+    }
+
+    /// Batch `seq` left the spool (delivered or quarantined).
+    pub fn left(&mut self, seq: u64) {
         self.failing.remove(&seq);
         self.probing = None;
         self.everyone_failing = false;
+    }
+
+    /// Whether MCAS was seen failing for every batch since the last delivery.
+    pub fn everyone_failing(&self) -> bool {
+        self.everyone_failing
     }
 
     /// Whether batch `seq` may be joined with others into one upload: not while its
@@ -145,12 +171,18 @@ mod tests {
         let (count, why) = holds.summary();
         assert_eq!(count, 1);
         assert!(why.unwrap().contains("HTTP 500"));
-        holds.done(8);
+        holds.delivered(8);
         assert!(
-            holds.is_held_now(7),
-            "the next batch went through: 7 stays held"
+            !holds.is_held_now(7),
+            "a newer batch went through: 7 is tried again"
         );
-        holds.done(7);
+        assert!(
+            holds.failed(7, "HTTP 500".into(), Duration::from_secs(60)),
+            "failing again, it is held again at once"
+        );
+        holds.delivered(9);
+        assert!(holds.is_held_now(7), "lifted once only");
+        holds.delivered(7);
         assert_eq!(holds.summary(), (0, None));
         assert!(holds.next_release().is_none());
     }
@@ -184,7 +216,7 @@ mod tests {
         holds.failed(1, "503".into(), hold);
         assert!(holds.may_join(0) && holds.may_join(1));
         // A delivery ends that: batch 0's later failures are its own again.
-        holds.done(2);
+        holds.delivered(2);
         assert!(!holds.may_join(0));
     }
 }

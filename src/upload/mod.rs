@@ -1,59 +1,65 @@
 //! Upload: each sealed batch, oldest first, to MCAS in three steps (upload_url, the blob
 //! PUT, done_upload). A batch leaves the spool only after done_upload answered 2xx (or
-//! refused a repeat of a done_upload that went unanswered: the first one was taken). A
-//! batch that keeps failing is held back ([`held`]) so that newer ones go on.
+//! refused a repeat of a done_upload that went unanswered: the first one was taken).
+//!
+//! The parts: [`steps`] (MCAS as a trait, so that this logic is tested on paused time),
+//! [`batches`] (the state between attempts and the decisions taken from it), [`held`]
+//! (batches that keep failing step aside), [`spool_io`] (the blocking spool, awaited).
+//!
+//! While an API call may go now, each sealed batch goes up at once as it is; waiting
+//! batches are merged into one upload only while the next call must wait for the rate
+//! limiter, or while MCAS fails for every batch: then one attempt every
+//! `upload.outage_retry`, and the whole backlog goes up once one succeeds.
 
+mod batches;
 mod held;
-mod merge;
+mod spool_io;
+mod steps;
 
-pub use merge::MergeLimits;
+#[cfg(test)]
+mod tests;
+
+pub use batches::MergeLimits;
+pub use steps::{Mcas, McasUploads};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::{McasTarget, UploadSettings};
-use crate::mcas::{blob, data_source, ApiError, McasClient, Step, UploadTarget};
-use crate::spool::{SealedBatch, Spool};
+use crate::mcas::{data_source, ApiError, Disposition, Known, McasClient, Provider, Step};
+use crate::spool::{DoneSent, SealedBatch, Spool};
 use crate::status::{rfc3339, Stats};
+use batches::{Batches, PUT_FAILURES_PER_URL};
+use spool_io::SpoolIo;
 
 /// How often the spool is looked at even without news of a sealed batch.
 const RESCAN: Duration = Duration::from_secs(5);
 
 /// Uploads sealed batches until cancelled.
-pub struct Uploader {
-    client: McasClient,
-    spool: Arc<Spool>,
+pub struct Uploader<M = McasUploads> {
+    mcas: M,
+    spool: SpoolIo,
     stats: Arc<Stats>,
     settings: UploadSettings,
-    source: String,
-    data_source: String,
     /// Names the files in MCAS: which appliance sent them.
     host: String,
     merge: MergeLimits,
-}
-
-/// How far the current batch got: the upload URL (valid for a while, so a failed PUT is
-/// retried on the same URL, sparing the tenant's API calls) and whether the blob is there
-/// (then only done_upload is repeated).
-#[derive(Debug, Default)]
-struct Progress {
-    target: Option<UploadTarget>,
-    blob_sent: bool,
-    /// A done_upload was sent and got no answer (a timeout, a broken connection, a 5xx):
-    /// MCAS may have taken the file.
-    done_unanswered: bool,
+    /// For the advice of a tenant-wide refusal: the names the agent sends.
+    data_source: String,
+    source: String,
 }
 
 /// How one attempt at a batch ended.
 enum Outcome {
     Delivered,
     Quarantined,
-    /// Try the same batch again after this wait.
-    Retry(Duration),
+    /// Try again after this wait.
+    Retry(Wait),
     /// The batch failed again and again: newer batches go first.
     Held,
     /// MCAS answered 429: the rate limiter holds the next call as long as MCAS asked, and
@@ -61,7 +67,18 @@ enum Outcome {
     Throttled,
 }
 
-impl Uploader {
+/// How long to wait before the next attempt.
+enum Wait {
+    /// The backoff of failures in a row, at least this long (a Retry-After); the outage
+    /// cadence once MCAS fails for every batch.
+    Backoff(Duration),
+    /// The outage cadence.
+    Outage,
+    /// This long.
+    Fixed(Duration),
+}
+
+impl Uploader<McasUploads> {
     /// An uploader of `spool`'s batches through `client`.
     pub fn new(
         client: McasClient,
@@ -75,162 +92,270 @@ impl Uploader {
             .and_then(|h| h.into_string().ok())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "nss".to_string());
-        Uploader {
+        let mcas = McasUploads {
             client,
-            spool,
-            stats,
-            settings,
             source: target.source.clone(),
             data_source: target.data_source.clone(),
+            timeout: settings.timeout,
+        };
+        Uploader::with_mcas(mcas, spool, stats, settings, host)
+            .names(&target.data_source, &target.source)
+    }
+}
+
+impl<M: Mcas> Uploader<M> {
+    /// An uploader through `mcas`, naming its files after `host`.
+    pub fn with_mcas(
+        mcas: M,
+        spool: Arc<Spool>,
+        stats: Arc<Stats>,
+        settings: UploadSettings,
+        host: String,
+    ) -> Uploader<M> {
+        Uploader {
+            mcas,
+            spool: SpoolIo::new(spool),
+            stats,
+            settings,
             host,
             merge: MergeLimits::default(),
+            data_source: String::new(),
+            source: String::new(),
         }
+    }
+
+    fn names(mut self, data_source: &str, source: &str) -> Uploader<M> {
+        self.data_source = data_source.to_string();
+        self.source = source.to_string();
+        self
+    }
+
+    /// Sets how far merges of waiting batches go.
+    pub fn merge_up_to(mut self, limits: MergeLimits) -> Uploader<M> {
+        self.merge = limits;
+        self
     }
 
     /// Uploads until `cancel`. A batch being uploaded when `cancel` fires is finished
     /// first, unless `abort` fires too.
     pub async fn run(self, cancel: CancellationToken, abort: CancellationToken) {
-        let mut backoff = Backoff::new(self.settings.backoff_min, self.settings.backoff_max);
-        let mut progress = Progress::default();
-        let mut current_seq = None;
-        let mut holds = held::Holds::default();
-        // The progress of batches set aside (held, or passed by an older batch whose hold
-        // was lifted), for when their turn comes again: the same upload URL, and whether
-        // a done_upload already went unanswered. Starting over would send a file MCAS may
-        // already have a second time.
-        let mut set_aside: std::collections::BTreeMap<u64, Progress> = Default::default();
+        let outage_retry = self.settings.outage_retry;
+        // No wait between attempts is longer than the outage cadence (Retry-After and
+        // pauses aside); backoff_max still says how long a failing batch is held back.
+        let mut backoff = Backoff::new(
+            self.settings.backoff_min.min(outage_retry),
+            self.settings.backoff_max.min(outage_retry),
+        );
+        self.stats
+            .upload
+            .outage_retry_millis
+            .store(outage_retry.as_millis() as u64, Ordering::Relaxed);
+        let mut batches = Batches::default();
+        let mut first_scan = true;
         while !cancel.is_cancelled() {
-            let batch = match self.next_batch(&mut holds).await {
-                Ok(Some(batch)) => batch,
-                Ok(None) => {
-                    let release = holds
-                        .next_release()
-                        .map_or(RESCAN, |at| at.saturating_duration_since(Instant::now()));
-                    tokio::select! {
-                        _ = self.spool.wait_sealed() => {}
-                        _ = tokio::time::sleep(release.min(RESCAN)) => {}
-                        _ = cancel.cancelled() => {}
-                    }
-                    continue;
-                }
+            let ready = match self.scan(&mut batches).await {
+                Ok(ready) => ready,
                 Err(error) => {
                     tracing::error!(%error, "cannot read the spool");
                     wait_or_cancel(RESCAN, &cancel).await;
                     continue;
                 }
             };
-            // Batches waiting behind it may join a batch nothing of which has reached MCAS
-            // yet; never one with an upload URL (a done_upload of it may have been taken)
-            // or one whose failures may be its own.
-            let started = |seq: u64| {
-                if current_seq == Some(seq) {
-                    progress.target.is_some()
-                } else {
-                    set_aside.get(&seq).is_some_and(|p| p.target.is_some())
+            if first_scan {
+                first_scan = false;
+                self.resume_done_sent(&ready, &mut batches).await;
+            }
+            let Some(oldest) = batches.next(&ready).cloned() else {
+                let release = batches
+                    .next_release()
+                    .map_or(RESCAN, |at| at.saturating_duration_since(Instant::now()));
+                tokio::select! {
+                    _ = self.spool.wait_sealed() => {}
+                    _ = tokio::time::sleep(release.min(RESCAN)) => {}
+                    _ = cancel.cancelled() => {}
                 }
+                continue;
             };
-            let batch = if started(batch.seq) || !holds.may_join(batch.seq) {
-                batch
-            } else {
-                let keep_apart: Vec<u64> = set_aside
-                    .iter()
-                    .filter(|(_, p)| p.target.is_some())
-                    .map(|(&seq, _)| seq)
-                    .chain(current_seq.filter(|_| progress.target.is_some()))
-                    .filter(|&seq| seq != batch.seq)
-                    .collect();
-                let oldest = batch.path.clone();
-                match self
-                    .merge_waiting(batch, &keep_apart, &holds, &cancel)
-                    .await
-                {
-                    Some(merged) => {
-                        if merged.path != oldest && current_seq == Some(merged.seq) {
-                            // A new file under the oldest's number: checked like any other.
-                            current_seq = None;
-                            progress = Progress::default();
-                        }
-                        merged
+            let call_now = self.mcas.call_available_now();
+            let merging = self.merge.max_raw_bytes > 0
+                && batches.joinable(oldest.seq)
+                && batches.merge_pays(call_now);
+            let mut probed = None;
+            let batch = if merging && call_now && batches.failing_for_everyone() {
+                // MCAS fails for every batch: first ask whether it takes a file at all
+                // (upload_url carries only the name, which a merge keeps), and merge the
+                // backlog only once it does, not once per attempt.
+                let name = self.file_name(&oldest);
+                let asked = tokio::select! {
+                    asked = self.mcas.upload_url(&name) => asked,
+                    _ = abort.cancelled() => return,
+                };
+                match asked {
+                    Ok(target) => {
+                        batches.usable_url();
+                        probed = Some(target);
+                        self.merge_waiting(oldest, &mut batches).await
                     }
-                    None => continue,
+                    Err(error) => {
+                        let outcome = self.failed(&oldest, &mut batches, error).await;
+                        self.settle(outcome, &oldest, &mut backoff, &batches, &cancel)
+                            .await;
+                        continue;
+                    }
                 }
+            } else if merging {
+                // Batches sealed while the call waits go along.
+                tokio::select! {
+                    _ = self.mcas.call_available() => {}
+                    _ = cancel.cancelled() => continue,
+                }
+                self.merge_waiting(oldest, &mut batches).await
+            } else {
+                oldest
             };
-            if current_seq != Some(batch.seq) {
-                if let Some(previous) = current_seq {
-                    set_aside.insert(previous, std::mem::take(&mut progress));
-                }
-                set_aside.retain(|&seq, _| holds.is_failing(seq));
-                current_seq = Some(batch.seq);
-                progress = set_aside.remove(&batch.seq).unwrap_or_default();
-                let spool = self.spool.clone();
-                let checked = batch.clone();
-                let verdict = tokio::task::spawn_blocking(move || spool.verify(&checked))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("the check failed: {e}")));
-                if let Err(problem) = verdict {
+            if !batches.progress(batch.seq).checked {
+                if let Err(problem) = self.spool.verify(&batch).await {
                     self.quarantine(&batch, &format!("failed its integrity check: {problem}"))
                         .await;
-                    holds.done(batch.seq);
-                    current_seq = None;
+                    batches.quarantined(batch.seq);
                     continue;
                 }
+                batches.progress(batch.seq).checked = true;
+            }
+            if let Some(target) = probed {
+                // The upload URL asked for the oldest's name serves the merged file.
+                let progress = batches.progress(batch.seq);
+                progress.target = Some(target);
+                progress.blob_sent = false;
+                progress.done_unanswered = false;
+                progress.put_failures = 0;
             }
             let outcome = tokio::select! {
-                outcome = self.upload(&batch, &mut progress, &mut holds) => outcome,
+                outcome = self.attempt(&batch, &mut batches) => outcome,
                 _ = abort.cancelled() => return,
             };
-            match outcome {
-                Outcome::Delivered | Outcome::Quarantined => {
-                    holds.done(batch.seq);
-                    current_seq = None;
-                    backoff.reset();
-                }
-                // The next batch is tried right away; this one keeps what it got (its
-                // upload URL) for when its hold ends.
-                Outcome::Held => {}
-                Outcome::Throttled => {
-                    self.stats.upload.retries.fetch_add(1, Ordering::Relaxed);
-                }
-                Outcome::Retry(at_least) => {
-                    self.stats.upload.retries.fetch_add(1, Ordering::Relaxed);
-                    let wait = backoff.next(Some(at_least));
-                    tracing::info!(seq = batch.seq, wait = %humantime::format_duration(round(wait)), "will try the batch again");
-                    wait_or_cancel(wait, &cancel).await;
-                }
+            self.settle(outcome, &batch, &mut backoff, &batches, &cancel)
+                .await;
+        }
+    }
+
+    /// After an attempt: counts a retry and waits as the outcome says.
+    async fn settle(
+        &self,
+        outcome: Outcome,
+        batch: &SealedBatch,
+        backoff: &mut Backoff,
+        batches: &Batches,
+        cancel: &CancellationToken,
+    ) {
+        let upload = &self.stats.upload;
+        let outage_retry = self.settings.outage_retry;
+        match outcome {
+            Outcome::Delivered | Outcome::Quarantined => backoff.reset(),
+            // The next batch is tried right away; this one keeps what it got (its
+            // upload URL) for when its hold ends.
+            Outcome::Held => {}
+            Outcome::Throttled => {
+                upload.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Retry(wait) => {
+                upload.retries.fetch_add(1, Ordering::Relaxed);
+                let outage = batches.failing_for_everyone();
+                upload.outage.store(outage, Ordering::Relaxed);
+                let wait = match wait {
+                    Wait::Backoff(at_least) if outage => outage_wait(outage_retry).max(at_least),
+                    Wait::Backoff(at_least) => backoff.next(Some(at_least)),
+                    Wait::Outage => outage_wait(outage_retry),
+                    Wait::Fixed(wait) => wait,
+                };
+                tracing::info!(seq = batch.seq, wait = %humantime::format_duration(round(wait)), outage, "will try again");
+                wait_or_cancel(wait, cancel).await;
             }
         }
     }
 
-    /// The oldest sealed batch not held back, after refreshing the spool's figures in the
-    /// status. The directory is read on a blocking thread.
-    async fn next_batch(&self, holds: &mut held::Holds) -> std::io::Result<Option<SealedBatch>> {
-        let spool = self.spool.clone();
-        let (ready, quarantined, undeleted) = tokio::task::spawn_blocking(move || {
-            let ready = spool.scan_ready()?;
-            // Counted in the directory, so that batches quarantined by earlier runs show too.
-            let quarantined = spool.quarantined()?;
-            Ok::<_, std::io::Error>((ready, quarantined, spool.undeleted()))
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        holds.retain(|seq| ready.iter().any(|b| b.seq == seq));
+    /// The batches to upload, oldest first, after refreshing the spool's figures in the
+    /// status and forgetting batches gone from the spool.
+    async fn scan(&self, batches: &mut Batches) -> std::io::Result<Vec<SealedBatch>> {
+        let scan = self.spool.scan().await?;
+        batches.refresh(&scan.ready);
         let spool = &self.stats.spool;
-        spool.batches.store(ready.len() as u64, Ordering::Relaxed);
         spool
-            .bytes
-            .store(ready.iter().map(|b| b.gzip_bytes).sum(), Ordering::Relaxed);
-        spool.quarantined.store(quarantined, Ordering::Relaxed);
+            .batches
+            .store(scan.ready.len() as u64, Ordering::Relaxed);
+        spool.bytes.store(
+            scan.ready.iter().map(|b| b.gzip_bytes).sum(),
+            Ordering::Relaxed,
+        );
+        spool.quarantined.store(scan.quarantined, Ordering::Relaxed);
         spool
             .delivered_undeleted
-            .store(undeleted, Ordering::Relaxed);
-        let (held, why) = holds.summary();
+            .store(scan.undeleted, Ordering::Relaxed);
+        let (held, why) = batches.held_summary();
         spool.held.store(held, Ordering::Relaxed);
         *spool.held_why.lock().unwrap() = why;
-        match ready.first() {
+        match scan.ready.first() {
             Some(oldest) => spool.oldest.set(oldest.sealed_at),
             None => spool.oldest.clear(),
         }
-        Ok(ready.into_iter().find(|b| !holds.is_held_now(b.seq)))
+        Ok(scan.ready)
+    }
+
+    /// Batches whose done_upload an earlier run sent without an answer (a shutdown or a
+    /// crash meanwhile) repeat that done_upload instead of going up anew.
+    async fn resume_done_sent(&self, ready: &[SealedBatch], batches: &mut Batches) {
+        for (seq, sent) in self.spool.done_sent(ready).await {
+            tracing::info!(
+                seq,
+                "an earlier run sent this batch's done_upload without an answer: repeating it"
+            );
+            let provider = match sent.provider.as_str() {
+                "aws" => Provider::Aws,
+                _ => Provider::Azure,
+            };
+            batches.resume_done(
+                seq,
+                crate::mcas::UploadTarget {
+                    url: sent.upload_url,
+                    provider,
+                },
+            );
+        }
+    }
+
+    /// `oldest`, or one batch merging it with the batches waiting after it that may join.
+    /// A damaged source stops the run (it goes to quarantine in its turn); a merge that
+    /// fails is logged and the oldest goes alone.
+    async fn merge_waiting(&self, oldest: SealedBatch, batches: &mut Batches) -> SealedBatch {
+        let Ok(scan) = self.spool.scan().await else {
+            return oldest;
+        };
+        let run = batches.merge_run(&scan.ready, oldest.seq, self.merge.max_raw_bytes);
+        if run.len() < 2 || run[0] != oldest {
+            return oldest;
+        }
+        // The merge joins deflate streams without reading them, and would carry a damaged
+        // source into every record's file.
+        let good = self.spool.verified_prefix(run).await;
+        if good < 2 {
+            return oldest;
+        }
+        let run = run[..good].to_vec();
+        match self
+            .spool
+            .merge_oldest(run, self.merge.max_raw_bytes, self.merge.level)
+            .await
+        {
+            Ok(Some(merged)) => {
+                batches.merged(merged.seq);
+                merged
+            }
+            Ok(None) => oldest,
+            Err(error) => {
+                tracing::warn!(%error, "merging the waiting batches failed; uploading them one by one");
+                oldest
+            }
+        }
     }
 
     /// The name the file gets in MCAS: the appliance, the seal time and the sequence.
@@ -240,43 +365,57 @@ impl Uploader {
     }
 
     /// One attempt at the batch, resuming after the last step that succeeded.
-    async fn upload(
-        &self,
-        batch: &SealedBatch,
-        progress: &mut Progress,
-        holds: &mut held::Holds,
-    ) -> Outcome {
-        match self.steps(batch, progress).await {
+    async fn attempt(&self, batch: &SealedBatch, batches: &mut Batches) -> Outcome {
+        match self.steps(batch, batches).await {
             Ok(()) => {
-                self.delivered(batch).await;
-                *progress = Progress::default();
+                self.delivered(batch, batches).await;
                 Outcome::Delivered
             }
-            Err(ApiError::Rejected {
-                step: Step::DoneUpload,
-                status,
-                body,
-            }) if progress.done_unanswered && !about_configuration(&body) => {
-                // The first done_upload reached MCAS: the file was taken then.
-                tracing::warn!(seq = batch.seq, status, body, "MCAS refused a repeated done_upload after the first went unanswered: the batch was delivered by the first one");
-                self.delivered(batch).await;
-                *progress = Progress::default();
-                Outcome::Delivered
-            }
-            Err(error) => self.failed(batch, progress, holds, error).await,
+            Err(error) => self.failed(batch, batches, error).await,
         }
+    }
+
+    async fn steps(&self, batch: &SealedBatch, batches: &mut Batches) -> Result<(), ApiError> {
+        let target = match &batches.progress(batch.seq).target {
+            Some(target) => target.clone(),
+            None => {
+                let target = self.mcas.upload_url(&self.file_name(batch)).await?;
+                batches.usable_url();
+                let progress = batches.progress(batch.seq);
+                progress.target = Some(target.clone());
+                progress.blob_sent = false;
+                progress.done_unanswered = false;
+                progress.put_failures = 0;
+                target
+            }
+        };
+        if !batches.progress(batch.seq).blob_sent {
+            self.mcas.put_blob(&target, batch).await?;
+            batches.progress(batch.seq).blob_sent = true;
+        }
+        if !batches.progress(batch.seq).done_unanswered {
+            // Kept until the batch leaves the spool, so that a run ending before MCAS
+            // answers repeats this done_upload instead of sending the file again.
+            let sent = DoneSent {
+                upload_url: target.url.clone(),
+                provider: match target.provider {
+                    Provider::Azure => "azure",
+                    Provider::Aws => "aws",
+                }
+                .to_string(),
+            };
+            if let Err(error) = self.spool.record_done_sent(batch, sent).await {
+                tracing::warn!(seq = batch.seq, %error, "cannot record the done_upload in the spool: should the agent stop before MCAS answers, the batch would be sent again");
+            }
+        }
+        self.mcas.done_upload(&target).await
     }
 
     /// Counts a batch MCAS accepted and removes it from the spool; should the removal
     /// fail, the spool keeps it as delivered (never sent again) and retries the removal.
-    async fn delivered(&self, batch: &SealedBatch) {
-        let spool = self.spool.clone();
-        let removed = batch.clone();
-        let removal = tokio::task::spawn_blocking(move || spool.delivered(&removed))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r);
-        if let Err(error) = removal {
+    async fn delivered(&self, batch: &SealedBatch, batches: &mut Batches) {
+        batches.delivered(batch.seq);
+        if let Err(error) = self.spool.delivered(batch).await {
             tracing::error!(seq = batch.seq, file = %batch.path.display(), %error, "delivered, but cannot remove the batch from the spool: it is not sent again, and its removal is retried");
             self.stats
                 .spool
@@ -293,6 +432,7 @@ impl Uploader {
             .bytes_gzip
             .fetch_add(batch.gzip_bytes, Ordering::Relaxed);
         upload.last_success.touch();
+        upload.outage.store(false, Ordering::Relaxed);
         self.stats
             .latency
             .delivered(batch.seq, batch.last_seq(), batch.records, batch.sealed_at);
@@ -309,13 +449,7 @@ impl Uploader {
     /// Moves a batch that must not be retried to quarantine, saying why in the log and
     /// beside the file.
     async fn quarantine(&self, batch: &SealedBatch, reason: &str) {
-        let spool = self.spool.clone();
-        let (path, why) = (batch.path.clone(), reason.to_string());
-        let moved = tokio::task::spawn_blocking(move || spool.quarantine(&path, &why))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r);
-        match moved {
+        match self.spool.quarantine(batch, reason).await {
             Ok(path) => {
                 tracing::error!(seq = batch.seq, file = %path.display(), reason, "the batch is kept in quarantine and will not be uploaded")
             }
@@ -325,116 +459,125 @@ impl Uploader {
         }
     }
 
-    async fn steps(&self, batch: &SealedBatch, progress: &mut Progress) -> Result<(), ApiError> {
-        let target = match &progress.target {
-            Some(target) => target.clone(),
-            None => {
-                let target = self
-                    .client
-                    .upload_url(&self.file_name(batch), &self.source)
-                    .await?;
-                progress.target = Some(target.clone());
-                progress.blob_sent = false;
-                progress.done_unanswered = false;
-                target
-            }
-        };
-        if !progress.blob_sent {
-            blob::put(
-                self.client.http(),
-                &target,
-                &batch.path,
-                batch.gzip_bytes,
-                self.settings.timeout,
-            )
-            .await?;
-            progress.blob_sent = true;
-        }
-        self.client
-            .done_upload(&target.url, &self.data_source)
-            .await
-    }
-
-    async fn failed(
-        &self,
-        batch: &SealedBatch,
-        progress: &mut Progress,
-        holds: &mut held::Holds,
-        error: ApiError,
-    ) -> Outcome {
-        self.stats.upload.set_error(format!(
+    /// What a failed attempt leads to, as [`Disposition::of`] reads the error.
+    async fn failed(&self, batch: &SealedBatch, batches: &mut Batches, error: ApiError) -> Outcome {
+        let seq = batch.seq;
+        let upload = &self.stats.upload;
+        upload.set_error(format!(
             "{}: {error}",
             rfc3339(std::time::SystemTime::now())
         ));
-        match error {
-            ApiError::Transient {
-                step,
-                retry_after,
-                throttled,
-                ..
-            } => {
-                tracing::warn!(seq = batch.seq, %error, "upload attempt failed");
-                if step == Step::DoneUpload && !throttled {
-                    progress.done_unanswered = true;
+        let known = Known {
+            done_unanswered: batches.progress(seq).done_unanswered,
+            data_source_missing: *self.stats.data_source.found.lock().unwrap() == Some(false),
+        };
+        let disposition = Disposition::of(&error, known);
+        if error.step() == Some(Step::DoneUpload)
+            && !known.done_unanswered
+            && disposition != Disposition::BatchFailed
+        {
+            // MCAS answered the first done_upload of this URL, and took nothing.
+            self.spool.forget_done_sent(batch).await;
+        }
+        match disposition {
+            Disposition::Throttled => {
+                // The tenant's throttle is no fault of the batch; the rate limiter holds
+                // the next call as long as MCAS asked and lowered this agent's rate.
+                batches.failed_elsewhere(seq);
+                tracing::info!(seq, %error, "MCAS throttled the call; this agent's rate is lowered");
+                Outcome::Throttled
+            }
+            Disposition::Outage => {
+                batches.outage(seq);
+                upload.outage.store(true, Ordering::Relaxed);
+                tracing::warn!(seq, %error, "upload attempt failed: MCAS fails whatever the batch; trying again every upload.outage_retry");
+                Outcome::Retry(Wait::Outage)
+            }
+            Disposition::BatchFailed => {
+                tracing::warn!(seq, %error, "upload attempt failed");
+                let progress = batches.progress(seq);
+                match error.step() {
+                    Some(Step::DoneUpload) => progress.done_unanswered = true,
+                    Some(Step::Blob) => {
+                        progress.put_failures += 1;
+                        if progress.put_failures >= PUT_FAILURES_PER_URL {
+                            tracing::info!(seq, failures = progress.put_failures, "the blob upload keeps failing on this upload URL: asking MCAS for a new one");
+                            *progress = batches::Progress {
+                                checked: progress.checked,
+                                ..Default::default()
+                            };
+                        }
+                    }
+                    _ => {}
                 }
-                // The tenant's throttle is no fault of the batch; the rate limiter holds the
-                // next call as long as MCAS asked and lowered this agent's rate.
-                if throttled {
-                    holds.failed_elsewhere(batch.seq);
-                    tracing::info!(
-                        seq = batch.seq,
-                        "MCAS throttled the call; this agent's rate is lowered"
-                    );
-                    return Outcome::Throttled;
-                } else if holds.failed(batch.seq, error.to_string(), self.settings.backoff_max) {
-                    self.stats.upload.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(seq = batch.seq, %error, hold = %humantime::format_duration(self.settings.backoff_max), "the batch keeps failing: it is held back and newer batches go first; it stays in the spool and is tried again later");
+                let retry_after = match &error {
+                    ApiError::Transient { retry_after, .. } => retry_after.unwrap_or_default(),
+                    _ => Duration::ZERO,
+                };
+                if batches.batch_failed(seq, error.to_string(), self.settings.backoff_max) {
+                    tracing::warn!(seq, %error, hold = %humantime::format_duration(self.settings.backoff_max), "the batch keeps failing: it is held back and newer batches go first; it stays in the spool and is tried again later");
                     return Outcome::Held;
                 }
-                Outcome::Retry(retry_after.unwrap_or_default())
+                Outcome::Retry(Wait::Backoff(retry_after))
             }
-            ApiError::BlobUrlRefused { .. } => {
-                tracing::warn!(seq = batch.seq, %error, "upload attempt failed");
-                *progress = Progress::default();
-                Outcome::Retry(Duration::ZERO)
+            Disposition::NewUrl => {
+                tracing::warn!(seq, %error, "upload attempt failed");
+                batches.progress(seq).target = None;
+                Outcome::Retry(Wait::Fixed(Duration::ZERO))
             }
-            ApiError::TokenRefused { .. } | ApiError::NotFound { .. } => {
-                holds.failed_elsewhere(batch.seq);
-                tracing::error!(%error, "uploads are paused; receiving and spooling go on");
-                self.stats.upload.set_paused(error.to_string());
-                *progress = Progress::default();
-                Outcome::Retry(self.settings.auth_retry)
+            Disposition::UnusableUrl => {
+                batches.progress(seq).target = None;
+                if batches.unusable_url(seq) {
+                    let why = format!("{error}, again and again: MCAS is misbehaving for the whole tenant; uploads are paused, the batches stay in the spool and are tried again every upload.auth_retry");
+                    tracing::error!(seq, %error, "MCAS keeps answering upload URLs the agent will not use: uploads are paused; receiving and spooling go on");
+                    upload.set_error(format!("{}: {why}", rfc3339(std::time::SystemTime::now())));
+                    upload.set_paused(why);
+                    return Outcome::Retry(Wait::Fixed(self.settings.auth_retry));
+                }
+                tracing::warn!(seq, %error, "upload attempt failed: asking for another upload URL");
+                Outcome::Retry(Wait::Backoff(Duration::ZERO))
             }
-            // Every batch would be refused alike: a configuration problem, not the file's.
-            ApiError::Rejected { .. } if error.is_tenant_wide() => {
-                holds.failed_elsewhere(batch.seq);
-                let fix = data_source::refusal_fix(&error, &self.data_source, &self.source);
-                tracing::error!(%error, fix, "MCAS refused the upload for the whole tenant: uploads are paused, the batch stays in the spool; receiving and spooling go on");
-                self.stats.upload.set_error(format!(
-                    "{}: {error}; uploads are paused: {fix}",
-                    rfc3339(std::time::SystemTime::now())
-                ));
-                self.stats.upload.set_paused(format!("{error}; {fix}"));
-                *progress = Progress::default();
-                Outcome::Retry(self.settings.auth_retry)
+            Disposition::Pause => {
+                batches.failed_elsewhere(seq);
+                if !known.done_unanswered {
+                    // Nothing of it reached MCAS for good: a new upload URL next time. After
+                    // an unanswered done_upload the same one is repeated.
+                    batches.progress(seq).target = None;
+                }
+                if error.is_tenant_wide() {
+                    let fix = data_source::refusal_fix(&error, &self.data_source, &self.source);
+                    tracing::error!(%error, fix, "MCAS refused the upload for the whole tenant: uploads are paused, the batch stays in the spool; receiving and spooling go on");
+                    upload.set_error(format!(
+                        "{}: {error}; uploads are paused: {fix}",
+                        rfc3339(std::time::SystemTime::now())
+                    ));
+                    upload.set_paused(format!("{error}; {fix}"));
+                } else {
+                    tracing::error!(%error, "uploads are paused; receiving and spooling go on");
+                    upload.set_paused(error.to_string());
+                }
+                Outcome::Retry(Wait::Fixed(self.settings.auth_retry))
             }
-            ApiError::Rejected { .. } | ApiError::Local(_) => {
+            Disposition::DeliveredBefore => {
+                // The first done_upload reached MCAS: the file was taken then.
+                tracing::warn!(seq, %error, "MCAS refused a repeated done_upload after the first went unanswered: the batch was delivered by the first one");
+                self.delivered(batch, batches).await;
+                Outcome::Delivered
+            }
+            Disposition::Quarantine => {
                 self.quarantine(batch, &error.to_string()).await;
-                *progress = Progress::default();
+                batches.quarantined(seq);
                 Outcome::Quarantined
             }
         }
     }
 }
 
-/// Whether a refusal's body speaks of the configuration (the data source, the log
-/// format) rather than of the upload: such a refusal pauses uploads even after an
-/// unanswered done_upload, since the first call would have been refused alike.
-fn about_configuration(body: &str) -> bool {
-    let body = body.to_ascii_lowercase();
-    ["data source", "inputstreamname", "format", "log type"]
-        .iter()
-        .any(|word| body.contains(word))
+/// The wait between attempts while MCAS fails for every batch: `every`, and up to a tenth
+/// more so that agents failing together do not retry together (never less, so that the
+/// calls stay within `every`'s share of the tenant's throttle).
+fn outage_wait(every: Duration) -> Duration {
+    every + (every / 10).mul_f64(fastrand::f64())
 }
 
 async fn wait_or_cancel(wait: Duration, cancel: &CancellationToken) {

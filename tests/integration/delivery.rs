@@ -229,7 +229,7 @@ async fn large_batch_goes_up_in_blocks(world: World) {
         .set("batch.max_bytes", &quote("1GiB"))
         // Long enough that a machine busy with other work still writes all 70 MiB into
         // the one batch before its age is up.
-        .set("batch.max_age", &quote("10s"))
+        .set("batch.max_age", &quote("30s"))
         .set("batch.writers", "1")
         .set("batch.gzip_level", "1");
     let agent = world.agent(&settings);
@@ -241,7 +241,7 @@ async fn large_batch_goes_up_in_blocks(world: World) {
         .await
         .unwrap();
     let uploads = world.emulator.uploads();
-    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads.len(), 1, "one batch of it all");
     assert!(
         uploads[0].bytes > 64 << 20,
         "the batch was only {} bytes",

@@ -76,6 +76,7 @@ impl World {
             ("upload.backoff_min", quote("100ms")),
             ("upload.backoff_max", quote("1s")),
             ("upload.auth_retry", quote("1s")),
+            ("upload.outage_retry", quote("1s")),
             ("upload.api_calls_per_minute", "600".to_string()),
             ("metrics.listen", quote("")),
             (

@@ -24,6 +24,7 @@ mod sync;
 mod tally;
 mod unit;
 mod upload_faults;
+mod upload_recovery;
 mod zia;
 mod zia_answers;
 mod zia_sync;

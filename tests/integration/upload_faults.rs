@@ -1,5 +1,5 @@
 //! One batch that keeps failing steps aside; a done_upload that went unanswered and its
-//! repeat, whatever MCAS answers to the repeat.
+//! repeat, whatever MCAS answers to the repeat, and a shutdown while it hangs.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use mcas_emulator::{Endpoint, Fault, RepeatedDone};
 
 use crate::harness::*;
 
-/// MCAS answers 500 to every upload of the first batch: after a few attempts it is held
+/// The storage answers 500 to every PUT of the first batch: after a few attempts it is held
 /// back (the status says how many and why), the 10 batches after it are delivered, and
 /// it is delivered too once MCAS takes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,13 +80,16 @@ async fn unanswered_done_upload(mode: RepeatedDone) -> (Vec<Vec<u8>>, Agent, Wor
         1,
     );
     let mut settings = world.settings();
+    // One batch of them all.
     settings
-        .set("batch.max_age", &quote("200ms"))
+        .set("batch.max_age", &quote("1s"))
+        .set("batch.writers", "1")
         .set("upload.timeout", &quote("1s"))
         .set("upload.backoff_min", &quote("5s"))
-        .set("upload.backoff_max", &quote("5s"));
+        .set("upload.backoff_max", &quote("5s"))
+        .set("upload.outage_retry", &quote("5s"));
     let agent = world.agent(&settings);
-    let records: Vec<Vec<u8>> = (0..100).map(|n| leef("ambiguous", n, 0)).collect();
+    let records: Vec<Vec<u8>> = (0..5_000).map(|n| leef("ambiguous", n, 0)).collect();
     send_tcp(agent.feed.unwrap(), &lines(&records));
     agent.wait_status("the batch delivered and removed", |s| {
         s["upload"]["batches"] == 1 && s["spool"]["batches"] == 0
@@ -104,8 +107,9 @@ async fn an_unanswered_done_upload_repeated_and_answered_200_delivers_once() {
     assert_exactly_once(&world.emulator, records);
 }
 
-/// MCAS refuses the repeat (400, the upload URL already used): the batch was delivered by
-/// the first call; it is removed, never quarantined, and the log says so.
+/// MCAS refuses the repeat (400, the upload URL already used, its body echoing the
+/// request's `inputStreamName`): the batch was delivered by the first call; it is
+/// removed, never quarantined, uploads are not paused, and the log says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_done_upload_whose_repeat_is_refused_counts_as_delivered() {
     let (records, agent, world) = unanswered_done_upload(RepeatedDone::Refuse).await;
@@ -119,6 +123,52 @@ async fn an_unanswered_done_upload_whose_repeat_is_refused_counts_as_delivered()
         agent.status()["upload"]["last_error"],
         serde_json::Value::Null
     );
+    assert!(!agent.log_text().contains("uploads are paused"));
+}
+
+/// SIGTERM while a done_upload hangs: the agent stops before MCAS answers (MCAS takes the
+/// file meanwhile); the next run repeats that done_upload, whose refusal says the file
+/// was taken, instead of uploading the batch again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_a_hung_done_upload_delivers_once_after_the_restart() {
+    let world = World::start_with(|c| c.repeated_done = RepeatedDone::Refuse).await;
+    world.emulator.push_fault(
+        Endpoint::DoneUpload,
+        Fault::Delay(Duration::from_secs(4)),
+        1,
+    );
+    let mut settings = world.settings();
+    // One batch of them all (sealed by age, 2 s after they arrive).
+    settings
+        .set("batch.writers", "1")
+        .set("upload.timeout", &quote("10s"))
+        .set("upload.shutdown_timeout", &quote("500ms"));
+    let mut agent = world.agent(&settings);
+    let records: Vec<Vec<u8>> = (0..5_000).map(|n| leef("hung", n, 0)).collect();
+    send_tcp(agent.feed.unwrap(), &lines(&records));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while world.emulator.calls_to(Endpoint::DoneUpload).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{}", agent.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    agent.stop();
+    assert_eq!(
+        world.emulator.uploads().len(),
+        0,
+        "stopped before MCAS took it"
+    );
+    world
+        .emulator
+        .wait_for_records(records.len() as u64, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let again = world.agent(&settings);
+    again.wait_status("the batch delivered and removed", |s| {
+        s["upload"]["batches"] == 1 && s["spool"]["batches"] == 0
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_exactly_once(&world.emulator, records);
+    assert!(again.quarantined().is_empty(), "{}", again.log_text());
 }
 
 /// MCAS ingests the repeat a second time: the agent sent one repeat, as it must without

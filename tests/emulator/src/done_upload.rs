@@ -23,7 +23,7 @@ pub enum RepeatedDone {
     /// 200 again, nothing ingested a second time (default).
     #[default]
     Ok,
-    /// 400 "already processed".
+    /// 400 "already processed", echoing the request's fields (`inputStreamName` too).
     Refuse,
     /// 200, and the records are counted a second time, as a careless service would.
     IngestTwice,
@@ -89,7 +89,9 @@ impl Shared {
                     RepeatedDone::Ok => done_ok(),
                     RepeatedDone::Refuse => json_response(
                         StatusCode::BAD_REQUEST,
-                        json!({"detail": "This upload was already processed: uploadUrl is no longer valid.", "uploadUrl": form.upload_url}),
+                        // The request echoed back, as validation errors of web APIs often
+                        // are: its field names say nothing of why it was refused.
+                        json!({"detail": "This upload was already processed: uploadUrl is no longer valid.", "uploadUrl": form.upload_url, "inputStreamName": form.stream}),
                     ),
                     RepeatedDone::IngestTwice => {
                         let again = st

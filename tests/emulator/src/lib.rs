@@ -401,9 +401,9 @@ impl Emulator {
         self.inner.push_fault(endpoint, fault, times);
     }
 
-    /// Answers every upload_url call whose `filename` contains `text` with `fault`
-    /// (when no queued fault is due), until [`Emulator::clear_faults`]: one file that
-    /// always fails.
+    /// Answers every blob request for a blob whose name (the upload_url `filename`)
+    /// contains `text` with `fault` (when no queued fault is due), until
+    /// [`Emulator::clear_faults`]: one file the storage always fails.
     pub fn fail_file(&self, text: &str, fault: Fault) {
         self.inner
             .state()
@@ -452,6 +452,12 @@ impl Emulator {
     /// Replaces the lines of the block-script answer.
     pub fn set_banned(&self, lines: Vec<String>) {
         self.inner.state().banned = lines;
+    }
+
+    /// Makes upload_url hand out `http://` URLs (`true`), as a misbehaving service would,
+    /// or `https://` ones again.
+    pub fn set_insecure_urls(&self, insecure: bool) {
+        self.inner.state().insecure_urls = insecure;
     }
 
     /// Changes the throttle (`None`: unlimited). Calls already made stay in the window.

@@ -102,8 +102,10 @@ pub(crate) struct State {
     pub calls: Vec<Call>,
     pub uploads: Vec<Upload>,
     pub faults: HashMap<Endpoint, VecDeque<Fault>>,
-    /// Faults for every upload_url call whose `filename` contains the text, until cleared.
+    /// Faults for every blob request whose blob name contains the text, until cleared.
     pub file_faults: Vec<(String, Fault)>,
+    /// upload_url hands out `http://` URLs (a misbehaving service).
+    pub insecure_urls: bool,
     pub banned: Vec<String>,
     pub throttle: Throttle,
     pub stats: Stats,
@@ -210,6 +212,7 @@ pub(crate) async fn start(cfg: EmulatorConfig) -> Result<Arc<Shared>> {
             uploads: Vec::new(),
             faults: HashMap::new(),
             file_faults: Vec::new(),
+            insecure_urls: false,
             banned: cfg.banned,
             throttle: Throttle::new(cfg.throttle_per_minute),
             stats: Stats::default(),
@@ -259,7 +262,7 @@ async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
     let idx = shared.begin_call(endpoint, &req);
     let fault = endpoint
         .and_then(|e| shared.take_fault(e))
-        .or_else(|| shared.file_fault(endpoint, req.uri().query().unwrap_or("")));
+        .or_else(|| shared.file_fault(endpoint, req.uri().path()));
     let delay = match fault {
         Some(Fault::Drop) => {
             shared.end_call(idx, 0, 0);
@@ -325,13 +328,13 @@ impl Shared {
         }
     }
 
-    /// The standing fault of an upload_url call for a file name it covers.
-    fn file_fault(&self, endpoint: Option<Endpoint>, query: &str) -> Option<Fault> {
-        if endpoint != Some(Endpoint::UploadUrl) {
+    /// The standing fault of a blob request for a blob whose name it covers: a file the
+    /// storage always fails (upload_url carries only a name, and never fails for a file).
+    fn file_fault(&self, endpoint: Option<Endpoint>, path: &str) -> Option<Fault> {
+        if endpoint != Some(Endpoint::Blob) {
             return None;
         }
-        let params = parse_query(query);
-        let filename = param(&params, "filename")?;
+        let filename = path;
         self.state()
             .file_faults
             .iter()
@@ -492,7 +495,16 @@ impl Shared {
             sig_param,
             expiry,
         };
-        self.state().issued.insert(blob_name, issued);
+        let insecure = {
+            let mut st = self.state();
+            st.issued.insert(blob_name, issued);
+            st.insecure_urls
+        };
+        let url = if insecure {
+            url.replacen("https://", "http://", 1)
+        } else {
+            url
+        };
         let provider = if self.azurite.is_some() {
             Provider::Azure
         } else {

@@ -1,0 +1,147 @@
+//! The spool as the uploader's async code uses it: each call runs the blocking spool
+//! method on a blocking thread, as `tokio::fs` wraps `std::fs`.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::spool::{DoneSent, SealedBatch, Spool};
+
+/// What a scan of the spool found.
+#[derive(Debug)]
+pub struct Scan {
+    /// The sealed batches to upload, oldest first.
+    pub ready: Vec<SealedBatch>,
+    /// Batches in quarantine (counted in the directory: earlier runs' too).
+    pub quarantined: u64,
+    /// Batches delivered whose removal failed.
+    pub undeleted: u64,
+}
+
+/// An async handle on the spool.
+#[derive(Debug, Clone)]
+pub struct SpoolIo(Arc<Spool>);
+
+impl SpoolIo {
+    /// A handle on `spool`.
+    pub fn new(spool: Arc<Spool>) -> SpoolIo {
+        SpoolIo(spool)
+    }
+
+    /// Runs `work` on the spool on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Spool) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let spool = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || work(&spool))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    /// The batches waiting, and the spool's figures.
+    pub async fn scan(&self) -> io::Result<Scan> {
+        self.blocking(|spool| {
+            Ok(Scan {
+                ready: spool.scan_ready()?,
+                quarantined: spool.quarantined()?,
+                undeleted: spool.undeleted(),
+            })
+        })
+        .await
+    }
+
+    /// Batches delivered whose removal failed (no disk access).
+    pub fn undeleted(&self) -> u64 {
+        self.0.undeleted()
+    }
+
+    /// Waits until a batch is sealed.
+    pub async fn wait_sealed(&self) {
+        self.0.wait_sealed().await
+    }
+
+    /// The check a batch passes before it is uploaded or joined into a merge: the one
+    /// place that decides whether a sealed batch is still what was sealed.
+    pub async fn verify(&self, batch: &SealedBatch) -> Result<(), String> {
+        let batch = batch.clone();
+        match self.blocking(move |spool| Ok(spool.verify(&batch))).await {
+            Ok(verdict) => verdict,
+            Err(error) => Err(format!("the check failed: {error}")),
+        }
+    }
+
+    /// How many of `run`, from its start, pass [`SpoolIo::verify`].
+    pub async fn verified_prefix(&self, run: &[SealedBatch]) -> usize {
+        for (at, batch) in run.iter().enumerate() {
+            if self.verify(batch).await.is_err() {
+                return at;
+            }
+        }
+        run.len()
+    }
+
+    /// Merges the oldest of `ready` (see [`crate::spool::merge_run`]) into one batch.
+    pub async fn merge_oldest(
+        &self,
+        ready: Vec<SealedBatch>,
+        max_raw_bytes: u64,
+        level: u32,
+    ) -> io::Result<Option<SealedBatch>> {
+        self.blocking(move |spool| spool.merge_oldest(&ready, max_raw_bytes, level))
+            .await
+    }
+
+    /// Removes a batch MCAS accepted (see [`Spool::delivered`]) and its done_upload record.
+    pub async fn delivered(&self, batch: &SealedBatch) -> io::Result<()> {
+        let batch = batch.clone();
+        self.blocking(move |spool| {
+            let removed = spool.delivered(&batch);
+            spool.forget_done_sent(&batch);
+            removed
+        })
+        .await
+    }
+
+    /// Moves a batch to quarantine with its reason, and forgets its done_upload record.
+    pub async fn quarantine(&self, batch: &SealedBatch, reason: &str) -> io::Result<PathBuf> {
+        let (batch, reason) = (batch.clone(), reason.to_string());
+        self.blocking(move |spool| {
+            let moved = spool.quarantine(&batch.path, &reason)?;
+            spool.forget_done_sent(&batch);
+            Ok(moved)
+        })
+        .await
+    }
+
+    /// Records durably that a done_upload of `sent` is about to go for `batch`.
+    pub async fn record_done_sent(&self, batch: &SealedBatch, sent: DoneSent) -> io::Result<()> {
+        let batch = batch.clone();
+        self.blocking(move |spool| spool.record_done_sent(&batch, &sent))
+            .await
+    }
+
+    /// Forgets the done_upload record of `batch`: MCAS answered that nothing was taken.
+    pub async fn forget_done_sent(&self, batch: &SealedBatch) {
+        let batch = batch.clone();
+        let _ = self
+            .blocking(move |spool| {
+                spool.forget_done_sent(&batch);
+                Ok(())
+            })
+            .await;
+    }
+
+    /// The done_upload records an earlier run left for batches of `ready`.
+    pub async fn done_sent(&self, ready: &[SealedBatch]) -> Vec<(u64, DoneSent)> {
+        let ready = ready.to_vec();
+        self.blocking(move |spool| {
+            Ok(ready
+                .iter()
+                .filter_map(|b| Some((b.seq, spool.done_sent(b)?)))
+                .collect())
+        })
+        .await
+        .unwrap_or_default()
+    }
+}

@@ -1,0 +1,80 @@
+//! The three MCAS steps of an upload, as the uploader sees them: a trait, so that the
+//! uploader's logic runs in unit tests against a scripted MCAS on paused time, and its
+//! implementation by [`McasClient`] for one tenant's data source and log format.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::mcas::{blob, ApiError, McasClient, UploadTarget};
+use crate::spool::SealedBatch;
+
+/// MCAS as the uploader talks to it.
+pub trait Mcas: Send + Sync + 'static {
+    /// Step 1: where to put a file of this name.
+    fn upload_url(
+        &self,
+        file_name: &str,
+    ) -> impl Future<Output = Result<UploadTarget, ApiError>> + Send;
+
+    /// Step 2: the batch's file to the blob store.
+    fn put_blob(
+        &self,
+        target: &UploadTarget,
+        batch: &SealedBatch,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// Step 3: the file at `target` is complete and belongs to the data source.
+    fn done_upload(
+        &self,
+        target: &UploadTarget,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// Whether an API call could be made now without waiting for the rate limiter.
+    fn call_available_now(&self) -> bool;
+
+    /// Waits until an API call could be made, without making it.
+    fn call_available(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// The uploads of one tenant's data source, through its client.
+#[derive(Debug, Clone)]
+pub struct McasUploads {
+    pub client: McasClient,
+    /// The log format passed to upload_url (`mcas.source`).
+    pub source: String,
+    /// The data source named in done_upload (`mcas.data_source`).
+    pub data_source: String,
+    /// The base of a blob PUT's allowance (`upload.timeout`).
+    pub timeout: Duration,
+}
+
+impl Mcas for McasUploads {
+    async fn upload_url(&self, file_name: &str) -> Result<UploadTarget, ApiError> {
+        self.client.upload_url(file_name, &self.source).await
+    }
+
+    async fn put_blob(&self, target: &UploadTarget, batch: &SealedBatch) -> Result<(), ApiError> {
+        blob::put(
+            self.client.http(),
+            target,
+            &batch.path,
+            batch.gzip_bytes,
+            self.timeout,
+        )
+        .await
+    }
+
+    async fn done_upload(&self, target: &UploadTarget) -> Result<(), ApiError> {
+        self.client
+            .done_upload(&target.url, &self.data_source)
+            .await
+    }
+
+    fn call_available_now(&self) -> bool {
+        self.client.call_available_now()
+    }
+
+    async fn call_available(&self) {
+        self.client.call_available().await
+    }
+}

@@ -1,0 +1,411 @@
+//! The uploader against a scripted MCAS, on paused time: merges, holds, an unanswered
+//! done_upload, refusals and outages, each decided in virtual seconds.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Mcas, Uploader};
+use crate::config::UploadSettings;
+use crate::mcas::{ApiError, Provider, Step, UploadTarget};
+use crate::spool::{BatchFile, SealedBatch, Spool};
+use crate::status::Stats;
+
+/// How the scripted MCAS answers a call.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// With this status and body.
+    Status(u16, &'static str),
+    /// No answer in time, though MCAS acts on the call.
+    TakenUnanswered,
+}
+
+#[derive(Default)]
+struct Script {
+    upload_url: VecDeque<Answer>,
+    done_upload: VecDeque<Answer>,
+    /// Every PUT of a file whose name holds this fails with 500.
+    failing_file: Option<String>,
+    /// upload_url answers 503 until then.
+    down_until: Option<Instant>,
+    /// upload_url answers http:// URLs.
+    insecure_urls: bool,
+    /// The rate limiter would make the next call wait.
+    scarce: bool,
+    /// API calls, by step, with their time.
+    calls: Vec<(Step, Instant)>,
+    issued: u64,
+    /// The records PUT at each URL, and the URLs MCAS ingested, in order.
+    blobs: HashMap<String, u64>,
+    ingested: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<Script>>);
+
+impl Fake {
+    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.0.lock().unwrap()
+    }
+
+    fn calls(&self, step: Step) -> usize {
+        self.script()
+            .calls
+            .iter()
+            .filter(|(s, _)| *s == step)
+            .count()
+    }
+
+    /// Records MCAS took, each URL once however often it was ingested.
+    fn records(&self) -> u64 {
+        let script = self.script();
+        script.ingested.iter().map(|url| script.blobs[url]).sum()
+    }
+
+    fn answer(step: Step, answer: Answer) -> Result<(), ApiError> {
+        match answer {
+            Answer::Status(code, _) if (200..300).contains(&code) => Ok(()),
+            Answer::Status(code, body) => Err(ApiError::from_api_status(
+                step,
+                code,
+                None,
+                "mcas",
+                body.as_bytes(),
+            )),
+            Answer::TakenUnanswered => Err(ApiError::Transient {
+                step,
+                reason: "timed out".into(),
+                retry_after: None,
+                throttled: false,
+            }),
+        }
+    }
+}
+
+impl Mcas for Fake {
+    async fn upload_url(&self, file_name: &str) -> Result<UploadTarget, ApiError> {
+        let mut script = self.script();
+        let now = Instant::now();
+        script.calls.push((Step::UploadUrl, now));
+        if script.down_until.is_some_and(|until| now < until) {
+            return Err(Fake::answer(Step::UploadUrl, Answer::Status(503, "down")).unwrap_err());
+        }
+        if let Some(answer) = script.upload_url.pop_front() {
+            Fake::answer(Step::UploadUrl, answer)?;
+        }
+        script.issued += 1;
+        let scheme = if script.insecure_urls {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!("{scheme}://blob/{}-{file_name}", script.issued);
+        if script.insecure_urls {
+            return Err(ApiError::UnusableUploadUrl {
+                reason: format!("its scheme is {scheme}, not https"),
+            });
+        }
+        Ok(UploadTarget {
+            url,
+            provider: Provider::Aws,
+        })
+    }
+
+    async fn put_blob(&self, target: &UploadTarget, batch: &SealedBatch) -> Result<(), ApiError> {
+        let mut script = self.script();
+        if script
+            .failing_file
+            .as_ref()
+            .is_some_and(|name| target.url.contains(name.as_str()))
+        {
+            return Err(ApiError::from_blob_status(500, None, b"emulated"));
+        }
+        script.blobs.insert(target.url.clone(), batch.records);
+        Ok(())
+    }
+
+    async fn done_upload(&self, target: &UploadTarget) -> Result<(), ApiError> {
+        let mut script = self.script();
+        script.calls.push((Step::DoneUpload, Instant::now()));
+        let answer = script
+            .done_upload
+            .pop_front()
+            .unwrap_or(Answer::Status(200, ""));
+        let taken = matches!(answer, Answer::TakenUnanswered)
+            || matches!(answer, Answer::Status(200..=299, _));
+        if taken && !script.ingested.contains(&target.url) {
+            script.ingested.push(target.url.clone());
+        }
+        Fake::answer(Step::DoneUpload, answer)
+    }
+
+    fn call_available_now(&self) -> bool {
+        !self.script().scarce
+    }
+
+    async fn call_available(&self) {}
+}
+
+/// A spool in a temporary directory, an uploader of it through `fake`, running.
+struct Running {
+    _dir: tempfile::TempDir,
+    spool: Arc<Spool>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn settings() -> UploadSettings {
+    UploadSettings {
+        backoff_min: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(300),
+        outage_retry: Duration::from_secs(15),
+        auth_retry: Duration::from_secs(300),
+        ..UploadSettings::default()
+    }
+}
+
+impl Running {
+    fn start(fake: &Fake) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::prepare(dir.path()).unwrap());
+        Running::start_on(fake, dir, spool)
+    }
+
+    fn start_on(fake: &Fake, dir: tempfile::TempDir, spool: Arc<Spool>) -> Running {
+        let stats = Arc::new(Stats::default());
+        let uploader = Uploader::with_mcas(
+            fake.clone(),
+            spool.clone(),
+            stats.clone(),
+            settings(),
+            "test".into(),
+        );
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(uploader.run(cancel.clone(), CancellationToken::new()));
+        Running {
+            _dir: dir,
+            spool,
+            stats,
+            cancel,
+            task,
+        }
+    }
+
+    /// Seals a batch of `records` records.
+    fn seal(&self, records: usize) -> SealedBatch {
+        let mut file = BatchFile::create(&self.spool.new_batch_path(0, "tcp"), 1).unwrap();
+        for n in 0..records {
+            file.append(format!("record {n}").as_bytes()).unwrap();
+        }
+        let (path, records, raw) = file.finish().unwrap();
+        self.spool.seal(&path, records, raw).unwrap()
+    }
+
+    fn waiting(&self) -> usize {
+        self.spool.scan_ready().unwrap().len()
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+/// Waits (in virtual time) until `check` holds.
+async fn until(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..200_000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never: {what}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_calls_are_plentiful_each_batch_goes_up_as_sealed() {
+    let fake = Fake::default();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::prepare(dir.path()).unwrap());
+    let running = Running::start_on(&fake, dir, spool);
+    for _ in 0..3 {
+        running.seal(10);
+    }
+    until("every batch delivered", || running.waiting() == 0).await;
+    assert_eq!(fake.calls(Step::UploadUrl), 3, "one upload each, no merge");
+    assert_eq!(fake.records(), 30);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_calls_are_scarce_waiting_batches_go_up_as_one() {
+    let fake = Fake::default();
+    fake.script().scarce = true;
+    let running = Running::start(&fake);
+    for _ in 0..3 {
+        running.seal(10);
+    }
+    until("every batch delivered", || running.waiting() == 0).await;
+    assert_eq!(fake.calls(Step::UploadUrl), 1, "one merged upload");
+    assert_eq!(fake.records(), 30);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_batch_is_tried_again_once_a_newer_one_is_delivered() {
+    let fake = Fake::default();
+    fake.script().failing_file = Some("-0.log.gz".into());
+    let running = Running::start(&fake);
+    running.seal(5);
+    until("batch 0 held", || {
+        running
+            .stats
+            .spool
+            .held
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+    })
+    .await;
+    assert!(
+        fake.calls(Step::UploadUrl) >= 2,
+        "repeated PUT failures ask for a new upload URL"
+    );
+    fake.script().failing_file = None;
+    running.seal(7);
+    let newer = Instant::now();
+    until("both delivered", || running.waiting() == 0).await;
+    assert!(
+        Instant::now() - newer < Duration::from_secs(30),
+        "not the whole hold: {:?}",
+        Instant::now() - newer
+    );
+    assert_eq!(fake.records(), 12);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_repeat_of_an_unanswered_done_upload_delivers_once() {
+    let fake = Fake::default();
+    fake.script().done_upload = VecDeque::from([
+        Answer::TakenUnanswered,
+        // MCAS echoes the request: its words say nothing of the configuration.
+        Answer::Status(
+            400,
+            r#"{"detail": "This upload was already processed", "inputStreamName": "NSS"}"#,
+        ),
+    ]);
+    let running = Running::start(&fake);
+    running.seal(50);
+    until("delivered", || running.waiting() == 0).await;
+    assert_eq!(fake.calls(Step::UploadUrl), 1);
+    assert_eq!(fake.calls(Step::DoneUpload), 2);
+    assert_eq!(fake.script().ingested.len(), 1);
+    assert_eq!(fake.records(), 50);
+    assert!(running.stats.upload.paused.lock().unwrap().is_none());
+    assert!(running.stats.upload.last_error.lock().unwrap().is_none());
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_done_upload_left_unanswered_by_an_earlier_run_is_repeated_not_resent() {
+    let fake = Fake::default();
+    fake.script().done_upload = VecDeque::from([Answer::TakenUnanswered; 3]);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let spool = Arc::new(Spool::prepare(&root).unwrap());
+    let running = Running::start_on(&fake, dir, spool);
+    running.seal(20);
+    until("the done_upload sent", || fake.calls(Step::DoneUpload) == 1).await;
+    // The run ends before MCAS's answer; the next one starts on the same spool.
+    running.task.abort();
+    let dir = running._dir;
+    fake.script().done_upload =
+        VecDeque::from([Answer::Status(400, r#"{"detail": "already processed"}"#)]);
+    let spool = Arc::new(Spool::prepare(&root).unwrap());
+    let again = Running::start_on(&fake, dir, spool);
+    until("delivered", || again.waiting() == 0).await;
+    assert_eq!(fake.calls(Step::UploadUrl), 1, "not uploaded anew");
+    assert_eq!(fake.script().ingested.len(), 1);
+    assert_eq!(fake.records(), 20);
+    again.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_wide_refusal_pauses_uploads_until_auth_retry() {
+    let fake = Fake::default();
+    fake.script().upload_url = VecDeque::from([Answer::Status(400, "unknown source")]);
+    let running = Running::start(&fake);
+    running.seal(5);
+    until("paused", || {
+        running.stats.upload.paused.lock().unwrap().is_some()
+    })
+    .await;
+    let paused = Instant::now();
+    until("delivered", || running.waiting() == 0).await;
+    assert!(Instant::now() - paused >= settings().auth_retry - Duration::from_secs(1));
+    assert_eq!(fake.calls(Step::UploadUrl), 2);
+    assert_eq!(fake.records(), 5);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unusable_upload_urls_pause_uploads() {
+    let fake = Fake::default();
+    fake.script().insecure_urls = true;
+    let running = Running::start(&fake);
+    running.seal(5);
+    until("paused", || {
+        running.stats.upload.paused.lock().unwrap().is_some()
+    })
+    .await;
+    let why = running.stats.upload.paused.lock().unwrap().clone().unwrap();
+    assert!(why.contains("not https"), "{why}");
+    assert_eq!(fake.calls(Step::UploadUrl), 3);
+    fake.script().insecure_urls = false;
+    until("delivered after the pause", || running.waiting() == 0).await;
+    assert_eq!(fake.records(), 5);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_is_tried_at_a_steady_cadence_and_the_backlog_goes_up_as_one() {
+    let fake = Fake::default();
+    let start = Instant::now();
+    let outage = Duration::from_secs(600);
+    fake.script().down_until = Some(start + outage);
+    let running = Running::start(&fake);
+    while Instant::now() < start + outage {
+        running.seal(10);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+    }
+    until("the backlog delivered", || running.waiting() == 0).await;
+    let back = Instant::now() - start - outage;
+    assert!(
+        back <= Duration::from_secs(20),
+        "{back:?} after MCAS's return"
+    );
+    let calls: Vec<Instant> = fake
+        .script()
+        .calls
+        .iter()
+        .filter(|(_, at)| *at < start + outage)
+        .map(|&(_, at)| at)
+        .collect();
+    for (i, &at) in calls.iter().enumerate() {
+        let in_minute = calls[i..]
+            .iter()
+            .take_while(|&&t| t < at + Duration::from_secs(60))
+            .count();
+        assert!(
+            in_minute <= 4,
+            "{in_minute} calls in a minute of the outage"
+        );
+    }
+    assert_eq!(fake.script().ingested.len(), 1, "the backlog as one upload");
+    assert_eq!(fake.records(), 300);
+    running.stop().await;
+}
