@@ -3,12 +3,19 @@
 //! emulator; GNU `gzip -6 -c` of the same file, in the same run, is the yardstick. Prints
 //! one table.
 //!
-//! The agent runs with its default settings but for `batch.max_age`, set to 1 s: at the
+//! The agent runs with its default settings but for `batch.max_age`, set to 1 s (at the
 //! default 5 minutes the last, partly filled batches would wait 5 minutes to be sealed, and
-//! 1 s is where the promise "sealed within max_age + 1 s under load" is hardest to keep.
-//! MCAS's limit of 30 API calls a minute stays on, so the delivery time shows what it
-//! costs; a third run lifts it (`upload.api_calls_per_minute`), to show how soon after the
-//! last record MCAS has everything when the throttle does not hold the batches back.
+//! 1 s is where the promise "sealed within max_age + 1 s under load" is hardest to keep),
+//! and `batch.max_records = 1000000`, `batch.max_bytes = "512MiB"`. The agent's own limit
+//! of 30 API calls a minute stays on, so the delivery time shows what it costs; a third run
+//! lifts it (`upload.api_calls_per_minute`), to show how soon after the last record MCAS
+//! has everything when the rate does not hold the batches back.
+//!
+//! The tailed file is also run, in the same run and with the same settings, by the version
+//! before the batch-sizing rule (the first parent of the merge "Merge delivery that keeps
+//! up with the feed inside MCAS's 30 calls a minute"), built once from `git archive` of that
+//! commit into `target/bench-baseline/` (not part of the tree). `NSS_BENCH_BASELINE` names
+//! another commit, or `0` to leave the row out.
 //!
 //! Then the throttled cases (`end_to_end/throttled.rs`): the emulator itself holds the tenant
 //! to 30 API calls a minute, for a burst, a paced feed, the backlog of an outage and three
@@ -16,7 +23,8 @@
 //!
 //! `NSS_BENCH_MIB` sets the input's size (default 1024). The input is generated once, into
 //! `target/bench-data`, and reused. The throttled cases run when the input is at least
-//! 256 MiB, or when `NSS_BENCH_THROTTLED=1` (`0` skips them).
+//! 256 MiB, or when `NSS_BENCH_THROTTLED=1` (`0` skips them). `NSS_BENCH_OUTAGE` sets the
+//! length of the long outage's case in seconds (default 600).
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -30,6 +38,8 @@ use mcas_emulator::{Emulator, EmulatorConfig};
 use nix::sys::resource::{getrusage, UsageWho};
 use nss_agent::feed::checkpoint::fnv1a;
 
+#[path = "end_to_end/baseline.rs"]
+mod baseline;
 mod common;
 #[path = "end_to_end/throttled.rs"]
 mod throttled;
@@ -72,24 +82,35 @@ fn main() -> Result<()> {
     emulator_config.count_records = false;
     let emulator = runtime.block_on(Emulator::start(emulator_config))?;
 
+    let current = PathBuf::from(env!("CARGO_BIN_EXE_nss"));
+    let baseline = baseline::binary(&root)?;
     let mut rows = vec![gzip];
-    let runs = [
-        Run {
-            name: "nss: tailed file",
+    let mut runs = vec![Run {
+        name: "nss: tailed file",
+        feed: Feed::File,
+        unthrottled: false,
+        binary: current.clone(),
+    }];
+    if let Some(baseline) = &baseline {
+        runs.push(Run {
+            name: "before sizing: file",
             feed: Feed::File,
             unthrottled: false,
-        },
-        Run {
-            name: "nss: TCP feed",
-            feed: Feed::Tcp,
-            unthrottled: false,
-        },
-        Run {
-            name: "nss: TCP, no limit",
-            feed: Feed::Tcp,
-            unthrottled: true,
-        },
-    ];
+            binary: baseline.binary.clone(),
+        });
+    }
+    runs.push(Run {
+        name: "nss: TCP feed",
+        feed: Feed::Tcp,
+        unthrottled: false,
+        binary: current.clone(),
+    });
+    runs.push(Run {
+        name: "nss: TCP, no limit",
+        feed: Feed::Tcp,
+        unthrottled: true,
+        binary: current,
+    });
     for (n, run) in runs.iter().enumerate() {
         let row = run_agent(run, &work.join(format!("run-{n}")), &input, &emulator)?;
         eprintln!(
@@ -116,7 +137,7 @@ fn main() -> Result<()> {
             throttled_rows.push(row);
         }
     }
-    print_table(&input, &rows);
+    print_table(&input, &rows, baseline.as_ref().map(|b| b.commit.as_str()));
     if throttled {
         let gzip_cpu_per_gb = rows[0].cpu_seconds / (input.bytes as f64 / 1e9);
         throttled::print_table(&throttled_rows, gzip_cpu_per_gb);
@@ -195,6 +216,9 @@ struct Row {
     sealed: f64,
     /// Until MCAS had accepted every record; 0 for gzip.
     delivered: f64,
+    /// From the feed's last byte (the tailed file: complete at the start; TCP: its last
+    /// byte written into the socket) until MCAS had accepted every record; 0 for gzip.
+    after_last_byte: f64,
     /// The longest a batch stayed open; 0 for gzip.
     seal_latency: f64,
     batches: u64,
@@ -234,6 +258,7 @@ fn gzip(input: &Input, work: &Path) -> Result<Row> {
         gzip_bytes: fs::metadata(&out)?.len(),
         sealed: 0.0,
         delivered: 0.0,
+        after_last_byte: 0.0,
         seal_latency: 0.0,
         batches: 1,
     })
@@ -252,6 +277,8 @@ struct Run {
     /// Lift the agent's limit of API calls a minute (the emulator has none): how soon the
     /// last batch reaches MCAS when the throttle does not hold it back.
     unthrottled: bool,
+    /// The `nss` binary: this tree's, or the baseline's.
+    binary: PathBuf,
 }
 
 /// Runs the agent on the input through `feed` until MCAS has it all, and checks that
@@ -279,7 +306,7 @@ fn run_agent(run: &Run, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
         format!(
             "[mcas]\ndomain = {domain:?}\ntoken = {TOKEN:?}\nca_file = {ca:?}\n\n\
              [feed]\nlisten = {listen:?}\nfiles = {files}\n\n\
-             [batch]\nmax_age = \"{age}s\"\n\n\
+             [batch]\nmax_age = \"{age}s\"\nmax_records = 1000000\nmax_bytes = \"512MiB\"\n\n\
              {upload}\
              [metrics]\nlisten = \"{metrics}\"\n\n\
              [paths]\nstate_dir = {state:?}\nruntime_dir = {run:?}\n",
@@ -299,7 +326,7 @@ fn run_agent(run: &Run, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
     let (cpu_before, _) = children_usage()?;
 
     let started = Instant::now();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_nss"))
+    let mut agent = Command::new(&run.binary)
         .arg("--config")
         .arg(&config)
         .arg("run")
@@ -325,6 +352,10 @@ fn run_agent(run: &Run, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
         };
         let mut taken_in = None;
         let mut sealed = None;
+        let mut last_byte = match feed {
+            Feed::File => Some(started),
+            Feed::Tcp => None,
+        };
         let delivered;
         loop {
             if started.elapsed() > RUN_TIMEOUT {
@@ -351,17 +382,29 @@ fn run_agent(run: &Run, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
                 sealed = Some(now);
             }
             if m.get("upload_records_total") >= input.records {
-                delivered = now;
+                delivered = Instant::now();
                 break;
+            }
+            if last_byte.is_none() && sender.as_ref().is_some_and(|s| s.is_finished()) {
+                let sent = sender
+                    .take()
+                    .expect("checked")
+                    .join()
+                    .expect("sender thread")?;
+                last_byte = Some(sent);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         if let Some(sender) = sender {
-            sender.join().expect("sender thread")?;
+            last_byte = Some(sender.join().expect("sender thread")?);
         }
+        let after_last_byte = delivered
+            .saturating_duration_since(last_byte.expect("the feed ended"))
+            .as_secs_f64();
+        let delivered = delivered.duration_since(started).as_secs_f64();
         let peak_rss = proc_status_bytes(agent.id(), "VmHWM")?;
         let m = scrape(metrics)?;
-        Ok((taken_in, sealed, delivered, peak_rss, m))
+        Ok((taken_in, sealed, delivered, after_last_byte, peak_rss, m))
     })();
     // Already gone if the run failed on its exit.
     let _ = nix::sys::signal::kill(
@@ -369,7 +412,7 @@ fn run_agent(run: &Run, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
         nix::sys::signal::Signal::SIGTERM,
     );
     let status = agent.wait()?;
-    let (taken_in, sealed, delivered, peak_rss, m) = result?;
+    let (taken_in, sealed, delivered, after_last_byte, peak_rss, m) = result?;
     if !status.success() {
         bail!("{name}: the agent exited with {status} on SIGTERM");
     }
@@ -406,6 +449,7 @@ fn run_agent(run: &Run, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
         gzip_bytes: bytes,
         sealed: sealed.expect("sealed before delivered"),
         delivered,
+        after_last_byte,
         seal_latency: m.value("batch_seal_latency_max_seconds"),
         batches: uploads.len() as u64,
     })
@@ -429,8 +473,8 @@ fn connect_when_ready(addr: SocketAddr, agent: &mut Child) -> Result<TcpStream> 
 }
 
 /// Streams the file into the feed as the NSS service does, then waits for the agent to
-/// close its side (it has read everything).
-fn send_file(mut stream: TcpStream, path: &Path) -> Result<()> {
+/// close its side (it has read everything). Returns when the last byte was written.
+fn send_file(mut stream: TcpStream, path: &Path) -> Result<Instant> {
     let mut file = File::open(path)?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -440,9 +484,10 @@ fn send_file(mut stream: TcpStream, path: &Path) -> Result<()> {
         }
         stream.write_all(&buf[..n])?;
     }
+    let last_byte = Instant::now();
     stream.shutdown(std::net::Shutdown::Write)?;
     let _ = stream.read(&mut [0u8; 1]);
-    Ok(())
+    Ok(last_byte)
 }
 
 fn free_port() -> io::Result<u16> {
@@ -497,25 +542,28 @@ fn scrape(addr: SocketAddr) -> io::Result<Metrics> {
     ))
 }
 
-fn print_table(input: &Input, rows: &[Row]) {
+/// Prints the unthrottled table; `baseline` describes the commit of the "before sizing" row.
+fn print_table(input: &Input, rows: &[Row], baseline: Option<&str>) {
     let gzip = &rows[0];
     let mb = |bytes: u64| bytes as f64 / 1e6;
     let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
+    let gb = input.bytes as f64 / 1e9;
     println!();
     println!(
-        "{:.0} MiB of LEEF records ({} records), on {} cores; nss with its default settings but batch.max_age = {}s",
+        "{:.0} MiB of LEEF records ({} records), on {} cores; nss with its default settings but batch.max_age = {}s, max_records = 1000000, max_bytes = 512MiB",
         mib(input.bytes),
         input.records,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         MAX_AGE.as_secs()
     );
     println!(
-        "{:<19} {:>7} {:>7} {:>10} {:>6} {:>9} {:>8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8}",
+        "{:<19} {:>7} {:>7} {:>10} {:>6} {:>8} {:>9} {:>8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8}",
         "",
         "time s",
         "MB/s",
         "records/s",
         "CPU s",
+        "CPU s/GB",
         "peak RSS",
         "× gzip",
         "out MiB",
@@ -523,6 +571,7 @@ fn print_table(input: &Input, rows: &[Row]) {
         "batches",
         "sealed s",
         "deliv. s",
+        "after s",
         "latency"
     );
     for row in rows {
@@ -535,12 +584,13 @@ fn print_table(input: &Input, rows: &[Row]) {
             }
         };
         println!(
-            "{:<19} {:>7.2} {:>7.1} {:>10.0} {:>6.2} {:>5.1} MiB {:>8.2} {:>10.1} {:>8.3} {:>8} {:>9} {:>9} {:>8}",
+            "{:<19} {:>7.2} {:>7.1} {:>10.0} {:>6.2} {:>8.2} {:>5.1} MiB {:>8.2} {:>10.1} {:>8.3} {:>8} {:>9} {:>9} {:>9} {:>8}",
             row.name,
             row.seconds,
             mb(input.bytes) / row.seconds,
             input.records as f64 / row.seconds,
             row.cpu_seconds,
+            row.cpu_seconds / gb,
             mib(row.peak_rss),
             gzip.seconds / row.seconds,
             mib(row.gzip_bytes),
@@ -548,13 +598,18 @@ fn print_table(input: &Input, rows: &[Row]) {
             row.batches,
             opt(row.sealed, ""),
             opt(row.delivered, ""),
+            opt(row.after_last_byte, ""),
             opt(row.seal_latency, " s"),
         );
     }
     println!();
     println!("time: until the last record was taken in (read, framed, compressed into a batch file; gzip: until it exited).");
     println!("× gzip: gzip -6's time over this one's. size ×: bytes out (uploaded) over gzip -6's. CPU s: user + system.");
-    println!("sealed / deliv.: until every record was in a sealed batch / accepted by MCAS (30 API calls a minute, 2 a batch;");
-    println!("  \"no limit\": upload.api_calls_per_minute = 10000).");
+    println!("sealed / deliv.: until every record was in a sealed batch / accepted by MCAS (the agent's 30 API calls a");
+    println!("  minute, 2 a batch; \"no limit\": upload.api_calls_per_minute = 10000). after s: from the feed's last byte");
+    println!("  (the tailed file: complete at the start; TCP: the last byte written into the socket) until MCAS had every record.");
+    if let Some(commit) = baseline {
+        println!("before sizing: the version before the batch-sizing rule ({commit}), same settings, same run.");
+    }
     println!("latency: the longest a batch stayed open, first record to seal (promise: batch.max_age + 1 s).");
 }

@@ -3,15 +3,18 @@
 //! (a) the input as one burst, (b) the input twice paced at 30 MB/s (about a minute),
 //! (c) the input as one burst while MCAS answers 503, released once every record is in a
 //! sealed batch (the backlog of an outage), (d) three agents on one tenant, each sent the
-//! input as one burst. Each case gets an emulator of its own, so that no case inherits
-//! another's calls in the throttle's window.
+//! input as one burst, (e) the input as one burst at the start of an outage of 10 minutes
+//! (`NSS_BENCH_OUTAGE` seconds) in which MCAS answers 503, with the agent's own settings and
+//! backoff: the API calls it made while MCAS was down (the most in any minute), and how
+//! soon after MCAS's return it had every record. Each case gets an emulator of its own, so
+//! that no case inherits another's calls in the throttle's window.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use mcas_emulator::{Emulator, EmulatorConfig, Endpoint, Fault};
@@ -28,6 +31,17 @@ pub const MAX_AGE_S: u64 = 10;
 /// The pace of case (b), bytes a second.
 const PACE: f64 = 30e6;
 
+/// How long MCAS is down in case (e): `NSS_BENCH_OUTAGE` seconds, 600 if unset.
+fn long_outage() -> Result<Duration> {
+    let seconds = match std::env::var("NSS_BENCH_OUTAGE") {
+        Ok(v) => v
+            .parse()
+            .context("NSS_BENCH_OUTAGE must be a number of seconds")?,
+        Err(_) => 600,
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
 /// One throttled case.
 #[derive(Clone, Copy)]
 pub enum Case {
@@ -35,10 +49,17 @@ pub enum Case {
     Paced,
     Outage,
     Shared,
+    LongOutage,
 }
 
 impl Case {
-    pub const ALL: [Case; 4] = [Case::Burst, Case::Paced, Case::Outage, Case::Shared];
+    pub const ALL: [Case; 5] = [
+        Case::Burst,
+        Case::Paced,
+        Case::Outage,
+        Case::Shared,
+        Case::LongOutage,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -46,6 +67,7 @@ impl Case {
             Case::Paced => "(b) 30 MB/s",
             Case::Outage => "(c) after outage",
             Case::Shared => "(d) 3 agents",
+            Case::LongOutage => "(e) long outage",
         }
     }
 
@@ -75,13 +97,52 @@ pub struct Row {
     /// Per agent: from the end of its feed (case c: from MCAS's return) until MCAS had
     /// every record of it.
     pub delivered_after: Vec<f64>,
-    /// Case (c): from MCAS's return until the agent's first call went through.
+    /// Cases (c), (e): from MCAS's return until the agent's first call went through.
     pub first_call_after: Option<f64>,
+    /// Case (e): the API calls made while MCAS was down.
+    pub outage: Option<OutageCalls>,
     pub api_calls: u64,
     pub throttled: u64,
     pub uploads: u64,
     pub cpu_s: f64,
     pub peak_rss: u64,
+}
+
+/// The API calls an agent made while MCAS was down (blob PUTs are not API calls).
+pub struct OutageCalls {
+    /// How long MCAS was down.
+    pub seconds: f64,
+    pub calls: usize,
+    /// The most calls in any 60 s of the outage.
+    pub max_per_minute: usize,
+}
+
+impl OutageCalls {
+    /// The calls to MCAS's API among `calls` from `from` to `to`.
+    fn count(calls: &[mcas_emulator::Call], from: SystemTime, to: SystemTime) -> OutageCalls {
+        let mut at: Vec<SystemTime> = calls
+            .iter()
+            .filter(|c| {
+                !matches!(
+                    c.endpoint,
+                    Some(Endpoint::Blob) | Some(Endpoint::Token) | None
+                )
+            })
+            .map(|c| c.at)
+            .filter(|&t| t >= from && t < to)
+            .collect();
+        at.sort();
+        let minute = Duration::from_secs(60);
+        let max_per_minute = (0..at.len())
+            .map(|i| at[i..].iter().take_while(|&&t| t < at[i] + minute).count())
+            .max()
+            .unwrap_or(0);
+        OutageCalls {
+            seconds: to.duration_since(from).unwrap_or_default().as_secs_f64(),
+            calls: at.len(),
+            max_per_minute,
+        }
+    }
 }
 
 /// A running agent of a case.
@@ -191,8 +252,9 @@ fn run_with(case: Case, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
     for a in 0..case.agents() {
         agents.push(Agent::start(&dir.join(format!("agent{a}")), emulator)?);
     }
-    if let Case::Outage = case {
-        emulator.push_fault(Endpoint::UploadUrl, Fault::status(503), 100_000);
+    let outage_from = SystemTime::now();
+    if let Case::Outage | Case::LongOutage = case {
+        emulator.push_fault(Endpoint::UploadUrl, Fault::status(503), 1_000_000);
     }
     let per_agent = input.records * case.repeats();
     let result = (|| {
@@ -216,16 +278,29 @@ fn run_with(case: Case, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
             .fold(0.0, f64::max);
         let mut from = feed_ends.clone();
         let mut released = None;
-        if let Case::Outage = case {
+        let mut outage = None;
+        if let Case::Outage | Case::LongOutage = case {
             wait(name, dir, &mut agents, |a| {
                 a.metric("batch_sealed_records_total") >= per_agent
             })?;
+            if let Case::LongOutage = case {
+                let until = outage_from + long_outage()?;
+                while SystemTime::now() < until {
+                    check_alive(name, dir, &mut agents, Instant::now())?;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
             let calls_before = emulator.calls_to(Endpoint::UploadUrl).len();
             emulator.clear_faults();
             let at = Instant::now();
+            let now = SystemTime::now();
+            if let Case::LongOutage = case {
+                outage = Some(OutageCalls::count(&emulator.calls(), outage_from, now));
+            }
             from = vec![at; agents.len()];
-            released = Some((at, std::time::SystemTime::now(), calls_before));
+            released = Some((at, now, calls_before));
         }
+        let since = released.map_or(started, |(at, _, _)| at);
         let mut delivered_after = vec![None; agents.len()];
         loop {
             for (i, agent) in agents.iter().enumerate() {
@@ -237,7 +312,7 @@ fn run_with(case: Case, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
             if delivered_after.iter().all(Option::is_some) {
                 break;
             }
-            check_alive(name, dir, &mut agents, started)?;
+            check_alive(name, dir, &mut agents, since)?;
             std::thread::sleep(Duration::from_millis(50));
         }
         let first_call_after = released.and_then(|(_, at, before)| {
@@ -258,6 +333,7 @@ fn run_with(case: Case, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
             feed_s,
             delivered_after.into_iter().flatten().collect::<Vec<f64>>(),
             first_call_after,
+            outage,
             peak_rss,
             api_calls,
             throttled,
@@ -270,7 +346,8 @@ fn run_with(case: Case, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
         );
         agent.child.wait()?;
     }
-    let (feed_s, delivered_after, first_call_after, peak_rss, api_calls, throttled) = result?;
+    let (feed_s, delivered_after, first_call_after, outage, peak_rss, api_calls, throttled) =
+        result?;
     let (cpu_after, _) = children_usage()?;
 
     // Exactly once, over all agents: each was sent the input `repeats` times.
@@ -299,6 +376,7 @@ fn run_with(case: Case, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
         feed_s,
         delivered_after,
         first_call_after,
+        outage,
         api_calls,
         throttled,
         uploads: uploads.len() as u64,
@@ -374,6 +452,12 @@ pub fn print_table(rows: &[Row], gzip_cpu_per_gb: f64) {
             gzip_cpu_per_gb / (row.cpu_s / gb),
             row.peak_rss as f64 / (1u64 << 20) as f64,
         );
+        if let Some(outage) = &row.outage {
+            println!(
+                "{:<18} (MCAS down {:.0} s: {} API calls meanwhile, at most {} in any minute)",
+                "", outage.seconds, outage.calls, outage.max_per_minute
+            );
+        }
         if let Some(first) = row.first_call_after {
             println!(
                 "{:<18} (the agent's first call after MCAS's return went through {first:.1} s after it: the upload backoff's wait)",
@@ -382,6 +466,6 @@ pub fn print_table(rows: &[Row], gzip_cpu_per_gb: f64) {
         }
     }
     println!();
-    println!("delivered +s: from the end of the feed (c: from MCAS's return) until MCAS had every record, per agent.");
+    println!("delivered +s: from the end of the feed (c, e: from MCAS's return) until MCAS had every record, per agent.");
     println!("API calls, 429s: the agents' own counts. CPU s: the agents' user + system; × gzip -6: gzip -6's CPU s per GB over the agents'.");
 }

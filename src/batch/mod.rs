@@ -414,7 +414,7 @@ impl Writer {
         let result = current
             .file
             .finish()
-            .and_then(|(path, records, raw)| self.spool.seal_claimed(&path, records, raw, &claims));
+            .and_then(|written| self.spool.seal_written(&written, &claims));
         match result {
             Ok(sealed) => {
                 let spool = &self.stats.spool;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use super::checksum::Checksummed;
+
 /// Output of the compressor is gathered to this size before a write to the file.
 const FILE_BUFFER: usize = 256 << 10;
 
@@ -14,7 +16,8 @@ const FILE_BUFFER: usize = 256 << 10;
 /// one file buffer.
 pub struct BatchFile {
     path: PathBuf,
-    encoder: GzEncoder<BufWriter<File>>,
+    /// The file's bytes are checksummed on their way to it (see [`Written::checksum`]).
+    encoder: GzEncoder<BufWriter<Checksummed<File>>>,
     records: u64,
     raw_bytes: u64,
     /// Uncompressed bytes appended since the last flush.
@@ -27,6 +30,17 @@ pub struct BatchFile {
 /// How many bytes of records are gathered before they go to the compressor.
 const STAGING: usize = 128 << 10;
 
+/// A finished batch file, complete and durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub path: PathBuf,
+    pub records: u64,
+    /// Uncompressed bytes, newlines included.
+    pub raw_bytes: u64,
+    /// CRC-32 of the file's bytes, as they were written.
+    pub checksum: u32,
+}
+
 impl BatchFile {
     /// Creates the file at `path` (which must not exist) and starts a gzip stream at `level`.
     pub fn create(path: &Path, level: u32) -> io::Result<BatchFile> {
@@ -34,7 +48,7 @@ impl BatchFile {
         Ok(BatchFile {
             path: path.to_path_buf(),
             encoder: GzEncoder::new(
-                BufWriter::with_capacity(FILE_BUFFER, file),
+                BufWriter::with_capacity(FILE_BUFFER, Checksummed::new(file)),
                 Compression::new(level),
             ),
             records: 0,
@@ -100,7 +114,7 @@ impl BatchFile {
     /// Compressed bytes so far, in the file or on their way to it.
     pub fn compressed_bytes(&self) -> u64 {
         let out = self.encoder.get_ref();
-        out.get_ref().metadata().map_or(0, |m| m.len()) + out.buffer().len() as u64
+        out.get_ref().get_ref().metadata().map_or(0, |m| m.len()) + out.buffer().len() as u64
     }
 
     /// Where the file is.
@@ -108,20 +122,25 @@ impl BatchFile {
         &self.path
     }
 
-    /// Writes the gzip trailer and makes the file durable. Returns its path, records and
-    /// uncompressed bytes.
-    pub fn finish(mut self) -> io::Result<(PathBuf, u64, u64)> {
+    /// Writes the gzip trailer and makes the file durable.
+    pub fn finish(mut self) -> io::Result<Written> {
         self.compress_staged()?;
         // A sync flush before the final block, so that the body ends on a byte boundary
         // and a merge of waiting batches can join it to others without recompressing.
         self.encoder.flush()?;
-        let file = self
+        let (file, checksum) = self
             .encoder
             .finish()?
             .into_inner()
-            .map_err(|e| e.into_error())?;
+            .map_err(|e| e.into_error())?
+            .into_parts();
         file.sync_all()?;
-        Ok((self.path, self.records, self.raw_bytes))
+        Ok(Written {
+            path: self.path,
+            records: self.records,
+            raw_bytes: self.raw_bytes,
+            checksum,
+        })
     }
 }
 
@@ -139,8 +158,15 @@ mod tests {
         batch.append(b"one").unwrap();
         batch.append(b"\xff\x00two").unwrap();
         assert_eq!((batch.records(), batch.raw_bytes()), (2, 10));
-        let (written, records, raw) = batch.finish().unwrap();
-        assert_eq!((written, records, raw), (path.clone(), 2, 10));
+        let written = batch.finish().unwrap();
+        assert_eq!(
+            (&written.path, written.records, written.raw_bytes),
+            (&path, 2, 10)
+        );
+        assert_eq!(
+            written.checksum,
+            crc32fast::hash(&std::fs::read(&path).unwrap())
+        );
         let mut text = Vec::new();
         GzDecoder::new(File::open(&path).unwrap())
             .read_to_end(&mut text)

@@ -9,7 +9,8 @@
 //!
 //! Crash safety: the merged file is written in `open/` (`merge-*.gz.part`, deleted by
 //! recovery), fsynced, and renamed into `ready/` under the name of its first source with
-//! the sequence number of its last one added (`FIRST-SEALEDMS-RECORDSr-RAWb-LASTm.gz`);
+//! the checksum of its own bytes and the sequence number of its last source
+//! (`FIRST-SEALEDMS-RECORDSr-RAWb-CRCc-LASTm.gz`);
 //! only then are the sources deleted. Sources are a run of consecutive sequence numbers,
 //! so any batch whose numbers lie within a merged batch's is one of its sources, left by a
 //! crash before their deletion: [`Spool::scan_ready`] deletes them, and they are never
@@ -24,6 +25,7 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use super::checksum::Checksummed;
 use super::{SealedBatch, Spool};
 use crate::fsx::sync_dir;
 
@@ -96,18 +98,18 @@ impl Spool {
             .unsealed_dir
             .join(format!("merge-{}-{nanos}.gz.part", std::process::id()));
         let written = match splice(sources, &part) {
-            Ok(Some(written)) => Ok(written),
-            Ok(None) => recompress(sources, &part, level),
+            Ok(Some(checksum)) => Ok((checksum, false)),
+            Ok(None) => recompress(sources, &part, level).map(|checksum| (checksum, true)),
             Err(error) => Err(error),
         };
-        let recompressed = match written {
-            Ok(recompressed) => recompressed,
+        let (checksum, recompressed) = match written {
+            Ok(written) => written,
             Err(error) => {
                 let _ = fs::remove_file(&part);
                 return Err(error);
             }
         };
-        let merged = self.seal_merged(&part, sources)?;
+        let merged = self.seal_merged(&part, sources, checksum)?;
         for source in sources {
             fs::remove_file(&source.path)?;
             self.forget_ready_bytes(source.gzip_bytes);
@@ -124,15 +126,27 @@ impl Spool {
         Ok(Some(merged))
     }
 
-    /// Renames a complete, fsynced merged file into `ready/`, named after its sources.
-    fn seal_merged(&self, part: &Path, sources: &[SealedBatch]) -> io::Result<SealedBatch> {
+    /// Renames a complete, fsynced merged file into `ready/`, named after its sources and
+    /// with `checksum`, the CRC-32 of its bytes.
+    fn seal_merged(
+        &self,
+        part: &Path,
+        sources: &[SealedBatch],
+        checksum: u32,
+    ) -> io::Result<SealedBatch> {
         let first = &sources[0];
         let last_seq = sources[sources.len() - 1].last_seq();
         let records = sources.iter().map(|b| b.records).sum();
         let raw_bytes = sources.iter().map(|b| b.raw_bytes).sum();
         let gzip_bytes = fs::metadata(part)?.len();
-        let name = SealedBatch::file_name(first.seq, first.sealed_at, records, raw_bytes)
-            .replace(".gz", &format!("-{last_seq:020}m.gz"));
+        let name = SealedBatch::file_name(
+            first.seq,
+            first.sealed_at,
+            records,
+            raw_bytes,
+            Some(checksum),
+            Some(last_seq),
+        );
         let path = self.ready_dir.join(name);
         fs::rename(part, &path)?;
         self.ready_bytes
@@ -146,6 +160,7 @@ impl Spool {
             records,
             raw_bytes,
             gzip_bytes,
+            checksum: Some(checksum),
         })
     }
 
@@ -220,9 +235,9 @@ fn spliceable(batch: &SealedBatch) -> io::Result<Option<(u64, u64, u32)>> {
     )))
 }
 
-/// Joins the sources' compressed bodies into `part`; `None` (nothing written) when one of
-/// them cannot be joined as it is.
-fn splice(sources: &[SealedBatch], part: &Path) -> io::Result<Option<bool>> {
+/// Joins the sources' compressed bodies into `part`, returning the CRC-32 of its bytes;
+/// `None` (nothing written) when one of them cannot be joined as it is.
+fn splice(sources: &[SealedBatch], part: &Path) -> io::Result<Option<u32>> {
     let mut bodies = Vec::with_capacity(sources.len());
     for source in sources {
         match spliceable(source)? {
@@ -230,7 +245,7 @@ fn splice(sources: &[SealedBatch], part: &Path) -> io::Result<Option<bool>> {
             None => return Ok(None),
         }
     }
-    let mut out = BufWriter::with_capacity(1 << 20, create_new(part)?);
+    let mut out = BufWriter::with_capacity(1 << 20, Checksummed::new(create_new(part)?));
     // The header flate2 writes for level 6 (XFL 0, OS unknown): the first source's.
     let mut header = [0u8; 10];
     File::open(&sources[0].path)?.read_exact(&mut header)?;
@@ -256,14 +271,14 @@ fn splice(sources: &[SealedBatch], part: &Path) -> io::Result<Option<bool>> {
     out.write_all(&FINAL_BLOCK)?;
     out.write_all(&crc.finalize().to_le_bytes())?;
     out.write_all(&(raw as u32).to_le_bytes())?;
-    finish_file(out)?;
-    Ok(Some(false))
+    finish_file(out).map(Some)
 }
 
 /// Decompresses every source and compresses them again into `part`, ending the stream as
-/// the batch writers do, so that the result can itself be joined later.
-fn recompress(sources: &[SealedBatch], part: &Path, level: u32) -> io::Result<bool> {
-    let out = BufWriter::with_capacity(256 << 10, create_new(part)?);
+/// the batch writers do, so that the result can itself be joined later. Returns the
+/// CRC-32 of its bytes.
+fn recompress(sources: &[SealedBatch], part: &Path, level: u32) -> io::Result<u32> {
+    let out = BufWriter::with_capacity(256 << 10, Checksummed::new(create_new(part)?));
     let mut encoder = GzEncoder::new(out, Compression::new(level));
     for source in sources {
         let mut decoder = MultiGzDecoder::new(BufReader::new(File::open(&source.path)?));
@@ -280,16 +295,18 @@ fn recompress(sources: &[SealedBatch], part: &Path, level: u32) -> io::Result<bo
         }
     }
     encoder.flush()?;
-    finish_file(encoder.finish()?)?;
-    Ok(true)
+    finish_file(encoder.finish()?)
 }
 
 fn create_new(path: &Path) -> io::Result<File> {
     File::options().write(true).create_new(true).open(path)
 }
 
-fn finish_file(out: BufWriter<File>) -> io::Result<()> {
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+/// Makes a written file durable; returns the CRC-32 of its bytes.
+fn finish_file(out: BufWriter<Checksummed<File>>) -> io::Result<u32> {
+    let (file, checksum) = out.into_inner().map_err(|e| e.into_error())?.into_parts();
+    file.sync_all()?;
+    Ok(checksum)
 }
 
 #[cfg(test)]
@@ -304,8 +321,7 @@ mod tests {
         for r in records {
             file.append(r.as_bytes()).unwrap();
         }
-        let (path, n, raw) = file.finish().unwrap();
-        spool.seal(&path, n, raw).unwrap()
+        spool.seal_written(&file.finish().unwrap(), &[]).unwrap()
     }
 
     /// Seals a batch as an older version did: a gzip stream ended without a sync flush.

@@ -2,15 +2,19 @@
 //!
 //! ```text
 //! spool/open/        batches being written (one per batch writer)
-//! spool/ready/       sealed batches, uploaded oldest first: SEQ-SEALEDMS-RECORDSr-RAWb.gz
+//! spool/ready/       sealed batches, uploaded oldest first: SEQ-SEALEDMS-RECORDSr-RAWb-CRCc.gz
 //! spool/quarantine/  batches MCAS refused or that failed a check, each with a .reason file
 //! spool/delivered/   a marker per batch MCAS accepted whose removal from ready/ is due
 //! spool/sent/        the upload URL of a batch whose done_upload was sent, until it leaves
 //! ```
 //! A file enters `ready/` only by rename after its gzip trailer is written and fsynced,
 //! and leaves it only after MCAS accepted it, so a crash never uploads half a batch.
+//! `CRC` is the CRC-32 of the file's bytes as they were written (8 hex digits): the name and
+//! the bytes arrive in `ready/` by the same rename, and the check before upload compares
+//! them. A name without it (salvaged batches, older versions) is checked by decompressing.
 
 mod batch_file;
+mod checksum;
 mod delivered;
 mod done_sent;
 mod merge;
@@ -29,7 +33,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-pub use batch_file::BatchFile;
+pub use batch_file::{BatchFile, Written};
 pub use done_sent::DoneSent;
 pub use merge::{merge_run, MCAS_MAX_FILE};
 pub use recover::Recovery;
@@ -50,14 +54,33 @@ pub struct SealedBatch {
     pub raw_bytes: u64,
     /// Bytes of the gzip file.
     pub gzip_bytes: u64,
+    /// CRC-32 of the file's bytes recorded at its seal; `None` for a file whose bytes were
+    /// not checksummed as they were written (a salvage, an older version's batch).
+    pub checksum: Option<u32>,
 }
 
 impl SealedBatch {
-    fn file_name(seq: u64, sealed_at: SystemTime, records: u64, raw_bytes: u64) -> String {
-        format!(
-            "{seq:020}-{}-{records}r-{raw_bytes}b.gz",
+    /// The name in `ready/`; `last` is the sequence number of a merged batch's newest source.
+    fn file_name(
+        seq: u64,
+        sealed_at: SystemTime,
+        records: u64,
+        raw_bytes: u64,
+        checksum: Option<u32>,
+        last: Option<u64>,
+    ) -> String {
+        let mut name = format!(
+            "{seq:020}-{}-{records}r-{raw_bytes}b",
             unix_millis(sealed_at)
-        )
+        );
+        if let Some(crc) = checksum {
+            name.push_str(&format!("-{crc:08x}c"));
+        }
+        if let Some(last) = last {
+            name.push_str(&format!("-{last:020}m"));
+        }
+        name.push_str(".gz");
+        name
     }
 
     /// Reads a batch back from its file name; `None` when the name is not one the spool wrote.
@@ -68,8 +91,17 @@ impl SealedBatch {
         let sealed_ms: u64 = parts.next()?.parse().ok()?;
         let records = parts.next()?.strip_suffix('r')?.parse().ok()?;
         let raw_bytes = parts.next()?.strip_suffix('b')?.parse().ok()?;
+        let mut next = parts.next();
+        let mut checksum = None;
+        if let Some(crc) = next.and_then(|p| p.strip_suffix('c')) {
+            if crc.len() != 8 {
+                return None;
+            }
+            checksum = Some(u32::from_str_radix(crc, 16).ok()?);
+            next = parts.next();
+        }
         // A merged batch adds the sequence number of its last source.
-        if let Some(last) = parts.next() {
+        if let Some(last) = next {
             last.strip_suffix('m')?.parse::<u64>().ok()?;
         }
         if parts.next().is_some() {
@@ -82,6 +114,7 @@ impl SealedBatch {
             records,
             raw_bytes,
             gzip_bytes,
+            checksum,
         })
     }
 }
@@ -168,20 +201,33 @@ impl Spool {
     }
 
     /// Moves a complete, fsynced batch file from `open/` into `ready/` and makes the
-    /// rename itself durable. Wakes the uploader.
+    /// rename itself durable. Wakes the uploader. The file's bytes were not checksummed as
+    /// they were written: the check before upload decompresses it whole.
     pub fn seal(&self, unsealed: &Path, records: u64, raw_bytes: u64) -> io::Result<SealedBatch> {
-        self.seal_claimed(unsealed, records, raw_bytes, &[])
+        self.seal_file(unsealed, records, raw_bytes, None, &[])
     }
 
-    /// Like [`Spool::seal`], with `claims` (what the batch holds of tailed files, see
+    /// Seals a batch file as [`Spool::seal`] does, with the checksum of its bytes in its
+    /// name, and `claims` (what the batch holds of tailed files, see
     /// [`crate::pipeline::SealWatcher::claims`]) kept durably beside it until
     /// [`Spool::settled`]: a crash after the seal and before the checkpoints are saved
     /// leaves them for [`Spool::recover`].
-    pub fn seal_claimed(
+    pub fn seal_written(&self, written: &Written, claims: &[u8]) -> io::Result<SealedBatch> {
+        self.seal_file(
+            &written.path,
+            written.records,
+            written.raw_bytes,
+            Some(written.checksum),
+            claims,
+        )
+    }
+
+    fn seal_file(
         &self,
         unsealed: &Path,
         records: u64,
         raw_bytes: u64,
+        checksum: Option<u32>,
         claims: &[u8],
     ) -> io::Result<SealedBatch> {
         if !claims.is_empty() {
@@ -190,9 +236,9 @@ impl Spool {
         let gzip_bytes = fs::metadata(unsealed)?.len();
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let sealed_at = SystemTime::now();
-        let path = self
-            .ready_dir
-            .join(SealedBatch::file_name(seq, sealed_at, records, raw_bytes));
+        let path = self.ready_dir.join(SealedBatch::file_name(
+            seq, sealed_at, records, raw_bytes, checksum, None,
+        ));
         fs::rename(unsealed, &path)?;
         self.ready_bytes.fetch_add(gzip_bytes, Ordering::Relaxed);
         sync_dir(&self.ready_dir)?;
@@ -205,6 +251,7 @@ impl Spool {
             records,
             raw_bytes,
             gzip_bytes,
+            checksum,
         })
     }
 
@@ -386,14 +433,44 @@ mod tests {
         let open = spool.new_batch_path(0, "tcp");
         let mut file = BatchFile::create(&open, 6).unwrap();
         file.append(b"a record").unwrap();
-        let (path, records, raw) = file.finish().unwrap();
-        let batch = spool.seal(&path, records, raw).unwrap();
-        assert_eq!(spool.verify(&batch), Ok(()));
-        let bytes = fs::read(&batch.path).unwrap();
-        fs::write(&batch.path, &bytes[..bytes.len() - 3]).unwrap();
-        assert!(spool.verify(&batch).unwrap_err().contains("cut short"));
-        fs::write(&batch.path, vec![b'x'; 100]).unwrap();
-        assert!(spool.verify(&batch).unwrap_err().contains("magic"));
+        let written = file.finish().unwrap();
+        // The same bytes sealed without their checksum, as a salvage or an older version.
+        let copy = spool.new_batch_path(0, "tcp");
+        fs::copy(&written.path, &copy).unwrap();
+        let unchecked = spool
+            .seal(&copy, written.records, written.raw_bytes)
+            .unwrap();
+        let batch = spool.seal_written(&written, &[]).unwrap();
+        assert_eq!(batch.checksum, Some(written.checksum));
+        assert_eq!(unchecked.checksum, None);
+        for batch in [&batch, &unchecked] {
+            assert_eq!(spool.verify(batch), Ok(()));
+            let bytes = fs::read(&batch.path).unwrap();
+            fs::write(&batch.path, &bytes[..bytes.len() - 3]).unwrap();
+            assert!(spool.verify(batch).unwrap_err().contains("cut short"));
+            fs::write(&batch.path, vec![b'x'; 100]).unwrap();
+            let error = spool.verify(batch).unwrap_err();
+            assert!(
+                error.contains("magic") || error.contains("checksum"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_checksum_catches_a_byte_the_gzip_stream_does_not_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::prepare(dir.path()).unwrap();
+        let mut file = BatchFile::create(&spool.new_batch_path(0, "tcp"), 6).unwrap();
+        file.append(b"a record").unwrap();
+        let batch = spool.seal_written(&file.finish().unwrap(), &[]).unwrap();
+        // The gzip header's OS byte: decompressing never looks at it.
+        let mut bytes = fs::read(&batch.path).unwrap();
+        bytes[9] ^= 0x01;
+        fs::write(&batch.path, &bytes).unwrap();
+        assert!(spool.verify(&batch).unwrap_err().contains("damaged"));
+        // The name is read back with its checksum, as the uploader's scan sees it.
+        assert_eq!(spool.scan_ready().unwrap(), vec![batch]);
     }
 
     #[test]

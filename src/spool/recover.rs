@@ -147,7 +147,10 @@ impl Spool {
             _ => None,
         };
         let complete = if records > 0 {
-            let (out, records, raw) = batch.finish()?;
+            // Sealed without its checksum: a salvage interrupted here is sealed by a later
+            // run from its name alone, so salvaged batches are all checked by decompressing.
+            let written = batch.finish()?;
+            let (out, records, raw) = (written.path, written.records, written.raw_bytes);
             let complete = self
                 .unsealed_dir
                 .join(format!("{SALVAGED_PREFIX}{records}r-{raw}b-{source}"));

@@ -1,6 +1,6 @@
 //! Failures in the middle of a step: crashes between two writes, a rotation while the
 //! agent is down or while the old file is still written, a removal or a seal that fails,
-//! a batch damaged inside its deflate stream, a salvage interrupted.
+//! a batch damaged inside its deflate stream or outside it, a salvage interrupted.
 
 use std::io::Write;
 use std::path::Path;
@@ -347,6 +347,34 @@ async fn records_of_a_batch_that_failed_to_seal_are_read_again() {
 /// quarantine with the reason before upload; the other batches are delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_damaged_inside_its_deflate_stream_is_quarantined() {
+    let reason = a_damaged_batch_is_quarantined(|bytes| {
+        let middle = bytes.len() / 2;
+        for b in &mut bytes[middle..middle + 16] {
+            *b ^= 0x5a;
+        }
+    })
+    .await;
+    assert!(
+        reason.contains("damaged") || reason.contains("decompresses"),
+        "{reason}"
+    );
+}
+
+/// One byte changed outside the deflate stream, in the gzip header's OS field (which no
+/// decompression checks): the batch is no longer what was sealed, and it never reaches MCAS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_one_byte_changed_in_its_header_is_quarantined() {
+    let reason = a_damaged_batch_is_quarantined(|bytes| bytes[9] ^= 0x01).await;
+    assert!(
+        reason.contains("integrity") && reason.contains("damaged"),
+        "{reason}"
+    );
+}
+
+/// Seals two batches while MCAS refuses uploads, applies `damage` to the older one's file
+/// while the agent is down, then lets MCAS take uploads: the damaged batch must go to
+/// quarantine (its reason is returned) and only the other batch's records reach MCAS.
+async fn a_damaged_batch_is_quarantined(damage: impl FnOnce(&mut Vec<u8>)) -> String {
     use mcas_emulator::{Endpoint, Fault};
     let world = World::start().await;
     world
@@ -370,10 +398,7 @@ async fn a_batch_damaged_inside_its_deflate_stream_is_quarantined() {
     let ready = agent.state_dir.join("spool/ready");
     let batches = files_in(&ready);
     let mut bytes = std::fs::read(&batches[0]).unwrap();
-    let middle = bytes.len() / 2;
-    for b in &mut bytes[middle..middle + 16] {
-        *b ^= 0x5a;
-    }
+    damage(&mut bytes);
     std::fs::write(&batches[0], &bytes).unwrap();
 
     world.emulator.clear_faults();
@@ -383,11 +408,8 @@ async fn a_batch_damaged_inside_its_deflate_stream_is_quarantined() {
     });
     let quarantined = agent.quarantined();
     let reason = std::fs::read_to_string(format!("{}.reason", quarantined[0].display())).unwrap();
-    assert!(
-        reason.contains("damaged") || reason.contains("decompresses"),
-        "{reason}"
-    );
     wait_exactly_once(&world, &agent, kept, Duration::from_secs(30)).await;
+    reason
 }
 
 /// A crash after the records of an unsealed TCP batch were salvaged into a new batch and
