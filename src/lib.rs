@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod feed;
 pub mod fsx;
 pub mod https;
+pub mod jwt;
 pub mod latency;
 pub mod logging;
 pub mod mcas;
