@@ -277,6 +277,63 @@ fn rsa_public_key(pem: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zia::{TEST_CLIENT_KEY_PEM, TEST_CLIENT_PUBLIC_KEY_PEM};
+
+    fn credentials() -> Credentials {
+        Credentials {
+            username: String::new(),
+            password: String::new(),
+            api_key: String::new(),
+            client_id: "client".to_string(),
+            client_secret: None,
+            client_public_key_pem: Some(TEST_CLIENT_PUBLIC_KEY_PEM.to_string()),
+        }
+    }
+
+    /// An RS256 assertion over `claims`, signed with the well-known test key.
+    fn signed(claims: &serde_json::Value) -> String {
+        let (_, block) = x509_parser::pem::parse_x509_pem(TEST_CLIENT_KEY_PEM.as_bytes()).unwrap();
+        let key = ring::signature::RsaKeyPair::from_pkcs8(&block.contents).unwrap();
+        let text = format!(
+            "{}.{}",
+            B64URL.encode(br#"{"alg":"RS256","typ":"JWT"}"#),
+            B64URL.encode(claims.to_string())
+        );
+        let mut signature = vec![0; key.public().modulus_len()];
+        key.sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            text.as_bytes(),
+            &mut signature,
+        )
+        .unwrap();
+        format!("{text}.{}", B64URL.encode(signature))
+    }
+
+    #[test]
+    fn assertions_are_checked_for_signature_audience_expiry_and_client() {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let claims = |aud: &str, exp: u64, iss: &str| {
+            serde_json::json!({"iss": iss, "sub": iss, "aud": aud, "exp": exp, "jti": "j1"})
+        };
+        let good = signed(&claims(ONEAPI_AUDIENCE, now + 60, "client"));
+        assert_eq!(verify_assertion(&credentials(), &good).unwrap(), "j1");
+
+        let (head, _) = good.rsplit_once('.').unwrap();
+        let forged = format!("{head}.{}", B64URL.encode([0u8; 256]));
+        let err = verify_assertion(&credentials(), &forged).unwrap_err();
+        assert!(err.contains("InvalidSignature"), "{err}");
+
+        let cases = [
+            (claims("https://elsewhere", now + 60, "client"), "InvalidAudience"),
+            (claims(ONEAPI_AUDIENCE, now - 60, "client"), "ExpiredSignature"),
+            (claims(ONEAPI_AUDIENCE, now + 60, "other"), "client id"),
+        ];
+        for (claims, expected) in cases {
+            let err = verify_assertion(&credentials(), &signed(&claims)).unwrap_err();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+    }
 
     #[test]
     fn documented_obfuscation_vector() {
