@@ -9,6 +9,7 @@ mod load;
 mod secret;
 mod settings;
 mod size;
+mod syntax;
 mod targets;
 mod values;
 

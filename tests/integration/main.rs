@@ -17,6 +17,7 @@ mod harness;
 mod midstep;
 mod observe;
 mod rate;
+mod secrets;
 mod service;
 mod signals;
 mod sync;

@@ -312,10 +312,11 @@ mod tests {
 
     #[test]
     fn assertions_are_checked_for_signature_audience_expiry_and_client() {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let claims = |aud: &str, exp: u64, iss: &str| {
-            serde_json::json!({"iss": iss, "sub": iss, "aud": aud, "exp": exp, "jti": "j1"})
-        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = |aud: &str, exp: u64, iss: &str| serde_json::json!({"iss": iss, "sub": iss, "aud": aud, "exp": exp, "jti": "j1"});
         let good = signed(&claims(ONEAPI_AUDIENCE, now + 60, "client"));
         assert_eq!(verify_assertion(&credentials(), &good).unwrap(), "j1");
 
@@ -325,8 +326,14 @@ mod tests {
         assert!(err.contains("InvalidSignature"), "{err}");
 
         let cases = [
-            (claims("https://elsewhere", now + 60, "client"), "InvalidAudience"),
-            (claims(ONEAPI_AUDIENCE, now - 60, "client"), "ExpiredSignature"),
+            (
+                claims("https://elsewhere", now + 60, "client"),
+                "InvalidAudience",
+            ),
+            (
+                claims(ONEAPI_AUDIENCE, now - 60, "client"),
+                "ExpiredSignature",
+            ),
             (claims(ONEAPI_AUDIENCE, now + 60, "other"), "client id"),
         ];
         for (claims, expected) in cases {
