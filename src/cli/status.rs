@@ -8,6 +8,7 @@ use crate::mcas::data_source::silence_warning;
 use crate::memory::{self, MemoryBudget};
 use crate::spool;
 use crate::status::{self, meets_ram_floor, rfc3339, McasReport, MemoryReport, StatusReport};
+use crate::upload::PauseKind;
 
 /// A status file older than this, from a daemon that is gone, is not a running daemon.
 const STALE: Duration = Duration::from_secs(10);
@@ -110,6 +111,7 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
             last_success: last.upload.last_success,
             last_error: last.upload.last_error,
             paused: last.upload.paused,
+            pause_reason: last.upload.pause_reason,
             ..Default::default()
         },
         sync: status::SyncReport {
@@ -220,20 +222,22 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
     );
     let refused = r
         .upload
-        .last_error
-        .as_deref()
-        .is_some_and(|e| e.contains("refused the API token"));
+        .pause_reason
+        .as_ref()
+        .filter(|p| p.kind == PauseKind::CredentialRefused);
     line(
         match (refused, &r.upload.last_success) {
-            (true, _) => "FAIL",
-            (false, Some(_)) => "ok",
-            (false, None) => "--",
+            (Some(_), _) => "FAIL",
+            (None, Some(_)) => "ok",
+            (None, None) => "--",
         },
         "token accepted",
         match (refused, &r.upload.last_success) {
-            (true, _) => "MCAS refused the token: a global administrator must generate a new API token, then `sudo nss configure-mcas`".into(),
-            (false, Some(at)) => format!("MCAS accepted an upload at {at}"),
-            (false, None) => "not known yet: no upload so far (`nss troubleshoot mcas` checks it now)".into(),
+            (Some(reason), _) => format!("refused: {}", reason.message),
+            (None, Some(at)) => format!("MCAS accepted an upload at {at}"),
+            (None, None) => {
+                "not known yet: no upload so far (`nss troubleshoot mcas` checks it now)".into()
+            }
         },
     );
     let (mark, detail) = data_source_line(r);

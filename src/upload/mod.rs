@@ -5,8 +5,10 @@
 
 mod held;
 mod merge;
+mod pause;
 
 pub use merge::MergeLimits;
+pub use pause::{PauseKind, PauseReason};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -401,7 +403,9 @@ impl Uploader {
             ApiError::TokenRefused { .. } | ApiError::NotFound { .. } => {
                 holds.failed_elsewhere(batch.seq);
                 tracing::error!(%error, "uploads are paused; receiving and spooling go on");
-                self.stats.upload.set_paused(error.to_string());
+                self.stats
+                    .upload
+                    .set_paused(PauseReason::of(&error, error.to_string()));
                 *progress = Progress::default();
                 Outcome::Retry(self.settings.auth_retry)
             }
@@ -414,7 +418,9 @@ impl Uploader {
                     "{}: {error}; uploads are paused: {fix}",
                     rfc3339(std::time::SystemTime::now())
                 ));
-                self.stats.upload.set_paused(format!("{error}; {fix}"));
+                self.stats
+                    .upload
+                    .set_paused(PauseReason::of(&error, format!("{error}; {fix}")));
                 *progress = Progress::default();
                 Outcome::Retry(self.settings.auth_retry)
             }
