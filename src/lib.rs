@@ -28,5 +28,6 @@ pub mod privilege;
 pub mod spool;
 pub mod status;
 pub mod sync;
+pub mod untrusted;
 pub mod upload;
 pub mod zia;

@@ -498,10 +498,19 @@ impl Stats {
 }
 
 /// Reads the report the daemon last wrote to `dir/status.json`.
+/// The file is written by the daemon's account: read up to a bound (a report is a few KiB).
 pub fn read(dir: &Path) -> std::io::Result<StatusReport> {
-    let text = std::fs::read(dir.join(STATUS_FILE))?;
-    serde_json::from_slice(&text).map_err(std::io::Error::other)
+    let path = dir.join(STATUS_FILE);
+    let file = std::fs::File::open(&path)?;
+    let text = crate::untrusted::read_to_end(file, MAX_STATUS_BYTES, &path.display().to_string())
+        .map_err(std::io::Error::other)?;
+    serde_json::from_slice(&text).map_err(|e| {
+        std::io::Error::other(format!("{} is not a status report: {e}", path.display()))
+    })
 }
+
+/// The largest status file read back.
+pub const MAX_STATUS_BYTES: u64 = 4 << 20;
 
 /// Writes `report` to `dir/status.json` atomically (temporary file, then rename), so a
 /// reader never sees half a report.

@@ -23,6 +23,7 @@ mod signals;
 mod sync;
 mod tally;
 mod unit;
+mod untrusted;
 mod upload_faults;
 mod zia;
 mod zia_sync;
