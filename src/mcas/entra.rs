@@ -125,7 +125,8 @@ fn first_sentence(description: &str) -> String {
 enum Proof {
     Secret(Secret),
     Certificate {
-        key: RsaSigningKey,
+        // Boxed: an RSA key pair is large beside a secret.
+        key: Box<RsaSigningKey>,
         /// base64url SHA-256 of the certificate's DER (`x5t#S256`).
         thumbprint: String,
     },
@@ -379,7 +380,7 @@ fn certificate_proof(pem_text: &[u8]) -> Result<Proof, String> {
     let key = RsaSigningKey::from_pem(pem_text)
         .map_err(|e| format!("the private key is not an RSA key: {e}"))?;
     Ok(Proof::Certificate {
-        key,
+        key: Box::new(key),
         thumbprint: B64URL.encode(Sha256::digest(certificate.contents())),
     })
 }
