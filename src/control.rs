@@ -21,6 +21,10 @@ pub const SOCKET: &str = "control.sock";
 /// A request line is at most this long.
 const MAX_REQUEST: u64 = 4096;
 
+/// An answer is at most this long (a sync's answer is a few KiB): the socket is the
+/// daemon's account's, and a longer answer is not read into root's command.
+const MAX_REPLY: u64 = 1 << 20;
+
 /// How long a command waits for the daemon's sync (it may wait for the API rate limit).
 const SYNC_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -157,7 +161,7 @@ fn reply_of(done: SyncDone) -> Reply {
 /// Sends `request` to the daemon whose runtime directory is `runtime_dir` and returns its
 /// reply (blocking: for the command line).
 pub fn ask(runtime_dir: &Path, request: &Request) -> anyhow::Result<Reply> {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     let path = socket_path(runtime_dir);
     let mut stream = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
         format!(
@@ -169,11 +173,12 @@ pub fn ask(runtime_dir: &Path, request: &Request) -> anyhow::Result<Reply> {
     let mut text = serde_json::to_string(request)?;
     text.push('\n');
     stream.write_all(text.as_bytes())?;
-    let mut line = String::new();
-    std::io::BufReader::new(stream)
-        .read_line(&mut line)
-        .with_context(|| format!("no answer from the daemon on {}", path.display()))?;
-    serde_json::from_str(&line).with_context(|| {
+    let what = format!("the daemon's answer on {}", path.display());
+    let line = crate::untrusted::read_line(std::io::BufReader::new(stream), MAX_REPLY, &what)?;
+    if line.is_empty() {
+        anyhow::bail!("no answer from the daemon on {}", path.display());
+    }
+    serde_json::from_slice(&line).with_context(|| {
         format!(
             "the daemon's answer on {} is not one this nss reads",
             path.display()

@@ -11,7 +11,8 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(error) => {
-            eprintln!("nss: {}", one_line(&error));
+            // Causes may carry a daemon's answer or a server's text: escaped for the terminal.
+            eprintln!("nss: {}", nss_agent::untrusted::escaped(&one_line(&error)));
             ExitCode::from(exit_code(&error))
         }
     }

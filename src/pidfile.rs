@@ -79,8 +79,9 @@ pub fn running(dir: &Path) -> Option<u32> {
 }
 
 fn read_pid(file: &mut File) -> Option<u32> {
+    // Written by the daemon's account: a pid is a few digits, never more.
     let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
+    file.take(64).read_to_string(&mut text).ok()?;
     text.trim().parse().ok()
 }
 

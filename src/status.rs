@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsx::AtomicWrite;
 use crate::latency::{HistogramReport, Latencies};
+use crate::upload::PauseReason;
 
 /// The status file's name inside the runtime directory.
 pub const STATUS_FILE: &str = "status.json";
@@ -115,7 +116,7 @@ pub struct UploadStats {
     pub retries: AtomicU64,
     /// Why uploads are paused (a refused credential, a tenant-wide refusal) and what to
     /// fix; shown while the last attempt ended in that pause.
-    pub paused: Mutex<Option<String>>,
+    pub paused: Mutex<Option<PauseReason>>,
     /// API calls MCAS answered 429 since start.
     pub throttled: AtomicU64,
     /// This agent's own rate of API calls now, in thousandths of a call a minute.
@@ -211,8 +212,8 @@ impl UploadStats {
     }
 
     /// Records that uploads are paused after the error just recorded, and why.
-    pub fn set_paused(&self, why: impl Into<String>) {
-        *self.paused.lock().unwrap() = Some(why.into());
+    pub fn set_paused(&self, why: Option<PauseReason>) {
+        *self.paused.lock().unwrap() = why;
     }
 }
 
@@ -335,6 +336,10 @@ pub struct UploadReport {
     /// Why uploads are paused and what to fix; null while they are not.
     #[serde(default)]
     pub paused: Option<String>,
+    /// The same pause, typed: `{"kind": "credential_refused" | "wrong_domain" |
+    /// "tenant_refused", "message": ...}`; null while uploads are not paused.
+    #[serde(default)]
+    pub pause_reason: Option<PauseReason>,
     /// API calls MCAS answered 429 (the tenant's throttle, shared with other agents).
     #[serde(default)]
     pub throttled: u64,
@@ -501,7 +506,8 @@ impl Stats {
                 last_error: self.upload.last_error.lock().unwrap().clone(),
                 api_calls: load(&self.upload.api_calls),
                 retries: load(&self.upload.retries),
-                paused,
+                paused: paused.as_ref().map(|p| p.message.clone()),
+                pause_reason: paused,
                 throttled: load(&self.upload.throttled),
                 api_rate: load(&self.upload.api_rate_millis) as f64 / 1000.0,
                 outage_retry: load(&self.upload.outage_retry_millis) as f64 / 1000.0,
@@ -523,10 +529,19 @@ impl Stats {
 }
 
 /// Reads the report the daemon last wrote to `dir/status.json`.
+/// The file is written by the daemon's account: read up to a bound (a report is a few KiB).
 pub fn read(dir: &Path) -> std::io::Result<StatusReport> {
-    let text = std::fs::read(dir.join(STATUS_FILE))?;
-    serde_json::from_slice(&text).map_err(std::io::Error::other)
+    let path = dir.join(STATUS_FILE);
+    let file = std::fs::File::open(&path)?;
+    let text = crate::untrusted::read_to_end(file, MAX_STATUS_BYTES, &path.display().to_string())
+        .map_err(std::io::Error::other)?;
+    serde_json::from_slice(&text).map_err(|e| {
+        std::io::Error::other(format!("{} is not a status report: {e}", path.display()))
+    })
 }
+
+/// The largest status file read back.
+pub const MAX_STATUS_BYTES: u64 = 4 << 20;
 
 /// Writes `report` to `dir/status.json` atomically (temporary file, then rename), so a
 /// reader never sees half a report.

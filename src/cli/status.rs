@@ -8,41 +8,56 @@ use crate::mcas::data_source::silence_warning;
 use crate::memory::{self, MemoryBudget};
 use crate::spool;
 use crate::status::{self, meets_ram_floor, rfc3339, McasReport, MemoryReport, StatusReport};
+use crate::untrusted;
+use crate::upload::PauseKind;
 
 /// A status file older than this, from a daemon that is gone, is not a running daemon.
 const STALE: Duration = Duration::from_secs(10);
 
 /// Prints the status.
+///
+/// The report is read from a file the daemon's account writes: every text of it reaches
+/// the terminal with its control characters escaped.
 pub fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
-    let report = current(settings);
-    let warnings = settings.warnings();
+    let (report, unreadable) = current(settings);
+    let mut warnings = settings.warnings();
+    warnings.extend(unreadable);
     if json {
         let mut value = serde_json::to_value(&report)?;
         value["warnings"] = serde_json::json!(warnings);
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        let text = serde_json::to_string_pretty(&value)?;
+        println!("{}", untrusted::json_for_terminal(&text));
     } else {
-        print!("{}", human(settings, &report));
+        print!("{}", untrusted::escaped_lines(&human(settings, &report)));
         for warning in &warnings {
-            println!("  WARNING: {warning}");
+            println!("  WARNING: {}", untrusted::escaped(warning));
         }
     }
     Ok(())
 }
 
 /// The running daemon's report; without one, what can be known from the configuration,
-/// the spool on disk and the daemon's last report.
-pub fn current(settings: &Settings) -> StatusReport {
+/// the spool on disk and the daemon's last report. With it, why the status file could not
+/// be read, when it exists and could not.
+pub fn current(settings: &Settings) -> (StatusReport, Option<String>) {
     let dir = &settings.paths.runtime_dir;
-    let last = status::read(dir).ok();
+    let (last, unreadable) = match status::read(dir) {
+        Ok(report) => (Some(report), None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+        Err(e) => (
+            None,
+            Some(format!("the daemon's status file was not read: {e}")),
+        ),
+    };
     if let Some(report) = &last {
         let fresh = std::fs::metadata(dir.join(status::STATUS_FILE))
             .and_then(|m| m.modified())
             .is_ok_and(|t| t.elapsed().unwrap_or_default() < STALE);
         if report.running && fresh && report.pid.is_some_and(alive) {
-            return report.clone();
+            return (report.clone(), unreadable);
         }
     }
-    offline(settings, last)
+    (offline(settings, last), unreadable)
 }
 
 /// A size for people: "22.1 MiB".
@@ -110,6 +125,7 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
             last_success: last.upload.last_success,
             last_error: last.upload.last_error,
             paused: last.upload.paused,
+            pause_reason: last.upload.pause_reason,
             ..Default::default()
         },
         sync: status::SyncReport {
@@ -198,6 +214,8 @@ fn data_source_line(r: &StatusReport) -> (&'static str, String) {
 fn human(settings: &Settings, r: &StatusReport) -> String {
     let mut out = String::new();
     let mut line = |mark: &str, what: &str, detail: String| {
+        // One line each: a line end in a text of the report is shown escaped too.
+        let detail = untrusted::escaped(&detail);
         out.push_str(&format!("  [{mark:^4}] {what:<20} {detail}\n"));
     };
     let configured = r.mcas.domain.is_some() && r.mcas.token.is_some();
@@ -221,20 +239,22 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
     );
     let refused = r
         .upload
-        .last_error
-        .as_deref()
-        .is_some_and(|e| e.contains("refused the API token"));
+        .pause_reason
+        .as_ref()
+        .filter(|p| p.kind == PauseKind::CredentialRefused);
     line(
         match (refused, &r.upload.last_success) {
-            (true, _) => "FAIL",
-            (false, Some(_)) => "ok",
-            (false, None) => "--",
+            (Some(_), _) => "FAIL",
+            (None, Some(_)) => "ok",
+            (None, None) => "--",
         },
         "token accepted",
         match (refused, &r.upload.last_success) {
-            (true, _) => "MCAS refused the token: a global administrator must generate a new API token, then `sudo nss configure-mcas`".into(),
-            (false, Some(at)) => format!("MCAS accepted an upload at {at}"),
-            (false, None) => "not known yet: no upload so far (`nss troubleshoot mcas` checks it now)".into(),
+            (Some(reason), _) => format!("refused: {}", reason.message),
+            (None, Some(at)) => format!("MCAS accepted an upload at {at}"),
+            (None, None) => {
+                "not known yet: no upload so far (`nss troubleshoot mcas` checks it now)".into()
+            }
         },
     );
     let (mark, detail) = data_source_line(r);

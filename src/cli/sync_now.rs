@@ -14,6 +14,7 @@ use crate::pidfile;
 use crate::status::ZiaStats;
 use crate::status::{rfc3339, Stats};
 use crate::sync::{self, push, CategoryStore, SyncOutcome};
+use crate::untrusted::escaped_lines;
 use crate::zia::ZiaClient;
 
 /// Runs one sync, pushes the category into ZIA when `[zia]` is set, and prints what they
@@ -32,15 +33,16 @@ pub fn run(settings: &Settings, accept_empty: bool) -> anyhow::Result<()> {
         let reply = control::ask(&settings.paths.runtime_dir, &request)
             .with_context(|| format!("cannot ask the running daemon (pid {pid}) for a sync"))?;
         return match reply {
+            // The answer comes from the daemon's account: its texts are shown escaped.
             Reply::Synced { outcome, zia } => {
-                print!("{}", render(settings, &store, &outcome));
+                print!("{}", escaped_lines(&render(settings, &store, &outcome)));
                 match zia {
                     None => {
                         println!("{NOT_CONFIGURED}");
                         Ok(())
                     }
                     Some(PushReply::Pushed(text)) => {
-                        print!("{text}");
+                        print!("{}", escaped_lines(&text));
                         Ok(())
                     }
                     Some(PushReply::Failed(message)) => Err(Unavailable(format!(

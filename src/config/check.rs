@@ -43,7 +43,7 @@ impl Settings {
     /// Refuses relative paths: the daemon's working directory is not the administrator's.
     pub(super) fn check_paths(&self) -> Result<(), ConfigError> {
         let single = |key: &'static str, path: &Option<PathBuf>| path.clone().map(|p| (key, p));
-        let mut paths: Vec<(&str, PathBuf)> = [
+        let paths: Vec<(&str, PathBuf)> = [
             single("mcas.token_file", &self.mcas.token_file),
             single("mcas.client_secret_file", &self.mcas.client_secret_file),
             single("mcas.certificate_file", &self.mcas.certificate_file),
@@ -60,14 +60,25 @@ impl Settings {
         .into_iter()
         .flatten()
         .collect();
-        paths.extend(self.feed.files.iter().map(|f| ("feed.files", f.clone())));
+        const FIX: &str = "write the absolute path (starting with /), since the daemon does not run in the directory you write it from";
+        // The value is not shown (a value under the wrong key may be a secret): a list's
+        // entry is named by its place.
         for (key, path) in paths {
             if !path.is_absolute() {
                 return Err(ConfigError::new(
                     key,
+                    format!("is not an absolute path: {FIX}"),
+                ));
+            }
+        }
+        for (n, path) in self.feed.files.iter().enumerate() {
+            if !path.is_absolute() {
+                return Err(ConfigError::new(
+                    "feed.files",
                     format!(
-                        "\"{}\" is not an absolute path: write the absolute path (starting with /), since the daemon does not run in the directory you write it from",
-                        path.display()
+                        "entry {} of {} is not an absolute path: {FIX}",
+                        n + 1,
+                        self.feed.files.len()
                     ),
                 ));
             }
@@ -114,8 +125,7 @@ impl Settings {
             return Err(ConfigError::new(
                 "mcas.source",
                 format!(
-                    "\"{}\" is not an MCAS log format for Zscaler: use one of {} (ZSCALER_QRADAR for the NSS MCAS feed)",
-                    mcas.source,
+                    "is not an MCAS log format for Zscaler: use one of {} (ZSCALER_QRADAR for the NSS MCAS feed)",
                     MCAS_SOURCES.join(", ")
                 ),
             ));
@@ -370,7 +380,7 @@ pub fn check_https_base(key: &str, text: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::new(
             key,
             format!(
-                "\"{text}\" has a path: write the scheme and host alone, e.g. https://{}",
+                "has a path: write the scheme and host alone, e.g. https://{}",
                 url.host_str().unwrap_or("host")
             ),
         ));
@@ -383,13 +393,13 @@ pub fn check_https(key: &str, text: &str) -> Result<url::Url, ConfigError> {
     let url = url::Url::parse(text).map_err(|e| {
         ConfigError::new(
             key,
-            format!("\"{text}\" is not a URL ({e}): write it like https://host"),
+            format!("is not a URL ({e}): write it like https://host"),
         )
     })?;
     if url.scheme() != "https" {
         return Err(ConfigError::new(
             key,
-            format!("\"{text}\" is not https: the agent sends credentials only over HTTPS"),
+            "is not https: the agent sends credentials only over HTTPS",
         ));
     }
     if url.host_str().is_none_or(str::is_empty)
@@ -398,7 +408,7 @@ pub fn check_https(key: &str, text: &str) -> Result<url::Url, ConfigError> {
     {
         return Err(ConfigError::new(
             key,
-            format!("\"{text}\": write https:// and the host name, without a user or password"),
+            "has a user or password, or no host: write https:// and the host name alone",
         ));
     }
     Ok(url)
@@ -411,9 +421,7 @@ pub fn check_entra_id(id: &str) -> Result<(), String> {
     if !id.is_empty() && id.chars().all(allowed) {
         return Ok(());
     }
-    Err(format!(
-        "\"{id}\" is not an Entra id: write the GUID shown on the app registration's overview (letters, digits and -), or for the tenant a domain such as contoso.onmicrosoft.com"
-    ))
+    Err("is not an Entra id: write the GUID shown on the app registration's overview (letters, digits and -), or for the tenant a domain such as contoso.onmicrosoft.com".to_string())
 }
 
 /// Checks that `path` is a readable PEM file with a certificate and its private key, as

@@ -14,17 +14,17 @@ pub fn check_domain(domain: &str) -> Result<&str, String> {
     }
     if domain.chars().any(char::is_whitespace) {
         return Err(format!(
-            "\"{domain}\" contains white space: write the host name alone, e.g. {EXAMPLE}"
+            "contains white space: write the host name alone, e.g. {EXAMPLE}"
         ));
     }
     if domain.contains("://") {
         return Err(format!(
-            "\"{domain}\" has a scheme: write the host name without https://, e.g. {EXAMPLE}"
+            "has a scheme: write the host name without https://, e.g. {EXAMPLE}"
         ));
     }
     if domain.contains(['/', '?', '#', '@']) {
         return Err(format!(
-            "\"{domain}\" has a path or other URL parts: write the host name alone, e.g. {EXAMPLE}"
+            "has a path or other URL parts: write the host name alone, e.g. {EXAMPLE}"
         ));
     }
     let (host, port) = split_port(domain)?;
@@ -32,15 +32,16 @@ pub fn check_domain(domain: &str) -> Result<&str, String> {
         match port.parse::<u16>() {
             Ok(p) if p > 0 => {}
             _ => {
-                return Err(format!(
-                    "\"{port}\" in \"{domain}\" is not a port (1 to 65535)"
-                ))
+                return Err(
+                    "has a port that is not a number from 1 to 65535 after the last ':'"
+                        .to_string(),
+                )
             }
         }
     }
     if !(is_ip(host) || is_host_name(host)) {
         return Err(format!(
-            "\"{host}\" is not a host name or IP address: use letters, digits, dots and hyphens, e.g. {EXAMPLE}"
+            "is not a host name or IP address: use letters, digits, dots and hyphens, e.g. {EXAMPLE}"
         ));
     }
     Ok(domain)
@@ -50,20 +51,20 @@ fn split_port(domain: &str) -> Result<(&str, Option<&str>), String> {
     if let Some(rest) = domain.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')
-            .ok_or_else(|| format!("\"{domain}\" opens a bracket it does not close"))?;
+            .ok_or_else(|| "opens a bracket it does not close".to_string())?;
         return match after {
             "" => Ok((host, None)),
             _ => match after.strip_prefix(':') {
                 Some(port) => Ok((host, Some(port))),
-                None => Err(format!("\"{domain}\" has text after the IPv6 address")),
+                None => Err("has text after the IPv6 address".to_string()),
             },
         };
     }
     match domain.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') => Ok((host, Some(port))),
-        Some(_) => Err(format!(
-            "\"{domain}\": write an IPv6 address in brackets, e.g. [::1]:443"
-        )),
+        Some(_) => Err(
+            "has more than one ':': write an IPv6 address in brackets, e.g. [::1]:443".to_string(),
+        ),
         None => Ok((domain, None)),
     }
 }

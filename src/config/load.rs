@@ -29,13 +29,30 @@ pub(super) fn read(path: &Path) -> Result<Settings, ConfigError> {
     let file_key = path.display().to_string();
     let file_found = path.exists();
     if file_found {
-        // Read once here so that an unreadable file says so, rather than "not found".
-        std::fs::read(path).map_err(|e| {
+        // Read once here so that an unreadable file says so, rather than "not found", and
+        // parsed here so that a syntax error is told without the `config` crate's
+        // message, which quotes the line (the secret, on a secret's line).
+        let bytes = std::fs::read(path).map_err(|e| {
             ConfigError::new(
                 &file_key,
                 format!("cannot read the configuration file: {e}"),
             )
         })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            ConfigError::new(
+                &file_key,
+                format!(
+                    "is not UTF-8 text (at byte {}): save it as UTF-8",
+                    e.utf8_error().valid_up_to()
+                ),
+            )
+        })?;
+        if let Err(error) = text.parse::<toml_edit::DocumentMut>() {
+            return Err(ConfigError::new(
+                &file_key,
+                super::syntax::describe(&text, &error),
+            ));
+        }
     }
     let merged = Config::builder()
         .add_source(File::new(&file_key, FileFormat::Toml).required(false))
@@ -49,11 +66,12 @@ pub(super) fn read(path: &Path) -> Result<Settings, ConfigError> {
         )
         .build()
         .map_err(|e| match e {
-            config::ConfigError::FileParse { cause, .. } => ConfigError::new(
+            // Parsed above: only a file changed in between gets here; its text untold.
+            config::ConfigError::FileParse { .. } => ConfigError::new(
                 &file_key,
-                format!("the file is not valid TOML ({cause}): fix the line it names"),
+                "is not valid TOML (it changed while being read): run the command again",
             ),
-            other => ConfigError::new("environment", other.to_string()),
+            other => ConfigError::new("environment", message(&other)),
         })?;
     let mut settings: Settings =
         serde_path_to_error::deserialize(merged).map_err(|e| key_error(&e))?;
@@ -102,7 +120,7 @@ fn message(error: &config::ConfigError) -> String {
             unexpected,
             expected,
             ..
-        } => must_be(expected, &unexpected.to_string()),
+        } => must_be(expected, &kind_of(&unexpected.to_string())),
         other => {
             let text = other.to_string();
             // serde's own wording: "invalid type: integer `5`, expected a size ..."
@@ -110,10 +128,21 @@ fn message(error: &config::ConfigError) -> String {
                 .strip_prefix("invalid type: ")
                 .and_then(|rest| rest.split_once(", expected "))
             {
-                Some((unexpected, expected)) => must_be(expected, unexpected),
+                Some((unexpected, expected)) => must_be(expected, &kind_of(unexpected)),
                 None => text,
             }
         }
+    }
+}
+
+/// A value of the wrong type, as an error may show it: numbers and booleans as written
+/// (`integer `5``), a string only as "a string", since a string under the wrong key may be
+/// a secret.
+fn kind_of(unexpected: &str) -> String {
+    if unexpected.starts_with("string") {
+        "a string".to_string()
+    } else {
+        unexpected.to_string()
     }
 }
 

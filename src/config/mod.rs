@@ -10,6 +10,7 @@ mod proxy;
 mod secret;
 mod settings;
 mod size;
+mod syntax;
 mod targets;
 mod values;
 

@@ -18,7 +18,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let (number, unit) = text.split_at(split);
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("\"{text}\" is not a size: write it like \"64MiB\" or \"1GiB\""))?;
+        .map_err(|_| "is not a size: write it like \"64MiB\" or \"1GiB\"".to_string())?;
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1000,
@@ -29,15 +29,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "gib" => 1 << 30,
         "tib" => 1 << 40,
-        other => {
-            return Err(format!(
-                "\"{other}\" is not a size unit: use B, KiB, MiB, GiB (or KB, MB, GB)"
-            ))
+        _ => {
+            return Err(
+                "has a unit that is not one of B, KiB, MiB, GiB (or KB, MB, GB)".to_string(),
+            )
         }
     };
     let bytes = number * multiplier as f64;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-        return Err(format!("\"{text}\" is out of range"));
+        return Err("is out of range".to_string());
     }
     Ok(bytes.round() as u64)
 }
@@ -65,9 +65,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(seconds) = text.parse::<u64>() {
         return Ok(Duration::from_secs(seconds));
     }
-    humantime::parse_duration(text).map_err(|_| {
-        format!("\"{text}\" is not a duration: write it like \"90s\", \"5m\" or \"2h\"")
-    })
+    humantime::parse_duration(text)
+        .map_err(|_| "is not a duration: write it like \"90s\", \"5m\" or \"2h\"".to_string())
 }
 
 /// Formats a duration the way `parse_duration` reads it back.

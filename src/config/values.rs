@@ -24,9 +24,9 @@ pub fn listen<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Socke
         return Ok(None);
     }
     text.parse().map(Some).map_err(|_| {
-        de::Error::custom(format!(
-            "\"{text}\" is not an address: write it like \"127.0.0.1:13010\", or \"\" to disable"
-        ))
+        de::Error::custom(
+            "is not an address: write it like \"127.0.0.1:13010\", or \"\" to disable",
+        )
     })
 }
 
@@ -98,11 +98,10 @@ impl Visitor<'_> for WritersVisitor {
         if text.trim().eq_ignore_ascii_case("auto") {
             return Ok(0);
         }
-        let n = text.trim().parse::<u64>().map_err(|_| {
-            E::custom(format!(
-                "\"{text}\" is not \"auto\" or a whole number from 1 to 64"
-            ))
-        })?;
+        let n = text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| E::custom("is not \"auto\" or a whole number from 1 to 64"))?;
         self.visit_u64(n)
     }
 }
@@ -135,9 +134,10 @@ impl TryFrom<String> for McasAuth {
         match text.trim().to_ascii_lowercase().as_str() {
             "token" => Ok(McasAuth::Token),
             "entra" => Ok(McasAuth::Entra),
-            _ => Err(format!(
-                "\"{text}\" is not a way to authenticate to MCAS: write \"token\" (a legacy API token) or \"entra\" (an Entra application)"
-            )),
+            _ => Err(
+                "is not a way to authenticate to MCAS: write \"token\" (a legacy API token) or \"entra\" (an Entra application)"
+                    .to_string(),
+            ),
         }
     }
 }
@@ -170,9 +170,10 @@ impl TryFrom<String> for ZiaAuth {
         match text.trim().to_ascii_lowercase().as_str() {
             "api_key" => Ok(ZiaAuth::ApiKey),
             "oneapi" => Ok(ZiaAuth::OneApi),
-            _ => Err(format!(
-                "\"{text}\" is not a way to log in to ZIA: write \"api_key\" (admin and API key) or \"oneapi\" (ZIdentity client)"
-            )),
+            _ => Err(
+                "is not a way to log in to ZIA: write \"api_key\" (admin and API key) or \"oneapi\" (ZIdentity client)"
+                    .to_string(),
+            ),
         }
     }
 }

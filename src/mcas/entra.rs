@@ -9,7 +9,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::HeaderValue;
 use reqwest::Client;
 use serde_json::Value;
@@ -17,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::describe;
 use crate::config::{ConfigError, EntraApp, EntraSecret, Secret};
+use crate::jwt::{sign_rs256, RsaSigningKey};
 
 /// The scope of the MCAS API ("Microsoft Cloud App Security") for client credentials.
 pub const MCAS_SCOPE: &str = "05a65629-4c1b-48c1-a78b-804c4abdd4af/.default";
@@ -125,7 +125,8 @@ fn first_sentence(description: &str) -> String {
 enum Proof {
     Secret(Secret),
     Certificate {
-        key: EncodingKey,
+        // Boxed: an RSA key pair is large beside a secret.
+        key: Box<RsaSigningKey>,
         /// base64url SHA-256 of the certificate's DER (`x5t#S256`).
         thumbprint: String,
     },
@@ -337,13 +338,11 @@ impl EntraTokens {
 
     /// A client assertion: RS256, `x5t#S256` = the certificate's thumbprint, for this
     /// client at this token URL, valid for a few minutes.
-    fn assertion(&self, key: &EncodingKey, thumbprint: &str) -> Result<String, EntraError> {
+    fn assertion(&self, key: &RsaSigningKey, thumbprint: &str) -> Result<String, EntraError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let mut header = Header::new(Algorithm::RS256);
-        header.x5t_s256 = Some(thumbprint.to_string());
         let jti: String = (0..16)
             .map(|_| format!("{:02x}", fastrand::u8(..)))
             .collect();
@@ -356,7 +355,7 @@ impl EntraTokens {
             "iat": now,
             "exp": now + ASSERTION_LIFETIME.as_secs(),
         });
-        jsonwebtoken::encode(&header, &claims, key).map_err(|e| EntraError::Failed {
+        sign_rs256(&[("x5t#S256", thumbprint)], &claims, key).map_err(|e| EntraError::Failed {
             url: self.token_url.clone(),
             status: 0,
             detail: format!("signing the client assertion failed: {e}"),
@@ -372,14 +371,16 @@ fn certificate_proof(pem_text: &[u8]) -> Result<Proof, String> {
         .iter()
         .find(|b| b.tag() == "CERTIFICATE")
         .ok_or("no CERTIFICATE in the file: it must hold the certificate and its private key")?;
-    let key_block = blocks
+    if !blocks
         .iter()
-        .find(|b| matches!(b.tag(), "PRIVATE KEY" | "RSA PRIVATE KEY"))
-        .ok_or("no PRIVATE KEY in the file: it must hold the certificate and its (unencrypted) RSA private key")?;
-    let key = EncodingKey::from_rsa_pem(pem::encode(key_block).as_bytes())
+        .any(|b| matches!(b.tag(), "PRIVATE KEY" | "RSA PRIVATE KEY"))
+    {
+        return Err("no PRIVATE KEY in the file: it must hold the certificate and its (unencrypted) RSA private key".into());
+    }
+    let key = RsaSigningKey::from_pem(pem_text)
         .map_err(|e| format!("the private key is not an RSA key: {e}"))?;
     Ok(Proof::Certificate {
-        key,
+        key: Box::new(key),
         thumbprint: B64URL.encode(Sha256::digest(certificate.contents())),
     })
 }

@@ -105,6 +105,7 @@ mod tests {
             records: 1,
             raw_bytes: 1,
             gzip_bytes: 20,
+            checksum: None,
         };
         assert_eq!(spool.done_sent(&batch), None);
         let sent = DoneSent {

@@ -213,6 +213,7 @@ mod tests {
             records: 1,
             raw_bytes: 100,
             gzip_bytes: 50,
+            checksum: None,
         }
     }
 

@@ -13,6 +13,7 @@
 
 mod batches;
 mod held;
+mod pause;
 mod spool_io;
 mod steps;
 
@@ -20,6 +21,7 @@ mod steps;
 mod tests;
 
 pub use batches::MergeLimits;
+pub use pause::{PauseKind, PauseReason};
 pub use steps::{Mcas, McasUploads};
 
 use std::sync::atomic::Ordering;
@@ -531,7 +533,10 @@ impl<M: Mcas> Uploader<M> {
                     let why = format!("{error}, again and again: MCAS is misbehaving for the whole tenant; uploads are paused, the batches stay in the spool and are tried again every upload.auth_retry");
                     tracing::error!(seq, %error, "MCAS keeps answering upload URLs the agent will not use: uploads are paused; receiving and spooling go on");
                     upload.set_error(format!("{}: {why}", rfc3339(std::time::SystemTime::now())));
-                    upload.set_paused(why);
+                    upload.set_paused(Some(PauseReason {
+                        kind: PauseKind::UnusableUploadUrls,
+                        message: why,
+                    }));
                     return Outcome::Retry(Wait::Fixed(self.settings.auth_retry));
                 }
                 tracing::warn!(seq, %error, "upload attempt failed: asking for another upload URL");
@@ -551,10 +556,10 @@ impl<M: Mcas> Uploader<M> {
                         "{}: {error}; uploads are paused: {fix}",
                         rfc3339(std::time::SystemTime::now())
                     ));
-                    upload.set_paused(format!("{error}; {fix}"));
+                    upload.set_paused(Some(PauseReason::pausing(&error, format!("{error}; {fix}"))));
                 } else {
                     tracing::error!(%error, "uploads are paused; receiving and spooling go on");
-                    upload.set_paused(error.to_string());
+                    upload.set_paused(Some(PauseReason::pausing(&error, error.to_string())));
                 }
                 Outcome::Retry(Wait::Fixed(self.settings.auth_retry))
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Mcas, Uploader};
+use super::{Mcas, PauseKind, Uploader};
 use crate::config::UploadSettings;
 use crate::mcas::{ApiError, Provider, Step, UploadTarget};
 use crate::spool::{BatchFile, SealedBatch, Spool};
@@ -201,8 +201,8 @@ impl Running {
         for n in 0..records {
             file.append(format!("record {n}").as_bytes()).unwrap();
         }
-        let (path, records, raw) = file.finish().unwrap();
-        self.spool.seal(&path, records, raw).unwrap()
+        let written = file.finish().unwrap();
+        self.spool.seal_written(&written, &[]).unwrap()
     }
 
     fn waiting(&self) -> usize {
@@ -363,7 +363,8 @@ async fn unusable_upload_urls_pause_uploads() {
     })
     .await;
     let why = running.stats.upload.paused.lock().unwrap().clone().unwrap();
-    assert!(why.contains("not https"), "{why}");
+    assert_eq!(why.kind, PauseKind::UnusableUploadUrls);
+    assert!(why.message.contains("not https"), "{}", why.message);
     assert_eq!(fake.calls(Step::UploadUrl), 3);
     fake.script().insecure_urls = false;
     until("delivered after the pause", || running.waiting() == 0).await;

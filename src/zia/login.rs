@@ -164,7 +164,7 @@ struct AssertionClaims<'a> {
 
 /// An RS256 client assertion for `client_id`, signed with the PEM RSA key `pem`.
 pub fn client_assertion(client_id: &str, pem: &[u8]) -> Result<String, ZiaError> {
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem)
+    let key = crate::jwt::RsaSigningKey::from_pem(pem)
         .map_err(|e| ZiaError::PrivateKey(format!("not a PEM RSA private key ({e})")))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -178,12 +178,8 @@ pub fn client_assertion(client_id: &str, pem: &[u8]) -> Result<String, ZiaError>
         exp: now + ASSERTION_LIFETIME.as_secs(),
         jti: format!("{:032x}", fastrand::u128(..)),
     };
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        &claims,
-        &key,
-    )
-    .map_err(|e| ZiaError::PrivateKey(format!("cannot sign the client assertion ({e})")))
+    crate::jwt::sign_rs256(&[], &claims, &key)
+        .map_err(|e| ZiaError::PrivateKey(format!("cannot sign the client assertion ({e})")))
 }
 
 /// The message of a refused login: ZIA's `message` or OAuth's `error_description`.

@@ -224,7 +224,7 @@ fn relative_paths_are_refused_with_the_fix() {
     );
     assert_eq!(code, 78, "{text}");
     assert!(
-        text.contains("feed.files") && text.contains("\"feed.log\""),
+        text.contains("feed.files") && text.contains("entry 2 of 2"),
         "{text}"
     );
 }

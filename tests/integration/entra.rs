@@ -215,3 +215,67 @@ async fn troubleshoot_turns_each_refusal_into_its_fix() {
         "{text}"
     );
 }
+
+/// The "token accepted" line of `nss status` for a running agent whose uploads paused.
+fn token_line(world: &World, settings: &Settings) -> String {
+    let config = world.dir.path().join("status.toml");
+    settings.write(&config);
+    let (code, text) = run_nss(&config, &["status"], &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains(SECRET), "the secret was printed:\n{text}");
+    text.lines()
+        .find(|l| l.contains("token accepted"))
+        .unwrap_or_else(|| panic!("no token line:\n{text}"))
+        .to_string()
+}
+
+/// A refused secret and a missing Discovery.manage pause uploads: `nss status` says FAIL
+/// on the credential's line, with the fix, from the daemon's typed pause reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_fails_the_credential_when_entra_or_mcas_refuse_the_application() {
+    let world = World::start_with(|c| {
+        c.entra.apps = vec![EntraApp::with_secret(CLIENT_ID, SECRET)];
+    })
+    .await;
+    let paused = |s: &serde_json::Value| !s["upload"]["paused"].is_null();
+
+    // A wrong secret: Entra refuses the token request.
+    let mut settings = with_secret(&world, "wrong-secret-0123456789");
+    settings.set("batch.max_age", &quote("300ms"));
+    let mut agent = world.agent(&settings);
+    send_tcp(agent.feed.unwrap(), &lines(&[leef("wrong-secret", 0, 0)]));
+    let status = agent.wait_status("uploads paused", paused);
+    assert_eq!(
+        status["upload"]["pause_reason"]["kind"], "credential_refused",
+        "{status}"
+    );
+    let line = token_line(&world, &settings);
+    assert!(
+        line.contains("FAIL") && line.contains("AADSTS7000215"),
+        "{line}"
+    );
+    agent.stop();
+
+    // The right secret, without the Discovery.manage permission: MCAS answers 403.
+    world
+        .emulator
+        .set_app_roles(
+            CLIENT_ID,
+            Roles {
+                discovery_manage: false,
+                discovery_read: true,
+            },
+        )
+        .unwrap();
+    let mut settings = with_secret(&world, SECRET);
+    settings.set("batch.max_age", &quote("300ms"));
+    let agent = world.agent(&settings);
+    send_tcp(agent.feed.unwrap(), &lines(&[leef("no-manage", 0, 0)]));
+    agent.wait_status("uploads paused", paused);
+    let line = token_line(&world, &settings);
+    assert!(
+        line.contains("FAIL") && line.contains("Discovery.manage"),
+        "{line}"
+    );
+    assert!(world.emulator.uploads().is_empty());
+}

@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine as _;
 use serde::Deserialize;
 
 /// The audience OneAPI requires, of the token request and of client assertions.
@@ -190,11 +192,21 @@ impl Logins {
 }
 
 #[derive(Deserialize)]
+struct AssertionHeader {
+    alg: String,
+}
+
+#[derive(Deserialize)]
 struct AssertionClaims {
     iss: String,
     sub: String,
+    aud: String,
+    exp: u64,
     jti: Option<String>,
 }
+
+/// How far past `exp` an assertion is still taken (clock skew).
+const ASSERTION_LEEWAY_SECS: u64 = 5;
 
 /// Checks an RS256 client assertion against the configured public key: signature,
 /// `exp`, `aud`, `iss` = `sub` = client id, a `jti`. Answers the `jti`.
@@ -203,15 +215,38 @@ fn verify_assertion(creds: &Credentials, jwt: &str) -> Result<String, String> {
         .client_public_key_pem
         .as_deref()
         .ok_or("no public key registered for the client")?;
-    let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
-        .map_err(|e| format!("the registered public key is unusable: {e}"))?;
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_audience(&[ONEAPI_AUDIENCE]);
-    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-    validation.leeway = 5;
-    let data = jsonwebtoken::decode::<AssertionClaims>(jwt, &key, &validation)
-        .map_err(|e| format!("client assertion refused: {e}"))?;
-    let claims = data.claims;
+    let public_key =
+        rsa_public_key(pem).map_err(|e| format!("the registered public key is unusable: {e}"))?;
+    let refused = |why: &str| format!("client assertion refused: {why}");
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header_b64, claims_b64, signature_b64] = parts[..] else {
+        return Err(refused("not three dot-separated parts"));
+    };
+    let decode = |part: &str| B64URL.decode(part).map_err(|_| refused("not base64url"));
+    let header: AssertionHeader = serde_json::from_slice(&decode(header_b64)?)
+        .map_err(|e| refused(&format!("header: {e}")))?;
+    if header.alg != "RS256" {
+        return Err(refused(&format!("alg {:?} is not RS256", header.alg)));
+    }
+    let signed = &jwt[..header_b64.len() + 1 + claims_b64.len()];
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        &public_key,
+    )
+    .verify(signed.as_bytes(), &decode(signature_b64)?)
+    .map_err(|_| refused("InvalidSignature"))?;
+    let claims: AssertionClaims = serde_json::from_slice(&decode(claims_b64)?)
+        .map_err(|e| refused(&format!("claims (exp, aud, iss, sub are required): {e}")))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    if claims.exp + ASSERTION_LEEWAY_SECS < now {
+        return Err(refused("ExpiredSignature"));
+    }
+    if claims.aud != ONEAPI_AUDIENCE {
+        return Err(refused("InvalidAudience"));
+    }
     if claims.iss != creds.client_id || claims.sub != creds.client_id {
         return Err("client assertion iss and sub must be the client id".to_string());
     }
@@ -221,9 +256,91 @@ fn verify_assertion(creds: &Credentials, jwt: &str) -> Result<String, String> {
         .ok_or_else(|| "client assertion without jti".to_string())
 }
 
+/// The PKCS#1 RSAPublicKey inside a `PUBLIC KEY` (SubjectPublicKeyInfo) PEM, as `ring`
+/// takes it.
+fn rsa_public_key(pem: &str) -> Result<Vec<u8>, String> {
+    let (_, block) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| format!("not PEM: {e}"))?;
+    if block.label != "PUBLIC KEY" {
+        return Err(format!("a {} block, not a PUBLIC KEY", block.label));
+    }
+    let (_, spki) = <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<
+        x509_parser::error::X509Error,
+    >>::from_der(&block.contents)
+    .map_err(|e| format!("not a SubjectPublicKeyInfo: {e}"))?;
+    if spki.algorithm.algorithm != x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION {
+        return Err("not an RSA key".to_string());
+    }
+    Ok(spki.subject_public_key.data.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zia::{TEST_CLIENT_KEY_PEM, TEST_CLIENT_PUBLIC_KEY_PEM};
+
+    fn credentials() -> Credentials {
+        Credentials {
+            username: String::new(),
+            password: String::new(),
+            api_key: String::new(),
+            client_id: "client".to_string(),
+            client_secret: None,
+            client_public_key_pem: Some(TEST_CLIENT_PUBLIC_KEY_PEM.to_string()),
+        }
+    }
+
+    /// An RS256 assertion over `claims`, signed with the well-known test key.
+    fn signed(claims: &serde_json::Value) -> String {
+        let (_, block) = x509_parser::pem::parse_x509_pem(TEST_CLIENT_KEY_PEM.as_bytes()).unwrap();
+        let key = ring::signature::RsaKeyPair::from_pkcs8(&block.contents).unwrap();
+        let text = format!(
+            "{}.{}",
+            B64URL.encode(br#"{"alg":"RS256","typ":"JWT"}"#),
+            B64URL.encode(claims.to_string())
+        );
+        let mut signature = vec![0; key.public().modulus_len()];
+        key.sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            text.as_bytes(),
+            &mut signature,
+        )
+        .unwrap();
+        format!("{text}.{}", B64URL.encode(signature))
+    }
+
+    #[test]
+    fn assertions_are_checked_for_signature_audience_expiry_and_client() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = |aud: &str, exp: u64, iss: &str| serde_json::json!({"iss": iss, "sub": iss, "aud": aud, "exp": exp, "jti": "j1"});
+        let good = signed(&claims(ONEAPI_AUDIENCE, now + 60, "client"));
+        assert_eq!(verify_assertion(&credentials(), &good).unwrap(), "j1");
+
+        let (head, _) = good.rsplit_once('.').unwrap();
+        let forged = format!("{head}.{}", B64URL.encode([0u8; 256]));
+        let err = verify_assertion(&credentials(), &forged).unwrap_err();
+        assert!(err.contains("InvalidSignature"), "{err}");
+
+        let cases = [
+            (
+                claims("https://elsewhere", now + 60, "client"),
+                "InvalidAudience",
+            ),
+            (
+                claims(ONEAPI_AUDIENCE, now - 60, "client"),
+                "ExpiredSignature",
+            ),
+            (claims(ONEAPI_AUDIENCE, now + 60, "other"), "client id"),
+        ];
+        for (claims, expected) in cases {
+            let err = verify_assertion(&credentials(), &signed(&claims)).unwrap_err();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+    }
 
     #[test]
     fn documented_obfuscation_vector() {
