@@ -186,6 +186,8 @@ async fn three_api_steps_in_order_and_the_token_only_on_the_api() {
     assert_eq!(uploads[0].data_source, "NSS");
     assert_eq!(uploads[0].source, "ZSCALER_QRADAR");
     assert!(!uploads[0].as_snapshot);
+    // done_upload left uploadAsSnapshot out: no snapshot report was made.
+    assert!(world.emulator.snapshots().is_empty());
     assert_eq!(uploads[0].block_count, 0);
     assert_exactly_once(&world.emulator, records);
 }

@@ -112,7 +112,7 @@ impl Harness {
             .header("Authorization", format!("Token {TOKEN}"))
             .header("content-type", "application/json")
             .body(
-                json!({"uploadUrl": url, "inputStreamName": "NSS", "uploadAsSnapshot": false})
+                json!({"uploadUrl": url, "inputStreamName": "NSS"})
                     .to_string(),
             )
     }
