@@ -131,6 +131,8 @@ pub struct DataSourceStats {
     pub last_data_received: AtomicTime,
     /// What is wrong, in words: missing, another log type, the list unreadable.
     pub problem: Mutex<Option<String>>,
+    /// The log format uploads use, and why (`mcas.source`, or `auto`'s reading).
+    pub source: Mutex<Option<(String, String)>>,
 }
 
 /// What the unsanctioned-apps sync last did.
@@ -241,6 +243,12 @@ pub struct McasReport {
     /// What is wrong with the data source, in words, when something is.
     #[serde(default)]
     pub data_source_problem: Option<String>,
+    /// The log format uploads use (upload_url's `source`); null until decided.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Why that log format: `set in mcas.source`, or what `auto` read.
+    #[serde(default)]
+    pub source_why: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -427,6 +435,7 @@ impl Stats {
             .unwrap()
             .clone()
             .filter(|_| failing);
+        let (source, source_why) = self.data_source.source.lock().unwrap().clone().unzip();
         StatusReport {
             running: true,
             pid: Some(std::process::id()),
@@ -435,6 +444,8 @@ impl Stats {
                 data_source_found: *self.data_source.found.lock().unwrap(),
                 last_data_received: time(&self.data_source.last_data_received),
                 data_source_problem: self.data_source.problem.lock().unwrap().clone(),
+                source,
+                source_why,
                 ..mcas
             },
             feed: FeedReport {

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::{McasTarget, UploadSettings};
+use crate::mcas::log_format::Chosen;
 use crate::mcas::{blob, data_source, ApiError, McasClient, Step, UploadTarget};
 use crate::spool::{SealedBatch, Spool};
 use crate::status::{rfc3339, Stats};
@@ -29,7 +30,8 @@ pub struct Uploader {
     spool: Arc<Spool>,
     stats: Arc<Stats>,
     settings: UploadSettings,
-    source: String,
+    /// The log format, decided by the data sources watcher.
+    source: Chosen,
     data_source: String,
     /// Names the files in MCAS: which appliance sent them.
     host: String,
@@ -69,6 +71,7 @@ impl Uploader {
         stats: Arc<Stats>,
         settings: UploadSettings,
         target: &McasTarget,
+        source: Chosen,
     ) -> Uploader {
         let host = nix::unistd::gethostname()
             .ok()
@@ -80,7 +83,7 @@ impl Uploader {
             spool,
             stats,
             settings,
-            source: target.source.clone(),
+            source,
             data_source: target.data_source.clone(),
             host,
             merge: MergeLimits::default(),
@@ -329,9 +332,10 @@ impl Uploader {
         let target = match &progress.target {
             Some(target) => target.clone(),
             None => {
+                let source = self.source.get().await;
                 let target = self
                     .client
-                    .upload_url(&self.file_name(batch), &self.source)
+                    .upload_url(&self.file_name(batch), &source.name)
                     .await?;
                 progress.target = Some(target.clone());
                 progress.blob_sent = false;
@@ -408,7 +412,8 @@ impl Uploader {
             // Every batch would be refused alike: a configuration problem, not the file's.
             ApiError::Rejected { .. } if error.is_tenant_wide() => {
                 holds.failed_elsewhere(batch.seq);
-                let fix = data_source::refusal_fix(&error, &self.data_source, &self.source);
+                let source = self.source.now().map(|c| c.name).unwrap_or_default();
+                let fix = data_source::refusal_fix(&error, &self.data_source, &source);
                 tracing::error!(%error, fix, "MCAS refused the upload for the whole tenant: uploads are paused, the batch stays in the spool; receiving and spooling go on");
                 self.stats.upload.set_error(format!(
                     "{}: {error}; uploads are paused: {fix}",
