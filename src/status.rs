@@ -91,6 +91,8 @@ pub struct SpoolStats {
     pub full: AtomicBool,
     /// Times the spool filled up since start.
     pub full_events: AtomicU64,
+    /// Batches sealed more than 90 days ago, moved to quarantine since start.
+    pub too_old: AtomicU64,
     /// The cap in bytes.
     pub max_bytes: AtomicU64,
     /// Batches held back after failing again and again, as last seen, and why.
@@ -303,6 +305,10 @@ pub struct SpoolReport {
     /// Times the spool filled up (or the disk reached its reserve) since start.
     #[serde(default)]
     pub full_events: u64,
+    /// Batches sealed more than 90 days ago (MCAS ignores such events), moved to
+    /// quarantine instead of uploaded, since start.
+    #[serde(default)]
+    pub too_old: u64,
     /// Batches held back: they failed again and again, and newer batches go first. They
     /// are tried again later; never deleted.
     #[serde(default)]
@@ -469,6 +475,7 @@ impl Stats {
                 sealed_records: load(&self.spool.sealed_records),
                 seal_latency_max: load(&self.spool.seal_latency_max_ms) as f64 / 1000.0,
                 full_events: load(&self.spool.full_events),
+                too_old: load(&self.spool.too_old),
                 held: load(&self.spool.held),
                 held_why: self.spool.held_why.lock().unwrap().clone(),
                 delivered_undeleted: load(&self.spool.delivered_undeleted),

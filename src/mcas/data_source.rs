@@ -164,9 +164,15 @@ pub fn choose(setting: &str, verdict: &Verdict, last: Option<&Choice>) -> Choice
     match verdict {
         Verdict::Found { source, .. } => Choice::auto(Ok(source)),
         Verdict::Missing(_) => Choice::auto(Err("MCAS does not list the data source".into())),
-        Verdict::Unreadable(text) | Verdict::Failed(text) => match last {
+        // Said in a few words: the verdict's own line says the rest.
+        Verdict::Unreadable(_) | Verdict::Failed(_) => match last {
             Some(last) => last.clone(),
-            None => Choice::auto(Err(text.clone())),
+            None => Choice::auto(Err(match verdict {
+                Verdict::Unreadable(_) => {
+                    "the credential may not read the data sources list (Discovery.read)".into()
+                }
+                _ => "the data sources list could not be read".into(),
+            })),
         },
     }
 }

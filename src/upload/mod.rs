@@ -10,7 +10,7 @@ pub use merge::MergeLimits;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +36,17 @@ pub struct Uploader {
     /// Names the files in MCAS: which appliance sent them.
     host: String,
     merge: MergeLimits,
+}
+
+/// How old events may be for MCAS to take them.
+pub const MCAS_MAX_AGE: Duration = Duration::from_secs(90 * 86_400);
+
+/// How long ago a batch sealed at `sealed_at` was sealed, when that is more than
+/// [`MCAS_MAX_AGE`]: its events are older still.
+fn too_old(sealed_at: SystemTime, now: SystemTime) -> Option<Duration> {
+    now.duration_since(sealed_at)
+        .ok()
+        .filter(|age| *age > MCAS_MAX_AGE)
 }
 
 /// How far the current batch got: the upload URL (valid for a while, so a failed PUT is
@@ -122,6 +133,24 @@ impl Uploader {
                     continue;
                 }
             };
+            // MCAS ignores events older than 90 days: such a batch would cost two API calls
+            // for nothing. Batches are taken oldest first, so a merge behind a younger
+            // one never takes an older one.
+            if let Some(age) = too_old(batch.sealed_at, SystemTime::now()) {
+                let reason = format!(
+                    "sealed {} days ago (at {}): MCAS ignores events older than 90 days, so it is not uploaded",
+                    age.as_secs() / 86_400,
+                    rfc3339(batch.sealed_at)
+                );
+                self.quarantine(&batch, &reason).await;
+                self.stats.spool.too_old.fetch_add(1, Ordering::Relaxed);
+                holds.done(batch.seq);
+                if current_seq == Some(batch.seq) {
+                    current_seq = None;
+                    progress = Progress::default();
+                }
+                continue;
+            }
             // Batches waiting behind it may join a batch nothing of which has reached MCAS
             // yet; never one with an upload URL (a done_upload of it may have been taken)
             // or one whose failures may be its own.
@@ -451,4 +480,20 @@ async fn wait_or_cancel(wait: Duration, cancel: &CancellationToken) {
 
 fn round(wait: Duration) -> Duration {
     Duration::from_millis(wait.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_older_than_mcas_takes() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(too_old(now - 89 * day, now), None);
+        assert_eq!(too_old(now - 90 * day, now), None);
+        assert_eq!(too_old(now - 91 * day, now), Some(91 * day));
+        // A clock set back: not old.
+        assert_eq!(too_old(now + day, now), None);
+    }
 }
