@@ -169,7 +169,7 @@ pub fn choose(setting: &str, verdict: &Verdict, last: Option<&Choice>) -> Choice
             Some(last) => last.clone(),
             None => Choice::auto(Err(match verdict {
                 Verdict::Unreadable(_) => {
-                    "the credential may not read the data sources list (Discovery.read)".into()
+                    "the credential may not read the data sources list".into()
                 }
                 _ => "the data sources list could not be read".into(),
             })),
