@@ -104,8 +104,7 @@ pub fn configure(path: &Path, args: &ConfigureMcasArgs) -> anyhow::Result<()> {
         let mut input = Input::stdin();
         let auth = match &args.auth {
             Some(auth) => Some(
-                McasAuth::try_from(auth.clone())
-                    .map_err(|p| ConfigError::new("mcas.auth", p))?,
+                McasAuth::try_from(auth.clone()).map_err(|p| ConfigError::new("mcas.auth", p))?,
             ),
             None => None,
         };

@@ -42,7 +42,10 @@ pub fn log_type_number(name: &str) -> Option<u32> {
 
 /// The log format name of a log type number, if it is one of Zscaler's.
 pub fn log_type_name(number: u32) -> Option<&'static str> {
-    LOG_TYPES.iter().find(|&&(_, t)| t == number).map(|&(n, _)| n)
+    LOG_TYPES
+        .iter()
+        .find(|&&(_, t)| t == number)
+        .map(|&(n, _)| n)
 }
 
 /// A log type number with its name when it is one of Zscaler's: `170 (ZSCALER_QRADAR)`.
@@ -287,9 +290,15 @@ pub async fn watch(
         record(&stats, &verdict, &data_source, last.as_ref());
         let choice = choose(&source, &verdict, chooser.borrow().as_ref());
         if chooser.borrow().as_ref() != Some(&choice) {
-            tracing::info!(source = choice.name, "log format for uploads: {} ({})", choice.name, choice.why);
+            tracing::info!(
+                source = choice.name,
+                "log format for uploads: {} ({})",
+                choice.name,
+                choice.why
+            );
         }
-        *stats.data_source.source.lock().unwrap() = Some((choice.name.clone(), choice.why.to_string()));
+        *stats.data_source.source.lock().unwrap() =
+            Some((choice.name.clone(), choice.why.to_string()));
         chooser.send_replace(Some(choice));
         if let Some(warning) = silence_warning(
             stats.upload.last_success.get(),

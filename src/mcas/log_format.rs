@@ -124,7 +124,11 @@ impl Chosen {
     /// The current choice, once there is one; the fallback if the watcher is gone.
     pub async fn get(&self) -> Choice {
         let mut rx = self.0.clone();
-        let decided = rx.wait_for(Option::is_some).await.ok().and_then(|c| c.clone());
+        let decided = rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|c| c.clone());
         decided.unwrap_or_else(|| Choice::auto(Err("the data sources list was not read".into())))
     }
 
@@ -172,6 +176,9 @@ mod tests {
     #[test]
     fn a_refusal_names_the_documented_formats() {
         let fix = refused_fix("ZSCALER_QRADAR");
-        assert!(fix.contains("ZSCALER_QRADAR_SYSLOG") && fix.contains("auto"), "{fix}");
+        assert!(
+            fix.contains("ZSCALER_QRADAR_SYSLOG") && fix.contains("auto"),
+            "{fix}"
+        );
     }
 }

@@ -190,7 +190,10 @@ async fn the_guides_two_prompts_on_a_terminal() {
     // Not the token, nor any 8 characters of it.
     for part in TOKEN.as_bytes().windows(8) {
         let part = std::str::from_utf8(part).unwrap();
-        assert!(!shown.contains(part), "{part:?} of the token shows:\n{shown}");
+        assert!(
+            !shown.contains(part),
+            "{part:?} of the token shows:\n{shown}"
+        );
     }
     let text = fs::read_to_string(&config).unwrap();
     assert!(text.contains(&format!("token = \"{TOKEN}\"")), "{text}");

@@ -239,7 +239,10 @@ async fn troubleshoot_checks_the_data_source() {
     assert!(text.contains("Log format: ZSCALER_CEF (auto: "), "{text}");
     let (code, text) = troubleshoot_as("Firewall", "ZSCALER_QRADAR");
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("Log format: ZSCALER_QRADAR (set in mcas.source)"), "{text}");
+    assert!(
+        text.contains("Log format: ZSCALER_QRADAR (set in mcas.source)"),
+        "{text}"
+    );
     assert!(
         text.contains("Warning: the data source \"Firewall\" has log type 196 (ZSCALER_CEF)")
             && text.contains("mcas.source is ZSCALER_QRADAR (170)"),
@@ -349,7 +352,10 @@ async fn auto_source_is_the_data_sources_log_type() {
     });
     let why = status["mcas"]["source_why"].as_str().unwrap();
     assert!(why.contains("(171)") && why.contains("\"NSS\""), "{why}");
-    assert_eq!(status["mcas"]["data_source_problem"], serde_json::Value::Null);
+    assert_eq!(
+        status["mcas"]["data_source_problem"],
+        serde_json::Value::Null
+    );
 
     let config = world.dir.path().join("config.toml");
     let (code, text) = run_nss(&config, &["status"], &[]);
@@ -393,7 +399,12 @@ async fn auto_source_falls_back_when_the_list_cannot_be_read() {
         .uploads()
         .iter()
         .all(|u| u.source == "ZSCALER_QRADAR"));
-    let status = agent.wait_status("the log format", |s| s["mcas"]["source"] == "ZSCALER_QRADAR");
+    let status = agent.wait_status("the log format", |s| {
+        s["mcas"]["source"] == "ZSCALER_QRADAR"
+    });
     let why = status["mcas"]["source_why"].as_str().unwrap();
-    assert!(why.starts_with("auto") && why.contains("may not read the data sources list"), "{why}");
+    assert!(
+        why.starts_with("auto") && why.contains("may not read the data sources list"),
+        "{why}"
+    );
 }

@@ -443,5 +443,9 @@ async fn batches_sealed_more_than_90_days_ago_are_set_aside() {
         .filter(|c| c.endpoint == Some(mcas_emulator::Endpoint::UploadUrl))
         .count();
     assert_eq!(upload_urls, world.emulator.uploads().len());
-    assert!(world.emulator.uploads().iter().all(|u| !u.filename.contains("00000000000000000001")));
+    assert!(world
+        .emulator
+        .uploads()
+        .iter()
+        .all(|u| !u.filename.contains("00000000000000000001")));
 }

@@ -445,10 +445,7 @@ async fn faults() {
         .authed_post(h.api("/api/v1/discovery/done_upload/"))
         .header("content-type", "application/json")
         .timeout(Duration::from_millis(200))
-        .body(
-            json!({"uploadUrl": url, "inputStreamName": "NSS"})
-                .to_string(),
-        )
+        .body(json!({"uploadUrl": url, "inputStreamName": "NSS"}).to_string())
         .send()
         .await;
     assert!(r.unwrap_err().is_timeout());
