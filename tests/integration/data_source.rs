@@ -326,23 +326,7 @@ async fn auto_source_is_the_data_sources_log_type() {
     let world = World::start().await;
     world.emulator.add_data_source(DataSource::new("NSS", 171));
     world.emulator.set_banned(vec![".reddit.com".to_string()]);
-    let mut settings = world.settings();
-    settings.set("batch.max_age", &quote("300ms"));
-    let agent = world.agent(&settings);
-    let records: Vec<Vec<u8>> = (0..20).map(|n| leef("auto", n, 0)).collect();
-    send_tcp(agent.feed.unwrap(), &lines(&records));
-    world
-        .emulator
-        .wait_for_records(20, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_exactly_once(&world.emulator, records);
-    let sources: Vec<String> = world
-        .emulator
-        .uploads()
-        .into_iter()
-        .map(|u| u.source)
-        .collect();
+    let (agent, sources) = deliver_twenty(&world, "auto").await;
     assert!(
         sources.iter().all(|s| s == "ZSCALER_QRADAR_SYSLOG"),
         "{sources:?}"
@@ -384,21 +368,8 @@ async fn auto_source_falls_back_when_the_list_cannot_be_read() {
         discovery_manage: true,
         discovery_read: false,
     });
-    let mut settings = world.settings();
-    settings.set("batch.max_age", &quote("300ms"));
-    let agent = world.agent(&settings);
-    let records: Vec<Vec<u8>> = (0..20).map(|n| leef("fallback", n, 0)).collect();
-    send_tcp(agent.feed.unwrap(), &lines(&records));
-    world
-        .emulator
-        .wait_for_records(20, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert!(world
-        .emulator
-        .uploads()
-        .iter()
-        .all(|u| u.source == "ZSCALER_QRADAR"));
+    let (agent, sources) = deliver_twenty(&world, "fallback").await;
+    assert!(sources.iter().all(|s| s == "ZSCALER_QRADAR"), "{sources:?}");
     let status = agent.wait_status("the log format", |s| {
         s["mcas"]["source"] == "ZSCALER_QRADAR"
     });
@@ -407,4 +378,27 @@ async fn auto_source_falls_back_when_the_list_cannot_be_read() {
         why.starts_with("auto") && why.contains("may not read the data sources list"),
         "{why}"
     );
+}
+
+/// Starts an agent that seals within 300 ms, sends it 20 records and waits until MCAS has
+/// each exactly once; returns the agent and the log format of every upload.
+async fn deliver_twenty(world: &World, stream: &str) -> (Agent, Vec<String>) {
+    let mut settings = world.settings();
+    settings.set("batch.max_age", &quote("300ms"));
+    let agent = world.agent(&settings);
+    let records: Vec<Vec<u8>> = (0..20).map(|n| leef(stream, n, 0)).collect();
+    send_tcp(agent.feed.unwrap(), &lines(&records));
+    world
+        .emulator
+        .wait_for_records(20, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_exactly_once(&world.emulator, records);
+    let sources = world
+        .emulator
+        .uploads()
+        .into_iter()
+        .map(|u| u.source)
+        .collect();
+    (agent, sources)
 }
