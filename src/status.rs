@@ -92,6 +92,8 @@ pub struct SpoolStats {
     pub full: AtomicBool,
     /// Times the spool filled up since start.
     pub full_events: AtomicU64,
+    /// Batches sealed more than 90 days ago, moved to quarantine since start.
+    pub too_old: AtomicU64,
     /// The cap in bytes.
     pub max_bytes: AtomicU64,
     /// Batches held back after failing again and again, as last seen, and why.
@@ -137,6 +139,8 @@ pub struct DataSourceStats {
     pub last_data_received: AtomicTime,
     /// What is wrong, in words: missing, another log type, the list unreadable.
     pub problem: Mutex<Option<String>>,
+    /// The log format uploads use, and why (`mcas.source`, or `auto`'s reading).
+    pub source: Mutex<Option<(String, String)>>,
 }
 
 /// What the unsanctioned-apps sync last did.
@@ -249,6 +253,12 @@ pub struct McasReport {
     /// What is wrong with the data source, in words, when something is.
     #[serde(default)]
     pub data_source_problem: Option<String>,
+    /// The log format uploads use (upload_url's `source`); null until decided.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Why that log format: `set in mcas.source`, or what `auto` read.
+    #[serde(default)]
+    pub source_why: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -303,6 +313,10 @@ pub struct SpoolReport {
     /// Times the spool filled up (or the disk reached its reserve) since start.
     #[serde(default)]
     pub full_events: u64,
+    /// Batches sealed more than 90 days ago (MCAS ignores such events), moved to
+    /// quarantine instead of uploaded, since start.
+    #[serde(default)]
+    pub too_old: u64,
     /// Batches held back: they failed again and again, and newer batches go first. They
     /// are tried again later; never deleted.
     #[serde(default)]
@@ -461,6 +475,7 @@ impl Stats {
             .unwrap()
             .clone()
             .filter(|_| failing);
+        let (source, source_why) = self.data_source.source.lock().unwrap().clone().unzip();
         StatusReport {
             running: true,
             pid: Some(std::process::id()),
@@ -469,6 +484,8 @@ impl Stats {
                 data_source_found: *self.data_source.found.lock().unwrap(),
                 last_data_received: time(&self.data_source.last_data_received),
                 data_source_problem: self.data_source.problem.lock().unwrap().clone(),
+                source,
+                source_why,
                 ..mcas
             },
             feed: FeedReport {
@@ -492,6 +509,7 @@ impl Stats {
                 sealed_records: load(&self.spool.sealed_records),
                 seal_latency_max: load(&self.spool.seal_latency_max_ms) as f64 / 1000.0,
                 full_events: load(&self.spool.full_events),
+                too_old: load(&self.spool.too_old),
                 held: load(&self.spool.held),
                 held_why: self.spool.held_why.lock().unwrap().clone(),
                 delivered_undeleted: load(&self.spool.delivered_undeleted),

@@ -16,7 +16,6 @@ use crate::config::{
 };
 use crate::mcas::{data_source, McasClient};
 
-const AUTH_PROMPT: &str = "auth (token or entra)";
 const TOKEN_PROMPT: &str = "token (Authentication token for uploading to MCAS)";
 const TENANT_PROMPT: &str = "tenant_id (Directory (tenant) ID or domain of the Entra application)";
 const CLIENT_ID_PROMPT: &str = "client_id (Application (client) ID of the Entra application)";
@@ -90,8 +89,9 @@ impl Current {
 pub fn configure(path: &Path, args: &ConfigureMcasArgs) -> anyhow::Result<()> {
     let mut file = ConfigFile::open(path)?;
     let current = Current::read(&file);
-    let interactive = args.auth.is_none()
-        && args.token_file.is_none()
+    // `--auth` alone still asks: `--auth entra` is how the Entra application is entered
+    // at prompts, since the guide's first prompt is the token's.
+    let interactive = args.token_file.is_none()
         && !args.token_stdin
         && args.tenant_id.is_none()
         && args.client_id.is_none()
@@ -102,9 +102,18 @@ pub fn configure(path: &Path, args: &ConfigureMcasArgs) -> anyhow::Result<()> {
         && args.data_source.is_none();
     let (credential, domain) = if interactive {
         let mut input = Input::stdin();
-        let credential = match ask_auth(&mut input, current.auth)? {
-            McasAuth::Token => Credential::Token(ask_token(&mut input, current.token.as_ref())?),
-            McasAuth::Entra => ask_entra(&mut input, &current)?,
+        let auth = match &args.auth {
+            Some(auth) => Some(
+                McasAuth::try_from(auth.clone()).map_err(|p| ConfigError::new("mcas.auth", p))?,
+            ),
+            None => None,
+        };
+        let credential = match auth {
+            None => ask_token_or_keep_entra(&mut input, &current)?,
+            Some(McasAuth::Token) => {
+                Credential::Token(ask_token(&mut input, current.token.as_ref())?)
+            }
+            Some(McasAuth::Entra) => ask_entra(&mut input, &current)?,
         };
         let domain = ask_domain(&mut input, current.domain.as_deref())?;
         (credential, domain)
@@ -456,20 +465,42 @@ fn normalize_domain(input: &str) -> Result<(String, Option<String>), String> {
     Ok((domain.to_string(), note))
 }
 
-/// Asks how the agent authenticates until `token` or `entra` is entered; Enter keeps the
-/// current choice.
-fn ask_auth(input: &mut Input, current: McasAuth) -> Result<McasAuth, ConfigError> {
-    loop {
-        let prompt = format!("{AUTH_PROMPT} [{}]: ", current.as_str());
-        let Some(answer) = input.ask(&prompt, true)? else {
-            return Ok(current);
-        };
-        if answer.trim().is_empty() {
-            return Ok(current);
+/// The guide's first prompt: the token, with the echo off. When the file holds an Entra
+/// application and Enter is pressed at the empty prompt, the application is kept (it is
+/// changed with `--auth entra`); a token typed here replaces it.
+fn ask_token_or_keep_entra(
+    input: &mut Input,
+    current: &Current,
+) -> Result<Credential, ConfigError> {
+    if current.auth != McasAuth::Entra {
+        return ask_token(input, current.token.as_ref()).map(Credential::Token);
+    }
+    let kept = || -> Option<Credential> {
+        Some(Credential::Entra {
+            tenant_id: current.tenant_id.clone()?,
+            client_id: current.client_id.clone()?,
+            secret: current.entra_secret.clone()?,
+        })
+    };
+    let Some(entra) = kept() else {
+        return ask_token(input, None).map(Credential::Token);
+    };
+    match input.ask(&format!("{TOKEN_PROMPT} []: "), false)? {
+        Some(answer) if !answer.trim().is_empty() => {
+            let answer = answer.trim();
+            match check_token_shape(answer) {
+                Ok(()) => Ok(Credential::Token(Secret::new(answer))),
+                Err(problem) => {
+                    println!("{problem}");
+                    ask_token(input, None).map(Credential::Token)
+                }
+            }
         }
-        match McasAuth::try_from(answer) {
-            Ok(auth) => return Ok(auth),
-            Err(problem) => println!("{problem}"),
+        _ => {
+            if let Credential::Entra { client_id, .. } = &entra {
+                println!("Keeping the Entra application {client_id} (`sudo nss configure-mcas --auth entra` changes it).");
+            }
+            Ok(entra)
         }
     }
 }
@@ -481,7 +512,7 @@ fn ask_token(input: &mut Input, current: Option<&Secret>) -> Result<Secret, Conf
         "mcas.token",
         current,
         |answer| check_token_shape(answer).map(|()| Secret::new(answer)),
-        "The token is empty: paste the API token generated in the MCAS portal.",
+        "The token is empty: paste the API token generated in the MCAS portal (for an Entra application instead: `sudo nss configure-mcas --auth entra`).",
     )
 }
 

@@ -113,6 +113,8 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
                     data_source_found: last.mcas.data_source_found,
                     last_data_received: last.mcas.last_data_received.clone(),
                     data_source_problem: last.mcas.data_source_problem.clone(),
+                    source: last.mcas.source.clone(),
+                    source_why: last.mcas.source_why.clone(),
                     ..Default::default()
                 }
             } else {
@@ -259,6 +261,18 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
     );
     let (mark, detail) = data_source_line(r);
     line(mark, "data source", detail);
+    line(
+        if r.mcas.source.is_some() { "ok" } else { "--" },
+        "log format",
+        match (&r.mcas.source, &r.mcas.source_why) {
+            (Some(name), Some(why)) => format!("{name} ({why})"),
+            (Some(name), None) => name.clone(),
+            (None, _) => format!(
+                "mcas.source = \"{}\"; not decided yet (the daemon decides when it reads MCAS's data sources list)",
+                settings.mcas.source
+            ),
+        },
+    );
     line(
         if r.running { "ok" } else { "FAIL" },
         "service running",

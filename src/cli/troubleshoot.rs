@@ -168,6 +168,8 @@ pub(crate) async fn data_source_check(
     for line in data_source::describe(&verdict, &target.data_source) {
         println!("{line}");
     }
+    let format = data_source::choose(&target.source, &verdict, None);
+    println!("Log format: {} ({}).", format.name, format.why);
     verdict
 }
 

@@ -121,11 +121,11 @@ impl Settings {
                 "is empty: set it to the data source's name in the MCAS portal (default \"NSS\")",
             ));
         }
-        if !MCAS_SOURCES.contains(&mcas.source.as_str()) {
+        if mcas.source != "auto" && !MCAS_SOURCES.contains(&mcas.source.as_str()) {
             return Err(ConfigError::new(
                 "mcas.source",
                 format!(
-                    "is not an MCAS log format for Zscaler: use one of {} (ZSCALER_QRADAR for the NSS MCAS feed)",
+                    "is not an MCAS log format for Zscaler: use \"auto\" (the data source's own log type) or one of {}",
                     MCAS_SOURCES.join(", ")
                 ),
             ));

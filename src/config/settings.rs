@@ -94,7 +94,8 @@ pub struct McasSettings {
     pub authority: String,
     /// `inputStreamName` of done_upload: the data source's name in the portal.
     pub data_source: String,
-    /// The log format passed to upload_url (`ZSCALER_QRADAR` for the LEEF feed).
+    /// The log format passed to upload_url: `auto` (the data source's own log type as
+    /// MCAS lists it, else `ZSCALER_QRADAR`) or one of the six Zscaler names.
     pub source: String,
     /// Extra PEM trust anchors, added to the system's.
     #[serde(deserialize_with = "non_empty")]
@@ -115,7 +116,7 @@ impl Default for McasSettings {
             certificate_file: None,
             authority: "https://login.microsoftonline.com".to_string(),
             data_source: "NSS".to_string(),
-            source: "ZSCALER_QRADAR".to_string(),
+            source: "auto".to_string(),
             ca_file: None,
         }
     }

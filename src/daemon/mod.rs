@@ -16,6 +16,7 @@ use crate::config::{ConfigError, Limit, Settings};
 use crate::control;
 use crate::feed::checkpoint::{CheckpointStore, Claim};
 use crate::feed::{tail, tcp};
+use crate::mcas::log_format::Chosen;
 use crate::mcas::{data_source, ApiRateLimiter};
 use crate::memory::{self, MemoryBudget};
 use crate::metrics;
@@ -255,10 +256,12 @@ async fn run_pipeline(
         shared.sync_requests.clone(),
         stop_sync.clone(),
     ));
+    let (chooser, log_format) = Chosen::new(&target.source);
     let data_source_task = tasks.spawn(data_source::watch(
         prepared.client.clone(),
         target.data_source.clone(),
         target.source.clone(),
+        chooser,
         settings.upload.auth_retry,
         stats.clone(),
         stop_sync.clone(),
@@ -269,6 +272,7 @@ async fn run_pipeline(
         stats.clone(),
         settings.upload.clone(),
         target,
+        log_format,
     )
     .merge_up_to(MergeLimits {
         // A busy ceiling at the quiet limit keeps every upload one batch as sealed.

@@ -326,11 +326,12 @@ impl McasClient {
     }
 
     /// Step 3: tells MCAS the file at `upload_url` is complete and belongs to `data_source`.
+    /// `uploadAsSnapshot` is left out: MCAS makes a one-off snapshot report "if this
+    /// parameter is set", whatever its value, and the data source would stay empty.
     pub async fn done_upload(&self, upload_url: &str, data_source: &str) -> Result<(), ApiError> {
         let body = serde_json::json!({
             "uploadUrl": upload_url,
             "inputStreamName": data_source,
-            "uploadAsSnapshot": false,
         });
         let request = self
             .http
@@ -410,23 +411,36 @@ fn entra_api_error(step: Step, error: EntraError) -> ApiError {
     }
 }
 
-/// The data sources of a streams answer; `None` if it is not one.
+/// The data sources of a streams answer; `None` if it is not one. Entries that are not
+/// data sources (`streamType` other than 1: the "Global View", logical and other reports,
+/// which may lack `logType`) are skipped, as is an entry without a name or log type:
+/// one odd entry never hides the others.
 fn parse_data_sources(body: &[u8]) -> Option<Vec<DataSource>> {
     let document: serde_json::Value = serde_json::from_slice(body).ok()?;
-    document["streams"]
+    let sources = document["streams"]
         .as_array()?
         .iter()
-        .map(|s| {
-            let last = s["lastDataReceived"]
-                .as_u64()
-                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        .filter(|s| s.get("streamType").is_none_or(|t| t.as_u64() == Some(1)))
+        .filter_map(|s| {
             Some(DataSource {
                 display_name: s["displayName"].as_str()?.to_string(),
                 log_type: u32::try_from(s["logType"].as_u64()?).ok()?,
-                last_data_received: last,
+                last_data_received: instant(&s["lastDataReceived"]),
             })
         })
-        .collect()
+        .collect();
+    Some(sources)
+}
+
+/// A date of the streams list: an ISO-8601 string as MCAS documents it
+/// (`2020-12-18T06:33:32.908Z`), or milliseconds since the epoch as the rest of its API
+/// writes times.
+fn instant(value: &serde_json::Value) -> Option<SystemTime> {
+    match value {
+        serde_json::Value::String(text) => humantime::parse_rfc3339_weak(text).ok(),
+        serde_json::Value::Number(ms) => Some(UNIX_EPOCH + Duration::from_millis(ms.as_u64()?)),
+        _ => None,
+    }
 }
 
 /// The Authorization header for `token`: `Token <token>` for a legacy API token, `Bearer
@@ -464,7 +478,33 @@ mod tests {
         );
         assert_eq!(sources[1].last_data_received, None);
         assert!(parse_data_sources(b"{}").is_none());
-        assert!(parse_data_sources(br#"{"streams": [{"logType": 1}]}"#).is_none());
+        assert_eq!(
+            parse_data_sources(br#"{"streams": [{"logType": 1}]}"#),
+            Some(vec![])
+        );
+    }
+
+    #[test]
+    fn data_sources_as_mcas_documents_them() {
+        let body = br#"{"streams": [
+            {"_id": "g", "displayName": "Global View", "streamType": 0, "created": "2020-12-18T06:30:01.227Z"},
+            {"_id": "l", "displayName": "Logical", "streamType": 2, "logType": 170},
+            {"_id": "a", "displayName": "NSS", "logType": 170, "receiverType": "syslog", "streamType": 1,
+             "created": "2020-12-18T06:30:01.227Z", "lastDataReceived": "2020-12-18T06:33:32.908Z"},
+            {"_id": "b", "displayName": "New", "logType": 171, "streamType": 1}]}"#;
+        let sources = parse_data_sources(body).unwrap();
+        let names: Vec<&str> = sources.iter().map(|s| s.display_name.as_str()).collect();
+        assert_eq!(names, ["NSS", "New"]);
+        assert_eq!(
+            sources[0].last_data_received,
+            Some(UNIX_EPOCH + Duration::from_millis(1_608_273_212_908))
+        );
+        assert_eq!(sources[1].last_data_received, None);
+        assert_eq!(
+            instant(&serde_json::json!("2020-12-18T06:33:32Z")),
+            Some(UNIX_EPOCH + Duration::from_secs(1_608_273_212))
+        );
+        assert_eq!(instant(&serde_json::json!("yesterday")), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{DataSource, DataSourcesError, McasClient};
 use super::error::{ApiError, Step};
+use super::log_format::{self, Choice, Chooser};
 use crate::status::{rfc3339, Stats};
 
 /// Where the data sources are in the portal.
@@ -37,6 +38,14 @@ pub const LOG_TYPES: [(&str, u32); 6] = [
 /// The log type number of a log format name.
 pub fn log_type_number(name: &str) -> Option<u32> {
     LOG_TYPES.iter().find(|(n, _)| *n == name).map(|&(_, t)| t)
+}
+
+/// The log format name of a log type number, if it is one of Zscaler's.
+pub fn log_type_name(number: u32) -> Option<&'static str> {
+    LOG_TYPES
+        .iter()
+        .find(|&&(_, t)| t == number)
+        .map(|&(n, _)| n)
 }
 
 /// A log type number with its name when it is one of Zscaler's: `170 (ZSCALER_QRADAR)`.
@@ -118,7 +127,12 @@ pub fn judge(
             source_text(source)
         ));
     };
-    let expected = log_type_number(source);
+    // With `auto` the files are sent as the data source's own type: only a type that is
+    // none of Zscaler's is a mismatch.
+    let expected = match source {
+        log_format::AUTO => log_type_name(found.log_type).and_then(log_type_number),
+        _ => log_type_number(source),
+    };
     let mismatch = (expected != Some(found.log_type)).then(|| {
         format!(
             "the data source \"{data_source}\" has log type {} in MCAS, but mcas.source is {}: MCAS parses the files as the data source's type; set mcas.source to match, or change the data source's log type in the portal",
@@ -132,11 +146,37 @@ pub fn judge(
     }
 }
 
-/// `ZSCALER_QRADAR (170)`.
+/// `ZSCALER_QRADAR (170)`; for `auto`, the fallback's.
 fn source_text(source: &str) -> String {
+    let source = match source {
+        log_format::AUTO => log_format::FALLBACK,
+        _ => source,
+    };
     match log_type_number(source) {
         Some(number) => format!("{source} ({number})"),
         None => source.to_string(),
+    }
+}
+
+/// The log format `setting` (`mcas.source`) comes to under `verdict`; `last`, the one
+/// chosen before, is kept while the list cannot be read.
+pub fn choose(setting: &str, verdict: &Verdict, last: Option<&Choice>) -> Choice {
+    if setting != log_format::AUTO {
+        return Choice::configured(setting);
+    }
+    match verdict {
+        Verdict::Found { source, .. } => Choice::auto(Ok(source)),
+        Verdict::Missing(_) => Choice::auto(Err("MCAS does not list the data source".into())),
+        // Said in a few words: the verdict's own line says the rest.
+        Verdict::Unreadable(_) | Verdict::Failed(_) => match last {
+            Some(last) => last.clone(),
+            None => Choice::auto(Err(match verdict {
+                Verdict::Unreadable(_) => {
+                    "the credential may not read the data sources list".into()
+                }
+                _ => "the data sources list could not be read".into(),
+            })),
+        },
     }
 }
 
@@ -177,9 +217,7 @@ pub fn refusal_fix(error: &ApiError, data_source: &str, source: &str) -> String 
         return "check the configuration with `sudo nss troubleshoot mcas`".to_string();
     };
     let body = body.to_ascii_lowercase();
-    let format_fix = format!(
-        "MCAS does not take the log format \"{source}\": set mcas.source to one it takes (ZSCALER_QRADAR for the NSS MCAS feed)"
-    );
+    let format_fix = log_format::refused_fix(source);
     let data_source_fix = format!(
         "create the data source \"{data_source}\" in the portal ({PORTAL_PATH}), or set mcas.data_source to an existing one (`sudo nss configure-mcas --data-source NAME`)"
     );
@@ -238,6 +276,7 @@ pub async fn watch(
     client: McasClient,
     data_source: String,
     source: String,
+    chooser: Chooser,
     retry: Duration,
     stats: Arc<Stats>,
     cancel: CancellationToken,
@@ -249,6 +288,18 @@ pub async fn watch(
             _ = cancel.cancelled() => return,
         };
         record(&stats, &verdict, &data_source, last.as_ref());
+        let choice = choose(&source, &verdict, chooser.borrow().as_ref());
+        if chooser.borrow().as_ref() != Some(&choice) {
+            tracing::info!(
+                source = choice.name,
+                "log format for uploads: {} ({})",
+                choice.name,
+                choice.why
+            );
+        }
+        *stats.data_source.source.lock().unwrap() =
+            Some((choice.name.clone(), choice.why.to_string()));
+        chooser.send_replace(Some(choice));
         if let Some(warning) = silence_warning(
             stats.upload.last_success.get(),
             stats.data_source.last_data_received.get(),
@@ -372,6 +423,21 @@ mod tests {
         );
         let fix = refusal_fix(&refused(Step::UploadUrl, ""), "NSS", "ZSCALER");
         assert!(fix.contains("mcas.source"), "{fix}");
+        assert!(fix.contains("ZSCALER_QRADAR_SYSLOG"), "{fix}");
+    }
+
+    #[test]
+    fn auto_follows_the_data_source() {
+        let found = judge(Ok(vec![nss(171)]), "NSS", "auto");
+        assert_eq!(found.problem(), None);
+        let choice = choose("auto", &found, None);
+        assert_eq!(choice.name, "ZSCALER_QRADAR_SYSLOG");
+        // An unreadable list keeps the choice made before.
+        let failed = Verdict::Failed("down".into());
+        assert_eq!(choose("auto", &failed, Some(&choice)), choice);
+        assert_eq!(choose("auto", &failed, None).name, "ZSCALER_QRADAR");
+        assert_eq!(choose("ZSCALER_CEF", &found, None).name, "ZSCALER_CEF");
+        assert!(judge(Ok(vec![nss(5)]), "NSS", "auto").problem().is_some());
     }
 
     #[test]

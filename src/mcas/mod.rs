@@ -10,6 +10,7 @@ pub mod data_source;
 pub mod entra;
 pub mod error;
 pub mod limit;
+pub mod log_format;
 pub mod retry;
 
 pub use client::{

@@ -139,6 +139,13 @@ const METRICS: &[Metric] = &[
         value: Value::Number(|r| r.spool.full_events as f64),
     },
     Metric {
+        name: "spool_too_old_total",
+        kind: Kind::Counter,
+        help: "Batches sealed more than 90 days ago (MCAS ignores events older than 90 days), moved to quarantine instead of uploaded.",
+        field: "spool.too_old",
+        value: Value::Number(|r| r.spool.too_old as f64),
+    },
+    Metric {
         name: "spool_quarantined",
         kind: Kind::Gauge,
         help: "Batches in quarantine.",

@@ -26,18 +26,30 @@ pub use steps::{Mcas, McasUploads};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::{McasTarget, UploadSettings};
+use crate::mcas::log_format::Chosen;
 use crate::mcas::{data_source, ApiError, Disposition, Known, McasClient, Provider, Step};
 use crate::spool::{DoneSent, SealedBatch, Spool};
 use crate::status::{rfc3339, Stats};
 use batches::{Batches, PUT_FAILURES_PER_URL};
 use spool_io::SpoolIo;
+
+/// How old events may be for MCAS to take them.
+pub const MCAS_MAX_AGE: Duration = Duration::from_secs(90 * 86_400);
+
+/// How long ago a batch sealed at `sealed_at` was sealed, when that is more than
+/// [`MCAS_MAX_AGE`]: its events are older still.
+fn too_old(sealed_at: SystemTime, now: SystemTime) -> Option<Duration> {
+    now.duration_since(sealed_at)
+        .ok()
+        .filter(|age| *age > MCAS_MAX_AGE)
+}
 
 /// How often the spool is looked at even without news of a sealed batch.
 const RESCAN: Duration = Duration::from_secs(5);
@@ -53,7 +65,6 @@ pub struct Uploader<M = McasUploads> {
     merge: MergeLimits,
     /// For the advice of a tenant-wide refusal: the names the agent sends.
     data_source: String,
-    source: String,
 }
 
 /// How one attempt at a batch ended.
@@ -88,6 +99,7 @@ impl Uploader<McasUploads> {
         stats: Arc<Stats>,
         settings: UploadSettings,
         target: &McasTarget,
+        source: Chosen,
     ) -> Uploader {
         let host = nix::unistd::gethostname()
             .ok()
@@ -96,12 +108,12 @@ impl Uploader<McasUploads> {
             .unwrap_or_else(|| "nss".to_string());
         let mcas = McasUploads {
             client,
-            source: target.source.clone(),
+            source,
             data_source: target.data_source.clone(),
             timeout: settings.timeout,
         };
         Uploader::with_mcas(mcas, spool, stats, settings, host)
-            .names(&target.data_source, &target.source)
+            .names(&target.data_source)
     }
 }
 
@@ -122,13 +134,11 @@ impl<M: Mcas> Uploader<M> {
             host,
             merge: MergeLimits::default(),
             data_source: String::new(),
-            source: String::new(),
         }
     }
 
-    fn names(mut self, data_source: &str, source: &str) -> Uploader<M> {
+    fn names(mut self, data_source: &str) -> Uploader<M> {
         self.data_source = data_source.to_string();
-        self.source = source.to_string();
         self
     }
 
@@ -178,6 +188,20 @@ impl<M: Mcas> Uploader<M> {
                 }
                 continue;
             };
+            // MCAS ignores events older than 90 days: such a batch would cost two API calls
+            // for nothing. Batches are taken oldest first, so a merge behind a younger
+            // one never takes an older one.
+            if let Some(age) = too_old(oldest.sealed_at, SystemTime::now()) {
+                let reason = format!(
+                    "sealed {} days ago (at {}): MCAS ignores events older than 90 days, so it is not uploaded",
+                    age.as_secs() / 86_400,
+                    rfc3339(oldest.sealed_at)
+                );
+                self.quarantine(&oldest, &reason).await;
+                self.stats.spool.too_old.fetch_add(1, Ordering::Relaxed);
+                batches.quarantined(oldest.seq);
+                continue;
+            }
             let call_now = self.mcas.call_available_now();
             let merging = self.merge.max_raw_bytes > 0
                 && batches.joinable(oldest.seq)
@@ -550,7 +574,8 @@ impl<M: Mcas> Uploader<M> {
                     batches.progress(seq).target = None;
                 }
                 if error.is_tenant_wide() {
-                    let fix = data_source::refusal_fix(&error, &self.data_source, &self.source);
+                    let source = self.mcas.source_name();
+                    let fix = data_source::refusal_fix(&error, &self.data_source, &source);
                     tracing::error!(%error, fix, "MCAS refused the upload for the whole tenant: uploads are paused, the batch stays in the spool; receiving and spooling go on");
                     upload.set_error(format!(
                         "{}: {error}; uploads are paused: {fix}",

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::mcas::log_format::Chosen;
 use crate::mcas::{blob, ApiError, McasClient, UploadTarget};
 use crate::spool::SealedBatch;
 
@@ -34,14 +35,21 @@ pub trait Mcas: Send + Sync + 'static {
 
     /// Waits until an API call could be made, without making it.
     fn call_available(&self) -> impl Future<Output = ()> + Send;
+
+    /// The log format upload_url is given now, for the advice of a refusal ("" while
+    /// not decided).
+    fn source_name(&self) -> String {
+        String::new()
+    }
 }
 
 /// The uploads of one tenant's data source, through its client.
 #[derive(Debug, Clone)]
 pub struct McasUploads {
     pub client: McasClient,
-    /// The log format passed to upload_url (`mcas.source`).
-    pub source: String,
+    /// The log format passed to upload_url, as decided from `mcas.source` (with `auto`,
+    /// by the data sources watcher: the first upload_url waits for its first decision).
+    pub source: Chosen,
     /// The data source named in done_upload (`mcas.data_source`).
     pub data_source: String,
     /// The base of a blob PUT's allowance (`upload.timeout`).
@@ -50,7 +58,8 @@ pub struct McasUploads {
 
 impl Mcas for McasUploads {
     async fn upload_url(&self, file_name: &str) -> Result<UploadTarget, ApiError> {
-        self.client.upload_url(file_name, &self.source).await
+        let source = self.source.get().await;
+        self.client.upload_url(file_name, &source.name).await
     }
 
     async fn put_blob(&self, target: &UploadTarget, batch: &SealedBatch) -> Result<(), ApiError> {
@@ -76,5 +85,9 @@ impl Mcas for McasUploads {
 
     async fn call_available(&self) {
         self.client.call_available().await
+    }
+
+    fn source_name(&self) -> String {
+        self.source.now().map(|c| c.name).unwrap_or_default()
     }
 }

@@ -410,3 +410,16 @@ async fn an_outage_is_tried_at_a_steady_cadence_and_the_backlog_goes_up_as_one()
     assert_eq!(fake.records(), 300);
     running.stop().await;
 }
+
+#[test]
+fn batches_older_than_mcas_takes() {
+    use super::too_old;
+    use std::time::SystemTime;
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let day = Duration::from_secs(86_400);
+    assert_eq!(too_old(now - 89 * day, now), None);
+    assert_eq!(too_old(now - 90 * day, now), None);
+    assert_eq!(too_old(now - 91 * day, now), Some(91 * day));
+    // A clock set back: not old.
+    assert_eq!(too_old(now + day, now), None);
+}

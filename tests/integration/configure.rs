@@ -14,7 +14,6 @@ use mcas_emulator::{Endpoint, Fault};
 
 use crate::harness::*;
 
-pub const AUTH_PROMPT: &str = "auth (token or entra) ";
 pub const TOKEN_PROMPT: &str = "token (Authentication token for uploading to MCAS) ";
 pub const DOMAIN_PROMPT: &str = "domain (MCAS domain like mycompany.portal.cloudappsecurity.com) ";
 
@@ -134,6 +133,23 @@ impl Terminal {
             .unwrap();
     }
 
+    /// Whether the terminal echoes what is typed.
+    pub fn echoes(&self) -> bool {
+        let settings = nix::sys::termios::tcgetattr(&self.master).unwrap();
+        settings
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO)
+    }
+
+    /// Waits until the echo is off (the prompt is printed just before it goes off).
+    pub fn wait_echo_off(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.echoes() {
+            assert!(Instant::now() < deadline, "echo never went off");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn all(&self) -> String {
         String::from_utf8_lossy(&self.output.lock().unwrap()).to_string()
     }
@@ -144,6 +160,44 @@ impl Terminal {
         std::thread::sleep(Duration::from_millis(100));
         (code, self.all())
     }
+}
+
+/// The integration guide's steps as an administrator follows them on a terminal: the
+/// token's prompt first and exactly as the guide shows it, the echo off while it is typed,
+/// then the domain's, then the `nss restart` hint. The token shows nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guides_two_prompts_on_a_terminal() {
+    let world = World::start().await;
+    world.emulator.set_banned(vec![".reddit.com".to_string()]);
+    let config = world.dir.path().join("config.toml");
+    fs::write(&config, unconfigured(&world)).unwrap();
+
+    let mut terminal = Terminal::spawn(&config, &["configure-mcas"]);
+    let before = terminal.expect("token (Authentication token for uploading to MCAS) []: ");
+    assert_eq!(before, "", "something came before the token's prompt");
+    terminal.wait_echo_off();
+    terminal.type_line(TOKEN);
+    let between =
+        terminal.expect("domain (MCAS domain like mycompany.portal.cloudappsecurity.com) []: ");
+    // Only the end of the hidden line.
+    assert_eq!(between, "\r\n", "between the prompts: {between:?}");
+    assert!(terminal.echoes(), "the echo stayed off after the token");
+    terminal.type_line(&world.emulator.domain());
+    terminal.expect("Verdict: valid");
+    terminal.expect("Run `sudo nss restart` to apply.");
+    let (code, shown) = terminal.wait();
+    assert_eq!(code, 0, "{shown}");
+    // Not the token, nor any 8 characters of it.
+    for part in TOKEN.as_bytes().windows(8) {
+        let part = std::str::from_utf8(part).unwrap();
+        assert!(
+            !shown.contains(part),
+            "{part:?} of the token shows:\n{shown}"
+        );
+    }
+    let text = fs::read_to_string(&config).unwrap();
+    assert!(text.contains(&format!("token = \"{TOKEN}\"")), "{text}");
+    assert!(!text.contains("auth ="), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,9 +213,13 @@ async fn configure_on_a_terminal_asks_hides_the_token_and_keeps_the_file() {
     fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
 
     let mut terminal = Terminal::spawn(&config, &["configure-mcas"]);
-    terminal.expect(&format!("{AUTH_PROMPT}[token]: "));
-    terminal.type_line("");
     terminal.expect(&format!("{TOKEN_PROMPT}[]: "));
+    terminal.type_line("");
+    let complaint = terminal.expect(&format!("{TOKEN_PROMPT}[]: "));
+    assert!(
+        complaint.contains("The token is empty") && complaint.contains("--auth entra"),
+        "{complaint}"
+    );
     terminal.type_line(TOKEN);
     terminal.expect(&format!("{DOMAIN_PROMPT}[]: "));
     terminal.type_line("https://x/y");
@@ -210,8 +268,6 @@ async fn configure_on_a_terminal_asks_hides_the_token_and_keeps_the_file() {
 
     // A second run shows the current values; Enter keeps them.
     let mut terminal = Terminal::spawn(&config, &["configure-mcas", "--no-verify"]);
-    terminal.expect(&format!("{AUTH_PROMPT}[token]: "));
-    terminal.type_line("");
     terminal.expect(&format!("{TOKEN_PROMPT}[****CRET]: "));
     terminal.type_line("");
     terminal.expect(&format!("{DOMAIN_PROMPT}[{}]: ", world.emulator.domain()));
@@ -223,21 +279,8 @@ async fn configure_on_a_terminal_asks_hides_the_token_and_keeps_the_file() {
 
     // Interrupted at the hidden token prompt: the terminal gets its echo back.
     let mut terminal = Terminal::spawn(&config, &["configure-mcas"]);
-    terminal.expect(&format!("{AUTH_PROMPT}[token]: "));
-    terminal.type_line("");
     terminal.expect(&format!("{TOKEN_PROMPT}[****CRET]: "));
-    let echo = |terminal: &Terminal| {
-        let settings = nix::sys::termios::tcgetattr(&terminal.master).unwrap();
-        settings
-            .local_flags
-            .contains(nix::sys::termios::LocalFlags::ECHO)
-    };
-    // The prompt is printed just before the echo goes off.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while echo(&terminal) {
-        assert!(Instant::now() < deadline, "echo never went off");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    terminal.wait_echo_off();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(terminal.child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -245,7 +288,7 @@ async fn configure_on_a_terminal_asks_hides_the_token_and_keeps_the_file() {
     .unwrap();
     let status = terminal.child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{}", terminal.all());
-    assert!(echo(&terminal), "echo stayed off");
+    assert!(terminal.echoes(), "echo stayed off");
     assert_eq!(fs::read_to_string(&config).unwrap(), text);
 }
 

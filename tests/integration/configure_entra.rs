@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::configure::{mode, nss_piped, Terminal, AUTH_PROMPT, DOMAIN_PROMPT};
+use crate::configure::{mode, nss_piped, Terminal, DOMAIN_PROMPT, TOKEN_PROMPT};
 use crate::harness::*;
 
 const TENANT_PROMPT: &str = "tenant_id (Directory (tenant) ID or domain of the Entra application) ";
@@ -169,19 +169,18 @@ fn configure_entra_from_flags_writes_the_application() {
     assert!(text.contains("max_age = \"30s\" # keep"), "{text}");
 }
 
-/// On a terminal: `entra` at the first prompt, then the application's three values (the
-/// secret not echoed) and the domain.
+/// On a terminal: `--auth entra` asks the application's three values (the secret not
+/// echoed) and the domain; no secret is ever asked at a prompt that echoes.
 #[test]
 fn configure_entra_on_a_terminal_hides_the_client_secret() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    let mut terminal = Terminal::spawn(&config, &["configure-mcas", "--no-verify"]);
-    terminal.expect(&format!("{AUTH_PROMPT}[token]: "));
-    terminal.type_line("oauth");
-    let complaint = terminal.expect(&format!("{AUTH_PROMPT}[token]: "));
-    assert!(complaint.contains("entra"), "{complaint}");
-    terminal.type_line("entra");
-    terminal.expect(&format!("{TENANT_PROMPT}[]: "));
+    let mut terminal = Terminal::spawn(
+        &config,
+        &["configure-mcas", "--auth", "entra", "--no-verify"],
+    );
+    let before = terminal.expect(&format!("{TENANT_PROMPT}[]: "));
+    assert_eq!(before, "", "{before}");
     terminal.type_line(TENANT);
     terminal.expect(&format!("{CLIENT_ID_PROMPT}[]: "));
     terminal.type_line("not an id");
@@ -189,6 +188,7 @@ fn configure_entra_on_a_terminal_hides_the_client_secret() {
     assert!(complaint.contains("not an Entra id"), "{complaint}");
     terminal.type_line(CLIENT_ID);
     terminal.expect(&format!("{CLIENT_SECRET_PROMPT}[]: "));
+    terminal.wait_echo_off();
     terminal.type_line(CLIENT_SECRET);
     terminal.expect(&format!("{DOMAIN_PROMPT}[]: "));
     terminal.type_line("tenant.us3.portal.cloudappsecurity.com");
@@ -206,10 +206,30 @@ fn configure_entra_on_a_terminal_hides_the_client_secret() {
     );
     assert!(text.contains("auth = \"entra\""), "{text}");
 
-    // Again: the current values in brackets, the secret masked; Enter keeps them all.
+    // The guide's steps on a file that holds an application: Enter at the (hidden) token
+    // prompt keeps the application.
     let mut terminal = Terminal::spawn(&config, &["configure-mcas", "--no-verify"]);
-    terminal.expect(&format!("{AUTH_PROMPT}[entra]: "));
+    terminal.expect(&format!("{TOKEN_PROMPT}[]: "));
+    terminal.wait_echo_off();
     terminal.type_line("");
+    let kept = terminal.expect(&format!(
+        "{DOMAIN_PROMPT}[tenant.us3.portal.cloudappsecurity.com]: "
+    ));
+    assert!(
+        kept.contains(&format!("Keeping the Entra application {CLIENT_ID}")),
+        "{kept}"
+    );
+    terminal.type_line("");
+    terminal.expect("Run `sudo nss restart` to apply.");
+    let (code, shown) = terminal.wait();
+    assert_eq!(code, 0, "{shown}");
+    assert_eq!(fs::read_to_string(&config).unwrap(), text);
+
+    // Again: the current values in brackets, the secret masked; Enter keeps them all.
+    let mut terminal = Terminal::spawn(
+        &config,
+        &["configure-mcas", "--auth", "entra", "--no-verify"],
+    );
     terminal.expect(&format!("{TENANT_PROMPT}[{TENANT}]: "));
     terminal.type_line("");
     terminal.expect(&format!("{CLIENT_ID_PROMPT}[{CLIENT_ID}]: "));

@@ -114,6 +114,11 @@ async fn an_unknown_log_format_pauses_uploads_until_the_source_is_fixed() {
     });
     let paused = status["upload"]["paused"].as_str().unwrap();
     assert!(paused.contains("ZSCALER_QRADAR_SYSLOG"), "{paused}");
+    assert!(
+        paused.contains("the names MCAS documents for upload_url are ZSCALER, ZSCALER_SYSLOG, ZSCALER_QRADAR_SYSLOG, ZSCALER_CEF_SYSLOG")
+            && paused.contains("\"auto\""),
+        "{paused}"
+    );
     assert!(!paused.contains("create the data source"), "{paused}");
     // The data source NSS is QRadar LEEF (170), not its syslog variant (171).
     let problem = status["mcas"]["data_source_problem"].as_str().unwrap();
@@ -208,12 +213,15 @@ async fn troubleshoot_checks_the_data_source() {
         .emulator
         .add_data_source(DataSource::new("Firewall", 196));
     let config = world.dir.path().join("config.toml");
-    let troubleshoot = |data_source: &str| {
+    let troubleshoot_as = |data_source: &str, source: &str| {
         let mut settings = world.settings();
-        settings.set("mcas.data_source", &quote(data_source));
+        settings
+            .set("mcas.data_source", &quote(data_source))
+            .set("mcas.source", &quote(source));
         settings.write(&config);
         run_nss(&config, &["troubleshoot", "mcas"], &[])
     };
+    let troubleshoot = |data_source: &str| troubleshoot_as(data_source, "auto");
 
     let (code, text) = troubleshoot("NSS");
     assert_eq!(code, 0, "{text}");
@@ -223,8 +231,18 @@ async fn troubleshoot_checks_the_data_source() {
     );
     assert!(!text.contains("Warning"), "{text}");
 
+    // With auto the data source's own type is used; with a fixed one that differs, a
+    // warning names both.
     let (code, text) = troubleshoot("Firewall");
     assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("Warning"), "{text}");
+    assert!(text.contains("Log format: ZSCALER_CEF (auto: "), "{text}");
+    let (code, text) = troubleshoot_as("Firewall", "ZSCALER_QRADAR");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("Log format: ZSCALER_QRADAR (set in mcas.source)"),
+        "{text}"
+    );
     assert!(
         text.contains("Warning: the data source \"Firewall\" has log type 196 (ZSCALER_CEF)")
             && text.contains("mcas.source is ZSCALER_QRADAR (170)"),
@@ -298,4 +316,89 @@ async fn configure_checks_the_data_source() {
     assert!(std::fs::read_to_string(&config)
         .unwrap()
         .contains("data_source = \"NSS-east\""));
+}
+
+/// `mcas.source = "auto"` (the default): the files go up as the log type of the data
+/// source as MCAS lists it (here QRadar LEEF over syslog, 171), and `nss status` and
+/// `nss troubleshoot mcas` say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_source_is_the_data_sources_log_type() {
+    let world = World::start().await;
+    world.emulator.add_data_source(DataSource::new("NSS", 171));
+    world.emulator.set_banned(vec![".reddit.com".to_string()]);
+    let (agent, sources) = deliver_twenty(&world, "auto").await;
+    assert!(
+        sources.iter().all(|s| s == "ZSCALER_QRADAR_SYSLOG"),
+        "{sources:?}"
+    );
+    let status = agent.wait_status("the log format", |s| {
+        s["mcas"]["source"] == "ZSCALER_QRADAR_SYSLOG"
+    });
+    let why = status["mcas"]["source_why"].as_str().unwrap();
+    assert!(why.contains("(171)") && why.contains("\"NSS\""), "{why}");
+    assert_eq!(
+        status["mcas"]["data_source_problem"],
+        serde_json::Value::Null
+    );
+
+    let config = world.dir.path().join("config.toml");
+    let (code, text) = run_nss(&config, &["status"], &[]);
+    assert_eq!(code, 0, "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("] log format"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("ZSCALER_QRADAR_SYSLOG (auto: "), "{line}");
+    let (code, text) = run_nss(&config, &["troubleshoot", "mcas"], &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("Log format: ZSCALER_QRADAR_SYSLOG (auto: the log type (171) of the data source \"NSS\""),
+        "{text}"
+    );
+    assert!(!text.contains("Warning"), "{text}");
+}
+
+/// With `auto` and a credential that may not read the data sources list, the files go up
+/// as ZSCALER_QRADAR (the NSS feed's QRadar LEEF), and the status says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_source_falls_back_when_the_list_cannot_be_read() {
+    let world = World::start().await;
+    world.emulator.add_data_source(DataSource::new("NSS", 171));
+    world.emulator.set_token_roles(Roles {
+        discovery_manage: true,
+        discovery_read: false,
+    });
+    let (agent, sources) = deliver_twenty(&world, "fallback").await;
+    assert!(sources.iter().all(|s| s == "ZSCALER_QRADAR"), "{sources:?}");
+    let status = agent.wait_status("the log format", |s| {
+        s["mcas"]["source"] == "ZSCALER_QRADAR"
+    });
+    let why = status["mcas"]["source_why"].as_str().unwrap();
+    assert!(
+        why.starts_with("auto") && why.contains("may not read the data sources list"),
+        "{why}"
+    );
+}
+
+/// Starts an agent that seals within 300 ms, sends it 20 records and waits until MCAS has
+/// each exactly once; returns the agent and the log format of every upload.
+async fn deliver_twenty(world: &World, stream: &str) -> (Agent, Vec<String>) {
+    let mut settings = world.settings();
+    settings.set("batch.max_age", &quote("300ms"));
+    let agent = world.agent(&settings);
+    let records: Vec<Vec<u8>> = (0..20).map(|n| leef(stream, n, 0)).collect();
+    send_tcp(agent.feed.unwrap(), &lines(&records));
+    world
+        .emulator
+        .wait_for_records(20, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_exactly_once(&world.emulator, records);
+    let sources = world
+        .emulator
+        .uploads()
+        .into_iter()
+        .map(|u| u.source)
+        .collect();
+    (agent, sources)
 }

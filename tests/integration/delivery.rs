@@ -186,6 +186,8 @@ async fn three_api_steps_in_order_and_the_token_only_on_the_api() {
     assert_eq!(uploads[0].data_source, "NSS");
     assert_eq!(uploads[0].source, "ZSCALER_QRADAR");
     assert!(!uploads[0].as_snapshot);
+    // done_upload left uploadAsSnapshot out: no snapshot report was made.
+    assert!(world.emulator.snapshots().is_empty());
     assert_eq!(uploads[0].block_count, 0);
     assert_exactly_once(&world.emulator, records);
 }
@@ -386,4 +388,64 @@ async fn batches_are_sealed_by_age_while_the_feed_floods() {
         "a batch stayed open {latency} s, at batch.max_age = 1 s"
     );
     assert_ids_exactly_once(&world.emulator, "flood", sent);
+}
+
+/// A batch sealed more than 90 days ago (MCAS ignores events that old) is not uploaded: it
+/// is moved to quarantine with the reason, counted in `spool.too_old`, and
+/// the batches after it go up as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_sealed_more_than_90_days_ago_are_set_aside() {
+    use std::io::Write;
+    let world = World::start().await;
+    let ready = world.dir.path().join("state/spool/ready");
+    std::fs::create_dir_all(&ready).unwrap();
+    let old: Vec<Vec<u8>> = (0..10).map(|n| leef("ancient", n, 0)).collect();
+    let raw = lines(&old);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    let sealed = std::time::SystemTime::now() - Duration::from_secs(91 * 86_400);
+    let ms = sealed
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let name = format!("{:020}-{ms}-{}r-{}b.gz", 1, old.len(), raw.len());
+    std::fs::write(ready.join(&name), gz.finish().unwrap()).unwrap();
+
+    let mut settings = world.settings();
+    settings.set("batch.max_age", &quote("300ms"));
+    let agent = world.agent(&settings);
+    let status = agent.wait_status("the old batch set aside", |s| {
+        s["spool"]["too_old"] == 1 && s["spool"]["quarantined"] == 1
+    });
+    assert_eq!(status["spool"]["batches"], 0, "{status}");
+    let quarantined = agent.quarantined();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    let reason = std::fs::read_to_string(format!("{}.reason", quarantined[0].display())).unwrap();
+    assert!(
+        reason.contains("sealed 91 days ago") && reason.contains("older than 90 days"),
+        "{reason}"
+    );
+    assert!(agent.log_text().contains("older than 90 days"));
+
+    let fresh: Vec<Vec<u8>> = (0..10).map(|n| leef("fresh", n, 0)).collect();
+    send_tcp(agent.feed.unwrap(), &lines(&fresh));
+    world
+        .emulator
+        .wait_for_records(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_exactly_once(&world.emulator, fresh);
+    // No API call for the old batch: only the fresh one's upload_url.
+    let upload_urls = world
+        .emulator
+        .calls()
+        .iter()
+        .filter(|c| c.endpoint == Some(mcas_emulator::Endpoint::UploadUrl))
+        .count();
+    assert_eq!(upload_urls, world.emulator.uploads().len());
+    assert!(world
+        .emulator
+        .uploads()
+        .iter()
+        .all(|u| !u.filename.contains("00000000000000000001")));
 }

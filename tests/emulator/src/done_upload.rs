@@ -140,9 +140,16 @@ impl Shared {
         }
     }
 
-    /// Records an ingested upload: counters, its data source's last data, waiters.
+    /// Records an ingested upload: counters, its data source's last data, waiters. An
+    /// upload finalized with `uploadAsSnapshot` makes a one-off snapshot report instead:
+    /// nothing of it reaches the data source.
     fn ingested(&self, upload: Upload) {
         let mut st = self.state();
+        if upload.as_snapshot {
+            st.stats.snapshot_reports += 1;
+            st.snapshots.push(upload);
+            return;
+        }
         st.stats.uploads += 1;
         st.stats.records += upload.records;
         st.stats.bytes += upload.bytes;
@@ -265,13 +272,9 @@ fn parse_done_form(headers: &HeaderMap, body: &[u8]) -> Result<DoneForm, Reply> 
     };
     let upload_url = text("uploadUrl")?;
     let stream = text("inputStreamName")?;
-    let snapshot = match fields.get("uploadAsSnapshot") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
-        Some(_) => return Err(bad("uploadAsSnapshot must be a boolean.")),
-    };
+    // "If this parameter is set, the report will be created with the name specified in
+    // inputStreamName": the key itself makes a snapshot report, whatever its value.
+    let snapshot = fields.contains_key("uploadAsSnapshot");
     Ok(DoneForm {
         upload_url,
         stream,
@@ -316,8 +319,15 @@ mod tests {
         .unwrap();
         assert_eq!(
             (f.upload_url.as_str(), f.stream.as_str(), f.snapshot),
-            ("https://x/y", "NSS", false)
+            ("https://x/y", "NSS", true)
         );
+        let f = parse_done_form(
+            &headers(&[("content-type", "application/json")]),
+            br#"{"uploadUrl": "https://x/y", "inputStreamName": "NSS"}"#,
+        )
+        .ok()
+        .unwrap();
+        assert!(!f.snapshot);
         let f = parse_done_form(
             &headers(&[("content-type", "application/x-www-form-urlencoded")]),
             b"uploadUrl=https%3A%2F%2Fx%2Fy%3Fa%3D1%26b%3D2&inputStreamName=NSS&uploadAsSnapshot=True",

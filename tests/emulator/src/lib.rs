@@ -307,7 +307,8 @@ pub struct Upload {
     pub data_source: String,
     /// The upload URL issued by upload_url and finalized.
     pub upload_url: String,
-    /// `uploadAsSnapshot` given to done_upload.
+    /// Whether done_upload carried `uploadAsSnapshot` (whatever its value): a one-off
+    /// snapshot report, not data of the data source.
     pub as_snapshot: bool,
     /// The blob's bytes as finalized, on disk.
     pub path: PathBuf,
@@ -351,6 +352,9 @@ pub struct Stats {
     /// done_upload calls for an upload URL already finalized (answered as
     /// [`RepeatedDone`] says).
     pub repeated_done: u64,
+    /// Uploads finalized with `uploadAsSnapshot`: snapshot reports, whose records are in
+    /// none of the counts above.
+    pub snapshot_reports: u64,
 }
 
 /// A running emulator. Cheap to clone: clones share the same server and state.
@@ -437,6 +441,12 @@ impl Emulator {
     /// Finalized uploads, in order.
     pub fn uploads(&self) -> Vec<Upload> {
         self.inner.state().uploads.clone()
+    }
+
+    /// Uploads finalized with `uploadAsSnapshot`: snapshot reports, not in
+    /// [`Emulator::uploads`].
+    pub fn snapshots(&self) -> Vec<Upload> {
+        self.inner.state().snapshots.clone()
     }
 
     /// done_upload calls that repeated an already finalized upload URL.

@@ -101,6 +101,8 @@ impl Dirs {
 pub(crate) struct State {
     pub calls: Vec<Call>,
     pub uploads: Vec<Upload>,
+    /// Uploads finalized as snapshot reports.
+    pub snapshots: Vec<Upload>,
     pub faults: HashMap<Endpoint, VecDeque<Fault>>,
     /// Faults for every blob request whose blob name contains the text, until cleared.
     pub file_faults: Vec<(String, Fault)>,
@@ -210,6 +212,7 @@ pub(crate) async fn start(cfg: EmulatorConfig) -> Result<Arc<Shared>> {
         state: Mutex::new(State {
             calls: Vec::new(),
             uploads: Vec::new(),
+            snapshots: Vec::new(),
             faults: HashMap::new(),
             file_faults: Vec::new(),
             insecure_urls: false,

@@ -2,7 +2,7 @@
 //! tab, needs `Discovery.read`), the names done_upload's `inputStreamName` must be one
 //! of, and the log format names upload_url's `source` must be one of.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{anyhow, Result};
 use hyper::{Method, Response, StatusCode};
@@ -63,23 +63,47 @@ pub struct Stream {
     pub id: String,
     /// Its name and log type.
     pub source: DataSource,
+    /// When it was created.
+    pub created: SystemTime,
     /// When done_upload last ingested a file for it.
     pub last_data_received: Option<SystemTime>,
 }
 
+/// `2020-12-18T06:33:32.908Z`: how the streams list writes dates.
+fn iso(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 impl Stream {
+    /// As MCAS lists a data source: `streamType` 1, dates as ISO-8601 strings,
+    /// `lastDataReceived` absent before the first data.
     fn to_json(&self) -> Value {
-        let ms = self
-            .last_data_received
-            .map(|t| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64);
-        json!({
+        let mut v = json!({
             "_id": self.id,
             "displayName": self.source.display_name,
             "logType": self.source.log_type,
-            "lastDataReceived": ms,
-            "receiverType": "upload",
-        })
+            "receiverType": "syslog",
+            "streamType": 1,
+            "created": iso(self.created),
+            "lastModified": iso(self.created),
+        });
+        if let Some(at) = self.last_data_received {
+            v["lastDataReceived"] = json!(iso(at));
+        }
+        v
     }
+}
+
+/// The reports the list holds beside the data sources, as a real tenant's does: the
+/// "Global View" (no `logType`) and a logical report; clients must skip them.
+fn other_reports() -> [Value; 2] {
+    [
+        json!({"_id": "5f0c0000000000000000aa01", "displayName": "Global View",
+               "streamType": 0, "created": "2020-12-18T06:30:01.227Z"}),
+        json!({"_id": "5f0c0000000000000000aa02", "displayName": "Zscaler logical",
+               "streamType": 2, "logType": 170, "created": "2020-12-18T06:30:01.227Z",
+               "lastDataReceived": "2020-12-18T06:33:32.908Z"}),
+    ]
 }
 
 /// The tenant's data sources.
@@ -106,6 +130,7 @@ impl Streams {
             None => self.0.push(Stream {
                 id: random_hex(12),
                 source,
+                created: SystemTime::now(),
                 last_data_received: None,
             }),
         }
@@ -130,7 +155,11 @@ impl Streams {
     }
 
     fn to_json(&self) -> Value {
-        json!({ "streams": self.0.iter().map(Stream::to_json).collect::<Vec<_>>() })
+        let mut streams: Vec<Value> = self.0.iter().map(Stream::to_json).collect();
+        // Reports that are not data sources come first, so that a client that fails on
+        // one fails at once.
+        streams.splice(0..0, other_reports());
+        json!({ "streams": streams })
     }
 }
 
@@ -216,9 +245,15 @@ mod tests {
         s.add(DataSource::new("NSS", 196));
         assert_eq!(s.0.len(), 1);
         assert_eq!(s.0[0].source.log_type, 196);
-        s.received("NSS", UNIX_EPOCH + std::time::Duration::from_millis(1500));
-        assert_eq!(s.to_json()["streams"][0]["lastDataReceived"], json!(1500));
+        assert!(s.to_json()["streams"][2].get("lastDataReceived").is_none());
+        s.received(
+            "NSS",
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_608_273_212_908),
+        );
+        let nss = &s.to_json()["streams"][2];
+        assert_eq!(nss["lastDataReceived"], json!("2020-12-18T06:33:32.908Z"));
+        assert_eq!(nss["streamType"], json!(1));
         assert!(s.remove("NSS") && !s.remove("NSS"));
-        assert_eq!(s.to_json(), json!({"streams": []}));
+        assert_eq!(s.to_json()["streams"].as_array().unwrap().len(), 2);
     }
 }

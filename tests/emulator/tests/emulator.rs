@@ -321,8 +321,12 @@ async fn validation_like_the_real_services() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(h.emu.uploads()[0].as_snapshot);
-    assert_eq!(h.emu.uploads()[0].records, 1);
+    // A snapshot report: nothing reaches the data source.
+    assert!(h.emu.uploads().is_empty());
+    assert!(h.emu.snapshots()[0].as_snapshot);
+    assert_eq!(h.emu.snapshots()[0].records, 1);
+    assert_eq!(h.emu.stats().records, 0);
+    assert_eq!(h.emu.stats().snapshot_reports, 1);
 
     // Block scripts.
     let bs = |q: &str| {
@@ -441,10 +445,7 @@ async fn faults() {
         .authed_post(h.api("/api/v1/discovery/done_upload/"))
         .header("content-type", "application/json")
         .timeout(Duration::from_millis(200))
-        .body(
-            json!({"uploadUrl": url, "inputStreamName": "NSS", "uploadAsSnapshot": false})
-                .to_string(),
-        )
+        .body(json!({"uploadUrl": url, "inputStreamName": "NSS"}).to_string())
         .send()
         .await;
     assert!(r.unwrap_err().is_timeout());

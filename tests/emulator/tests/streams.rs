@@ -41,7 +41,7 @@ impl Harness {
     async fn done_to(&self, url: &str, stream: &str) -> (u16, Value) {
         let resp = self
             .authed_post(self.api("/api/v1/discovery/done_upload/"))
-            .json(&json!({"uploadUrl": url, "inputStreamName": stream, "uploadAsSnapshot": false}))
+            .json(&json!({"uploadUrl": url, "inputStreamName": stream}))
             .send()
             .await
             .unwrap();
@@ -65,10 +65,17 @@ async fn streams_list_and_last_data_received() {
     let h = start().await;
     let v = h.streams().await;
     let streams = v["streams"].as_array().unwrap();
-    assert_eq!(streams.len(), 1);
-    assert_eq!(streams[0]["displayName"], "NSS");
-    assert_eq!(streams[0]["logType"], 170);
-    assert_eq!(streams[0]["lastDataReceived"], Value::Null);
+    // The "Global View" and a logical report come before the one data source.
+    assert_eq!(streams.len(), 3);
+    assert_eq!(streams[0]["displayName"], "Global View");
+    assert!(streams[0].get("logType").is_none());
+    assert_ne!(streams[1]["streamType"], 1);
+    let nss = &streams[2];
+    assert_eq!(nss["displayName"], "NSS");
+    assert_eq!(nss["logType"], 170);
+    assert_eq!(nss["streamType"], 1);
+    assert!(nss.get("lastDataReceived").is_none());
+    assert!(humantime::parse_rfc3339(nss["created"].as_str().unwrap()).is_ok());
 
     let before = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -80,12 +87,19 @@ async fn streams_list_and_last_data_received() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let ms = h.streams().await["streams"][0]["lastDataReceived"]
-        .as_u64()
-        .unwrap();
+    let at = h.streams().await["streams"][2]["lastDataReceived"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ms = humantime::parse_rfc3339(&at)
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // ISO-8601 with milliseconds, as MCAS writes it.
     assert!(
-        (before..=after).contains(&ms),
-        "{before} <= {ms} <= {after}"
+        (before..=after).contains(&ms) && at.ends_with('Z') && at.len() == 24,
+        "{before} <= {at} <= {after}"
     );
     assert!(h.emu.data_sources()[0].last_data_received.is_some());
 

@@ -111,9 +111,6 @@ impl Harness {
         http.post(self.api("/api/v1/discovery/done_upload/"))
             .header("Authorization", format!("Token {TOKEN}"))
             .header("content-type", "application/json")
-            .body(
-                json!({"uploadUrl": url, "inputStreamName": "NSS", "uploadAsSnapshot": false})
-                    .to_string(),
-            )
+            .body(json!({"uploadUrl": url, "inputStreamName": "NSS"}).to_string())
     }
 }
