@@ -13,10 +13,16 @@ const AUTO_MAX: u64 = 1 << 30;
 /// A budget of bytes. Readers take permits for what they hold and give them back when the
 /// bytes are in a spool file; when the budget is spent, readers wait, and so TCP flow
 /// control pushes back to the sender.
+///
+/// Bytes of unfinished records (a line whose newline has not arrived) draw on a second,
+/// smaller pool as well: half the budget. Partial records, however many connections hold
+/// them, can then never take the memory that complete records need to move on.
 #[derive(Debug, Clone)]
 pub struct MemoryBudget {
     semaphore: Arc<Semaphore>,
     limit: u64,
+    partial: Arc<Semaphore>,
+    partial_limit: u64,
 }
 
 /// Bytes taken from the budget, returned when dropped.
@@ -64,10 +70,23 @@ impl MemoryBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> MemoryBudget {
         let limit = limit.clamp(1, Semaphore::MAX_PERMITS as u64);
+        let partial_limit = Self::partial_share(limit).max(1);
         MemoryBudget {
             semaphore: Arc::new(Semaphore::new(limit as usize)),
             limit,
+            partial: Arc::new(Semaphore::new(partial_limit as usize)),
+            partial_limit,
         }
+    }
+
+    /// How much of a budget of `limit` bytes unfinished records may hold together.
+    pub fn partial_share(limit: u64) -> u64 {
+        limit / 2
+    }
+
+    /// Whether `a` and `b` are the same budget (not merely of the same size).
+    pub fn same(a: &MemoryBudget, b: &MemoryBudget) -> bool {
+        Arc::ptr_eq(&a.semaphore, &b.semaphore)
     }
 
     /// The budget `memory.limit` asks for: given bytes, or for `auto` a sixteenth of the
@@ -93,30 +112,83 @@ impl MemoryBudget {
     /// whole budget takes the whole budget, so that it waits for everything else to drain
     /// instead of forever.
     pub async fn acquire(&self, bytes: u64) -> MemoryPermit {
-        if bytes == 0 {
-            return MemoryPermit::default();
-        }
-        let take = bytes.min(self.limit).min(u32::MAX as u64) as u32;
-        let permit = self
-            .semaphore
-            .clone()
-            .acquire_many_owned(take)
-            .await
-            .expect("the memory budget's semaphore is never closed");
-        MemoryPermit {
-            permit: Some(permit),
-            bytes,
-        }
+        take(&self.semaphore, self.limit, bytes).await
     }
 
     /// Grows `permit` to `bytes` (at most the whole budget, which a permit can always get
     /// once the others are returned), waiting while the budget is spent.
     pub async fn top_up(&self, permit: &mut MemoryPermit, bytes: u64) {
-        let bytes = bytes.min(self.limit);
-        if permit.bytes < bytes {
-            let more = self.acquire(bytes - permit.bytes).await;
-            permit.merge(more);
+        top_up(&self.semaphore, self.limit, permit, bytes).await
+    }
+
+    /// Like [`MemoryBudget::top_up`] without waiting: whether `permit` now holds `bytes`.
+    pub fn try_top_up(&self, permit: &mut MemoryPermit, bytes: u64) -> bool {
+        try_top_up(&self.semaphore, self.limit, permit, bytes)
+    }
+
+    /// Grows `permit`, a claim on the pool of unfinished records, to `bytes` (at most the
+    /// pool), waiting while the pool is spent.
+    pub async fn top_up_partial(&self, permit: &mut MemoryPermit, bytes: u64) {
+        top_up(&self.partial, self.partial_limit, permit, bytes).await
+    }
+
+    /// Like [`MemoryBudget::top_up_partial`] without waiting.
+    pub fn try_top_up_partial(&self, permit: &mut MemoryPermit, bytes: u64) -> bool {
+        try_top_up(&self.partial, self.partial_limit, permit, bytes)
+    }
+
+    /// Bytes of the pool of unfinished records taken now.
+    pub fn partial_in_use(&self) -> u64 {
+        self.partial_limit - self.partial.available_permits() as u64
+    }
+}
+
+/// The permits a request of `bytes` takes from a pool of `limit`: at most all of it.
+fn permits_for(limit: u64, bytes: u64) -> u32 {
+    bytes.min(limit).min(u32::MAX as u64) as u32
+}
+
+async fn take(semaphore: &Arc<Semaphore>, limit: u64, bytes: u64) -> MemoryPermit {
+    if bytes == 0 {
+        return MemoryPermit::default();
+    }
+    let permit = semaphore
+        .clone()
+        .acquire_many_owned(permits_for(limit, bytes))
+        .await
+        .expect("the memory budget's semaphores are never closed");
+    MemoryPermit {
+        permit: Some(permit),
+        bytes,
+    }
+}
+
+async fn top_up(semaphore: &Arc<Semaphore>, limit: u64, permit: &mut MemoryPermit, bytes: u64) {
+    let bytes = bytes.min(limit);
+    if permit.bytes < bytes {
+        let more = take(semaphore, limit, bytes - permit.bytes).await;
+        permit.merge(more);
+    }
+}
+
+fn try_top_up(semaphore: &Arc<Semaphore>, limit: u64, permit: &mut MemoryPermit, bytes: u64) -> bool {
+    let bytes = bytes.min(limit);
+    if permit.bytes >= bytes {
+        return true;
+    }
+    let more = bytes - permit.bytes;
+    match semaphore
+        .clone()
+        .try_acquire_many_owned(permits_for(limit, more))
+    {
+        Ok(taken) => {
+            permit.merge(MemoryPermit {
+                permit: Some(taken),
+                bytes: more,
+            });
+            true
         }
+        Err(_) => false,
     }
 }
 

@@ -1,26 +1,40 @@
 //! The feed: bytes in from the NSS MCAS feed over TCP or from tailed files, records out.
 
 pub mod checkpoint;
+pub mod descriptors;
 pub mod codec;
 mod rotated;
 pub mod tail;
 pub mod tcp;
+mod throttle;
 
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
 pub use codec::{Decoded, RecordDecoder};
+pub use throttle::Throttle;
 
 use crate::memory::{MemoryBudget, MemoryPermit};
 use crate::pipeline::Records;
 use crate::status::Stats;
 
-/// Bytes asked of the operating system in one read.
+/// The most bytes asked of the operating system in one read.
 pub const READ_SIZE: usize = 256 << 10;
+
+/// The least: an input that reads little (a trickle) reserves little of the budget.
+const MIN_READ_SIZE: usize = 16 << 10;
+
+/// Bytes of an unfinished record an input may hold without a claim on the budget's pool
+/// of unfinished records: a record split across reads, as every stream has, needs no wait.
+const FREE_PARTIAL: usize = 64 << 10;
+
+/// Inputs that wait for the memory budget are logged at most once a minute.
+static WAIT_LOG: Throttle = Throttle::new(Duration::from_secs(60));
 
 /// One input's read buffer and decoder: bytes in, records out, oversize records counted.
 pub struct Framer {
@@ -35,6 +49,11 @@ pub struct Framer {
     budget: MemoryBudget,
     /// The budget's bytes for the read buffer; records cut out of it take their share along.
     held: MemoryPermit,
+    /// The claim on the pool of unfinished records, while the buffer holds more of one
+    /// than [`FREE_PARTIAL`].
+    unfinished: MemoryPermit,
+    /// Bytes to ask for in the next read: grows while reads fill it, shrinks when they do not.
+    read_size: usize,
 }
 
 impl Framer {
@@ -54,24 +73,114 @@ impl Framer {
             stats,
             budget,
             held: MemoryPermit::default(),
+            unfinished: MemoryPermit::default(),
+            read_size: MIN_READ_SIZE,
         }
+    }
+
+    /// Moves the framer to another pipeline's budget and record limit (after a reload):
+    /// what the buffer holds is claimed from the new budget, then let go of in the old.
+    pub async fn adopt(&mut self, budget: &MemoryBudget, max_record_bytes: u64) {
+        if max_record_bytes != self.max_record_bytes {
+            self.max_record_bytes = max_record_bytes;
+            self.decoder.set_max_record_bytes(max_record_bytes as usize);
+        }
+        if MemoryBudget::same(&self.budget, budget) {
+            return;
+        }
+        let mut held = MemoryPermit::default();
+        budget.top_up(&mut held, self.held.bytes()).await;
+        let mut unfinished = MemoryPermit::default();
+        budget
+            .top_up_partial(&mut unfinished, self.unfinished.bytes())
+            .await;
+        self.held = held;
+        self.unfinished = unfinished;
+        self.budget = budget.clone();
+    }
+
+    /// Waits until the pool of unfinished records covers what the buffer may hold of one
+    /// after the next read. Returns at once while the buffer holds little of a record.
+    pub async fn partial_room(&mut self) {
+        let pending = self.buf.len();
+        if pending <= FREE_PARTIAL {
+            return;
+        }
+        let want = (pending + self.read_size) as u64;
+        if self.budget.try_top_up_partial(&mut self.unfinished, want) {
+            return;
+        }
+        let _waiting = self.waiting("unfinished records");
+        self.budget.top_up_partial(&mut self.unfinished, want).await;
     }
 
     /// The buffer to read into, with room for one read, once the memory budget covers it:
     /// while the budget is spent this waits, and so the input stops reading.
     pub async fn buffer(&mut self) -> &mut BytesMut {
-        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
-            self.buf.reserve(READ_SIZE);
+        self.partial_room().await;
+        if self.buf.capacity() - self.buf.len() < self.read_size / 4 {
+            self.buf.reserve(self.read_size);
         }
-        self.budget
-            .top_up(&mut self.held, self.buf.capacity() as u64)
-            .await;
+        let want = self.buf.capacity() as u64;
+        if !self.budget.try_top_up(&mut self.held, want) {
+            let _waiting = self.waiting("the memory budget");
+            self.budget.top_up(&mut self.held, want).await;
+        }
         &mut self.buf
+    }
+
+    /// Counts this input as waiting for memory until the guard is dropped; logs it (once a
+    /// minute for all inputs together).
+    fn waiting(&self, what: &'static str) -> WaitGuard {
+        if let Some(held_back) = WAIT_LOG.pass() {
+            tracing::warn!(
+                input = %self.label,
+                memory_limit = self.budget.limit(),
+                in_use = self.budget.in_use(),
+                unfinished_records = self.budget.partial_in_use(),
+                others_since_last_line = held_back,
+                "an input waits for {what}: it stops reading until memory is returned"
+            );
+        }
+        self.stats.feed.waiting_for_memory.fetch_add(1, Ordering::Relaxed);
+        WaitGuard(self.stats.clone())
+    }
+
+    /// Gives back what the buffer reserved beyond the bytes it holds: called while the
+    /// input waits for more, so that an idle input holds no more than its unread fragment.
+    pub fn release_spare(&mut self) {
+        let pending = self.buf.len();
+        if self.buf.capacity() > pending + MIN_READ_SIZE {
+            self.buf = BytesMut::from(&self.buf[..]);
+        }
+        let keep = self.buf.capacity() as u64;
+        drop(self.held.split(self.held.bytes().saturating_sub(keep)));
+        self.settle_unfinished();
     }
 
     /// Bytes read but not yet part of a complete record.
     pub fn pending(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Notes how much the last read brought, to size the next one.
+    pub fn read_done(&mut self, bytes: usize) {
+        if bytes >= self.read_size / 2 {
+            self.read_size = (self.read_size * 2).min(READ_SIZE);
+        } else if bytes < self.read_size / 8 {
+            self.read_size = (self.read_size / 2).max(MIN_READ_SIZE);
+        }
+    }
+
+    /// Lets go of the claim on the pool of unfinished records beyond what the buffer holds.
+    fn settle_unfinished(&mut self) {
+        let pending = self.buf.len();
+        let keep = if pending <= FREE_PARTIAL {
+            0
+        } else {
+            pending as u64
+        };
+        drop(self.unfinished.split(self.unfinished.bytes().saturating_sub(keep)));
     }
 
     /// The complete records in the buffer. At the end of the input (`eof`), an
@@ -99,6 +208,7 @@ impl Framer {
         if !records.is_empty() {
             self.stats.feed.last_record.touch();
         }
+        self.settle_unfinished();
         // The records' memory was the buffer's: its permit goes along with them.
         let permit = self.held.split(bytes + records.len() as u64);
         Ok(Records { records, permit })
@@ -118,5 +228,14 @@ impl Framer {
                 "dropped a record longer than feed.max_record_bytes (further ones from this input are only counted)"
             );
         }
+    }
+}
+
+/// Counts an input as waiting for memory while it lives.
+struct WaitGuard(Arc<Stats>);
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.0.feed.waiting_for_memory.fetch_sub(1, Ordering::Relaxed);
     }
 }
