@@ -14,15 +14,16 @@ const AUTO_MAX: u64 = 1 << 30;
 /// bytes are in a spool file; when the budget is spent, readers wait, and so TCP flow
 /// control pushes back to the sender.
 ///
-/// Bytes of unfinished records (a line whose newline has not arrived) draw on a second,
-/// smaller pool as well: half the budget. Partial records, however many connections hold
-/// them, can then never take the memory that complete records need to move on.
+/// Unfinished records (a line whose newline has not arrived) may hold at most half of it
+/// together, so that they can never take the memory complete records need to move on:
+/// each input a fair share of a quarter of the budget, and one input at a time (holding
+/// [`MemoryBudget::big_record`]) up to another quarter for a record longer than that.
 #[derive(Debug, Clone)]
 pub struct MemoryBudget {
     semaphore: Arc<Semaphore>,
     limit: u64,
-    partial: Arc<Semaphore>,
-    partial_limit: u64,
+    /// The one right to hold an unfinished record longer than a fair share.
+    big_record: Arc<Semaphore>,
 }
 
 /// Bytes taken from the budget, returned when dropped.
@@ -70,18 +71,38 @@ impl MemoryBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> MemoryBudget {
         let limit = limit.clamp(1, Semaphore::MAX_PERMITS as u64);
-        let partial_limit = Self::partial_share(limit).max(1);
         MemoryBudget {
             semaphore: Arc::new(Semaphore::new(limit as usize)),
             limit,
-            partial: Arc::new(Semaphore::new(partial_limit as usize)),
-            partial_limit,
+            big_record: Arc::new(Semaphore::new(1)),
         }
     }
 
-    /// How much of a budget of `limit` bytes unfinished records may hold together.
-    pub fn partial_share(limit: u64) -> u64 {
-        limit / 2
+    /// The quarter of a budget of `limit` bytes that inputs' fair shares of unfinished
+    /// records add up to; as much again is the most one record may hold.
+    pub fn unfinished_quarter(limit: u64) -> u64 {
+        limit / 4
+    }
+
+    /// What one of `inputs` inputs may hold of an unfinished record without waiting.
+    pub fn fair_share(&self, inputs: u64) -> u64 {
+        Self::unfinished_quarter(self.limit) / inputs.max(1)
+    }
+
+    /// The right to hold an unfinished record beyond a fair share, if no other input has
+    /// it now.
+    pub fn try_big_record(&self) -> Option<OwnedSemaphorePermit> {
+        self.big_record.clone().try_acquire_owned().ok()
+    }
+
+    /// The right to hold an unfinished record beyond a fair share, once the input that has
+    /// it completes its record (or is closed).
+    pub async fn big_record(&self) -> OwnedSemaphorePermit {
+        self.big_record
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the memory budget's semaphores are never closed")
     }
 
     /// Whether `a` and `b` are the same budget (not merely of the same size).
@@ -124,22 +145,6 @@ impl MemoryBudget {
     /// Like [`MemoryBudget::top_up`] without waiting: whether `permit` now holds `bytes`.
     pub fn try_top_up(&self, permit: &mut MemoryPermit, bytes: u64) -> bool {
         try_top_up(&self.semaphore, self.limit, permit, bytes)
-    }
-
-    /// Grows `permit`, a claim on the pool of unfinished records, to `bytes` (at most the
-    /// pool), waiting while the pool is spent.
-    pub async fn top_up_partial(&self, permit: &mut MemoryPermit, bytes: u64) {
-        top_up(&self.partial, self.partial_limit, permit, bytes).await
-    }
-
-    /// Like [`MemoryBudget::top_up_partial`] without waiting.
-    pub fn try_top_up_partial(&self, permit: &mut MemoryPermit, bytes: u64) -> bool {
-        try_top_up(&self.partial, self.partial_limit, permit, bytes)
-    }
-
-    /// Bytes of the pool of unfinished records taken now.
-    pub fn partial_in_use(&self) -> u64 {
-        self.partial_limit - self.partial.available_permits() as u64
     }
 }
 

@@ -216,8 +216,10 @@ async fn run_pipeline(
 
     let inputs = TaskTracker::new();
     let stop_inputs = CancellationToken::new();
+    let input_count = settings.feed.max_connections + settings.feed.files.len() as u64;
     // The connections that stayed open across a reload hand their records here now.
     shared.connections.attach(tcp::Target {
+        inputs: input_count,
         sink: sink.clone(),
         max_record_bytes: settings.feed.max_record_bytes,
         max_connections: settings.feed.max_connections,
@@ -239,6 +241,7 @@ async fn run_pipeline(
             max_record_bytes: settings.feed.max_record_bytes,
             stats: stats.clone(),
             checkpoints: prepared.checkpoints.clone(),
+            inputs: input_count,
         };
         inputs.spawn(tail.follow(stop_inputs.clone()));
     }

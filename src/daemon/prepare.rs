@@ -155,10 +155,10 @@ impl Prepared {
 }
 
 /// Refuses a record limit whose record (with the read around it) would not fit in the
-/// budget of unfinished records: two such records would split it and wait on each other
-/// for ever.
+/// quarter of the budget one long unfinished record may hold: such a record could never
+/// be completed, and its input would wait for ever.
 fn check_record_fits(max_record_bytes: u64, memory_limit: u64) -> Result<(), ConfigError> {
-    let pool = MemoryBudget::partial_share(memory_limit);
+    let pool = MemoryBudget::unfinished_quarter(memory_limit);
     let needs = max_record_bytes + READ_SIZE as u64;
     if needs <= pool {
         return Ok(());
@@ -166,12 +166,12 @@ fn check_record_fits(max_record_bytes: u64, memory_limit: u64) -> Result<(), Con
     Err(ConfigError {
         key: "feed.max_record_bytes".to_string(),
         problem: format!(
-            "{} (plus a read of {}) does not fit in the half of memory.limit ({} here) that unfinished records may hold together: lower feed.max_record_bytes to at most {} or raise memory.limit to at least {}",
+            "{} (plus a read of {}) does not fit in the quarter of memory.limit ({} here) that one unfinished record may hold: lower feed.max_record_bytes to at most {} or raise memory.limit to at least {}",
             format_size(max_record_bytes),
             format_size(READ_SIZE as u64),
             format_size(memory_limit),
             format_size(pool.saturating_sub(READ_SIZE as u64)),
-            format_size(needs * 2),
+            format_size(needs * 4),
         ),
     })
 }
@@ -181,9 +181,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_record_must_fit_in_half_the_budget() {
+    fn a_record_must_fit_in_a_quarter_of_the_budget() {
         assert!(check_record_fits(1 << 20, 256 << 20).is_ok());
-        let error = check_record_fits(200 << 20, 256 << 20).unwrap_err();
+        assert!(check_record_fits(63 << 20, 256 << 20).is_ok());
+        let error = check_record_fits(64 << 20, 256 << 20).unwrap_err();
         assert_eq!(error.key, "feed.max_record_bytes");
         assert!(error.problem.contains("memory.limit"), "{}", error.problem);
     }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::Decoder;
 
 pub use codec::{Decoded, RecordDecoder};
@@ -28,10 +29,6 @@ pub const READ_SIZE: usize = 256 << 10;
 
 /// The least: an input that reads little (a trickle) reserves little of the budget.
 const MIN_READ_SIZE: usize = 16 << 10;
-
-/// Bytes of an unfinished record an input may hold without a claim on the budget's pool
-/// of unfinished records: a record split across reads, as every stream has, needs no wait.
-const FREE_PARTIAL: usize = 64 << 10;
 
 /// Inputs that wait for the memory budget are logged at most once a minute.
 static WAIT_LOG: Throttle = Throttle::new(Duration::from_secs(60));
@@ -49,20 +46,23 @@ pub struct Framer {
     budget: MemoryBudget,
     /// The budget's bytes for the read buffer; records cut out of it take their share along.
     held: MemoryPermit,
-    /// The claim on the pool of unfinished records, while the buffer holds more of one
-    /// than [`FREE_PARTIAL`].
-    unfinished: MemoryPermit,
+    /// The right to hold more of an unfinished record than `fair_share`, while it does.
+    big_record: Option<OwnedSemaphorePermit>,
+    /// What this input may hold of an unfinished record without that right.
+    fair_share: usize,
     /// Bytes to ask for in the next read: grows while reads fill it, shrinks when they do not.
     read_size: usize,
 }
 
 impl Framer {
-    /// A framer for the input named `label`, whose buffer draws on `budget`.
+    /// A framer for the input named `label`, whose buffer draws on `budget`, one of at
+    /// most `inputs` inputs that share it.
     pub fn new(
         label: String,
         max_record_bytes: u64,
         stats: Arc<Stats>,
         budget: MemoryBudget,
+        inputs: u64,
     ) -> Framer {
         Framer {
             decoder: RecordDecoder::new(max_record_bytes as usize),
@@ -71,47 +71,45 @@ impl Framer {
             oversize_logged: false,
             max_record_bytes,
             stats,
+            fair_share: budget.fair_share(inputs) as usize,
             budget,
             held: MemoryPermit::default(),
-            unfinished: MemoryPermit::default(),
+            big_record: None,
             read_size: MIN_READ_SIZE,
         }
     }
 
     /// Moves the framer to another pipeline's budget and record limit (after a reload):
     /// what the buffer holds is claimed from the new budget, then let go of in the old.
-    pub async fn adopt(&mut self, budget: &MemoryBudget, max_record_bytes: u64) {
+    pub async fn adopt(&mut self, budget: &MemoryBudget, max_record_bytes: u64, inputs: u64) {
         if max_record_bytes != self.max_record_bytes {
             self.max_record_bytes = max_record_bytes;
             self.decoder.set_max_record_bytes(max_record_bytes as usize);
         }
+        self.fair_share = budget.fair_share(inputs) as usize;
         if MemoryBudget::same(&self.budget, budget) {
             return;
         }
         let mut held = MemoryPermit::default();
         budget.top_up(&mut held, self.held.bytes()).await;
-        let mut unfinished = MemoryPermit::default();
-        budget
-            .top_up_partial(&mut unfinished, self.unfinished.bytes())
-            .await;
         self.held = held;
-        self.unfinished = unfinished;
+        self.big_record = None;
         self.budget = budget.clone();
     }
 
-    /// Waits until the pool of unfinished records covers what the buffer may hold of one
-    /// after the next read. Returns at once while the buffer holds little of a record.
+    /// Waits until this input may hold what its buffer may hold of an unfinished record
+    /// after the next read: at once within its fair share; beyond it, once no other input
+    /// holds a record that long.
     pub async fn partial_room(&mut self) {
-        let pending = self.buf.len();
-        if pending <= FREE_PARTIAL {
+        if self.big_record.is_some() || self.buf.len() + self.read_size <= self.fair_share {
             return;
         }
-        let want = (pending + self.read_size) as u64;
-        if self.budget.try_top_up_partial(&mut self.unfinished, want) {
+        if let Some(right) = self.budget.try_big_record() {
+            self.big_record = Some(right);
             return;
         }
-        let _waiting = self.waiting("unfinished records");
-        self.budget.top_up_partial(&mut self.unfinished, want).await;
+        let _waiting = self.waiting("another input's long unfinished record");
+        self.big_record = Some(self.budget.big_record().await);
     }
 
     /// The buffer to read into, with room for one read, once the memory budget covers it:
@@ -137,7 +135,6 @@ impl Framer {
                 input = %self.label,
                 memory_limit = self.budget.limit(),
                 in_use = self.budget.in_use(),
-                unfinished_records = self.budget.partial_in_use(),
                 others_since_last_line = held_back,
                 "an input waits for {what}: it stops reading until memory is returned"
             );
@@ -172,15 +169,12 @@ impl Framer {
         }
     }
 
-    /// Lets go of the claim on the pool of unfinished records beyond what the buffer holds.
+    /// Lets go of the right to a long unfinished record once the buffer is back within its
+    /// fair share.
     fn settle_unfinished(&mut self) {
-        let pending = self.buf.len();
-        let keep = if pending <= FREE_PARTIAL {
-            0
-        } else {
-            pending as u64
-        };
-        drop(self.unfinished.split(self.unfinished.bytes().saturating_sub(keep)));
+        if self.buf.len() + self.read_size <= self.fair_share {
+            self.big_record = None;
+        }
     }
 
     /// The complete records in the buffer. At the end of the input (`eof`), an

@@ -50,6 +50,9 @@ pub struct Target {
     pub max_record_bytes: u64,
     pub max_connections: u64,
     pub partial_timeout: Duration,
+    /// Every input that may hold an unfinished record at once: the connections and the
+    /// tailed files; each gets a fair share of the memory for them.
+    pub inputs: u64,
 }
 
 /// The feed's connections, across reloads.
@@ -178,6 +181,7 @@ impl Connections {
             first.max_record_bytes,
             self.stats.clone(),
             first.sink.budget().clone(),
+            first.inputs,
         );
         drop(first);
         let mut drain_until = None;
@@ -190,7 +194,9 @@ impl Connections {
             };
             let budget: MemoryBudget = target.sink.budget().clone();
             let partial_timeout = target.partial_timeout;
-            framer.adopt(&budget, target.max_record_bytes).await;
+            framer
+                .adopt(&budget, target.max_record_bytes, target.inputs)
+                .await;
             drop(target);
 
             let idle_deadline = (framer.pending() > 0).then(|| last_bytes + partial_timeout);
@@ -288,7 +294,6 @@ async fn read_some(stream: &TcpStream, framer: &mut Framer, idle: Option<Instant
         }
         tokio::select! {
             _ = framer.partial_room() => {}
-            _ = idle_passed() => return Read::Idle,
             end = peer_gone(stream) => return end,
         }
         let buf = tokio::select! {
