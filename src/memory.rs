@@ -176,7 +176,12 @@ async fn top_up(semaphore: &Arc<Semaphore>, limit: u64, permit: &mut MemoryPermi
     }
 }
 
-fn try_top_up(semaphore: &Arc<Semaphore>, limit: u64, permit: &mut MemoryPermit, bytes: u64) -> bool {
+fn try_top_up(
+    semaphore: &Arc<Semaphore>,
+    limit: u64,
+    permit: &mut MemoryPermit,
+    bytes: u64,
+) -> bool {
     let bytes = bytes.min(limit);
     if permit.bytes >= bytes {
         return true;

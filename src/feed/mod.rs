@@ -1,8 +1,8 @@
 //! The feed: bytes in from the NSS MCAS feed over TCP or from tailed files, records out.
 
 pub mod checkpoint;
-pub mod descriptors;
 pub mod codec;
+pub mod descriptors;
 mod rotated;
 pub mod tail;
 pub mod tcp;
@@ -101,7 +101,7 @@ impl Framer {
     /// after the next read: at once within its fair share; beyond it, once no other input
     /// holds a record that long.
     pub async fn partial_room(&mut self) {
-        if self.big_record.is_some() || self.buf.len() + self.read_size <= self.fair_share {
+        if self.big_record.is_some() || self.within_fair_share() {
             return;
         }
         if let Some(right) = self.budget.try_big_record() {
@@ -112,12 +112,30 @@ impl Framer {
         self.big_record = Some(self.budget.big_record().await);
     }
 
+    /// Whether the buffer, after a read of the least size, stays within the fair share.
+    fn within_fair_share(&self) -> bool {
+        self.buf.len() + MIN_READ_SIZE <= self.fair_share
+    }
+
+    /// Bytes to ask for in the next read: within the fair share unless this input has the
+    /// right to a long record.
+    fn next_read(&self) -> usize {
+        if self.big_record.is_some() {
+            self.read_size
+        } else {
+            self.read_size
+                .min(self.fair_share.saturating_sub(self.buf.len()))
+                .max(MIN_READ_SIZE)
+        }
+    }
+
     /// The buffer to read into, with room for one read, once the memory budget covers it:
     /// while the budget is spent this waits, and so the input stops reading.
     pub async fn buffer(&mut self) -> &mut BytesMut {
         self.partial_room().await;
-        if self.buf.capacity() - self.buf.len() < self.read_size / 4 {
-            self.buf.reserve(self.read_size);
+        let read = self.next_read();
+        if self.buf.capacity() - self.buf.len() < read / 4 {
+            self.buf.reserve(read);
         }
         let want = self.buf.capacity() as u64;
         if !self.budget.try_top_up(&mut self.held, want) {
@@ -139,7 +157,10 @@ impl Framer {
                 "an input waits for {what}: it stops reading until memory is returned"
             );
         }
-        self.stats.feed.waiting_for_memory.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .feed
+            .waiting_for_memory
+            .fetch_add(1, Ordering::Relaxed);
         WaitGuard(self.stats.clone())
     }
 
@@ -172,7 +193,7 @@ impl Framer {
     /// Lets go of the right to a long unfinished record once the buffer is back within its
     /// fair share.
     fn settle_unfinished(&mut self) {
-        if self.buf.len() + self.read_size <= self.fair_share {
+        if self.within_fair_share() {
             self.big_record = None;
         }
     }
@@ -230,6 +251,9 @@ struct WaitGuard(Arc<Stats>);
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        self.0.feed.waiting_for_memory.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .feed
+            .waiting_for_memory
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }

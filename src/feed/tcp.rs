@@ -201,9 +201,12 @@ impl Connections {
 
             let idle_deadline = (framer.pending() > 0).then(|| last_bytes + partial_timeout);
             let read = match drain_until {
-                Some(deadline) => tokio::time::timeout_at(deadline, read_some(&stream, &mut framer, idle_deadline))
-                    .await
-                    .unwrap_or(Read::Cut),
+                Some(deadline) => tokio::time::timeout_at(
+                    deadline,
+                    read_some(&stream, &mut framer, idle_deadline),
+                )
+                .await
+                .unwrap_or(Read::Cut),
                 None => tokio::select! {
                     read = read_some(&stream, &mut framer, idle_deadline) => read,
                     _ = self.stop.cancelled() => {

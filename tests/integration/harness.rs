@@ -426,7 +426,9 @@ impl Agent {
     /// The agent's open file descriptors now.
     pub fn open_files(&self) -> usize {
         let pid = self.child.as_ref().expect("running").id();
-        std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
     }
 
     /// Sends a signal to the agent.

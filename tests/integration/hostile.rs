@@ -90,10 +90,7 @@ async fn a_flood_of_connections_starves_nothing_and_gives_its_descriptors_back()
     )
     .await;
     let log = agent.log_text();
-    assert!(
-        log.contains("closed a feed connection on arrival"),
-        "{log}"
-    );
+    assert!(log.contains("closed a feed connection on arrival"), "{log}");
     assert!(
         log.matches("closed a feed connection on arrival").count() < 5,
         "the refusals were not rate-limited"
@@ -101,14 +98,15 @@ async fn a_flood_of_connections_starves_nothing_and_gives_its_descriptors_back()
 
     drop(flood);
     real.shutdown(Shutdown::Write).unwrap();
-    agent.wait_status("every connection closed", |s| {
-        s["feed"]["connections"] == 0
-    });
+    agent.wait_status("every connection closed", |s| s["feed"]["connections"] == 0);
     // The flood's and the real sender's descriptors are all given back (HTTPS connections
     // to the emulator may come and go meanwhile).
-    wait_until(&agent, "the descriptors given back", Duration::from_secs(20), || {
-        agent.open_files() < baseline + 8
-    });
+    wait_until(
+        &agent,
+        "the descriptors given back",
+        Duration::from_secs(20),
+        || agent.open_files() < baseline + 8,
+    );
 }
 
 /// Senders that hold unfinished records: 500 of them, each 1 MB of a record it never
