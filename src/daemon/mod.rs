@@ -343,6 +343,8 @@ async fn run_pipeline(
         Stopped::Exit => {
             tracing::info!("stopping the pipeline: closing the feed, sealing open batches");
             shared.connections.close().await;
+            // The last clone of the sink goes: the writers can seal and stop.
+            shared.connections.detach();
         }
         Stopped::Reload(_) => {
             // The feed's connections stay open: they stop handing records over until the

@@ -201,6 +201,9 @@ impl Connections {
 
             let idle_deadline = (framer.pending() > 0).then(|| last_bytes + partial_timeout);
             let read = match drain_until {
+                // Checked here too: a peer that keeps bytes ready would never let the
+                // timeout below see its deadline.
+                Some(deadline) if Instant::now() >= deadline => Read::Cut,
                 Some(deadline) => tokio::time::timeout_at(
                     deadline,
                     read_some(&stream, &mut framer, idle_deadline),
