@@ -13,10 +13,17 @@ const AUTO_MAX: u64 = 1 << 30;
 /// A budget of bytes. Readers take permits for what they hold and give them back when the
 /// bytes are in a spool file; when the budget is spent, readers wait, and so TCP flow
 /// control pushes back to the sender.
+///
+/// Unfinished records (a line whose newline has not arrived) may hold at most half of it
+/// together, so that they can never take the memory complete records need to move on:
+/// each input a fair share of a quarter of the budget, and one input at a time (holding
+/// [`MemoryBudget::big_record`]) up to another quarter for a record longer than that.
 #[derive(Debug, Clone)]
 pub struct MemoryBudget {
     semaphore: Arc<Semaphore>,
     limit: u64,
+    /// The one right to hold an unfinished record longer than a fair share.
+    big_record: Arc<Semaphore>,
 }
 
 /// Bytes taken from the budget, returned when dropped.
@@ -67,7 +74,40 @@ impl MemoryBudget {
         MemoryBudget {
             semaphore: Arc::new(Semaphore::new(limit as usize)),
             limit,
+            big_record: Arc::new(Semaphore::new(1)),
         }
+    }
+
+    /// The quarter of a budget of `limit` bytes that inputs' fair shares of unfinished
+    /// records add up to; as much again is the most one record may hold.
+    pub fn unfinished_quarter(limit: u64) -> u64 {
+        limit / 4
+    }
+
+    /// What one of `inputs` inputs may hold of an unfinished record without waiting.
+    pub fn fair_share(&self, inputs: u64) -> u64 {
+        Self::unfinished_quarter(self.limit) / inputs.max(1)
+    }
+
+    /// The right to hold an unfinished record beyond a fair share, if no other input has
+    /// it now.
+    pub fn try_big_record(&self) -> Option<OwnedSemaphorePermit> {
+        self.big_record.clone().try_acquire_owned().ok()
+    }
+
+    /// The right to hold an unfinished record beyond a fair share, once the input that has
+    /// it completes its record (or is closed).
+    pub async fn big_record(&self) -> OwnedSemaphorePermit {
+        self.big_record
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the memory budget's semaphores are never closed")
+    }
+
+    /// Whether `a` and `b` are the same budget (not merely of the same size).
+    pub fn same(a: &MemoryBudget, b: &MemoryBudget) -> bool {
+        Arc::ptr_eq(&a.semaphore, &b.semaphore)
     }
 
     /// The budget `memory.limit` asks for: given bytes, or for `auto` a sixteenth of the
@@ -93,30 +133,72 @@ impl MemoryBudget {
     /// whole budget takes the whole budget, so that it waits for everything else to drain
     /// instead of forever.
     pub async fn acquire(&self, bytes: u64) -> MemoryPermit {
-        if bytes == 0 {
-            return MemoryPermit::default();
-        }
-        let take = bytes.min(self.limit).min(u32::MAX as u64) as u32;
-        let permit = self
-            .semaphore
-            .clone()
-            .acquire_many_owned(take)
-            .await
-            .expect("the memory budget's semaphore is never closed");
-        MemoryPermit {
-            permit: Some(permit),
-            bytes,
-        }
+        take(&self.semaphore, self.limit, bytes).await
     }
 
     /// Grows `permit` to `bytes` (at most the whole budget, which a permit can always get
     /// once the others are returned), waiting while the budget is spent.
     pub async fn top_up(&self, permit: &mut MemoryPermit, bytes: u64) {
-        let bytes = bytes.min(self.limit);
-        if permit.bytes < bytes {
-            let more = self.acquire(bytes - permit.bytes).await;
-            permit.merge(more);
+        top_up(&self.semaphore, self.limit, permit, bytes).await
+    }
+
+    /// Like [`MemoryBudget::top_up`] without waiting: whether `permit` now holds `bytes`.
+    pub fn try_top_up(&self, permit: &mut MemoryPermit, bytes: u64) -> bool {
+        try_top_up(&self.semaphore, self.limit, permit, bytes)
+    }
+}
+
+/// The permits a request of `bytes` takes from a pool of `limit`: at most all of it.
+fn permits_for(limit: u64, bytes: u64) -> u32 {
+    bytes.min(limit).min(u32::MAX as u64) as u32
+}
+
+async fn take(semaphore: &Arc<Semaphore>, limit: u64, bytes: u64) -> MemoryPermit {
+    if bytes == 0 {
+        return MemoryPermit::default();
+    }
+    let permit = semaphore
+        .clone()
+        .acquire_many_owned(permits_for(limit, bytes))
+        .await
+        .expect("the memory budget's semaphores are never closed");
+    MemoryPermit {
+        permit: Some(permit),
+        bytes,
+    }
+}
+
+async fn top_up(semaphore: &Arc<Semaphore>, limit: u64, permit: &mut MemoryPermit, bytes: u64) {
+    let bytes = bytes.min(limit);
+    if permit.bytes < bytes {
+        let more = take(semaphore, limit, bytes - permit.bytes).await;
+        permit.merge(more);
+    }
+}
+
+fn try_top_up(
+    semaphore: &Arc<Semaphore>,
+    limit: u64,
+    permit: &mut MemoryPermit,
+    bytes: u64,
+) -> bool {
+    let bytes = bytes.min(limit);
+    if permit.bytes >= bytes {
+        return true;
+    }
+    let more = bytes - permit.bytes;
+    match semaphore
+        .clone()
+        .try_acquire_many_owned(permits_for(limit, more))
+    {
+        Ok(taken) => {
+            permit.merge(MemoryPermit {
+                permit: Some(taken),
+                bytes: more,
+            });
+            true
         }
+        Err(_) => false,
     }
 }
 

@@ -66,6 +66,13 @@ pub struct FeedStats {
     pub connections: AtomicU64,
     /// TCP connections accepted since start.
     pub connections_total: AtomicU64,
+    /// TCP connections closed on arrival since start: `feed.max_connections` were open.
+    pub connections_refused: AtomicU64,
+    /// TCP connections closed since start for sending nothing for `feed.partial_timeout`
+    /// in the middle of a record.
+    pub partial_timeouts: AtomicU64,
+    /// Inputs waiting for the memory budget now (they do not read meanwhile).
+    pub waiting_for_memory: AtomicU64,
     /// Tailed files that ended without a newline, their last line delivered whole.
     pub unterminated: AtomicU64,
     /// The tailed files and how far each was read.
@@ -271,6 +278,18 @@ pub struct FeedReport {
     /// TCP connections accepted since start.
     #[serde(default)]
     pub connections_total: u64,
+    /// TCP connections closed on arrival since start, because `feed.max_connections`
+    /// were open.
+    #[serde(default)]
+    pub connections_refused: u64,
+    /// TCP connections closed since start for sending nothing for `feed.partial_timeout`
+    /// in the middle of a record (the records they had completed are kept).
+    #[serde(default)]
+    pub partial_timeouts: u64,
+    /// Inputs waiting for the memory budget now: they read nothing until memory is
+    /// returned.
+    #[serde(default)]
+    pub waiting_for_memory: u64,
     /// Tailed files that ended without a newline since start: their last line was
     /// delivered as a record of its own.
     #[serde(default)]
@@ -495,6 +514,9 @@ impl Stats {
                 oversize_dropped: load(&self.feed.oversize_dropped),
                 connections: load(&self.feed.connections),
                 connections_total: load(&self.feed.connections_total),
+                connections_refused: load(&self.feed.connections_refused),
+                partial_timeouts: load(&self.feed.partial_timeouts),
+                waiting_for_memory: load(&self.feed.waiting_for_memory),
                 unterminated: load(&self.feed.unterminated),
                 files: self.feed.files.lock().unwrap().clone(),
             },

@@ -85,6 +85,8 @@ listen = {listen}
 allow_remote = {feed_remote}
 files = [{files}]
 max_record_bytes = {max_record}
+max_connections = {max_connections}
+partial_timeout = {partial_timeout}
 
 [batch]
 max_records = {max_records}
@@ -166,6 +168,8 @@ runtime_dir = {runtime_dir}
         feed_remote = s.feed.allow_remote,
         files = files.join(", "),
         max_record = quote(&format_size(s.feed.max_record_bytes)),
+        max_connections = s.feed.max_connections,
+        partial_timeout = quote(&format_duration(s.feed.partial_timeout)),
         max_records = s.batch.max_records,
         max_bytes = quote(&format_size(s.batch.max_bytes)),
         max_age = quote(&format_duration(s.batch.max_age)),

@@ -244,6 +244,7 @@ impl Settings {
             ("upload.outage_retry", upload.outage_retry, false),
             ("upload.shutdown_timeout", upload.shutdown_timeout, true),
             ("sync.interval", self.sync.interval, false),
+            ("feed.partial_timeout", self.feed.partial_timeout, false),
         ] {
             if value.is_zero() && !may_be_zero {
                 return Err(ConfigError::new(key, "must be longer than 0, e.g. \"5m\""));
@@ -272,6 +273,7 @@ impl Settings {
             ("batch.max_records", self.batch.max_records, 1, u64::MAX),
             ("batch.gzip_level", u64::from(self.batch.gzip_level), 1, 9),
             ("batch.writers", self.batch.writers as u64, 0, 64),
+            ("feed.max_connections", self.feed.max_connections, 1, 65_536),
             (
                 "upload.api_calls_per_minute",
                 u64::from(self.upload.api_calls_per_minute),

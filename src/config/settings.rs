@@ -137,6 +137,12 @@ pub struct FeedSettings {
     /// Records longer than this are dropped and counted.
     #[serde(deserialize_with = "size")]
     pub max_record_bytes: u64,
+    /// TCP connections read at once; more are closed as they arrive, and counted.
+    pub max_connections: u64,
+    /// How long a TCP connection may send nothing (or wait for the budget of unfinished
+    /// records) while it holds part of a record; then it is closed, its fragment dropped.
+    #[serde(deserialize_with = "duration")]
+    pub partial_timeout: Duration,
 }
 
 impl Default for FeedSettings {
@@ -146,6 +152,8 @@ impl Default for FeedSettings {
             allow_remote: false,
             files: Vec::new(),
             max_record_bytes: 1 << 20,
+            max_connections: 64,
+            partial_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -62,8 +62,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _pidfile = PidLock::acquire(&runtime_dir)?;
     let mut signals = Signals::new()?;
     let (sync_sender, sync_receiver) = mpsc::channel(4);
+    let stats = Arc::new(Stats::default());
     let shared = Shared {
-        stats: Arc::new(Stats::default()),
+        connections: tcp::Connections::new(stats.clone()),
+        stats,
         limiter: Arc::new(ApiRateLimiter::adaptive(
             settings.upload.api_calls_per_minute,
             settings.upload.min_api_calls_per_minute,
@@ -92,6 +94,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             Err(error) => break Err(error),
         }
     };
+    // After a failed start of the next pipeline, connections kept for it are closed.
+    shared.connections.close().await;
     stop_control.cancel();
     let _ = control_task.await;
     let _ = std::fs::remove_file(control::socket_path(&runtime_dir));
@@ -188,7 +192,7 @@ async fn run_pipeline(
     }
 
     let ram_total = memory::ram_total();
-    let budget = MemoryBudget::new(MemoryBudget::resolve(settings.memory.limit, ram_total));
+    let budget = MemoryBudget::new(prepared.memory_limit);
     if let Some(ram) = ram_total.filter(|&r| !status::meets_ram_floor(r)) {
         tracing::warn!(
             ram_gb = format!("{:.1}", ram as f64 / 1e9),
@@ -213,15 +217,23 @@ async fn run_pipeline(
 
     let inputs = TaskTracker::new();
     let stop_inputs = CancellationToken::new();
+    let input_count = settings.feed.max_connections + settings.feed.files.len() as u64;
+    // The connections that stayed open across a reload hand their records here now.
+    shared.connections.attach(tcp::Target {
+        inputs: input_count,
+        sink: sink.clone(),
+        max_record_bytes: settings.feed.max_record_bytes,
+        max_connections: settings.feed.max_connections,
+        partial_timeout: settings.feed.partial_timeout,
+    });
     if let Some((addr, listener)) = &prepared.feed {
         tracing::info!(%addr, "receiving the NSS feed");
-        inputs.spawn(tcp::serve(
-            listener.clone(),
-            sink.clone(),
-            settings.feed.max_record_bytes,
-            stats.clone(),
-            stop_inputs.clone(),
-        ));
+        inputs.spawn(
+            shared
+                .connections
+                .clone()
+                .serve(listener.clone(), stop_inputs.clone()),
+        );
     }
     for path in &settings.feed.files {
         let tail = tail::Tail {
@@ -230,6 +242,7 @@ async fn run_pipeline(
             max_record_bytes: settings.feed.max_record_bytes,
             stats: stats.clone(),
             checkpoints: prepared.checkpoints.clone(),
+            inputs: input_count,
         };
         inputs.spawn(tail.follow(stop_inputs.clone()));
     }
@@ -328,10 +341,22 @@ async fn run_pipeline(
         Stopped::Reload(_) => sd_notify::NotifyState::Reloading,
     };
     let _ = sd_notify::notify(false, &[state]);
-    tracing::info!("stopping the pipeline: closing the feed, sealing open batches");
-
     stop_inputs.cancel();
     writers.stop_waiting();
+    match stopped {
+        Stopped::Exit => {
+            tracing::info!("stopping the pipeline: closing the feed, sealing open batches");
+            shared.connections.close().await;
+            // The last clone of the sink goes: the writers can seal and stop.
+            shared.connections.detach();
+        }
+        Stopped::Reload(_) => {
+            // The feed's connections stay open: they stop handing records over until the
+            // next pipeline is attached, and lose nothing.
+            tracing::info!("stopping the pipeline for the reload: sealing open batches, keeping the feed's connections");
+            shared.connections.detach();
+        }
+    }
     inputs.wait().await;
     tokio::task::spawn_blocking(move || writers.join())
         .await

@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::config::{ConfigError, McasTarget, Settings};
+use crate::config::{format_size, ConfigError, McasTarget, Settings};
 use crate::feed::checkpoint::CheckpointStore;
-use crate::feed::tcp;
+use crate::feed::tcp::{self, Connections};
+use crate::feed::READ_SIZE;
 use crate::mcas::{ApiRateLimiter, McasClient};
+use crate::memory::{self, MemoryBudget};
 use crate::spool::Spool;
 use crate::status::Stats;
 use crate::sync::SyncRequests;
@@ -23,6 +25,8 @@ pub(super) struct Shared {
     pub(super) stats: Arc<Stats>,
     pub(super) limiter: Arc<ApiRateLimiter>,
     pub(super) sync_requests: SyncRequests,
+    /// The feed's TCP connections, kept open across reloads.
+    pub(super) connections: Arc<Connections>,
 }
 
 /// A configuration with everything it needs made ready: checked, the HTTP client built
@@ -31,6 +35,8 @@ pub(super) struct Shared {
 /// once this succeeded.
 pub(super) struct Prepared {
     pub(super) settings: Settings,
+    /// The memory budget `memory.limit` comes to on this machine, in bytes.
+    pub(super) memory_limit: u64,
     pub(super) target: McasTarget,
     pub(super) client: McasClient,
     /// The ZIA client, when `[zia]` is set.
@@ -51,6 +57,8 @@ impl Prepared {
         shared: &Shared,
     ) -> anyhow::Result<Prepared> {
         let target = settings.mcas_target()?;
+        let memory_limit = MemoryBudget::resolve(settings.memory.limit, memory::ram_total());
+        check_record_fits(settings.feed.max_record_bytes, memory_limit)?;
         for (key, dir) in [
             ("paths.state_dir", &settings.paths.state_dir),
             ("paths.runtime_dir", &settings.paths.runtime_dir),
@@ -133,6 +141,7 @@ impl Prepared {
         };
         Ok(Prepared {
             settings,
+            memory_limit,
             target,
             client,
             zia,
@@ -142,5 +151,41 @@ impl Prepared {
             feed,
             metrics,
         })
+    }
+}
+
+/// Refuses a record limit whose record (with the read around it) would not fit in the
+/// quarter of the budget one long unfinished record may hold: such a record could never
+/// be completed, and its input would wait for ever.
+fn check_record_fits(max_record_bytes: u64, memory_limit: u64) -> Result<(), ConfigError> {
+    let pool = MemoryBudget::unfinished_quarter(memory_limit);
+    let needs = max_record_bytes + READ_SIZE as u64;
+    if needs <= pool {
+        return Ok(());
+    }
+    Err(ConfigError {
+        key: "feed.max_record_bytes".to_string(),
+        problem: format!(
+            "{} (plus a read of {}) does not fit in the quarter of memory.limit ({} here) that one unfinished record may hold: lower feed.max_record_bytes to at most {} or raise memory.limit to at least {}",
+            format_size(max_record_bytes),
+            format_size(READ_SIZE as u64),
+            format_size(memory_limit),
+            format_size(pool.saturating_sub(READ_SIZE as u64)),
+            format_size(needs * 4),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_must_fit_in_a_quarter_of_the_budget() {
+        assert!(check_record_fits(1 << 20, 256 << 20).is_ok());
+        assert!(check_record_fits(63 << 20, 256 << 20).is_ok());
+        let error = check_record_fits(64 << 20, 256 << 20).unwrap_err();
+        assert_eq!(error.key, "feed.max_record_bytes");
+        assert!(error.problem.contains("memory.limit"), "{}", error.problem);
     }
 }

@@ -39,6 +39,11 @@ impl RecordDecoder {
         }
     }
 
+    /// Changes the limit (a reload): records from now on are held to it.
+    pub fn set_max_record_bytes(&mut self, max_record_bytes: usize) {
+        self.max_record_bytes = max_record_bytes.max(1);
+    }
+
     /// Turns a complete line (terminator removed from `len`) into a frame.
     fn frame(&self, mut line: BytesMut, len: usize) -> Option<Decoded> {
         let len = if len > 0 && line[len - 1] == b'\r' {

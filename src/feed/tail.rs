@@ -85,6 +85,8 @@ pub struct Tail {
     pub max_record_bytes: u64,
     pub stats: Arc<Stats>,
     pub checkpoints: Arc<CheckpointStore>,
+    /// The inputs that share the memory budget's fair shares of unfinished records.
+    pub inputs: u64,
 }
 
 impl Tail {
@@ -100,6 +102,7 @@ impl Tail {
             self.max_record_bytes,
             self.stats.clone(),
             self.sink.budget().clone(),
+            self.inputs,
         );
         let mut current: Option<Open> = None;
         let checkpoints = self.checkpoints.clone();

@@ -90,6 +90,27 @@ const METRICS: &[Metric] = &[
         value: Value::Number(|r| r.feed.connections_total as f64),
     },
     Metric {
+        name: "feed_connections_refused_total",
+        kind: Kind::Counter,
+        help: "TCP feed connections closed on arrival: feed.max_connections were open.",
+        field: "feed.connections_refused",
+        value: Value::Number(|r| r.feed.connections_refused as f64),
+    },
+    Metric {
+        name: "feed_partial_timeouts_total",
+        kind: Kind::Counter,
+        help: "TCP feed connections closed silent in the middle of a record (feed.partial_timeout).",
+        field: "feed.partial_timeouts",
+        value: Value::Number(|r| r.feed.partial_timeouts as f64),
+    },
+    Metric {
+        name: "feed_inputs_waiting_for_memory",
+        kind: Kind::Gauge,
+        help: "Inputs waiting for the memory budget (not reading).",
+        field: "feed.waiting_for_memory",
+        value: Value::Number(|r| r.feed.waiting_for_memory as f64),
+    },
+    Metric {
         name: "feed_unterminated_total",
         kind: Kind::Counter,
         help: "Tailed files that ended without a newline (last line delivered whole).",

@@ -108,6 +108,14 @@ impl World {
         Agent::start_as(self.dir.path(), settings, &[], Some((uid, gid)))
     }
 
+    /// Starts an agent with `settings` whose limit of open files (soft and hard) is
+    /// `open_files`, as a systemd unit without `LimitNOFILE=` gives it.
+    pub fn agent_with_open_files(&self, settings: &Settings, open_files: u64) -> Agent {
+        let agent = Agent::spawn_with(self.dir.path(), settings, &[], None, Some(open_files));
+        agent.wait_ready();
+        agent
+    }
+
     /// Runs an agent that is to kill itself at the crash point `point` (`NSS_CRASH_AT`,
     /// debug builds), without waiting for it to get ready; returns its log once it is
     /// gone, or panics when it is still running after 30 s.
@@ -260,6 +268,16 @@ impl Agent {
         env: &[(&str, &str)],
         user: Option<(u32, u32)>,
     ) -> Agent {
+        Agent::spawn_with(dir, settings, env, user, None)
+    }
+
+    fn spawn_with(
+        dir: &Path,
+        settings: &Settings,
+        env: &[(&str, &str)],
+        user: Option<(u32, u32)>,
+        open_files: Option<u64>,
+    ) -> Agent {
         let config = dir.join("config.toml");
         if let Some(run) = settings.get("paths.runtime_dir") {
             // A status file left by an earlier run must not pass for this one's.
@@ -278,6 +296,20 @@ impl Agent {
         if let Some((uid, gid)) = user {
             use std::os::unix::process::CommandExt;
             command.uid(uid).gid(gid);
+        }
+        if let Some(limit) = open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+            unsafe {
+                command.pre_exec(move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        limit,
+                        limit,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
         }
         let child = command
             .arg("--config")
@@ -390,6 +422,14 @@ impl Agent {
             .unwrap();
         let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         kib * 1024
+    }
+
+    /// The agent's open file descriptors now.
+    pub fn open_files(&self) -> usize {
+        let pid = self.child.as_ref().expect("running").id();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
     }
 
     /// Sends a signal to the agent.

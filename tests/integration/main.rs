@@ -14,6 +14,7 @@ mod entra_client;
 mod faults;
 mod feed;
 mod harness;
+mod hostile;
 mod midstep;
 mod observe;
 mod proxy;
