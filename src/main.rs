@@ -11,7 +11,8 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(error) => {
-            eprintln!("nss: {}", one_line(&error));
+            let line = format!("nss: {}", one_line(&error));
+            eprintln!("{}", nss_agent::logging::fatal_line(&line));
             ExitCode::from(exit_code(&error))
         }
     }
@@ -35,7 +36,7 @@ fn one_line(error: &anyhow::Error) -> String {
 
 fn exit_code(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
-        if cause.is::<ConfigError>() {
+        if cause.is::<ConfigError>() || cause.is::<cli::ConfigRefused>() {
             return exit::CONFIG;
         }
         if let Some(zia) = cause.downcast_ref::<ZiaError>() {

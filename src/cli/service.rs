@@ -75,20 +75,34 @@ fn systemctl(action: Action) -> anyhow::Result<()> {
         let _ = Command::new("systemctl")
             .args(["status", "--no-pager", "--lines=20", UNIT])
             .status();
-        bail!("systemctl {verb} {UNIT} failed (the lines above say why; `journalctl -u {UNIT}` has the rest)");
+        let failed = format!("systemctl {verb} {UNIT} failed (the lines above say why; `journalctl -u {UNIT}` has the rest)");
+        // The daemon's own exit code: 78 is its configuration, which a script tells apart.
+        if unit_property("ExecMainStatus").as_deref() == Some("78") {
+            return Err(super::ConfigRefused(format!(
+                "{failed}: the daemon refused its configuration (exit 78)"
+            ))
+            .into());
+        }
+        bail!("{failed}");
     }
     match action {
         Action::Stop => println!("NSS service stopped"),
         Action::Start | Action::Restart => {
-            let output = Command::new("systemctl")
-                .args(["show", "--property=MainPID", "--value", UNIT])
-                .output()
-                .context("cannot run systemctl")?;
-            let pid = String::from_utf8_lossy(&output.stdout).trim().to_string();
+            let pid = unit_property("MainPID").context("cannot run systemctl")?;
             println!("NSS service running with pid {pid}");
         }
     }
     Ok(())
+}
+
+/// One property of the unit, as `systemctl show` gives it; `None` if systemctl fails.
+pub(super) fn unit_property(name: &str) -> Option<String> {
+    let output = Command::new("systemctl")
+        .args(["show", &format!("--property={name}"), "--value", UNIT])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 /// Starts the daemon detached (its own session, output to the runtime directory's log)
