@@ -32,6 +32,11 @@ pub enum Action {
 /// Carries out `action`.
 pub fn run(settings: &Settings, action: Action) -> anyhow::Result<()> {
     if systemd_manages_the_daemon() {
+        if action != Action::Stop {
+            for warning in socket_bind_warnings(settings) {
+                eprintln!("warning: {warning}");
+            }
+        }
         return systemctl(action);
     }
     match action {
@@ -93,6 +98,62 @@ fn systemctl(action: Action) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The listen addresses the unit's `SocketBindAllow=` does not allow while its
+/// `SocketBindDeny=` denies the rest, one warning each. systemd built with BPF (Debian 13's
+/// 257) refuses such a bind with EPERM; Debian 12's 252 is built without and lets it
+/// through: the warning is the same on both, so that a port moved on one still works
+/// after an upgrade to the other.
+fn socket_bind_warnings(settings: &Settings) -> Vec<String> {
+    let (Some(allow), Some(deny)) = (
+        unit_property("SocketBindAllow"),
+        unit_property("SocketBindDeny"),
+    ) else {
+        return Vec::new();
+    };
+    if deny.is_empty() {
+        return Vec::new();
+    }
+    [
+        ("feed.listen", settings.feed.listen),
+        ("metrics.listen", settings.metrics.listen),
+    ]
+    .into_iter()
+    .filter_map(|(key, addr)| addr.map(|addr| (key, addr)))
+    .filter(|(_, addr)| !bind_allowed(&allow, addr.port()))
+    .map(|(key, addr)| {
+        let port = addr.port();
+        format!(
+            "{key} = \"{addr}\": the unit's SocketBindAllow= does not allow port {port} (SocketBindDeny={deny}): systemd built with BPF (e.g. 257) refuses the bind with EPERM, Debian 12's 252 does not enforce it; allow the port in a drop-in: `sudo systemctl edit nss-agent`, then [Service] SocketBindAllow=tcp:{port}"
+        )
+    })
+    .collect()
+}
+
+/// Whether `SocketBindAllow=` as `systemctl show` prints it (`tcp:13010 tcp:9713`,
+/// `ipv4:tcp:1000-2000`, `any`) allows a TCP bind of `port`.
+fn bind_allowed(allow: &str, port: u16) -> bool {
+    allow.split_whitespace().any(|rule| {
+        let parts: Vec<&str> = rule.split(':').collect();
+        if parts.contains(&"udp") {
+            return false;
+        }
+        match parts.last().copied() {
+            None | Some("any") => true,
+            Some(ports) => match ports.split_once('-') {
+                Some((low, high)) => match (low.parse::<u16>(), high.parse::<u16>()) {
+                    (Ok(low), Ok(high)) => (low..=high).contains(&port),
+                    _ => false,
+                },
+                None => ports.parse::<u16>().map_or(
+                    // "tcp" or "ipv4" alone: every port of it.
+                    matches!(ports, "tcp" | "ipv4" | "ipv6"),
+                    |p| p == port,
+                ),
+            },
+        }
+    })
 }
 
 /// One property of the unit, as `systemctl show` gives it; `None` if systemctl fails.
@@ -236,4 +297,20 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bind_allowed;
+
+    #[test]
+    fn socket_bind_rules_as_systemctl_shows_them() {
+        assert!(bind_allowed("tcp:13010 tcp:9713", 13010));
+        assert!(!bind_allowed("tcp:13010 tcp:9713", 13011));
+        assert!(bind_allowed("ipv4:tcp:13000-13100", 13011));
+        assert!(!bind_allowed("udp:13011", 13011));
+        assert!(bind_allowed("any", 1));
+        assert!(bind_allowed("ipv6:tcp", 443));
+        assert!(!bind_allowed("", 13010));
+    }
 }
