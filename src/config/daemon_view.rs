@@ -42,7 +42,13 @@ impl DaemonView {
     /// `InaccessiblePaths=`, drop-ins included, as `systemctl show` reports them); without
     /// systemd, the owner of the state directory with no sandbox.
     pub fn of_the_service(state_dir: &Path) -> DaemonView {
-        match unit_properties(&["LoadState", "User", "ProtectHome", "PrivateTmp", "InaccessiblePaths"]) {
+        match unit_properties(&[
+            "LoadState",
+            "User",
+            "ProtectHome",
+            "PrivateTmp",
+            "InaccessiblePaths",
+        ]) {
             Some(props) if props.get("LoadState") == Some("loaded") => DaemonView::of_unit(&props),
             _ => DaemonView {
                 identity: if Uid::effective().is_root() {
@@ -73,7 +79,11 @@ impl DaemonView {
                 hidden.push((PathBuf::from(dir), "PrivateTmp=yes".to_string()));
             }
         }
-        for dir in props.get("InaccessiblePaths").unwrap_or_default().split_whitespace() {
+        for dir in props
+            .get("InaccessiblePaths")
+            .unwrap_or_default()
+            .split_whitespace()
+        {
             // A leading "-" only says a missing path is no error.
             let dir = dir.trim_start_matches('-');
             hidden.push((PathBuf::from(dir), format!("InaccessiblePaths={dir}")));
@@ -166,7 +176,11 @@ fn open_as(path: &CString, uid: Uid, gid: Gid) -> Result<(), Errno> {
     nix::unistd::setgroups(&[gid])?;
     nix::unistd::setgid(gid)?;
     nix::unistd::setuid(uid)?;
-    let fd = nix::fcntl::open(path.as_c_str(), nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty())?;
+    let fd = nix::fcntl::open(
+        path.as_c_str(),
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )?;
     drop(fd);
     Ok(())
 }
@@ -231,10 +245,17 @@ mod tests {
         settings.mcas.ca_file = Some(PathBuf::from("/root/app.pem"));
         let error = view.check(&settings).unwrap_err();
         assert_eq!(error.key, "mcas.ca_file");
-        assert!(error.problem.contains("ProtectHome=yes hides /root"), "{error}");
+        assert!(
+            error.problem.contains("ProtectHome=yes hides /root"),
+            "{error}"
+        );
         assert!(error.problem.contains("/etc/nss-agent"), "{error}");
         settings.mcas.ca_file = Some(PathBuf::from("/tmp/ca.pem"));
-        assert!(view.check(&settings).unwrap_err().problem.contains("PrivateTmp=yes"));
+        assert!(view
+            .check(&settings)
+            .unwrap_err()
+            .problem
+            .contains("PrivateTmp=yes"));
         settings.mcas.ca_file = Some(PathBuf::from("/srv/secret/ca.pem"));
         assert!(view.check(&settings).is_err());
         settings.mcas.ca_file = Some(PathBuf::from("/etc/hostname"));

@@ -126,10 +126,16 @@ impl Prepared {
             None => None,
             Some(addr) => Some(match current.and_then(|c| c.metrics.as_ref()) {
                 Some((old, listener)) if *old == addr => (addr, listener.clone()),
-                _ => (addr, Arc::new(TcpListener::bind(addr).await.map_err(|e| ConfigError {
-                    key: "metrics.listen".to_string(),
-                    problem: format!("cannot serve metrics on {addr}: {e}: {}", bind_hint(&e, addr, "is the port taken? \"\" disables metrics")),
-                })?)),
+                _ => (
+                    addr,
+                    Arc::new(TcpListener::bind(addr).await.map_err(|e| ConfigError {
+                        key: "metrics.listen".to_string(),
+                        problem: format!(
+                            "cannot serve metrics on {addr}: {e}: {}",
+                            bind_hint(&e, addr, "is the port taken? \"\" disables metrics")
+                        ),
+                    })?),
+                ),
             }),
         };
         Ok(Prepared {

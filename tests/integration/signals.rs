@@ -140,7 +140,9 @@ async fn nss_reload_waits_for_the_outcome_and_fails_with_the_daemons_reason() {
         out.contains("refused") && out.contains("feed.listen") && out.contains(&taken_addr),
         "{out}"
     );
-    assert!(agent.log_text().contains("nss reload: the configuration was not reloaded"));
+    assert!(agent
+        .log_text()
+        .contains("nss reload: the configuration was not reloaded"));
     drop(taken);
 
     settings.set("batch.max_age", &quote("300ms"));

@@ -12,7 +12,10 @@ fn the_unit_verifies_with_this_binary() {
     // which the package installs.
     let text = std::fs::read_to_string(UNIT)
         .unwrap()
-        .replace("=/usr/bin/nss ", &format!("={} ", env!("CARGO_BIN_EXE_nss")))
+        .replace(
+            "=/usr/bin/nss ",
+            &format!("={} ", env!("CARGO_BIN_EXE_nss")),
+        )
         .lines()
         .filter(|l| !l.starts_with("Documentation="))
         .collect::<Vec<_>>()
