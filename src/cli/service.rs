@@ -131,29 +131,36 @@ fn socket_bind_warnings(settings: &Settings) -> Vec<String> {
     .collect()
 }
 
-/// Whether `SocketBindAllow=` as `systemctl show` prints it (`tcp:13010 tcp:9713`,
-/// `ipv4:tcp:1000-2000`, `any`) allows a TCP bind of `port`.
+/// Whether `SocketBindAllow=` as `systemctl show` prints it allows a TCP bind of `port`.
+/// systemd 252 prints one rule a line with no colon after the protocol (`tcp13010`); the
+/// unit file's own spelling (`tcp:13010`, `ipv4:tcp:1000-2000`,
+/// `any`) is taken too.
 fn bind_allowed(allow: &str, port: u16) -> bool {
     allow.split_whitespace().any(|rule| {
-        let parts: Vec<&str> = rule.split(':').collect();
-        if parts.contains(&"udp") {
+        let rule = strip_word(rule, "ipv4")
+            .or_else(|| strip_word(rule, "ipv6"))
+            .unwrap_or(rule);
+        if strip_word(rule, "udp").is_some() {
             return false;
         }
-        match parts.last().copied() {
-            None | Some("any") => true,
-            Some(ports) => match ports.split_once('-') {
+        let ports = strip_word(rule, "tcp").unwrap_or(rule);
+        match ports {
+            "" | "any" => true,
+            _ => match ports.split_once('-') {
                 Some((low, high)) => match (low.parse::<u16>(), high.parse::<u16>()) {
                     (Ok(low), Ok(high)) => (low..=high).contains(&port),
                     _ => false,
                 },
-                None => ports.parse::<u16>().map_or(
-                    // "tcp" or "ipv4" alone: every port of it.
-                    matches!(ports, "tcp" | "ipv4" | "ipv6"),
-                    |p| p == port,
-                ),
+                None => ports.parse::<u16>() == Ok(port),
             },
         }
     })
+}
+
+/// `text` without its leading `word` and the colon after it, if it starts with `word`.
+fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
+    let rest = text.strip_prefix(word)?;
+    Some(rest.strip_prefix(':').unwrap_or(rest))
 }
 
 /// One property of the unit, as `systemctl show` gives it; `None` if systemctl fails.
@@ -312,5 +319,11 @@ mod tests {
         assert!(bind_allowed("any", 1));
         assert!(bind_allowed("ipv6:tcp", 443));
         assert!(!bind_allowed("", 13010));
+        // What systemd 252's `systemctl show --value` printed for the packaged unit.
+        assert!(bind_allowed("tcp9713\ntcp13010", 13010));
+        assert!(bind_allowed("tcp9713\ntcp13010", 9713));
+        assert!(!bind_allowed("tcp9713\ntcp13010", 13011));
+        assert!(bind_allowed("ipv4tcp13000-13100", 13011));
+        assert!(!bind_allowed("udp13011", 13011));
     }
 }
