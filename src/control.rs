@@ -1,6 +1,7 @@
 //! The daemon's control socket, `control.sock` in the runtime directory: how `nss
 //! sync-now` asks a running daemon for a sync and prints the daemon's result, so that a
-//! command run as root never writes the daemon's files itself. One JSON line each way.
+//! command run as root never writes the daemon's files itself, and how `nss reload` asks
+//! it to reload its configuration and waits for the outcome. One JSON line each way.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,8 +26,9 @@ const MAX_REQUEST: u64 = 4096;
 /// daemon's account's, and a longer answer is not read into root's command.
 const MAX_REPLY: u64 = 1 << 20;
 
-/// How long a command waits for the daemon's sync (it may wait for the API rate limit).
-const SYNC_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a command waits for the daemon's answer: a sync may wait for the API rate
+/// limit, a reload for the upload in flight (`upload.shutdown_timeout`).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What a command asks the daemon.
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,6 +36,16 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(300);
 pub enum Request {
     /// One unsanctioned-apps sync now.
     SyncNow { accept_empty: bool },
+    /// Reload the configuration file, as SIGHUP does, answering once the daemon runs
+    /// with it or has refused it.
+    Reload,
+}
+
+/// A reload asked for on the socket: the daemon answers on `reply` once the pipeline
+/// runs with the new file (`Ok`), or with why the file was refused.
+#[derive(Debug)]
+pub struct ReloadRequest {
+    pub reply: oneshot::Sender<Result<(), String>>,
 }
 
 /// The daemon's answer.
@@ -47,6 +59,10 @@ pub enum Reply {
     },
     /// The sync failed: why, and whether MCAS refused or could not be reached.
     Failed { message: String, unavailable: bool },
+    /// The daemon runs with the reloaded configuration.
+    Reloaded,
+    /// The daemon refused the new configuration and runs on with the previous one.
+    ReloadRefused { message: String },
 }
 
 /// The push into ZIA after the daemon's sync.
@@ -77,18 +93,22 @@ pub fn bind(runtime_dir: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Answers commands until `stop`, handing syncs to the sync task through `syncs`.
-pub async fn serve(
-    listener: UnixListener,
-    syncs: mpsc::Sender<SyncRequest>,
-    stop: CancellationToken,
-) {
+/// Where the control socket hands what it is asked: syncs to the sync task, reloads to
+/// the daemon's main loop.
+#[derive(Clone)]
+pub struct Handlers {
+    pub syncs: mpsc::Sender<SyncRequest>,
+    pub reloads: mpsc::Sender<ReloadRequest>,
+}
+
+/// Answers commands until `stop`.
+pub async fn serve(listener: UnixListener, handlers: Handlers, stop: CancellationToken) {
     let connections = TaskTracker::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(answer(stream, syncs.clone(), stop.clone()));
+                    connections.spawn(answer(stream, handlers.clone(), stop.clone()));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accepting a control connection failed");
@@ -102,7 +122,7 @@ pub async fn serve(
     connections.wait().await;
 }
 
-async fn answer(stream: UnixStream, syncs: mpsc::Sender<SyncRequest>, stop: CancellationToken) {
+async fn answer(stream: UnixStream, handlers: Handlers, stop: CancellationToken) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read).take(MAX_REQUEST);
@@ -121,7 +141,7 @@ async fn answer(stream: UnixStream, syncs: mpsc::Sender<SyncRequest>, stop: Canc
                 message: message.to_string(),
                 unavailable: false,
             };
-            if syncs.send(request).await.is_err() {
+            if handlers.syncs.send(request).await.is_err() {
                 failed("the daemon is stopping")
             } else {
                 tokio::select! {
@@ -133,6 +153,10 @@ async fn answer(stream: UnixStream, syncs: mpsc::Sender<SyncRequest>, stop: Canc
                 }
             }
         }
+        Ok(Request::Reload) => {
+            tracing::info!("a reload was asked for on the control socket");
+            reload(&handlers.reloads, &stop).await
+        }
         Err(error) => Reply::Failed {
             message: format!("not a request this daemon understands: {error}"),
             unavailable: false,
@@ -141,6 +165,29 @@ async fn answer(stream: UnixStream, syncs: mpsc::Sender<SyncRequest>, stop: Canc
     if let Ok(mut text) = serde_json::to_string(&reply) {
         text.push('\n');
         let _ = write.write_all(text.as_bytes()).await;
+    }
+}
+
+/// Hands a reload to the daemon's main loop and waits for its outcome.
+async fn reload(reloads: &mpsc::Sender<ReloadRequest>, stop: &CancellationToken) -> Reply {
+    let stopping = || Reply::Failed {
+        message: "the daemon is stopping".to_string(),
+        unavailable: false,
+    };
+    let (reply, outcome) = oneshot::channel();
+    if reloads.send(ReloadRequest { reply }).await.is_err() {
+        return stopping();
+    }
+    tokio::select! {
+        outcome = outcome => match outcome {
+            Ok(Ok(())) => Reply::Reloaded,
+            Ok(Err(message)) => Reply::ReloadRefused { message },
+            Err(_) => Reply::Failed {
+                message: "the daemon stopped before the reloaded configuration ran (its log says why)".to_string(),
+                unavailable: false,
+            },
+        },
+        _ = stop.cancelled() => stopping(),
     }
 }
 
@@ -169,7 +216,7 @@ pub fn ask(runtime_dir: &Path, request: &Request) -> anyhow::Result<Reply> {
             path.display()
         )
     })?;
-    stream.set_read_timeout(Some(SYNC_TIMEOUT))?;
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
     let mut text = serde_json::to_string(request)?;
     text.push('\n');
     stream.write_all(text.as_bytes())?;

@@ -34,7 +34,7 @@ pub fn init() {
 /// Whether standard error is the journal's stream: systemd sets `JOURNAL_STREAM` to the
 /// device and inode of that stream, which a redirected stderr (`nss run 2>file` in a unit
 /// shell) no longer matches.
-fn stderr_is_the_journal() -> bool {
+pub fn stderr_is_the_journal() -> bool {
     let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
         return false;
     };
@@ -42,6 +42,17 @@ fn stderr_is_the_journal() -> bool {
         return false;
     };
     stream.to_string_lossy() == format!("{}:{}", stderr.dev(), stderr.ino())
+}
+
+/// The line a command's fatal error is printed as: under the journal with the error
+/// priority (`<3>`), so that `journalctl -p err -u nss-agent` shows why the service is
+/// down; elsewhere as it is.
+pub fn fatal_line(text: &str) -> String {
+    if stderr_is_the_journal() {
+        format!("<{}>{text}", priority(&Level::ERROR))
+    } else {
+        text.to_string()
+    }
 }
 
 /// The syslog priority of a level, as the journal files it.

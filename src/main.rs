@@ -12,7 +12,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(error) => {
             // Causes may carry a daemon's answer or a server's text: escaped for the terminal.
-            eprintln!("nss: {}", nss_agent::untrusted::escaped(&one_line(&error)));
+            let line = format!("nss: {}", nss_agent::untrusted::escaped(&one_line(&error)));
+            eprintln!("{}", nss_agent::logging::fatal_line(&line));
             ExitCode::from(exit_code(&error))
         }
     }
@@ -36,7 +37,7 @@ fn one_line(error: &anyhow::Error) -> String {
 
 fn exit_code(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
-        if cause.is::<ConfigError>() {
+        if cause.is::<ConfigError>() || cause.is::<cli::ConfigRefused>() {
             return exit::CONFIG;
         }
         if let Some(zia) = cause.downcast_ref::<ZiaError>() {

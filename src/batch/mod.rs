@@ -36,6 +36,21 @@ pub struct BatchWriters {
 pub struct Heartbeats(Arc<Vec<MonoStamp>>);
 
 impl Heartbeats {
+    /// `count` writers' heartbeats, each as if it had just beaten: a writer thread that
+    /// has not been scheduled yet when the watchdog first looks is starting, not stalled.
+    fn starting_now(count: usize) -> Heartbeats {
+        let now = Instant::now();
+        Heartbeats(Arc::new(
+            (0..count)
+                .map(|_| {
+                    let stamp = MonoStamp::default();
+                    stamp.set(now);
+                    stamp
+                })
+                .collect(),
+        ))
+    }
+
     /// Whether every writer went round within `within`.
     pub fn all_within(&self, within: Duration) -> bool {
         self.all_within_at(within, Instant::now())
@@ -91,7 +106,7 @@ impl BatchWriters {
             disk_reserve: spool.disk().map_or(0, |(size, _)| disk_reserve(size)),
         };
         let stopping = Arc::new(AtomicBool::new(false));
-        let heartbeats = Heartbeats(Arc::new((0..count).map(|_| MonoStamp::default()).collect()));
+        let heartbeats = Heartbeats::starting_now(count);
         let (sink, rx) = RecordSink::new(count * QUEUE_PER_WRITER, budget);
         let mut threads = Vec::with_capacity(count);
         for id in 0..count {
@@ -477,6 +492,14 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writers_not_yet_scheduled_are_not_stalled() {
+        let beats = Heartbeats::starting_now(4);
+        assert!(beats.all_within(Duration::from_secs(3)));
+        let later = Instant::now() + Duration::from_secs(10);
+        assert!(!beats.all_within_at(Duration::from_secs(3), later));
+    }
 
     #[test]
     fn a_silent_writer_fails_the_heartbeat_check() {

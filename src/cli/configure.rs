@@ -147,6 +147,7 @@ pub fn configure(path: &Path, args: &ConfigureMcasArgs) -> anyhow::Result<()> {
     let saved = store(&mut file, &credential)?;
     file.save()?;
     println!("Saved {saved} and domain {domain} in {}.", path.display());
+    crate::config::check_daemon_reads(&Settings::load(path)?)?;
 
     let outcome = if args.no_verify {
         let what = match credential {

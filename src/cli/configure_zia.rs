@@ -297,6 +297,7 @@ pub fn configure(path: &Path, args: &ConfigureZiaArgs) -> anyhow::Result<()> {
         auth.as_str(),
         path.display()
     );
+    crate::config::check_daemon_reads(&Settings::load(path)?)?;
     if args.no_verify {
         println!("Not checked (--no-verify). Run `sudo nss restart` to apply.");
         return Ok(());

@@ -4,6 +4,7 @@ mod configure;
 mod configure_zia;
 mod dump_config;
 mod prompt;
+mod reload;
 mod service;
 mod status;
 mod sync_now;
@@ -57,6 +58,8 @@ pub enum Command {
     Stop,
     /// Restart the daemon
     Restart,
+    /// Reload the configuration file in the running daemon, and wait until it runs with it (or refused it)
+    Reload,
     /// Show what the daemon is doing
     Status {
         /// One JSON object, for monitoring
@@ -177,6 +180,23 @@ pub struct ConfigureZiaArgs {
 #[error("{0}")]
 pub struct Unavailable(pub String);
 
+/// What `nss reload` needs to find the daemon. A new file that does not load is refused
+/// here with its reason (exit 78): the daemon would refuse it the same way and run on.
+fn reload_settings(path: &std::path::Path) -> anyhow::Result<Settings> {
+    Settings::load(path).map_err(|error| {
+        ConfigRefused(format!(
+            "{} was not reloaded: configuration error: {error}; the daemon runs on with the previous configuration",
+            path.display()
+        ))
+        .into()
+    })
+}
+
+/// The daemon refused its configuration, as it or systemd reported it: exit code 78.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigRefused(pub String);
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let path = Settings::resolve_path(cli.config.as_deref());
@@ -199,6 +219,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Start => service::run(&Settings::load(&path)?, service::Action::Start),
         Command::Stop => service::run(&Settings::load(&path)?, service::Action::Stop),
         Command::Restart => service::run(&Settings::load(&path)?, service::Action::Restart),
+        Command::Reload => reload::run(&reload_settings(&path)?),
         Command::Status { json } => status::run(&Settings::load(&path)?, json),
         Command::Troubleshoot {
             what: TroubleshootTarget::Mcas,

@@ -32,6 +32,11 @@ pub enum Action {
 /// Carries out `action`.
 pub fn run(settings: &Settings, action: Action) -> anyhow::Result<()> {
     if systemd_manages_the_daemon() {
+        if action != Action::Stop {
+            for warning in socket_bind_warnings(settings) {
+                eprintln!("warning: {warning}");
+            }
+        }
         return systemctl(action);
     }
     match action {
@@ -75,20 +80,97 @@ fn systemctl(action: Action) -> anyhow::Result<()> {
         let _ = Command::new("systemctl")
             .args(["status", "--no-pager", "--lines=20", UNIT])
             .status();
-        bail!("systemctl {verb} {UNIT} failed (the lines above say why; `journalctl -u {UNIT}` has the rest)");
+        let failed = format!("systemctl {verb} {UNIT} failed (the lines above say why; `journalctl -u {UNIT}` has the rest)");
+        // The daemon's own exit code: 78 is its configuration, which a script tells apart.
+        if unit_property("ExecMainStatus").as_deref() == Some("78") {
+            return Err(super::ConfigRefused(format!(
+                "{failed}: the daemon refused its configuration (exit 78)"
+            ))
+            .into());
+        }
+        bail!("{failed}");
     }
     match action {
         Action::Stop => println!("NSS service stopped"),
         Action::Start | Action::Restart => {
-            let output = Command::new("systemctl")
-                .args(["show", "--property=MainPID", "--value", UNIT])
-                .output()
-                .context("cannot run systemctl")?;
-            let pid = String::from_utf8_lossy(&output.stdout).trim().to_string();
+            let pid = unit_property("MainPID").context("cannot run systemctl")?;
             println!("NSS service running with pid {pid}");
         }
     }
     Ok(())
+}
+
+/// The listen addresses the unit's `SocketBindAllow=` does not allow while its
+/// `SocketBindDeny=` denies the rest, one warning each. systemd built with BPF (Debian 13's
+/// 257) refuses such a bind with EPERM; Debian 12's 252 is built without and lets it
+/// through: the warning is the same on both, so that a port moved on one still works
+/// after an upgrade to the other.
+fn socket_bind_warnings(settings: &Settings) -> Vec<String> {
+    let (Some(allow), Some(deny)) = (
+        unit_property("SocketBindAllow"),
+        unit_property("SocketBindDeny"),
+    ) else {
+        return Vec::new();
+    };
+    if deny.is_empty() {
+        return Vec::new();
+    }
+    [
+        ("feed.listen", settings.feed.listen),
+        ("metrics.listen", settings.metrics.listen),
+    ]
+    .into_iter()
+    .filter_map(|(key, addr)| addr.map(|addr| (key, addr)))
+    .filter(|(_, addr)| !bind_allowed(&allow, addr.port()))
+    .map(|(key, addr)| {
+        let port = addr.port();
+        format!(
+            "{key} = \"{addr}\": the unit's SocketBindAllow= does not allow port {port} (SocketBindDeny={deny}): systemd built with BPF (e.g. 257) refuses the bind with EPERM, Debian 12's 252 does not enforce it; allow the port in a drop-in: `sudo systemctl edit nss-agent`, then [Service] SocketBindAllow=tcp:{port}"
+        )
+    })
+    .collect()
+}
+
+/// Whether `SocketBindAllow=` as `systemctl show` prints it allows a TCP bind of `port`.
+/// systemd 252 prints one rule a line with no colon after the protocol (`tcp13010`); the
+/// unit file's own spelling (`tcp:13010`, `ipv4:tcp:1000-2000`,
+/// `any`) is taken too.
+fn bind_allowed(allow: &str, port: u16) -> bool {
+    allow.split_whitespace().any(|rule| {
+        let rule = strip_word(rule, "ipv4")
+            .or_else(|| strip_word(rule, "ipv6"))
+            .unwrap_or(rule);
+        if strip_word(rule, "udp").is_some() {
+            return false;
+        }
+        let ports = strip_word(rule, "tcp").unwrap_or(rule);
+        match ports {
+            "" | "any" => true,
+            _ => match ports.split_once('-') {
+                Some((low, high)) => match (low.parse::<u16>(), high.parse::<u16>()) {
+                    (Ok(low), Ok(high)) => (low..=high).contains(&port),
+                    _ => false,
+                },
+                None => ports.parse::<u16>() == Ok(port),
+            },
+        }
+    })
+}
+
+/// `text` without its leading `word` and the colon after it, if it starts with `word`.
+fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
+    let rest = text.strip_prefix(word)?;
+    Some(rest.strip_prefix(':').unwrap_or(rest))
+}
+
+/// One property of the unit, as `systemctl show` gives it; `None` if systemctl fails.
+pub(super) fn unit_property(name: &str) -> Option<String> {
+    let output = Command::new("systemctl")
+        .args(["show", &format!("--property={name}"), "--value", UNIT])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 /// Starts the daemon detached (its own session, output to the runtime directory's log)
@@ -222,4 +304,26 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bind_allowed;
+
+    #[test]
+    fn socket_bind_rules_as_systemctl_shows_them() {
+        assert!(bind_allowed("tcp:13010 tcp:9713", 13010));
+        assert!(!bind_allowed("tcp:13010 tcp:9713", 13011));
+        assert!(bind_allowed("ipv4:tcp:13000-13100", 13011));
+        assert!(!bind_allowed("udp:13011", 13011));
+        assert!(bind_allowed("any", 1));
+        assert!(bind_allowed("ipv6:tcp", 443));
+        assert!(!bind_allowed("", 13010));
+        // What systemd 252's `systemctl show --value` printed for the packaged unit.
+        assert!(bind_allowed("tcp9713\ntcp13010", 13010));
+        assert!(bind_allowed("tcp9713\ntcp13010", 9713));
+        assert!(!bind_allowed("tcp9713\ntcp13010", 13011));
+        assert!(bind_allowed("ipv4tcp13000-13100", 13011));
+        assert!(!bind_allowed("udp13011", 13011));
+    }
 }

@@ -25,9 +25,9 @@ use crate::zia::ZiaClient;
 /// [`crate::config::ConfigError`] (exit 78). `accept_empty` applies an answer that empties
 /// the category or cuts it by more than 90%.
 pub fn run(settings: &Settings, accept_empty: bool) -> anyhow::Result<()> {
-    let target = settings.mcas_target()?;
-    let zia_target = settings.zia_target()?;
     let store = CategoryStore::in_state_dir(&settings.paths.state_dir);
+    // The running daemon has its credentials (a systemd credential reaches only it): the
+    // command needs them only when it syncs itself.
     if let Some(pid) = pidfile::running(&settings.paths.runtime_dir) {
         let request = Request::SyncNow { accept_empty };
         let reply = control::ask(&settings.paths.runtime_dir, &request)
@@ -58,8 +58,13 @@ pub fn run(settings: &Settings, accept_empty: bool) -> anyhow::Result<()> {
             Reply::Failed { message, .. } => {
                 Err(anyhow::anyhow!("the daemon's sync failed: {message}"))
             }
+            Reply::Reloaded | Reply::ReloadRefused { .. } => Err(anyhow::anyhow!(
+                "the daemon answered a sync with a reload's outcome"
+            )),
         };
     }
+    let target = settings.mcas_target()?;
+    let zia_target = settings.zia_target()?;
     // Every file this leaves must belong to the daemon's user, who replaces them later.
     crate::privilege::act_as_state_owner(&settings.paths.state_dir)?;
     let client = McasClient::from_settings(&target, &settings.upload, Arc::new(Stats::default()))?;

@@ -341,16 +341,38 @@ fn warn_if_shared(key: &str, path: &Path, warnings: &mut Vec<String>) {
     let group_shares = mode & 0o040 != 0 && !is_the_daemons_group(meta.gid());
     if mode & 0o004 != 0 || group_shares {
         warnings.push(format!(
-            "{key}: {} holds a secret and is readable by other users (mode {mode:04o}): run `chmod 600 {}`",
+            "{key}: {} holds a secret and is readable by other users (mode {mode:04o}): run `{}`",
             path.display(),
-            path.display()
+            private_mode_advice(path, daemons_group_exists())
         ));
     }
 }
 
+/// The command that makes a secret file private, and still readable by the daemon: where
+/// the packages made its group, root-owned and readable through that group (the packaged
+/// layout: `chmod 600` alone would lock the daemon out); else for its owner only.
+pub(super) fn private_mode_advice(path: &Path, daemons_group: bool) -> String {
+    let path = path.display();
+    if daemons_group {
+        format!("chown root:{DAEMON_GROUP} {path} && chmod 0640 {path}")
+    } else {
+        format!("chmod 600 {path}")
+    }
+}
+
+/// The group of the daemon's user, as the packages create it.
+const DAEMON_GROUP: &str = "nss-agent";
+
+fn daemons_group_exists() -> bool {
+    nix::unistd::Group::from_name(DAEMON_GROUP)
+        .ok()
+        .flatten()
+        .is_some()
+}
+
 /// Whether `gid` is the group of the daemon's user (`nss-agent`, as the packages create it).
 fn is_the_daemons_group(gid: u32) -> bool {
-    nix::unistd::Group::from_name("nss-agent")
+    nix::unistd::Group::from_name(DAEMON_GROUP)
         .ok()
         .flatten()
         .is_some_and(|group| group.gid.as_raw() == gid)

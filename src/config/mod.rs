@@ -3,6 +3,7 @@
 //! names the key at fault ([`check`]), and turned into the targets the clients use.
 
 mod check;
+mod daemon_view;
 mod domain;
 pub mod edit;
 mod load;
@@ -20,6 +21,7 @@ pub use check::{
     check_ca_file, check_certificate_file, check_entra_id, check_https, check_https_base,
     MCAS_SOURCES,
 };
+pub use daemon_view::{check_daemon_reads, DaemonView};
 pub use domain::check_domain;
 pub use proxy::{proxy_line, ProxyTarget};
 pub use secret::{check_token_shape, Secret};
@@ -74,7 +76,8 @@ impl Settings {
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
             .filter(|dir| !dir.is_empty())
-            .map(PathBuf::from);
+            .map(PathBuf::from)
+            .or_else(service_credentials);
         Settings::load_with_credentials(path, credentials.as_deref())
     }
 
@@ -104,6 +107,18 @@ impl Settings {
     pub fn spool_dir(&self) -> PathBuf {
         self.paths.state_dir.join("spool")
     }
+}
+
+/// Where systemd keeps the running service's credentials (`LoadCredential=`), readable
+/// by root only.
+const SERVICE_CREDENTIALS: &str = "/run/credentials/nss-agent.service";
+
+/// For a command that is not the service itself (`sudo nss troubleshoot mcas`): the
+/// running service's credentials directory, when this user can read it, so that the
+/// command uses the secrets the daemon was given.
+fn service_credentials() -> Option<PathBuf> {
+    let dir = Path::new(SERVICE_CREDENTIALS);
+    std::fs::read_dir(dir).ok().map(|_| dir.to_path_buf())
 }
 
 #[cfg(test)]

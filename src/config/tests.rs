@@ -488,3 +488,17 @@ fn secrets_come_from_files_and_the_credentials_directory() {
     let err = Settings::load_with_credentials(&path, Some(&credentials)).unwrap_err();
     assert_eq!(err.key, "mcas.token", "{err}");
 }
+
+#[test]
+fn the_advice_for_a_shared_secret_keeps_the_daemon_reading_it() {
+    let path = Path::new("/etc/nss-agent/config.toml");
+    // The packaged layout: root-owned, read by the daemon through its group.
+    assert_eq!(
+        super::load::private_mode_advice(path, true),
+        "chown root:nss-agent /etc/nss-agent/config.toml && chmod 0640 /etc/nss-agent/config.toml"
+    );
+    assert_eq!(
+        super::load::private_mode_advice(path, false),
+        "chmod 600 /etc/nss-agent/config.toml"
+    );
+}

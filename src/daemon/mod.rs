@@ -39,12 +39,16 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 enum Stopped {
     /// SIGTERM or SIGINT: the process ends.
     Exit,
-    /// SIGHUP with a configuration whose resources are all ready: the pipeline starts
-    /// again with them.
-    Reload(Box<Prepared>),
+    /// SIGHUP (or `nss reload`, whose answer waits in the sender) with a configuration
+    /// whose resources are all ready: the pipeline starts again with them.
+    Reload(Box<Prepared>, Option<ReloadReply>),
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the configuration: the new
+/// Where a reload asked for on the control socket gets its outcome.
+type ReloadReply = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Runs the daemon until SIGTERM or SIGINT. SIGHUP (or `nss reload`, on the control
+/// socket) reloads the configuration: the new
 /// settings are checked and their resources prepared while the pipeline runs on; only then
 /// does the pipeline stop as at shutdown (nothing read is lost) and start again with them.
 /// A configuration that fails any of this is refused with a log line naming the key, and
@@ -60,7 +64,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     })?;
     // Held until the daemon exits, across reloads.
     let _pidfile = PidLock::acquire(&runtime_dir)?;
-    let mut signals = Signals::new()?;
+    let (reload_sender, reload_receiver) = mpsc::channel(4);
+    let mut signals = Signals::new(reload_receiver)?;
     let (sync_sender, sync_receiver) = mpsc::channel(4);
     let stats = Arc::new(Stats::default());
     let shared = Shared {
@@ -76,20 +81,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let stop_control = CancellationToken::new();
     let control_task = tokio::spawn(control::serve(
         control_socket,
-        sync_sender,
+        control::Handlers {
+            syncs: sync_sender,
+            reloads: reload_sender,
+        },
         stop_control.clone(),
     ));
 
     let mut prepared = Prepared::new(settings, None, &shared).await?;
+    let mut reload_reply = None;
     let result = loop {
         for warning in prepared.settings.warnings() {
             tracing::warn!("configuration: {warning}");
         }
-        match run_pipeline(prepared, &shared, &mut signals).await {
+        match run_pipeline(prepared, &shared, &mut signals, reload_reply.take()).await {
             Ok(Stopped::Exit) => break Ok(()),
-            Ok(Stopped::Reload(next)) => {
+            Ok(Stopped::Reload(next, reply)) => {
                 tracing::info!(config = %next.settings.path.display(), "configuration reloaded: starting again with it");
                 prepared = *next;
+                reload_reply = reply;
             }
             Err(error) => break Err(error),
         }
@@ -102,43 +112,49 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     result
 }
 
-/// The signals the daemon acts on.
+/// The signals the daemon acts on, and the reloads asked for on the control socket.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    reloads: mpsc::Receiver<control::ReloadRequest>,
 }
 
 impl Signals {
-    fn new() -> anyhow::Result<Signals> {
+    fn new(reloads: mpsc::Receiver<control::ReloadRequest>) -> anyhow::Result<Signals> {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
             hup: signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
+            reloads,
         })
     }
 
-    /// Waits for SIGTERM or SIGINT (then `Exit`), or SIGHUP with a configuration that
-    /// passes its checks and whose resources could all be prepared (then `Reload`).
+    /// Waits for SIGTERM or SIGINT (then `Exit`), or SIGHUP or a reload request with a
+    /// configuration that passes its checks and whose resources could all be prepared
+    /// (then `Reload`). A refused configuration is logged, and told to the request.
     async fn stopped(&mut self, current: &Prepared, shared: &Shared) -> Stopped {
         loop {
-            tokio::select! {
+            let (asked_by, reply) = tokio::select! {
                 _ = self.term.recv() => return Stopped::Exit,
                 _ = self.int.recv() => return Stopped::Exit,
-                _ = self.hup.recv() => {
-                    let next = match Settings::load(&current.settings.path) {
-                        Ok(settings) => Prepared::new(settings, Some(current), shared).await,
-                        Err(error) => Err(error.into()),
-                    };
-                    match next {
-                        Ok(next) => return Stopped::Reload(Box::new(next)),
-                        Err(error) => {
-                            let error = crate::mcas::error::describe(&*error);
-                            tracing::error!(
-                                %error,
-                                "SIGHUP: the configuration was not reloaded (configuration error: {error}); running on with the previous one"
-                            );
-                        }
+                _ = self.hup.recv() => ("SIGHUP", None),
+                Some(request) = self.reloads.recv() => ("nss reload", Some(request.reply)),
+            };
+            let next = match Settings::load(&current.settings.path) {
+                Ok(settings) => Prepared::new(settings, Some(current), shared).await,
+                Err(error) => Err(error.into()),
+            };
+            match next {
+                Ok(next) => return Stopped::Reload(Box::new(next), reply),
+                Err(error) => {
+                    let error = crate::mcas::error::describe(&*error);
+                    tracing::error!(
+                        %error,
+                        "{asked_by}: the configuration was not reloaded (configuration error: {error}); running on with the previous one"
+                    );
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(format!("configuration error: {error}")));
                     }
                 }
             }
@@ -148,10 +164,12 @@ impl Signals {
 
 /// Runs the pipeline until a signal stops it, then shuts it down in order: every task it
 /// spawned is awaited before this returns.
+/// `reloaded` is told once the pipeline runs, when a reload asked for it.
 async fn run_pipeline(
     prepared: Prepared,
     shared: &Shared,
     signals: &mut Signals,
+    reloaded: Option<ReloadReply>,
 ) -> anyhow::Result<Stopped> {
     let settings = &prepared.settings;
     let target = &prepared.target;
@@ -334,11 +352,14 @@ async fn run_pipeline(
     tasks.close();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(domain = %target.domain, data_source = %target.data_source, memory_limit = budget.limit(), "nss-agent running");
+    if let Some(reply) = reloaded {
+        let _ = reply.send(Ok(()));
+    }
 
     let stopped = signals.stopped(&prepared, shared).await;
     let state = match stopped {
         Stopped::Exit => sd_notify::NotifyState::Stopping,
-        Stopped::Reload(_) => sd_notify::NotifyState::Reloading,
+        Stopped::Reload(..) => sd_notify::NotifyState::Reloading,
     };
     let _ = sd_notify::notify(false, &[state]);
     stop_inputs.cancel();
@@ -350,7 +371,7 @@ async fn run_pipeline(
             // The last clone of the sink goes: the writers can seal and stop.
             shared.connections.detach();
         }
-        Stopped::Reload(_) => {
+        Stopped::Reload(..) => {
             // The feed's connections stay open: they stop handing records over until the
             // next pipeline is attached, and lose nothing.
             tracing::info!("stopping the pipeline for the reload: sealing open batches, keeping the feed's connections");

@@ -2,7 +2,7 @@
 //! pings, and the status file that `nss status` reads.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -16,38 +16,42 @@ use super::STATUS_INTERVAL;
 const SYSTEMD_STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Tells systemd how the agent is doing: a STATUS= line every few seconds and, when the
-/// unit has a watchdog, WATCHDOG=1 at half its period, but only while every batch writer
-/// keeps going round: a pipeline stuck in a write or an fsync stops the pings, and systemd
+/// unit has a watchdog, WATCHDOG=1 at half its period (as sd_watchdog_enabled(3)
+/// advises: one late ping is not yet a timeout), but only while every batch writer keeps
+/// going round: a pipeline stuck in a write or an fsync stops the pings, and systemd
 /// restarts the agent (what was read is in the spool or salvaged).
 pub(super) async fn notify_systemd(
     heartbeats: Heartbeats,
     reports: Reports,
     stop: CancellationToken,
 ) {
-    let watchdog = watchdog_period();
-    let tick = watchdog.map_or(SYSTEMD_STATUS_EVERY, |period| {
-        (period / 2).min(SYSTEMD_STATUS_EVERY)
+    let ping_every = watchdog_period().map(|period| period / 2);
+    let tick = ping_every.map_or(SYSTEMD_STATUS_EVERY, |every| {
+        every.min(SYSTEMD_STATUS_EVERY)
     });
     // Writers beat every second or so; one silent for this long is stuck.
-    let stuck_after = watchdog.map_or(Duration::MAX, |period| {
-        (period / 2).max(Duration::from_secs(3))
-    });
-    let mut last_status: Option<std::time::Instant> = None;
+    let stuck_after = ping_every.map_or(Duration::MAX, |every| every.max(Duration::from_secs(3)));
+    let mut last_ping: Option<Instant> = None;
+    let mut last_status: Option<Instant> = None;
     let mut stall_logged = false;
     loop {
-        if watchdog.is_some() {
-            if heartbeats.all_within(stuck_after) {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                stall_logged = false;
-            } else if !stall_logged {
-                tracing::error!("a batch writer has not moved for {}s: the pipeline is stalled; watchdog pings stop so that systemd restarts the agent", stuck_after.as_secs());
-                stall_logged = true;
+        if let Some(every) = ping_every {
+            // Half a tick early rather than a tick late: ticks and pings do not line up.
+            if last_ping.is_none_or(|t| t.elapsed() + tick / 2 >= every) {
+                if heartbeats.all_within(stuck_after) {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                    last_ping = Some(Instant::now());
+                    stall_logged = false;
+                } else if !stall_logged {
+                    tracing::error!("a batch writer has not moved for {}s: the pipeline is stalled; watchdog pings stop so that systemd restarts the agent", stuck_after.as_secs());
+                    stall_logged = true;
+                }
             }
         }
         if last_status.is_none_or(|t| t.elapsed() >= SYSTEMD_STATUS_EVERY) {
             let line = status_line(&reports.report());
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&line)]);
-            last_status = Some(std::time::Instant::now());
+            last_status = Some(Instant::now());
         }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}

@@ -123,7 +123,8 @@ impl Prepared {
                     Arc::new(tcp::bind(addr).await.map_err(|e| ConfigError {
                         key: "feed.listen".to_string(),
                         problem: format!(
-                            "cannot listen on {addr}: {e}: is another receiver using the port?"
+                            "cannot listen on {addr}: {e}: {}",
+                            bind_hint(&e, addr, "is another receiver using the port?")
                         ),
                     })?),
                 ),
@@ -133,10 +134,16 @@ impl Prepared {
             None => None,
             Some(addr) => Some(match current.and_then(|c| c.metrics.as_ref()) {
                 Some((old, listener)) if *old == addr => (addr, listener.clone()),
-                _ => (addr, Arc::new(TcpListener::bind(addr).await.map_err(|e| ConfigError {
-                    key: "metrics.listen".to_string(),
-                    problem: format!("cannot serve metrics on {addr}: {e}: is the port taken? \"\" disables metrics"),
-                })?)),
+                _ => (
+                    addr,
+                    Arc::new(TcpListener::bind(addr).await.map_err(|e| ConfigError {
+                        key: "metrics.listen".to_string(),
+                        problem: format!(
+                            "cannot serve metrics on {addr}: {e}: {}",
+                            bind_hint(&e, addr, "is the port taken? \"\" disables metrics")
+                        ),
+                    })?),
+                ),
             }),
         };
         Ok(Prepared {
@@ -151,6 +158,20 @@ impl Prepared {
             feed,
             metrics,
         })
+    }
+}
+
+/// What to do about a failed bind. EPERM is the unit's `SocketBindDeny=any` (enforced by
+/// systemd built with BPF, e.g. 257; Debian 12's 252 does not): the port needs its own
+/// `SocketBindAllow=` in a drop-in.
+fn bind_hint(error: &std::io::Error, addr: std::net::SocketAddr, otherwise: &str) -> String {
+    if error.raw_os_error() == Some(nix::libc::EPERM) {
+        format!(
+            "the unit allows binding only its SocketBindAllow= ports: add a drop-in with `sudo systemctl edit nss-agent`: [Service] SocketBindAllow=tcp:{}",
+            addr.port()
+        )
+    } else {
+        otherwise.to_string()
     }
 }
 

@@ -112,8 +112,7 @@ impl Uploader<McasUploads> {
             data_source: target.data_source.clone(),
             timeout: settings.timeout,
         };
-        Uploader::with_mcas(mcas, spool, stats, settings, host)
-            .names(&target.data_source)
+        Uploader::with_mcas(mcas, spool, stats, settings, host).names(&target.data_source)
     }
 }
 
@@ -581,7 +580,10 @@ impl<M: Mcas> Uploader<M> {
                         "{}: {error}; uploads are paused: {fix}",
                         rfc3339(std::time::SystemTime::now())
                     ));
-                    upload.set_paused(Some(PauseReason::pausing(&error, format!("{error}; {fix}"))));
+                    upload.set_paused(Some(PauseReason::pausing(
+                        &error,
+                        format!("{error}; {fix}"),
+                    )));
                 } else {
                     tracing::error!(%error, "uploads are paused; receiving and spooling go on");
                     upload.set_paused(Some(PauseReason::pausing(&error, error.to_string())));

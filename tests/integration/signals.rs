@@ -1,4 +1,5 @@
-//! Signals under load: SIGTERM stops in time and loses nothing read; SIGHUP reloads.
+//! Signals under load: SIGTERM stops in time and loses nothing read; SIGHUP reloads, and
+//! so does `nss reload`, which waits for the outcome.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -115,6 +116,52 @@ async fn sighup_reloads_the_configuration_and_refuses_a_broken_one() {
         .unwrap();
     assert_exactly_once(&world.emulator, [before, after].concat());
     assert!(agent.running());
+}
+
+/// `nss reload` (the unit's ExecReload=) returns once the daemon runs with the new file,
+/// and fails with exit 78 and the daemon's own reason when the daemon refused it: here a
+/// file that loads but whose feed port another process holds, which only the daemon finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nss_reload_waits_for_the_outcome_and_fails_with_the_daemons_reason() {
+    let world = World::start().await;
+    let mut settings = world.settings();
+    settings.set("batch.max_age", &quote("1h"));
+    let agent = world.agent(&settings);
+    let config = world.dir.path().join("config.toml");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let mut refused = settings.clone();
+    refused.set("feed.listen", &quote(&taken_addr));
+    refused.write(&config);
+    let (code, out) = run_nss(&config, &["reload"], &[]);
+    assert_eq!(code, 78, "{out}");
+    assert!(
+        out.contains("refused") && out.contains("feed.listen") && out.contains(&taken_addr),
+        "{out}"
+    );
+    assert!(agent
+        .log_text()
+        .contains("nss reload: the configuration was not reloaded"));
+    drop(taken);
+
+    settings.set("batch.max_age", &quote("300ms"));
+    settings.write(&config);
+    let (code, out) = run_nss(&config, &["reload"], &[]);
+    assert_eq!(code, 0, "{out}\n{}", agent.log_text());
+    assert!(out.contains("reloaded"), "{out}");
+    // Synchronous: by the time the command returned, the new pipeline was running.
+    let log = agent.log_text();
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert_eq!(log.matches("nss-agent running").count(), 2, "{log}");
+    let records: Vec<Vec<u8>> = (0..50).map(|n| leef("after-reload", n, 0)).collect();
+    send_tcp(agent.feed.unwrap(), &lines(&records));
+    // Sealed after 300ms, not after the hour of the first file.
+    world
+        .emulator
+        .wait_for_records(50, Duration::from_secs(20))
+        .await
+        .unwrap();
 }
 
 fn wait_port(addr: std::net::SocketAddr) {
