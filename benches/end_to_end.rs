@@ -90,6 +90,7 @@ fn main() -> Result<()> {
         feed: Feed::File,
         unthrottled: false,
         binary: current.clone(),
+        snapshot_reports: false,
     }];
     if let Some(baseline) = &baseline {
         runs.push(Run {
@@ -97,6 +98,7 @@ fn main() -> Result<()> {
             feed: Feed::File,
             unthrottled: false,
             binary: baseline.binary.clone(),
+            snapshot_reports: true,
         });
     }
     runs.push(Run {
@@ -104,12 +106,14 @@ fn main() -> Result<()> {
         feed: Feed::Tcp,
         unthrottled: false,
         binary: current.clone(),
+        snapshot_reports: false,
     });
     runs.push(Run {
         name: "nss: TCP, no limit",
         feed: Feed::Tcp,
         unthrottled: true,
         binary: current,
+        snapshot_reports: false,
     });
     for (n, run) in runs.iter().enumerate() {
         let row = run_agent(run, &work.join(format!("run-{n}")), &input, &emulator)?;
@@ -279,6 +283,9 @@ struct Run {
     unthrottled: bool,
     /// The `nss` binary: this tree's, or the baseline's.
     binary: PathBuf,
+    /// The binary's done_upload carries `uploadAsSnapshot` (the baseline's does), which
+    /// MCAS and the emulator take as a snapshot report: its files are counted there.
+    snapshot_reports: bool,
 }
 
 /// Runs the agent on the input through `feed` until MCAS has it all, and checks that
@@ -323,6 +330,7 @@ fn run_agent(run: &Run, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
         ),
     )?;
     let uploads_before = emulator.uploads().len();
+    let snapshots_before = emulator.snapshots().len();
     let (cpu_before, _) = children_usage()?;
 
     let started = Instant::now();
@@ -419,7 +427,11 @@ fn run_agent(run: &Run, dir: &Path, input: &Input, emulator: &Emulator) -> Resul
     let (cpu_after, _) = children_usage()?;
 
     // Exactly once: as many records as the input, with the same digest.
-    let uploads = &emulator.uploads()[uploads_before..];
+    let mut received = emulator.uploads().split_off(uploads_before);
+    if run.snapshot_reports {
+        received.extend(emulator.snapshots().split_off(snapshots_before));
+    }
+    let uploads = &received;
     let (mut records, mut digest, mut bytes) = (0u64, 0u64, 0u64);
     for upload in uploads {
         for record in upload.records_decompressed()? {
