@@ -78,7 +78,8 @@ impl Settings {
         let bad = |problem: &str| {
             ConfigError::new(
                 "proxy.url",
-                format!("{url:?} {problem}: write it as \"http://host:port\""),
+                // The value is not quoted: a secret pasted into the wrong key stays secret.
+                format!("{problem}: write it as \"http://host:port\""),
             )
         };
         let parsed = reqwest::Url::parse(url).map_err(|e| bad(&format!("is not a URL ({e})")))?;

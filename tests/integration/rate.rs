@@ -67,12 +67,21 @@ fn spool_old_batches(
         gz.finish().unwrap().sync_all().unwrap();
         let name = format!(
             "{seq:020}-{}-{per_batch}r-{}b.gz",
-            1_700_000_000_000u64 + seq,
+            a_minute_ago_ms() + seq,
             text.len()
         );
         std::fs::rename(&tmp, ready.join(name)).unwrap();
     }
     batches * per_batch
+}
+
+/// Now, in milliseconds since the epoch, less a minute: a batch sealed then is within
+/// the 90 days MCAS takes.
+fn a_minute_ago_ms() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    now.as_millis() as u64 - 60_000
 }
 
 /// While the uploader keeps up, a batch seals at max_records; while a sealed batch waits
