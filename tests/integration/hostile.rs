@@ -20,6 +20,17 @@ fn raise_own_open_files() {
 
 /// Connects `count` times to `addr`; a connection the agent never accepts gives up after
 /// a few seconds (the listener's backlog may be full).
+/// The NSS service's connection, opened before any other and held open: the feed's
+/// address and the stream, once the status counts it.
+fn real_sender(agent: &Agent) -> (SocketAddr, TcpStream) {
+    let addr = agent.feed.unwrap();
+    let real = TcpStream::connect(addr).unwrap();
+    agent.wait_status("the real sender's connection", |s| {
+        s["feed"]["connections"] == 1
+    });
+    (addr, real)
+}
+
 fn connect_many(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
     (0..count)
         .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok())
@@ -52,12 +63,7 @@ async fn a_flood_of_connections_starves_nothing_and_gives_its_descriptors_back()
     std::fs::write(&file, lines(&first)).unwrap();
     settings.tail(&file).set("batch.max_age", &quote("1s"));
     let agent = world.agent_with_open_files(&settings, 1024);
-    let addr = agent.feed.unwrap();
-    // The NSS service holds its connection open.
-    let mut real = TcpStream::connect(addr).unwrap();
-    agent.wait_status("the real sender's connection", |s| {
-        s["feed"]["connections"] == 1
-    });
+    let (addr, mut real) = real_sender(&agent);
     let baseline = agent.open_files();
 
     let flood = connect_many(addr, 1_100);
@@ -122,11 +128,7 @@ async fn long_unfinished_records_do_not_starve_the_real_sender() {
         .set("feed.max_connections", "600")
         .set("batch.max_age", &quote("1s"));
     let agent = world.agent(&settings);
-    let addr = agent.feed.unwrap();
-    let mut real = TcpStream::connect(addr).unwrap();
-    agent.wait_status("the real sender's connection", |s| {
-        s["feed"]["connections"] == 1
-    });
+    let (addr, mut real) = real_sender(&agent);
 
     let flood = connect_many(addr, 500);
     assert_eq!(flood.len(), 500);
@@ -175,11 +177,7 @@ async fn dripping_senders_do_not_starve_the_real_sender() {
         .set("feed.max_record_bytes", &quote("64KiB"))
         .set("batch.max_age", &quote("1s"));
     let agent = world.agent(&settings);
-    let addr = agent.feed.unwrap();
-    let mut real = TcpStream::connect(addr).unwrap();
-    agent.wait_status("the real sender's connection", |s| {
-        s["feed"]["connections"] == 1
-    });
+    let (addr, mut real) = real_sender(&agent);
 
     let flood = connect_many(addr, 500);
     assert_eq!(flood.len(), 500);
