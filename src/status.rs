@@ -92,6 +92,9 @@ pub struct SpoolStats {
     pub sealed: AtomicU64,
     /// Records in the batches sealed since start.
     pub sealed_records: AtomicU64,
+    /// Records of the TCP feed handed to the operating system (flushed or sealed) since
+    /// start: a kill -9 loses none of them.
+    pub stream_records_on_disk: AtomicU64,
     /// The longest a batch stayed open since start, from the arrival of its first record
     /// to its seal, in milliseconds.
     pub seal_latency_max_ms: AtomicU64,
@@ -325,6 +328,10 @@ pub struct SpoolReport {
     /// Records in the batches sealed since start.
     #[serde(default)]
     pub sealed_records: u64,
+    /// Records of the TCP feed in the spool's files since start, flushed or sealed: a
+    /// kill -9 of the agent loses none of them.
+    #[serde(default)]
+    pub stream_records_on_disk: u64,
     /// The longest a batch stayed open since start, in seconds: from the arrival of its
     /// first record to its seal. Stays within `batch.max_age` plus about a second.
     #[serde(default)]
@@ -529,6 +536,7 @@ impl Stats {
                 full: self.spool.full.load(Ordering::Relaxed),
                 sealed: load(&self.spool.sealed),
                 sealed_records: load(&self.spool.sealed_records),
+                stream_records_on_disk: load(&self.spool.stream_records_on_disk),
                 seal_latency_max: load(&self.spool.seal_latency_max_ms) as f64 / 1000.0,
                 full_events: load(&self.spool.full_events),
                 too_old: load(&self.spool.too_old),

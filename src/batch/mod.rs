@@ -173,6 +173,8 @@ struct CurrentBatch {
     first_arrival: Instant,
     /// Chunks whose last record is in this batch.
     acks: Vec<SealAck>,
+    /// Its records already counted in `spool.stream_records_on_disk`.
+    counted_on_disk: u64,
 }
 
 /// One writer thread: takes chunks, appends their records to the batches it is filling, one
@@ -328,8 +330,18 @@ impl Writer {
             return;
         };
         if caught_up || batch.file.unflushed() >= FLUSH_BYTES {
-            if let Err(error) = batch.file.flush() {
-                tracing::error!(writer = self.id, %error, "flushing a batch failed");
+            match batch.file.flush() {
+                Ok(()) => {
+                    let new = batch.file.flushed_records() - batch.counted_on_disk;
+                    batch.counted_on_disk += new;
+                    self.stats
+                        .spool
+                        .stream_records_on_disk
+                        .fetch_add(new, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    tracing::error!(writer = self.id, %error, "flushing a batch failed")
+                }
             }
         }
     }
@@ -393,6 +405,7 @@ impl Writer {
                     file,
                     first_arrival: arrived,
                     acks: Vec::new(),
+                    counted_on_disk: 0,
                 });
             }
             let batch = self.current[origin as usize]
@@ -423,6 +436,7 @@ impl Writer {
         };
         let path = current.file.path().to_path_buf();
         let open_for = current.first_arrival.elapsed();
+        let counted_on_disk = current.counted_on_disk;
         // What the batch holds of tailed files, kept beside it while it is sealed: a crash
         // between the seal and the checkpoints' save is settled at the next start.
         let claims = SealAck::claims(&current.acks);
@@ -437,6 +451,11 @@ impl Writer {
                 spool
                     .sealed_records
                     .fetch_add(sealed.records, Ordering::Relaxed);
+                if origin == Origin::Stream {
+                    spool
+                        .stream_records_on_disk
+                        .fetch_add(sealed.records - counted_on_disk, Ordering::Relaxed);
+                }
                 spool
                     .seal_latency_max_ms
                     .fetch_max(open_for.as_millis() as u64, Ordering::Relaxed);

@@ -209,6 +209,13 @@ const METRICS: &[Metric] = &[
         value: Value::Number(|r| r.spool.sealed_records as f64),
     },
     Metric {
+        name: "batch_stream_records_on_disk_total",
+        kind: Kind::Counter,
+        help: "Records of the TCP feed handed to the operating system (flushed or sealed).",
+        field: "spool.stream_records_on_disk",
+        value: Value::Number(|r| r.spool.stream_records_on_disk as f64),
+    },
+    Metric {
         name: "batch_seal_latency_max_seconds",
         kind: Kind::Gauge,
         help: "The longest a batch stayed open, from its first record's arrival to its seal.",

@@ -22,6 +22,8 @@ pub struct BatchFile {
     raw_bytes: u64,
     /// Uncompressed bytes appended since the last flush.
     unflushed: u64,
+    /// Records handed to the operating system by the last flush.
+    flushed_records: u64,
     /// Records gathered for the compressor: one call into it per few hundred records
     /// costs far less than two calls per record.
     staging: Vec<u8>,
@@ -54,6 +56,7 @@ impl BatchFile {
             records: 0,
             raw_bytes: 0,
             unflushed: 0,
+            flushed_records: 0,
             staging: Vec::with_capacity(STAGING),
         })
     }
@@ -83,6 +86,7 @@ impl BatchFile {
             self.compress_staged()?;
             self.encoder.flush()?;
             self.unflushed = 0;
+            self.flushed_records = self.records;
         }
         Ok(())
     }
@@ -99,6 +103,11 @@ impl BatchFile {
     /// Uncompressed bytes appended since the last flush.
     pub fn unflushed(&self) -> u64 {
         self.unflushed
+    }
+
+    /// Records handed to the operating system so far: a process killed now keeps them.
+    pub fn flushed_records(&self) -> u64 {
+        self.flushed_records
     }
 
     /// Records written so far.

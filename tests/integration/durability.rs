@@ -361,9 +361,11 @@ async fn kill_9_salvages_what_tcp_delivered() {
         send_tcp(agent.feed.unwrap(), &lines(&records));
         expected.extend(records);
         let read = 300;
-        agent.wait_status("the records read", |s| s["feed"]["records"] == read);
-        // The batch writer writes and flushes what it was handed within microseconds.
-        std::thread::sleep(Duration::from_millis(100));
+        // Killed once every record is in the spool's files (flushed or sealed), which
+        // the crash bound says a kill -9 cannot take.
+        agent.wait_status("the records on disk", |s| {
+            s["spool"]["stream_records_on_disk"] == read
+        });
         agent.kill();
     }
     let agent = world.agent(&settings);
