@@ -167,6 +167,11 @@ impl McasClient {
         self.limiter.available_now()
     }
 
+    /// How many API calls could go back to back now (at most `up_to`).
+    pub fn calls_available_now(&self, up_to: u32) -> u32 {
+        self.limiter.available_now_count(up_to)
+    }
+
     /// The HTTP client, shared with the blob upload.
     pub fn http(&self) -> &Client {
         &self.http

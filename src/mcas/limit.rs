@@ -39,7 +39,7 @@ pub struct ApiRateLimiter {
     state: Mutex<State>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct State {
     /// The most calls a minute (`upload.api_calls_per_minute`).
     ceiling: f64,
@@ -146,6 +146,18 @@ impl ApiRateLimiter {
         self.state.lock().unwrap().try_take(false).is_ok()
     }
 
+    /// How many calls could go back to back now, without waiting (at most `up_to`),
+    /// without making them: the uploader merges the batches ready beyond what these
+    /// calls can upload.
+    pub fn available_now_count(&self, up_to: u32) -> u32 {
+        let mut state = self.state.lock().unwrap().clone();
+        let mut count = 0;
+        while count < up_to && state.try_take(true).is_ok() {
+            count += 1;
+        }
+        count
+    }
+
     /// Changes the limits (a reload): the calls already made still count, and the rate
     /// this agent has adapted to stays within the new limits.
     pub fn set_limits(&self, per_minute: u32, floor: u32) {
@@ -250,6 +262,17 @@ mod tests {
         assert!(!limiter.available_now(), "the burst is spent");
         tokio::time::advance(WINDOW / 30).await;
         assert!(limiter.available_now());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn available_now_count_counts_the_calls_that_would_not_wait() {
+        let limiter = ApiRateLimiter::new(30);
+        assert_eq!(limiter.available_now_count(10), 4, "the burst");
+        assert_eq!(limiter.available_now_count(2), 2, "at most what was asked");
+        limiter.acquire().await;
+        assert_eq!(limiter.available_now_count(10), 3, "counting took none");
+        limiter.hold_for(Duration::from_secs(5));
+        assert_eq!(limiter.available_now_count(10), 0, "MCAS asked to wait");
     }
 
     #[tokio::test(start_paused = true)]

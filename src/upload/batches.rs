@@ -101,10 +101,12 @@ impl Batches {
     }
 
     /// Whether waiting batches are merged before the next upload: only while calls are
-    /// scarce (the next one must wait for the rate limiter) or MCAS fails for every
-    /// batch. While a call may go now, each sealed batch goes up at once, as it is.
-    pub fn merge_pays(&self, call_available_now: bool) -> bool {
-        !call_available_now || self.failing_for_everyone()
+    /// scarce or MCAS fails for every batch. Calls are scarce when the `ready` batches
+    /// (those one merge would join, the oldest among them) are more than the
+    /// `uploads_now` that the calls available now can make without waiting (an upload
+    /// is two calls). While they are not, each sealed batch goes up at once, as it is.
+    pub fn merge_pays(&self, uploads_now: u32, ready: usize) -> bool {
+        ready as u64 > u64::from(uploads_now) || self.failing_for_everyone()
     }
 
     /// Whether MCAS fails for every batch now (then attempts go at the outage cadence).
@@ -227,15 +229,20 @@ mod tests {
     #[test]
     fn merges_only_while_calls_are_scarce_or_mcas_fails() {
         let mut batches = Batches::default();
-        assert!(!batches.merge_pays(true), "a call may go now: no waiting");
-        assert!(batches.merge_pays(false));
+        assert!(
+            !batches.merge_pays(1, 1),
+            "an upload may go now: no waiting"
+        );
+        assert!(!batches.merge_pays(3, 3), "each of three may go now");
+        assert!(batches.merge_pays(0, 1), "the next call must wait");
+        assert!(batches.merge_pays(1, 3), "three ready, one upload now");
         batches.outage(0);
         assert!(
-            batches.merge_pays(true),
+            batches.merge_pays(5, 1),
             "an outage: the backlog goes up as one"
         );
         batches.delivered(0);
-        assert!(!batches.merge_pays(true));
+        assert!(!batches.merge_pays(5, 1));
     }
 
     #[test]

@@ -51,6 +51,9 @@ fn too_old(sealed_at: SystemTime, now: SystemTime) -> Option<Duration> {
         .filter(|age| *age > MCAS_MAX_AGE)
 }
 
+/// API calls of one upload that the rate limiter counts: upload_url and done_upload.
+const CALLS_PER_UPLOAD: u32 = 2;
+
 /// How often the spool is looked at even without news of a sealed batch.
 const RESCAN: Duration = Duration::from_secs(5);
 
@@ -201,10 +204,22 @@ impl<M: Mcas> Uploader<M> {
                 batches.quarantined(oldest.seq);
                 continue;
             }
-            let call_now = self.mcas.call_available_now();
-            let merging = self.merge.max_raw_bytes > 0
-                && batches.joinable(oldest.seq)
-                && batches.merge_pays(call_now);
+            // The batches one merge would join, and the uploads (two calls each) that may
+            // go now: a merge pays only when they are more than those uploads.
+            let joinable = self.merge.max_raw_bytes > 0 && batches.joinable(oldest.seq);
+            let ready_run = if joinable {
+                batches
+                    .merge_run(&ready, oldest.seq, self.merge.max_raw_bytes)
+                    .len()
+                    .max(1)
+            } else {
+                1
+            };
+            let calls_now = self
+                .mcas
+                .calls_available_now(CALLS_PER_UPLOAD * ready_run.min(64) as u32);
+            let call_now = calls_now > 0;
+            let merging = joinable && batches.merge_pays(calls_now / CALLS_PER_UPLOAD, ready_run);
             let mut probed = None;
             let batch = if merging && call_now && batches.failing_for_everyone() {
                 // MCAS fails for every batch: first ask whether it takes a file at all

@@ -30,8 +30,9 @@ pub trait Mcas: Send + Sync + 'static {
         target: &UploadTarget,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
-    /// Whether an API call could be made now without waiting for the rate limiter.
-    fn call_available_now(&self) -> bool;
+    /// How many API calls could go back to back now without waiting for the rate
+    /// limiter (at most `up_to`).
+    fn calls_available_now(&self, up_to: u32) -> u32;
 
     /// Waits until an API call could be made, without making it.
     fn call_available(&self) -> impl Future<Output = ()> + Send;
@@ -79,8 +80,8 @@ impl Mcas for McasUploads {
             .await
     }
 
-    fn call_available_now(&self) -> bool {
-        self.client.call_available_now()
+    fn calls_available_now(&self, up_to: u32) -> u32 {
+        self.client.calls_available_now(up_to)
     }
 
     async fn call_available(&self) {

@@ -33,8 +33,8 @@ struct Script {
     down_until: Option<Instant>,
     /// upload_url answers http:// URLs.
     insecure_urls: bool,
-    /// The rate limiter would make the next call wait.
-    scarce: bool,
+    /// API calls the rate limiter would let go back to back now (None: plenty).
+    calls_now: Option<u32>,
     /// API calls, by step, with their time.
     calls: Vec<(Step, Instant)>,
     issued: u64,
@@ -142,8 +142,8 @@ impl Mcas for Fake {
         Fake::answer(Step::DoneUpload, answer)
     }
 
-    fn call_available_now(&self) -> bool {
-        !self.script().scarce
+    fn calls_available_now(&self, up_to: u32) -> u32 {
+        self.script().calls_now.unwrap_or(up_to).min(up_to)
     }
 
     async fn call_available(&self) {}
@@ -244,8 +244,26 @@ async fn while_calls_are_plentiful_each_batch_goes_up_as_sealed() {
 #[tokio::test(start_paused = true)]
 async fn while_calls_are_scarce_waiting_batches_go_up_as_one() {
     let fake = Fake::default();
-    fake.script().scarce = true;
+    fake.script().calls_now = Some(0);
     let running = Running::start(&fake);
+    for _ in 0..3 {
+        running.seal(10);
+    }
+    until("every batch delivered", || running.waiting() == 0).await;
+    assert_eq!(fake.calls(Step::UploadUrl), 1, "one merged upload");
+    assert_eq!(fake.records(), 30);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_ready_beyond_the_calls_available_now_go_up_as_one_at_once() {
+    let fake = Fake::default();
+    // One upload's two calls may go now: three uploads would wait seconds for the limiter
+    // between them, one merged upload of all three waits for nothing.
+    fake.script().calls_now = Some(2);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::prepare(dir.path()).unwrap());
+    let running = Running::start_on(&fake, dir, spool);
     for _ in 0..3 {
         running.seal(10);
     }
