@@ -13,12 +13,16 @@ fn verify(c: &mut Criterion) {
     let stream = leef_stream();
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::prepare(dir.path()).unwrap();
-    let mut file = BatchFile::create(&spool.new_batch_path(0, "tcp"), 6).unwrap();
+    let mut file = BatchFile::create(
+        &spool.new_batch_path(0, nss_agent::pipeline::Origin::Stream),
+        6,
+    )
+    .unwrap();
     for record in records(&stream) {
         file.append(&record).unwrap();
     }
     let written = file.finish().unwrap();
-    let copy = spool.new_batch_path(0, "tcp");
+    let copy = spool.new_batch_path(0, nss_agent::pipeline::Origin::Stream);
     std::fs::copy(&written.path, &copy).unwrap();
     let inflated = spool
         .seal(&copy, written.records, written.raw_bytes)

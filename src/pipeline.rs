@@ -123,6 +123,13 @@ impl Origin {
             Origin::File => "file",
         }
     }
+
+    /// The origin of this name in an unsealed batch file's name, if it is one.
+    pub fn from_name(name: &str) -> Option<Origin> {
+        [Origin::Stream, Origin::File]
+            .into_iter()
+            .find(|origin| origin.name() == name)
+    }
 }
 
 /// Records of one input on their way to a batch writer.

@@ -398,7 +398,7 @@ impl Writer {
                 sealed_upto = i;
             }
             if self.current(origin).is_none() {
-                let path = self.spool.new_batch_path(self.id, origin.name());
+                let path = self.spool.new_batch_path(self.id, origin);
                 let file =
                     BatchFile::create(&path, self.rules.level).map_err(|e| (sealed_upto, e))?;
                 *self.current(origin) = Some(CurrentBatch {

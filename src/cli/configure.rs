@@ -102,13 +102,7 @@ pub fn configure(path: &Path, args: &ConfigureMcasArgs) -> anyhow::Result<()> {
         && args.data_source.is_none();
     let (credential, domain) = if interactive {
         let mut input = Input::stdin();
-        let auth = match &args.auth {
-            Some(auth) => Some(
-                McasAuth::try_from(auth.clone()).map_err(|p| ConfigError::new("mcas.auth", p))?,
-            ),
-            None => None,
-        };
-        let credential = match auth {
+        let credential = match args.auth {
             None => ask_token_or_keep_entra(&mut input, &current)?,
             Some(McasAuth::Token) => {
                 Credential::Token(ask_token(&mut input, current.token.as_ref())?)
@@ -215,10 +209,8 @@ fn credential_from_flags(
         || args.client_secret_stdin
         || args.certificate_file.is_some();
     let token_flags = args.token_file.is_some() || args.token_stdin;
-    let auth = match &args.auth {
-        Some(auth) => {
-            McasAuth::try_from(auth.clone()).map_err(|p| ConfigError::new("mcas.auth", p))?
-        }
+    let auth = match args.auth {
+        Some(auth) => auth,
         None if entra_flags => McasAuth::Entra,
         None if token_flags => McasAuth::Token,
         None => current_auth,

@@ -137,10 +137,8 @@ pub fn configure(path: &Path, args: &ConfigureZiaArgs) -> anyhow::Result<()> {
         && !args.client_secret_stdin
         && args.private_key_file.is_none();
     let mut input = Input::stdin();
-    let auth = match (&args.auth, interactive) {
-        (Some(auth), _) => {
-            ZiaAuth::try_from(auth.clone()).map_err(|p| ConfigError::new("zia.auth", p))?
-        }
+    let auth = match (args.auth, interactive) {
+        (Some(auth), _) => auth,
         (None, true) => {
             input.ask_value(AUTH_PROMPT, "zia.auth", Some(current_auth.as_str()), |a| {
                 ZiaAuth::try_from(a.to_string())

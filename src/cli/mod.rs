@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Settings;
+use crate::config::{McasAuth, Settings, ZiaAuth};
 
 /// The exit codes administrators' scripts rely on.
 pub mod exit {
@@ -100,8 +100,8 @@ pub enum TroubleshootTarget {
 #[derive(Debug, clap::Args)]
 pub struct ConfigureMcasArgs {
     /// How the agent authenticates: a legacy API token, or an Entra application
-    #[arg(long, value_name = "KIND", value_parser = ["token", "entra"])]
-    pub auth: Option<String>,
+    #[arg(long, value_name = "KIND")]
+    pub auth: Option<McasAuth>,
     /// Read the token from this file
     #[arg(long, value_name = "F", conflicts_with = "token_stdin")]
     pub token_file: Option<PathBuf>,
@@ -138,8 +138,8 @@ pub struct ConfigureMcasArgs {
 #[derive(Debug, clap::Args)]
 pub struct ConfigureZiaArgs {
     /// How the agent logs in: api_key (API admin and key) or oneapi (ZIdentity API client)
-    #[arg(long, value_name = "KIND", value_parser = ["api_key", "oneapi"])]
-    pub auth: Option<String>,
+    #[arg(long, value_name = "KIND")]
+    pub auth: Option<ZiaAuth>,
     /// The ZIA API: a cloud name (zscaler, zscalertwo, ...) or a URL like https://zsapi.zscalertwo.net
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,

@@ -7,7 +7,7 @@ use super::Unavailable;
 use crate::config::{McasTarget, Settings};
 use crate::mcas::client::ENTRA_FORBIDDEN;
 use crate::mcas::error::{describe, TransportFailure};
-use crate::mcas::{data_source, McasClient, SendError};
+use crate::mcas::{data_source, BlockScript, McasClient, SendError};
 
 /// How many of the returned domains are shown.
 const SHOWN: usize = 10;
@@ -42,7 +42,7 @@ pub(crate) struct Check {
 /// answer. Shared by `nss troubleshoot mcas` and `nss configure-mcas`, so that both give
 /// the same verdict for the same answer.
 pub(crate) async fn check(client: &McasClient, target: &McasTarget) -> Check {
-    let answer = match client.block_script_answer("banned").await {
+    let answer = match client.block_script_answer(BlockScript::Banned).await {
         Ok(answer) => answer,
         Err(error) => {
             let verdict = match error {
@@ -122,12 +122,12 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
     match client.entra_token_url() {
         Some(token_url) => println!(
             "  curl \"{}\" -H \"Authorization: Bearer <a token of {} from {token_url}>\"",
-            client.block_script_url("banned"),
+            client.block_script_url(BlockScript::Banned),
             target.credential.masked()
         ),
         None => println!(
             "  curl \"{}\" -H \"Authorization: Token {}\"",
-            client.block_script_url("banned"),
+            client.block_script_url(BlockScript::Banned),
             target.credential.masked()
         ),
     }

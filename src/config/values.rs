@@ -106,14 +106,16 @@ impl Visitor<'_> for WritersVisitor {
     }
 }
 
-/// How the agent proves itself to MCAS (`mcas.auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+/// How the agent proves itself to MCAS (`mcas.auth`, and `--auth` of configure-mcas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
 #[serde(try_from = "String")]
 pub enum McasAuth {
     /// A legacy API token.
     #[default]
+    #[value(name = "token")]
     Token,
     /// A Microsoft Entra application's client credentials.
+    #[value(name = "entra")]
     Entra,
 }
 
@@ -142,14 +144,16 @@ impl TryFrom<String> for McasAuth {
     }
 }
 
-/// How the agent logs in to ZIA (`zia.auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+/// How the agent logs in to ZIA (`zia.auth`, and `--auth` of configure-zia).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
 #[serde(try_from = "String")]
 pub enum ZiaAuth {
     /// An API admin's username and password with the cloud service API key.
     #[default]
+    #[value(name = "api_key")]
     ApiKey,
     /// ZIdentity OAuth2 client credentials.
+    #[value(name = "oneapi")]
     OneApi,
 }
 

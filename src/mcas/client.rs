@@ -345,22 +345,21 @@ impl McasClient {
         self.call(Step::DoneUpload, request).await.map(drop)
     }
 
-    /// The block script of format 120 (Zscaler): `banned` for unsanctioned apps,
-    /// `allowed` for sanctioned ones. One domain a line.
-    pub async fn block_script(&self, kind: &str) -> Result<Bytes, ApiError> {
+    /// The block script of format 120 (Zscaler) of `kind`. One domain a line.
+    pub async fn block_script(&self, kind: BlockScript) -> Result<Bytes, ApiError> {
         self.call(Step::BlockScript, self.block_script_request(kind))
             .await
     }
 
     /// The block script's answer as it came, for `nss troubleshoot mcas` to explain.
-    pub async fn block_script_answer(&self, kind: &str) -> Result<RawAnswer, SendError> {
+    pub async fn block_script_answer(&self, kind: BlockScript) -> Result<RawAnswer, SendError> {
         self.send(self.block_script_request(kind)).await
     }
 
-    fn block_script_request(&self, kind: &str) -> RequestBuilder {
+    fn block_script_request(&self, kind: BlockScript) -> RequestBuilder {
         self.http
             .get(self.url("/api/discovery_block_scripts/"))
-            .query(&[("format", "120"), ("type", kind)])
+            .query(&[("format", "120"), ("type", kind.name())])
     }
 
     /// The tenant's data sources (`GET /api/discovery/streams/`, needs Discovery.read).
@@ -384,10 +383,30 @@ impl McasClient {
     }
 
     /// The URL of the block script, as the documented curl check writes it.
-    pub fn block_script_url(&self, kind: &str) -> String {
+    pub fn block_script_url(&self, kind: BlockScript) -> String {
         self.url(&format!(
-            "/api/discovery_block_scripts/?format=120&type={kind}"
+            "/api/discovery_block_scripts/?format=120&type={}",
+            kind.name()
         ))
+    }
+}
+
+/// Which apps a block script lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockScript {
+    /// The unsanctioned apps (`type=banned`): what the sync makes a ZIA category.
+    Banned,
+    /// The sanctioned apps (`type=allowed`).
+    Allowed,
+}
+
+impl BlockScript {
+    /// The name of the `type` parameter.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockScript::Banned => "banned",
+            BlockScript::Allowed => "allowed",
+        }
     }
 }
 

@@ -14,7 +14,8 @@ pub mod log_format;
 pub mod retry;
 
 pub use client::{
-    DataSource, DataSourcesError, McasClient, Provider, RawAnswer, SendError, UploadTarget,
+    BlockScript, DataSource, DataSourcesError, McasClient, Provider, RawAnswer, SendError,
+    UploadTarget,
 };
 pub use entra::{EntraError, EntraTokens};
 pub use error::{ApiError, Disposition, Known, Step};

@@ -317,7 +317,9 @@ mod tests {
 
     /// Seals a batch of `records` as the batch writers do.
     fn seal(spool: &Spool, records: &[&str]) -> SealedBatch {
-        let mut file = BatchFile::create(&spool.new_batch_path(0, "tcp"), 6).unwrap();
+        let mut file =
+            BatchFile::create(&spool.new_batch_path(0, crate::pipeline::Origin::Stream), 6)
+                .unwrap();
         for r in records {
             file.append(r.as_bytes()).unwrap();
         }
@@ -326,7 +328,7 @@ mod tests {
 
     /// Seals a batch as an older version did: a gzip stream ended without a sync flush.
     fn seal_plain(spool: &Spool, records: &[&str]) -> SealedBatch {
-        let path = spool.new_batch_path(0, "tcp");
+        let path = spool.new_batch_path(0, crate::pipeline::Origin::Stream);
         let mut encoder = GzEncoder::new(File::create(&path).unwrap(), Compression::new(6));
         let mut raw = 0;
         for r in records {
@@ -366,7 +368,7 @@ mod tests {
         assert!(!trailing, "one gzip member, nothing after it");
         let expected = format!("a1\na2\nb1\n{}\n", big.join("\n"));
         assert_eq!(text, expected);
-        assert_eq!(spool.verify(&merged), Ok(()));
+        spool.verify(&merged).unwrap();
         // The sources are gone; the merged file is all that waits.
         assert_eq!(spool.scan_ready().unwrap(), vec![merged.clone()]);
         assert_eq!(spool.ready_bytes(), merged.gzip_bytes);
@@ -395,7 +397,7 @@ mod tests {
             first_member(&merged.path),
             ("old1\nold2\nnew1\n".into(), false)
         );
-        assert_eq!(spool.verify(&merged), Ok(()));
+        spool.verify(&merged).unwrap();
         // Recompressed to end as the writers' batches do: it joins without recompression.
         assert!(spliceable(&merged).unwrap().is_some());
     }

@@ -37,8 +37,10 @@ pub use batch_file::{BatchFile, Written};
 pub use done_sent::DoneSent;
 pub use merge::{merge_run, MCAS_MAX_FILE};
 pub use recover::Recovery;
+pub use verify::Damage;
 
 use crate::fsx::{sync_dir, AtomicWrite};
+use crate::pipeline::Origin;
 
 use crate::status::unix_millis;
 
@@ -189,8 +191,10 @@ impl Spool {
     }
 
     /// A path in `open/` for a new batch of writer `writer`, of records from `origin`
-    /// (`tcp` or `file`: what [`Spool::recover`] does with it after a crash).
-    pub fn new_batch_path(&self, writer: usize, origin: &str) -> PathBuf {
+    /// (its name in the file's name says what [`Spool::recover`] does with it after a
+    /// crash).
+    pub fn new_batch_path(&self, writer: usize, origin: Origin) -> PathBuf {
+        let origin = origin.name();
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -401,7 +405,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::prepare(dir.path()).unwrap();
         for i in 0..3u64 {
-            let open = spool.new_batch_path(0, "tcp");
+            let open = spool.new_batch_path(0, Origin::Stream);
             fs::write(&open, vec![0u8; 10 + i as usize]).unwrap();
             spool.seal(&open, i + 1, 100 * (i + 1)).unwrap();
         }
@@ -416,7 +420,7 @@ mod tests {
         spool.delivered(&ready[0]).unwrap();
         drop(spool);
         let spool = Spool::prepare(dir.path()).unwrap();
-        let open = spool.new_batch_path(1, "tcp");
+        let open = spool.new_batch_path(1, Origin::Stream);
         fs::write(&open, b"x").unwrap();
         let fourth = spool.seal(&open, 4, 4).unwrap();
         assert_eq!(
@@ -430,12 +434,12 @@ mod tests {
     fn verify_catches_a_cut_or_foreign_file() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::prepare(dir.path()).unwrap();
-        let open = spool.new_batch_path(0, "tcp");
+        let open = spool.new_batch_path(0, Origin::Stream);
         let mut file = BatchFile::create(&open, 6).unwrap();
         file.append(b"a record").unwrap();
         let written = file.finish().unwrap();
         // The same bytes sealed without their checksum, as a salvage or an older version.
-        let copy = spool.new_batch_path(0, "tcp");
+        let copy = spool.new_batch_path(0, Origin::Stream);
         fs::copy(&written.path, &copy).unwrap();
         let unchecked = spool
             .seal(&copy, written.records, written.raw_bytes)
@@ -444,31 +448,42 @@ mod tests {
         assert_eq!(batch.checksum, Some(written.checksum));
         assert_eq!(unchecked.checksum, None);
         for batch in [&batch, &unchecked] {
-            assert_eq!(spool.verify(batch), Ok(()));
+            spool.verify(batch).unwrap();
             let bytes = fs::read(&batch.path).unwrap();
             fs::write(&batch.path, &bytes[..bytes.len() - 3]).unwrap();
-            assert!(spool.verify(batch).unwrap_err().contains("cut short"));
-            fs::write(&batch.path, vec![b'x'; 100]).unwrap();
-            let error = spool.verify(batch).unwrap_err();
+            let cut = spool.verify(batch).unwrap_err();
             assert!(
-                error.contains("magic") || error.contains("checksum"),
-                "{error}"
+                matches!(cut, Damage::Checksum { .. } | Damage::CutShort(_)),
+                "{cut:?}"
+            );
+            fs::write(&batch.path, vec![b'x'; 100]).unwrap();
+            let foreign = spool.verify(batch).unwrap_err();
+            assert!(
+                matches!(foreign, Damage::Checksum { .. } | Damage::NotGzip),
+                "{foreign:?}"
             );
         }
+        assert!(matches!(
+            spool.verify(&unchecked).unwrap_err(),
+            Damage::NotGzip
+        ));
     }
 
     #[test]
     fn the_checksum_catches_a_byte_the_gzip_stream_does_not_check() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::prepare(dir.path()).unwrap();
-        let mut file = BatchFile::create(&spool.new_batch_path(0, "tcp"), 6).unwrap();
+        let mut file = BatchFile::create(&spool.new_batch_path(0, Origin::Stream), 6).unwrap();
         file.append(b"a record").unwrap();
         let batch = spool.seal_written(&file.finish().unwrap(), &[]).unwrap();
         // The gzip header's OS byte: decompressing never looks at it.
         let mut bytes = fs::read(&batch.path).unwrap();
         bytes[9] ^= 0x01;
         fs::write(&batch.path, &bytes).unwrap();
-        assert!(spool.verify(&batch).unwrap_err().contains("damaged"));
+        assert!(matches!(
+            spool.verify(&batch).unwrap_err(),
+            Damage::Checksum { .. }
+        ));
         // The name is read back with its checksum, as the uploader's scan sees it.
         assert_eq!(spool.scan_ready().unwrap(), vec![batch]);
     }
@@ -478,15 +493,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::prepare(dir.path()).unwrap();
         // A TCP batch killed after a flush and in the middle of the next record.
-        let tcp = spool.new_batch_path(0, "tcp");
+        let tcp = spool.new_batch_path(0, Origin::Stream);
         let mut batch = BatchFile::create(&tcp, 6).unwrap();
         batch.append(b"one").unwrap();
         batch.append(b"two").unwrap();
         batch.flush().unwrap();
         std::mem::forget(batch);
-        let file = spool.new_batch_path(1, "file");
+        let file = spool.new_batch_path(1, Origin::File);
         fs::write(&file, b"records the file still has").unwrap();
-        let junk = spool.new_batch_path(1, "tcp");
+        let junk = spool.new_batch_path(1, Origin::Stream);
         fs::write(&junk, b"not gzip at all").unwrap();
         fs::write(dir.path().join("open/notes.txt"), b"?").unwrap();
         fs::write(dir.path().join("ready/notes.txt"), b"?").unwrap();

@@ -10,6 +10,7 @@ use flate2::read::GzDecoder;
 use super::{file_name, BatchFile, Spool};
 use crate::crashpoint;
 use crate::fsx::sync_dir;
+use crate::pipeline::Origin;
 
 /// What [`Spool::recover`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -89,13 +90,13 @@ impl Spool {
                 fs::remove_file(&file)?;
                 continue;
             }
-            match name.split('-').nth(1) {
-                Some("tcp") => {
+            match name.split('-').nth(1).and_then(Origin::from_name) {
+                Some(Origin::Stream) => {
                     let salvaged = self.salvage(&file, level)?;
                     recovery.salvaged_records += salvaged;
                     recovery.salvaged_batches += (salvaged > 0) as u64;
                 }
-                Some("file") => {
+                Some(Origin::File) => {
                     fs::remove_file(&file)?;
                     recovery.discarded += 1;
                 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SyncSettings;
 use crate::mcas::error::describe;
-use crate::mcas::{ApiError, McasClient, Step};
+use crate::mcas::{ApiError, BlockScript, McasClient, Step};
 use crate::status::{rfc3339, Stats};
 use crate::zia::{PushReport, ZiaClient};
 
@@ -102,7 +102,7 @@ pub async fn sync_once(
     settings: &SyncSettings,
     accept_empty: bool,
 ) -> Result<SyncOutcome, SyncError> {
-    let body = client.block_script("banned").await?;
+    let body = client.block_script(BlockScript::Banned).await?;
     let list = normalize::block_script(&body);
     if list.urls.is_empty() && list.invalid > 0 {
         // An empty answer means no app is unsanctioned; lines that are all garbage (a

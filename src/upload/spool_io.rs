@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::spool::{DoneSent, SealedBatch, Spool};
+use crate::spool::{Damage, DoneSent, SealedBatch, Spool};
 
 /// What a scan of the spool found.
 #[derive(Debug)]
@@ -63,11 +63,11 @@ impl SpoolIo {
 
     /// The check a batch passes before it is uploaded or joined into a merge: the one
     /// place that decides whether a sealed batch is still what was sealed.
-    pub async fn verify(&self, batch: &SealedBatch) -> Result<(), String> {
+    pub async fn verify(&self, batch: &SealedBatch) -> Result<(), Damage> {
         let batch = batch.clone();
         match self.blocking(move |spool| Ok(spool.verify(&batch))).await {
             Ok(verdict) => verdict,
-            Err(error) => Err(format!("the check failed: {error}")),
+            Err(error) => Err(Damage::Unreadable(error)),
         }
     }
 

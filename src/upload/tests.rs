@@ -197,7 +197,13 @@ impl Running {
 
     /// Seals a batch of `records` records.
     fn seal(&self, records: usize) -> SealedBatch {
-        let mut file = BatchFile::create(&self.spool.new_batch_path(0, "tcp"), 1).unwrap();
+        let mut file = BatchFile::create(
+            &self
+                .spool
+                .new_batch_path(0, crate::pipeline::Origin::Stream),
+            1,
+        )
+        .unwrap();
         for n in 0..records {
             file.append(format!("record {n}").as_bytes()).unwrap();
         }

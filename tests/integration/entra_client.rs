@@ -10,7 +10,7 @@ use mcas_emulator::entra::{OTHER_TEST_CERTIFICATE_PEM, TEST_CERTIFICATE_PEM};
 use mcas_emulator::{Endpoint, EntraApp, Roles};
 use nss_agent::config::{EntraSecret, McasCredential, McasTarget, Secret};
 use nss_agent::mcas::error::ApiError;
-use nss_agent::mcas::{ApiRateLimiter, DataSourcesError, McasClient};
+use nss_agent::mcas::{ApiRateLimiter, BlockScript, DataSourcesError, McasClient};
 
 use crate::harness::*;
 
@@ -67,7 +67,7 @@ async fn one_token_shared_by_concurrent_calls_and_renewed_before_it_expires() {
     let calls: Vec<_> = (0..20)
         .map(|_| {
             let client = client.clone();
-            tokio::spawn(async move { client.block_script("banned").await })
+            tokio::spawn(async move { client.block_script(BlockScript::Banned).await })
         })
         .collect();
     for call in calls {
@@ -78,7 +78,7 @@ async fn one_token_shared_by_concurrent_calls_and_renewed_before_it_expires() {
     // Calls for three lifetimes: renewed every ~2.4 s, never refused for expiry.
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_secs(9) {
-        client.block_script("banned").await.unwrap();
+        client.block_script(BlockScript::Banned).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let renewals = token_requests(&world);
@@ -102,7 +102,7 @@ async fn refusals_carry_the_aadsts_code_and_the_fix() {
     };
 
     let e = client(&world, &tenant, secret("wrong"))
-        .block_script("banned")
+        .block_script(BlockScript::Banned)
         .await
         .unwrap_err();
     let reason = refused(e);
@@ -113,7 +113,7 @@ async fn refusals_carry_the_aadsts_code_and_the_fix() {
     assert!(!reason.contains(SECRET));
 
     let e = client(&world, "nobody.onmicrosoft.com", secret(SECRET))
-        .block_script("banned")
+        .block_script(BlockScript::Banned)
         .await
         .unwrap_err();
     let reason = refused(e);
@@ -125,7 +125,7 @@ async fn refusals_carry_the_aadsts_code_and_the_fix() {
     world.emulator.expire_secret(CLIENT_ID).unwrap();
     let reason = refused(
         client(&world, &tenant, secret(SECRET))
-            .block_script("banned")
+            .block_script(BlockScript::Banned)
             .await
             .unwrap_err(),
     );
@@ -143,7 +143,7 @@ async fn refusals_carry_the_aadsts_code_and_the_fix() {
         .unwrap();
     let reason = refused(
         client(&world, &tenant, secret(SECRET))
-            .block_script("banned")
+            .block_script(BlockScript::Banned)
             .await
             .unwrap_err(),
     );
@@ -240,7 +240,7 @@ async fn certificate_credentials() {
 
     let other = certificate_file(world.dir.path(), "other.pem", OTHER_TEST_CERTIFICATE_PEM);
     match client(&world, &tenant, other)
-        .block_script("banned")
+        .block_script(BlockScript::Banned)
         .await
         .unwrap_err()
     {
