@@ -167,9 +167,10 @@ impl McasClient {
         self.limiter.available_now()
     }
 
-    /// How many API calls could go back to back now (at most `up_to`).
-    pub fn calls_available_now(&self, up_to: u32) -> u32 {
-        self.limiter.available_now_count(up_to)
+    /// How long until `calls` more API calls could all have gone through the rate
+    /// limiter, one after the other.
+    pub fn wait_for_calls(&self, calls: u32) -> Duration {
+        self.limiter.wait_for(calls)
     }
 
     /// The HTTP client, shared with the blob upload.

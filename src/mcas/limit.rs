@@ -62,7 +62,11 @@ struct State {
 impl State {
     /// Counts a call now if one may be made (`take`), or says until when to wait.
     fn try_take(&mut self, take: bool) -> Result<(), Instant> {
-        let now = Instant::now();
+        self.try_take_at(take, Instant::now())
+    }
+
+    /// [`State::try_take`] as at `now`.
+    fn try_take_at(&mut self, take: bool, now: Instant) -> Result<(), Instant> {
         while self.calls.front().is_some_and(|&t| t + WINDOW <= now) {
             self.calls.pop_front();
         }
@@ -146,16 +150,22 @@ impl ApiRateLimiter {
         self.state.lock().unwrap().try_take(false).is_ok()
     }
 
-    /// How many calls could go back to back now, without waiting (at most `up_to`),
-    /// without making them: the uploader merges the batches ready beyond what these
-    /// calls can upload.
-    pub fn available_now_count(&self, up_to: u32) -> u32 {
+    /// How long until `calls` more calls could all have gone, one after the other as the
+    /// limiter lets them, without making any: the uploader merges the batches waiting
+    /// when uploading them one by one would wait long for the limiter.
+    pub fn wait_for(&self, calls: u32) -> Duration {
         let mut state = self.state.lock().unwrap().clone();
-        let mut count = 0;
-        while count < up_to && state.try_take(true).is_ok() {
-            count += 1;
+        let start = Instant::now();
+        let mut at = start;
+        for _ in 0..calls {
+            loop {
+                match state.try_take_at(true, at) {
+                    Ok(()) => break,
+                    Err(until) => at = until.max(at + Duration::from_millis(1)),
+                }
+            }
         }
-        count
+        at - start
     }
 
     /// Changes the limits (a reload): the calls already made still count, and the rate
@@ -265,14 +275,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn available_now_count_counts_the_calls_that_would_not_wait() {
+    async fn wait_for_says_how_long_calls_would_wait_without_making_them() {
         let limiter = ApiRateLimiter::new(30);
-        assert_eq!(limiter.available_now_count(10), 4, "the burst");
-        assert_eq!(limiter.available_now_count(2), 2, "at most what was asked");
-        limiter.acquire().await;
-        assert_eq!(limiter.available_now_count(10), 3, "counting took none");
+        assert_eq!(limiter.wait_for(4), Duration::ZERO, "the burst");
+        let spacing = WINDOW / 30;
+        let six = limiter.wait_for(6);
+        assert!(
+            six >= spacing * 2 - Duration::from_millis(5)
+                && six <= spacing * 2 + Duration::from_millis(5),
+            "two beyond the burst: two spacings, {six:?}"
+        );
+        assert_eq!(limiter.wait_for(4), Duration::ZERO, "asking took none");
         limiter.hold_for(Duration::from_secs(5));
-        assert_eq!(limiter.available_now_count(10), 0, "MCAS asked to wait");
+        assert!(
+            limiter.wait_for(1) >= Duration::from_secs(5),
+            "MCAS asked to wait"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,6 +11,12 @@ use super::held::Holds;
 use crate::mcas::UploadTarget;
 use crate::spool::{merge_run, SealedBatch};
 
+/// Waiting batches are merged when the next of them, uploaded alone, would wait longer
+/// than this for the rate limiter: one call's spacing at 30 calls a minute. A merge copies the
+/// waiting batches' bytes once, a fraction of a second; waits below this are cheaper
+/// than that copy and the one upload's longer transfer.
+pub const MERGE_PAYS_AFTER: Duration = Duration::from_secs(2);
+
 /// Failed PUTs to one upload URL after which a new URL is asked for.
 pub const PUT_FAILURES_PER_URL: u32 = 3;
 
@@ -101,12 +107,12 @@ impl Batches {
     }
 
     /// Whether waiting batches are merged before the next upload: only while calls are
-    /// scarce or MCAS fails for every batch. Calls are scarce when the `ready` batches
-    /// (those one merge would join, the oldest among them) are more than the
-    /// `uploads_now` that the calls available now can make without waiting (an upload
-    /// is two calls). While they are not, each sealed batch goes up at once, as it is.
-    pub fn merge_pays(&self, uploads_now: u32, ready: usize) -> bool {
-        ready as u64 > u64::from(uploads_now) || self.failing_for_everyone()
+    /// scarce or MCAS fails for every batch. Calls are scarce when the batch behind the
+    /// oldest, uploaded after it on its own, would wait `limiter_wait` for the rate
+    /// limiter, more than [`MERGE_PAYS_AFTER`]. While they are not, each sealed batch
+    /// goes up at once, as it is.
+    pub fn merge_pays(&self, limiter_wait: Duration) -> bool {
+        limiter_wait > MERGE_PAYS_AFTER || self.failing_for_everyone()
     }
 
     /// Whether MCAS fails for every batch now (then attempts go at the outage cadence).
@@ -230,19 +236,24 @@ mod tests {
     fn merges_only_while_calls_are_scarce_or_mcas_fails() {
         let mut batches = Batches::default();
         assert!(
-            !batches.merge_pays(1, 1),
-            "an upload may go now: no waiting"
+            !batches.merge_pays(Duration::ZERO),
+            "the uploads may go now"
         );
-        assert!(!batches.merge_pays(3, 3), "each of three may go now");
-        assert!(batches.merge_pays(0, 1), "the next call must wait");
-        assert!(batches.merge_pays(1, 3), "three ready, one upload now");
+        assert!(
+            !batches.merge_pays(Duration::from_millis(500)),
+            "a short wait"
+        );
+        assert!(
+            batches.merge_pays(Duration::from_secs(4)),
+            "two calls' spacing at 30 a minute"
+        );
         batches.outage(0);
         assert!(
-            batches.merge_pays(5, 1),
+            batches.merge_pays(Duration::ZERO),
             "an outage: the backlog goes up as one"
         );
         batches.delivered(0);
-        assert!(!batches.merge_pays(5, 1));
+        assert!(!batches.merge_pays(Duration::ZERO));
     }
 
     #[test]

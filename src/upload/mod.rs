@@ -204,22 +204,22 @@ impl<M: Mcas> Uploader<M> {
                 batches.quarantined(oldest.seq);
                 continue;
             }
-            // The batches one merge would join, and the uploads (two calls each) that may
-            // go now: a merge pays only when they are more than those uploads.
+            // With batches waiting behind the oldest, how long the next of them would wait
+            // for the rate limiter if each went up alone (two calls an upload): a merge
+            // pays only when long.
             let joinable = self.merge.max_raw_bytes > 0 && batches.joinable(oldest.seq);
-            let ready_run = if joinable {
-                batches
+            let behind = joinable
+                && batches
                     .merge_run(&ready, oldest.seq, self.merge.max_raw_bytes)
                     .len()
-                    .max(1)
+                    > 1;
+            let limiter_wait = if behind {
+                self.mcas.wait_for_calls(2 * CALLS_PER_UPLOAD)
             } else {
-                1
+                Duration::ZERO
             };
-            let calls_now = self
-                .mcas
-                .calls_available_now(CALLS_PER_UPLOAD * ready_run.min(64) as u32);
-            let call_now = calls_now > 0;
-            let merging = joinable && batches.merge_pays(calls_now / CALLS_PER_UPLOAD, ready_run);
+            let call_now = self.mcas.call_available_now();
+            let merging = joinable && (!call_now || batches.merge_pays(limiter_wait));
             let mut probed = None;
             let batch = if merging && call_now && batches.failing_for_everyone() {
                 // MCAS fails for every batch: first ask whether it takes a file at all

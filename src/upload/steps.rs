@@ -30,9 +30,14 @@ pub trait Mcas: Send + Sync + 'static {
         target: &UploadTarget,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
-    /// How many API calls could go back to back now without waiting for the rate
-    /// limiter (at most `up_to`).
-    fn calls_available_now(&self, up_to: u32) -> u32;
+    /// Whether an API call could be made now without waiting for the rate limiter.
+    fn call_available_now(&self) -> bool {
+        self.wait_for_calls(1).is_zero()
+    }
+
+    /// How long until `calls` more API calls could all have gone through the rate
+    /// limiter, one after the other.
+    fn wait_for_calls(&self, calls: u32) -> Duration;
 
     /// Waits until an API call could be made, without making it.
     fn call_available(&self) -> impl Future<Output = ()> + Send;
@@ -80,8 +85,8 @@ impl Mcas for McasUploads {
             .await
     }
 
-    fn calls_available_now(&self, up_to: u32) -> u32 {
-        self.client.calls_available_now(up_to)
+    fn wait_for_calls(&self, calls: u32) -> Duration {
+        self.client.wait_for_calls(calls)
     }
 
     async fn call_available(&self) {

@@ -33,8 +33,9 @@ struct Script {
     down_until: Option<Instant>,
     /// upload_url answers http:// URLs.
     insecure_urls: bool,
-    /// API calls the rate limiter would let go back to back now (None: plenty).
-    calls_now: Option<u32>,
+    /// API calls the rate limiter lets go back to back now, and the wait for each one
+    /// after them (None: no wait).
+    calls_now: Option<(u32, Duration)>,
     /// API calls, by step, with their time.
     calls: Vec<(Step, Instant)>,
     issued: u64,
@@ -142,8 +143,11 @@ impl Mcas for Fake {
         Fake::answer(Step::DoneUpload, answer)
     }
 
-    fn calls_available_now(&self, up_to: u32) -> u32 {
-        self.script().calls_now.unwrap_or(up_to).min(up_to)
+    fn wait_for_calls(&self, calls: u32) -> Duration {
+        match self.script().calls_now {
+            Some((now, each)) => each * calls.saturating_sub(now),
+            None => Duration::ZERO,
+        }
     }
 
     async fn call_available(&self) {}
@@ -250,7 +254,7 @@ async fn while_calls_are_plentiful_each_batch_goes_up_as_sealed() {
 #[tokio::test(start_paused = true)]
 async fn while_calls_are_scarce_waiting_batches_go_up_as_one() {
     let fake = Fake::default();
-    fake.script().calls_now = Some(0);
+    fake.script().calls_now = Some((0, Duration::from_secs(2)));
     let running = Running::start(&fake);
     for _ in 0..3 {
         running.seal(10);
@@ -264,9 +268,9 @@ async fn while_calls_are_scarce_waiting_batches_go_up_as_one() {
 #[tokio::test(start_paused = true)]
 async fn batches_ready_beyond_the_calls_available_now_go_up_as_one_at_once() {
     let fake = Fake::default();
-    // One upload's two calls may go now: three uploads would wait seconds for the limiter
-    // between them, one merged upload of all three waits for nothing.
-    fake.script().calls_now = Some(2);
+    // One upload's two calls may go now, then one every 2 s: the second batch alone would
+    // wait 4 s for the limiter, one merged upload of all three waits for nothing.
+    fake.script().calls_now = Some((2, Duration::from_secs(2)));
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::prepare(dir.path()).unwrap());
     let running = Running::start_on(&fake, dir, spool);
@@ -276,6 +280,23 @@ async fn batches_ready_beyond_the_calls_available_now_go_up_as_one_at_once() {
     until("every batch delivered", || running.waiting() == 0).await;
     assert_eq!(fake.calls(Step::UploadUrl), 1, "one merged upload");
     assert_eq!(fake.records(), 30);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_ready_beyond_the_calls_now_go_up_one_by_one_when_the_wait_is_short() {
+    let fake = Fake::default();
+    // A fast rate: the calls beyond the burst come every 100 ms, and the second batch
+    // alone waits 0.2 s: not worth a merge.
+    fake.script().calls_now = Some((2, Duration::from_millis(100)));
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::prepare(dir.path()).unwrap());
+    let running = Running::start_on(&fake, dir, spool);
+    for _ in 0..3 {
+        running.seal(10);
+    }
+    until("every batch delivered", || running.waiting() == 0).await;
+    assert_eq!(fake.calls(Step::UploadUrl), 3, "one upload each, no merge");
     running.stop().await;
 }
 
