@@ -278,7 +278,10 @@ async fn a_read_only_spool_disk_then_kill_9_loses_nothing_read() {
     let since = Instant::now() - 2 * PAUSE;
     let recent_pings = pings.lock().unwrap().iter().filter(|&&t| t > since).count();
     let log = agent.log_text();
-    println!("status while the disk refuses writes: {}", status["spool"]);
+    println!(
+        "spool.write_refused while the disk refuses writes: {}",
+        status["spool"]["write_refused"]
+    );
 
     // What the agent took from the socket: every record it read, less the tailed file's
     // (the records of the file up to the offset it read to).
