@@ -379,3 +379,63 @@ fn assert_streams_exactly_once(world: &World, streams: &[(&str, usize)]) {
     }
     assert_eq!(foreign, 0, "records that were never sent");
 }
+
+/// Remount cycles without a restart: the state directory read-only between two bursts,
+/// the feed offered more meanwhile, then read-write again, `NSS_SOAK_READONLY_CYCLES` times
+/// (default 2; `scripts/soak` runs more). Reading goes on once the disk takes writes, the
+/// status clears, and every record of both inputs arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_remount_cycles_lose_nothing() {
+    let cycles: usize = std::env::var("NSS_SOAK_READONLY_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let world = World::start().await;
+    let state = world.dir.path().join("state");
+    let Some(mount) = LoopMount::for_test(&world.dir.path().join("state.img"), &state) else {
+        return;
+    };
+    let file = world.dir.path().join("feed.log");
+    std::fs::write(&file, b"").unwrap();
+    let mut settings = world.settings();
+    settings.tail(&file).set("batch.max_age", &quote("1s"));
+    let agent = world.agent(&settings);
+    let feed = LiveFeed::start(agent.feed.unwrap(), file.clone());
+    for cycle in 0..cycles {
+        let read = agent.status()["feed"]["records"].as_u64().unwrap();
+        agent.wait_status("records read", |s| {
+            s["feed"]["records"].as_u64() >= Some(read + 2 * BURST as u64)
+        });
+        feed.remount_read_only_between_bursts(&mount, &agent);
+        agent.wait_status("the disk's refusal", |s| {
+            s["spool"]["write_refused"].is_string()
+        });
+        std::thread::sleep(2 * PAUSE);
+        mount.remount("rw").unwrap();
+        agent.wait_status("the refusal over", |s| {
+            s["spool"]["write_refused"].is_null()
+        });
+        println!("read-only remount cycle {} of {cycles} done", cycle + 1);
+    }
+    let read = agent.status()["feed"]["records"].as_u64().unwrap();
+    agent.wait_status("records read after the last cycle", |s| {
+        s["feed"]["records"].as_u64() >= Some(read + 2 * BURST as u64)
+    });
+    let (written, made) = feed.stop();
+    assert_eq!(written, made, "the agent stopped reading for good");
+    if let Err(error) = world
+        .emulator
+        .wait_for_records(2 * made as u64, Duration::from_secs(120))
+        .await
+    {
+        println!("{error}; log:\n{}", agent.log_text());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!("read-only remounts: {cycles} cycles, {made} records of each input");
+    assert_streams_exactly_once(&world, &[("ro-tcp", made), ("ro-file", made)]);
+    let log = agent.log_text();
+    assert!(
+        log.matches("the spool's disk accepts writes again").count() >= cycles,
+        "{log}"
+    );
+}
