@@ -14,6 +14,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::batch::DiskGate;
 use crate::memory::{MemoryBudget, MemoryPermit};
 
 /// Records cut out of an input's read buffer, in the order read, with the memory they
@@ -171,6 +172,8 @@ pub struct SinkClosed;
 pub struct RecordSink {
     tx: Sender<Chunk>,
     budget: MemoryBudget,
+    /// Whether the spool's disk takes writes: inputs look before they read.
+    disk: DiskGate,
     /// Chunks handed to the writers and not yet flushed to the operating system: few, so
     /// that a killed process loses little of what it read from TCP (the rest is salvaged
     /// from the flushed batch files).
@@ -180,11 +183,16 @@ pub struct RecordSink {
 impl RecordSink {
     /// A sink whose queue holds at most `places` chunks, and the end the writers take
     /// chunks from. The writers see the queue closed once every clone of the sink is gone.
-    pub fn new(places: usize, budget: MemoryBudget) -> (RecordSink, Receiver<Chunk>) {
+    pub fn new(
+        places: usize,
+        budget: MemoryBudget,
+        disk: DiskGate,
+    ) -> (RecordSink, Receiver<Chunk>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let sink = RecordSink {
             tx,
             budget,
+            disk,
             slots: Arc::new(Semaphore::new(places)),
         };
         (sink, rx)
@@ -193,6 +201,12 @@ impl RecordSink {
     /// The memory budget inputs draw on.
     pub fn budget(&self) -> &MemoryBudget {
         &self.budget
+    }
+
+    /// Whether the spool's disk takes writes: an input waits while it refuses them
+    /// before it reads anything more.
+    pub fn disk(&self) -> &DiskGate {
+        &self.disk
     }
 
     /// Hands records and the memory they hold to the batch writers, waiting while the

@@ -111,6 +111,9 @@ pub struct SpoolStats {
     pub held_why: Mutex<Option<String>>,
     /// Batches MCAS accepted whose removal from the spool failed, as last seen.
     pub delivered_undeleted: AtomicU64,
+    /// The spool's disk refuses writes now (a read-only remount, EIO, ...): the error, and
+    /// reading is stopped until it accepts them.
+    pub write_refused: Mutex<Option<String>>,
 }
 
 /// Counters of the upload stage.
@@ -354,6 +357,10 @@ pub struct SpoolReport {
     /// their removal retried.
     #[serde(default)]
     pub delivered_undeleted: u64,
+    /// The spool's disk refuses writes now, with the error: reading is stopped until it
+    /// accepts them (null while writes succeed).
+    #[serde(default)]
+    pub write_refused: Option<String>,
     /// How long batches stayed open, from their first record's arrival to their seal.
     #[serde(default)]
     pub seal_latency: HistogramReport,
@@ -543,6 +550,7 @@ impl Stats {
                 held: load(&self.spool.held),
                 held_why: self.spool.held_why.lock().unwrap().clone(),
                 delivered_undeleted: load(&self.spool.delivered_undeleted),
+                write_refused: self.spool.write_refused.lock().unwrap().clone(),
                 seal_latency: self.latency.seal.report(),
             },
             upload: UploadReport {

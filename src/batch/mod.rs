@@ -19,7 +19,9 @@ use crate::pipeline::{Chunk, Origin, RecordSink, SealAck};
 use crate::spool::{BatchFile, Spool};
 use crate::status::Stats;
 
+mod disk_gate;
 mod sizing;
+pub use disk_gate::DiskGate;
 use sizing::SealRules;
 
 /// The running batch writer threads.
@@ -107,7 +109,8 @@ impl BatchWriters {
         };
         let stopping = Arc::new(AtomicBool::new(false));
         let heartbeats = Heartbeats::starting_now(count);
-        let (sink, rx) = RecordSink::new(count * QUEUE_PER_WRITER, budget);
+        let gate = DiskGate::new(spool.clone(), stats.clone());
+        let (sink, rx) = RecordSink::new(count * QUEUE_PER_WRITER, budget, gate.clone());
         let mut threads = Vec::with_capacity(count);
         for id in 0..count {
             let writer = Writer {
@@ -117,6 +120,10 @@ impl BatchWriters {
                 spool: spool.clone(),
                 stats: stats.clone(),
                 current: [None, None],
+                held: Vec::new(),
+                held_arrived: Instant::now(),
+                broken: Vec::new(),
+                gate: gate.clone(),
                 stopping: stopping.clone(),
                 heartbeats: heartbeats.clone(),
             };
@@ -175,6 +182,29 @@ struct CurrentBatch {
     acks: Vec<SealAck>,
     /// Its records already counted in `spool.stream_records_on_disk`.
     counted_on_disk: u64,
+    /// Records (of TCP) appended since the last flush, which only the writer has until the
+    /// next: should the disk fail the batch, they are written again elsewhere.
+    unflushed: Vec<Bytes>,
+    /// Records handed to the operating system by the last flush, which the batch file
+    /// keeps whatever happens to it next.
+    flushed_records: u64,
+}
+
+/// A batch file the disk failed, left where it is until the disk takes writes again.
+struct Broken {
+    path: std::path::PathBuf,
+    /// Of TCP: its first records, to be sealed into a batch of their own (the writer
+    /// holds the rest). Of tailed files: `None`, deleted (the tails read them again).
+    flushed_records: Option<u64>,
+}
+
+/// What a failed [`Writer::write_records`] got done.
+struct Failure {
+    /// Records of the slice in sealed batches.
+    sealed: usize,
+    /// Records of the slice appended to batch files, sealed or not.
+    appended: usize,
+    error: io::Error,
 }
 
 /// One writer thread: takes chunks, appends their records to the batches it is filling, one
@@ -186,6 +216,13 @@ struct Writer {
     spool: Arc<Spool>,
     stats: Arc<Stats>,
     current: [Option<CurrentBatch>; 2],
+    /// Records of TCP taken out of a batch the disk failed, in order: written before
+    /// anything else once the disk takes writes again.
+    held: Vec<Bytes>,
+    held_arrived: Instant,
+    /// Batch files the disk failed, to be dealt with once it takes writes again.
+    broken: Vec<Broken>,
+    gate: DiskGate,
     stopping: Arc<AtomicBool>,
     heartbeats: Heartbeats,
 }
@@ -201,6 +238,10 @@ const ROOM_POLL: Duration = Duration::from_millis(200);
 
 /// How long a writer waits before trying again after the disk failed it.
 const DISK_RETRY: Duration = Duration::from_secs(1);
+
+/// At shutdown, how many times a writer tries a disk that refuses its writes before it
+/// gives up what it holds.
+const DISK_TRIES_AT_STOP: u32 = 5;
 
 const ORIGINS: [Origin; 2] = [Origin::Stream, Origin::File];
 
@@ -232,11 +273,26 @@ impl Writer {
                     self.seal_due();
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    self.retry_disk();
                     self.seal_due();
                 }
                 Err(RecvTimeoutError::Disconnected) => {
+                    let mut tries = 0;
+                    while self.waits_for_disk() && tries < DISK_TRIES_AT_STOP {
+                        tries += 1;
+                        self.heartbeats.beat(self.id);
+                        std::thread::sleep(DISK_RETRY);
+                        self.retry_disk();
+                    }
                     for origin in ORIGINS {
                         self.seal(origin);
+                    }
+                    if !self.held.is_empty() {
+                        tracing::error!(
+                            writer = self.id,
+                            records = self.held.len(),
+                            "stopping while the spool's disk refuses writes: these records read from TCP are lost"
+                        );
                     }
                     return;
                 }
@@ -326,7 +382,7 @@ impl Writer {
 
     /// Flushes the stream batch when the writer has caught up, or enough is unflushed.
     fn flush_stream(&mut self, caught_up: bool) {
-        let Some(batch) = self.current(Origin::Stream).as_mut() else {
+        let Some(batch) = self.current[Origin::Stream as usize].as_mut() else {
             return;
         };
         if caught_up || batch.file.unflushed() >= FLUSH_BYTES {
@@ -338,23 +394,44 @@ impl Writer {
                         .spool
                         .stream_records_on_disk
                         .fetch_add(new, Ordering::Relaxed);
+                    batch.flushed_records = batch.file.records();
+                    batch.unflushed.clear();
                 }
                 Err(error) => {
-                    tracing::error!(writer = self.id, %error, "flushing a batch failed")
+                    // What it holds unflushed is kept in memory, the file as it is on
+                    // disk; reading stops until the disk takes writes again.
+                    self.set_aside(Origin::Stream);
+                    self.gate
+                        .refused(&format!("flushing a batch failed: {error}"));
                 }
             }
         }
     }
 
     /// Writes every record of the chunk, sealing batches as they fill. A disk error does
-    /// not drop the chunk: the broken batch goes to quarantine and the chunk is written
-    /// again into a new one. The other chunks of tailed files in the broken batch are
-    /// acknowledged as failed, and their tails read them again.
+    /// not drop the chunk: the broken batch is set aside (see [`Writer::set_aside`]),
+    /// reading stops, and the chunk waits in the writer's hand, tried again every second
+    /// (the writer goes on beating: waiting for the disk is not being stuck), until the
+    /// disk takes writes again. Only at shutdown does a writer give up after a few tries.
     fn write_chunk(&mut self, origin: Origin, chunk: &mut Chunk) {
         let mut next = 0;
-        while next < chunk.records.len() {
-            match self.write_records(origin, &chunk.records[next..], chunk.arrived) {
+        let mut tries = 0;
+        loop {
+            let result = self.restore().and_then(|()| {
+                self.write_records(origin, &chunk.records[next..], chunk.arrived)
+                    .map_err(|failure| {
+                        // Records of TCP appended to the broken batch are held with it;
+                        // those of tailed files are written again from this chunk.
+                        next += match origin {
+                            Origin::Stream => failure.appended,
+                            Origin::File => failure.sealed,
+                        };
+                        failure.error
+                    })
+            });
+            match result {
                 Ok(()) => {
+                    self.gate.accepted();
                     if let Some(ack) = chunk.take_ack() {
                         match self.current(origin).as_mut() {
                             Some(batch) => batch.acks.push(ack),
@@ -364,29 +441,152 @@ impl Writer {
                     }
                     return;
                 }
-                Err((written, error)) => {
-                    next += written;
-                    tracing::error!(writer = self.id, %error, "writing a batch failed; retrying in a new batch file");
-                    if let Some(batch) = self.current(origin).take() {
-                        let path = batch.file.path().to_path_buf();
-                        drop(batch);
-                        self.quarantine_broken(&path, &format!("write failed: {error}"));
+                Err(error) => {
+                    self.set_aside(origin);
+                    self.gate.refused(&error);
+                    if self.stopping.load(Ordering::Relaxed) && tries >= DISK_TRIES_AT_STOP {
+                        if origin == Origin::Stream {
+                            tracing::error!(writer = self.id, records = chunk.records.len() - next, "stopping while the spool's disk refuses writes: these records read from TCP are lost");
+                        }
+                        return;
                     }
+                    tries += 1;
+                    self.heartbeats.beat(self.id);
                     std::thread::sleep(DISK_RETRY);
+                    self.heartbeats.beat(self.id);
                 }
             }
         }
     }
 
-    /// Appends records that arrived at `arrived`, returning on error how many were written
-    /// (and sealed) before it.
+    /// Whether the writer holds records or broken batches for a disk that failed it.
+    fn waits_for_disk(&self) -> bool {
+        !self.held.is_empty() || !self.broken.is_empty()
+    }
+
+    /// Idle, with something held for the disk: tries again.
+    fn retry_disk(&mut self) {
+        if !self.waits_for_disk() {
+            return;
+        }
+        match self.restore() {
+            Ok(()) => {
+                self.flush_stream(true);
+                if !self.waits_for_disk() {
+                    self.gate.accepted();
+                }
+            }
+            Err(error) => {
+                self.set_aside(Origin::Stream);
+                self.gate.refused(&error);
+            }
+        }
+    }
+
+    /// Takes the current batch of `origin` out of use after the disk failed it. Of TCP:
+    /// the file stays where it is, holding what its last flush handed to the operating
+    /// system (what a restart would salvage), and the records appended since are held in
+    /// memory, to be written again. Of tailed files: the file is to be deleted, and its
+    /// chunks' acknowledgements drop, so that the tails read them again.
+    fn set_aside(&mut self, origin: Origin) {
+        let Some(batch) = self.current(origin).take() else {
+            return;
+        };
+        let CurrentBatch {
+            file,
+            first_arrival,
+            acks,
+            unflushed,
+            flushed_records,
+            // Those counted are in the file, which stays where a restart salvages it.
+            counted_on_disk: _,
+        } = batch;
+        let path = file.path().to_path_buf();
+        drop(file);
+        drop(acks);
+        self.set_aside_file(origin, path, first_arrival, unflushed, flushed_records);
+    }
+
+    fn set_aside_file(
+        &mut self,
+        origin: Origin,
+        path: std::path::PathBuf,
+        first_arrival: Instant,
+        unflushed: Vec<Bytes>,
+        flushed_records: u64,
+    ) {
+        match origin {
+            Origin::Stream => {
+                if self.held.is_empty() {
+                    self.held_arrived = first_arrival;
+                }
+                self.held.splice(0..0, unflushed);
+                self.broken.push(Broken {
+                    path,
+                    flushed_records: Some(flushed_records),
+                });
+            }
+            Origin::File => self.broken.push(Broken {
+                path,
+                flushed_records: None,
+            }),
+        }
+    }
+
+    /// Once the disk takes writes: the broken batches dealt with (the flushed records of
+    /// TCP sealed into a batch of their own, files' batches deleted), then the held
+    /// records written, in order, before anything newer.
+    fn restore(&mut self) -> io::Result<()> {
+        while let Some(broken) = self.broken.first() {
+            match broken.flushed_records {
+                Some(records) if records > 0 => {
+                    let saved =
+                        self.spool
+                            .salvage_flushed(&broken.path, records, self.rules.level)?;
+                    if saved < records {
+                        tracing::error!(writer = self.id, file = %broken.path.display(), flushed = records, saved, "the disk lost records of a batch it had accepted");
+                    }
+                }
+                _ => match std::fs::remove_file(&broken.path) {
+                    Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                    _ => {}
+                },
+            }
+            let broken = self.broken.remove(0);
+            self.spool.settled(&broken.path);
+        }
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        let arrived = self.held_arrived;
+        match self.write_records(Origin::Stream, &held, arrived) {
+            Ok(()) => Ok(()),
+            Err(failure) => {
+                // Those appended are in the current batch, set aside by the caller.
+                self.held = held[failure.appended..].to_vec();
+                self.set_aside(Origin::Stream);
+                Err(failure.error)
+            }
+        }
+    }
+
+    /// Appends records that arrived at `arrived`, returning on error how many were sealed
+    /// and how many appended before it.
     fn write_records(
         &mut self,
         origin: Origin,
         records: &[Bytes],
         arrived: Instant,
-    ) -> Result<(), (usize, io::Error)> {
-        let mut sealed_upto = 0;
+    ) -> Result<(), Failure> {
+        let mut sealed = 0;
+        let fail = |sealed: usize, appended: usize| {
+            move |error: io::Error| Failure {
+                sealed,
+                appended,
+                error,
+            }
+        };
         for (i, record) in records.iter().enumerate() {
             let size = record.len() as u64 + 1;
             let behind = self.behind();
@@ -394,39 +594,44 @@ impl Writer {
             if self.current[origin as usize].as_ref().is_some_and(|b| {
                 b.file.records() > 0 && rules.overflows(b.file.raw_bytes(), size, behind)
             }) {
-                self.try_seal(origin).map_err(|e| (sealed_upto, e))?;
-                sealed_upto = i;
+                self.try_seal(origin).map_err(fail(sealed, i))?;
+                sealed = i;
             }
             if self.current(origin).is_none() {
                 let path = self.spool.new_batch_path(self.id, origin);
-                let file =
-                    BatchFile::create(&path, self.rules.level).map_err(|e| (sealed_upto, e))?;
+                let file = BatchFile::create(&path, self.rules.level).map_err(fail(sealed, i))?;
                 *self.current(origin) = Some(CurrentBatch {
                     file,
                     first_arrival: arrived,
                     acks: Vec::new(),
                     counted_on_disk: 0,
+                    unflushed: Vec::new(),
+                    flushed_records: 0,
                 });
             }
             let batch = self.current[origin as usize]
                 .as_mut()
                 .expect("opened above");
-            batch.file.append(record).map_err(|e| (sealed_upto, e))?;
+            batch.file.append(record).map_err(fail(sealed, i))?;
+            if origin == Origin::Stream {
+                batch.unflushed.push(record.clone());
+            }
             if self
                 .rules
                 .is_full(batch.file.records(), batch.file.raw_bytes(), behind)
             {
-                self.try_seal(origin).map_err(|e| (sealed_upto, e))?;
-                sealed_upto = i + 1;
+                self.try_seal(origin).map_err(fail(sealed, i + 1))?;
+                sealed = i + 1;
             }
         }
         Ok(())
     }
 
-    /// Seals the current batch, logging a failure (the batch then goes to quarantine).
+    /// Seals the current batch; a failure sets it aside and stops reading until the disk
+    /// takes writes again.
     fn seal(&mut self, origin: Origin) {
         if let Err(error) = self.try_seal(origin) {
-            tracing::error!(writer = self.id, %error, "sealing a batch failed");
+            self.gate.refused(&error);
         }
     }
 
@@ -474,36 +679,25 @@ impl Writer {
                 Ok(())
             }
             Err(error) => {
-                if path.exists() {
-                    self.quarantine_broken(&path, &format!("sealing failed: {error}"));
-                }
-                self.spool.settled(&path);
                 // The acknowledgements drop unsealed: the tail reads those records again.
-                Err(error)
-            }
-        }
-    }
-
-    /// Moves a batch the disk failed to quarantine, so that its records are kept for
-    /// inspection and never uploaded half. A batch of tailed files' records is deleted
-    /// instead: the files keep them, and their tails read them again.
-    fn quarantine_broken(&self, path: &std::path::Path, reason: &str) {
-        if path
-            .to_string_lossy()
-            .contains(&format!("-{}-", Origin::File.name()))
-        {
-            match std::fs::remove_file(path) {
-                Ok(()) => {
-                    tracing::warn!(file = %path.display(), reason, "deleted a broken batch of tailed files' records; they are read again from the files")
+                drop(current.acks);
+                if path.exists() {
+                    self.set_aside_file(
+                        origin,
+                        path,
+                        current.first_arrival,
+                        current.unflushed,
+                        current.flushed_records,
+                    );
+                } else {
+                    // Renamed into ready/ all the same (a later step failed): sealed.
+                    self.spool.settled(&path);
                 }
-                Err(error) => {
-                    tracing::error!(file = %path.display(), %error, "cannot delete a broken batch")
-                }
+                Err(io::Error::new(
+                    error.kind(),
+                    format!("sealing a batch failed: {error}"),
+                ))
             }
-            return;
-        }
-        if let Err(error) = self.spool.quarantine(path, reason) {
-            tracing::error!(file = %path.display(), %error, "cannot move the broken batch to quarantine");
         }
     }
 }

@@ -436,6 +436,13 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
         },
         r.spool.quarantined
     ));
+    if let Some(error) = &r.spool.write_refused {
+        // One line: the error's own line ends are shown escaped.
+        text.push_str(&format!(
+            "  spool: the disk refuses writes ({}): reading is stopped until it accepts them\n",
+            error.replace('\n', "\\n")
+        ));
+    }
     text.push_str(&format!(
         "  memory: budget {}, {} in use; machine {}\n",
         human_size(r.memory.limit),

@@ -135,6 +135,16 @@ impl Tail {
                 continue;
             };
 
+            // Nothing is read while the spool's disk refuses writes: the file keeps the
+            // records, and its checkpoint stays before them.
+            if self.sink.disk().refuses() {
+                tokio::select! {
+                    _ = self.sink.disk().accepting() => {}
+                    _ = cancel.cancelled() => break,
+                }
+                continue;
+            }
+
             // Chunks whose batch failed are read again, before anything new.
             for failed in progress.take_failed(|i| (i.dev, i.ino) == (open.dev, open.ino)) {
                 if !self.reread(open, &progress, failed).await {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{descriptors, Framer, Throttle};
+use crate::batch::DiskGate;
 use crate::memory::MemoryBudget;
 use crate::pipeline::RecordSink;
 use crate::status::Stats;
@@ -193,6 +194,7 @@ impl Connections {
                 break;
             };
             let budget: MemoryBudget = target.sink.budget().clone();
+            let disk = target.sink.disk().clone();
             let partial_timeout = target.partial_timeout;
             framer
                 .adopt(&budget, target.max_record_bytes, target.inputs)
@@ -206,12 +208,12 @@ impl Connections {
                 Some(deadline) if Instant::now() >= deadline => Read::Cut,
                 Some(deadline) => tokio::time::timeout_at(
                     deadline,
-                    read_some(&stream, &mut framer, idle_deadline),
+                    read_some(&stream, &mut framer, idle_deadline, &disk),
                 )
                 .await
                 .unwrap_or(Read::Cut),
                 None => tokio::select! {
-                    read = read_some(&stream, &mut framer, idle_deadline) => read,
+                    read = read_some(&stream, &mut framer, idle_deadline, &disk) => read,
                     _ = self.stop.cancelled() => {
                         drain_until = Some(Instant::now() + DRAIN_DEADLINE);
                         continue;
@@ -283,8 +285,15 @@ enum Read {
 
 /// Reads what the peer sent into the framer. Waits for the bytes first, and only then for
 /// the memory to hold them, so that a silent connection holds no more than its unfinished
-/// record; while it waits for memory, a peer that goes away ends the wait.
-async fn read_some(stream: &TcpStream, framer: &mut Framer, idle: Option<Instant>) -> Read {
+/// record; while it waits for memory, a peer that goes away ends the wait. Nothing is
+/// taken from the socket while the spool's disk refuses writes: the bytes wait in the
+/// kernel, and the sender waits for them to be read.
+async fn read_some(
+    stream: &TcpStream,
+    framer: &mut Framer,
+    idle: Option<Instant>,
+    disk: &DiskGate,
+) -> Read {
     let idle_passed = || async move {
         match idle {
             Some(at) => tokio::time::sleep_until(at).await,
@@ -306,6 +315,16 @@ async fn read_some(stream: &TcpStream, framer: &mut Framer, idle: Option<Instant
             buf = framer.buffer() => buf,
             end = peer_gone(stream) => return end,
         };
+        // Looked at last, right before the read: the disk may have gone read-only while
+        // this connection waited for memory.
+        if disk.refuses() {
+            framer.release_spare();
+            tokio::select! {
+                _ = disk.accepting() => {}
+                end = peer_gone(stream) => return end,
+            }
+            continue;
+        }
         match stream.try_read_buf(buf) {
             Ok(0) => return Read::End,
             Ok(n) => return Read::Bytes(n),

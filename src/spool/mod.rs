@@ -326,6 +326,12 @@ impl Spool {
         ))
     }
 
+    /// Whether the spool's file system is mounted read-only now.
+    pub fn is_read_only(&self) -> bool {
+        nix::sys::statvfs::statvfs(&self.unsealed_dir)
+            .is_ok_and(|fs| fs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+    }
+
     /// Bytes of the sealed batches waiting.
     pub fn ready_bytes(&self) -> u64 {
         self.ready_bytes.load(Ordering::Relaxed)

@@ -92,7 +92,7 @@ impl Spool {
             }
             match name.split('-').nth(1).and_then(Origin::from_name) {
                 Some(Origin::Stream) => {
-                    let salvaged = self.salvage(&file, level)?;
+                    let salvaged = self.salvage(&file, level, None)?;
                     recovery.salvaged_records += salvaged;
                     recovery.salvaged_batches += (salvaged > 0) as u64;
                 }
@@ -110,11 +110,24 @@ impl Spool {
         Ok(recovery)
     }
 
-    /// Reads the whole records back from an unsealed TCP batch into a new sealed batch,
-    /// then deletes it. Returns how many records were saved. The new batch is complete on
-    /// disk, under a name that says so and names its source, before the source goes: a
-    /// crash at any point salvages the records exactly once.
-    fn salvage(&self, path: &Path, level: u32) -> io::Result<u64> {
+    /// A running writer's unsealed TCP batch that the disk failed: its first `records`
+    /// records (those flushed before the failure; the writer holds the rest and writes
+    /// them again) are sealed into a new batch, and the batch is deleted, as a salvage
+    /// after a crash is (exactly once, whenever it is interrupted). Returns how many were
+    /// saved.
+    pub fn salvage_flushed(&self, path: &Path, records: u64, level: u32) -> io::Result<u64> {
+        match self.salvage(path, level, Some(records)) {
+            // Nothing of it reached the disk (its creation was not durable).
+            Err(error) if error.kind() == io::ErrorKind::NotFound && !path.exists() => Ok(0),
+            other => other,
+        }
+    }
+
+    /// Reads the whole records back (at most `limit`) from an unsealed TCP batch into a
+    /// new sealed batch, then deletes it. Returns how many records were saved. The new
+    /// batch is complete on disk, under a name that says so and names its source, before
+    /// the source goes: a crash at any point salvages the records exactly once.
+    fn salvage(&self, path: &Path, level: u32, limit: Option<u64>) -> io::Result<u64> {
         let source = file_name(path);
         let out = self.unsealed_dir.join(format!("{SALVAGE_PREFIX}{source}"));
         let _ = fs::remove_file(&out);
@@ -134,9 +147,16 @@ impl Spool {
                         .split(|&b| b == b'\n')
                         .filter(|r| !r.is_empty())
                     {
+                        if limit.is_some_and(|limit| batch.records() >= limit) {
+                            break;
+                        }
                         batch.append(record)?;
                     }
                     carry.drain(..=last);
+                    if limit.is_some_and(|limit| batch.records() >= limit) {
+                        carry.clear();
+                        break Ok(());
+                    }
                 }
                 Err(error) => break Err(error),
             }

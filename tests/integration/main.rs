@@ -19,6 +19,7 @@ mod midstep;
 mod observe;
 mod proxy;
 mod rate;
+mod readonly;
 mod secrets;
 mod service;
 mod signals;
