@@ -236,9 +236,11 @@ async fn until(what: &str, check: impl Fn() -> bool) {
     panic!("never: {what}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn while_calls_are_plentiful_each_batch_goes_up_as_sealed() {
+/// Three batches sealed before the uploader first looks, through `fake` with its rate
+/// limiter's `calls_now`: how many uploads carried them (all 30 records checked).
+async fn uploads_of_three_sealed(calls_now: Option<(u32, Duration)>) -> usize {
     let fake = Fake::default();
+    fake.script().calls_now = calls_now;
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::prepare(dir.path()).unwrap());
     let running = Running::start_on(&fake, dir, spool);
@@ -246,58 +248,44 @@ async fn while_calls_are_plentiful_each_batch_goes_up_as_sealed() {
         running.seal(10);
     }
     until("every batch delivered", || running.waiting() == 0).await;
-    assert_eq!(fake.calls(Step::UploadUrl), 3, "one upload each, no merge");
     assert_eq!(fake.records(), 30);
     running.stop().await;
+    fake.calls(Step::UploadUrl)
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_calls_are_plentiful_each_batch_goes_up_as_sealed() {
+    assert_eq!(uploads_of_three_sealed(None).await, 3, "one each, no merge");
 }
 
 #[tokio::test(start_paused = true)]
 async fn while_calls_are_scarce_waiting_batches_go_up_as_one() {
-    let fake = Fake::default();
-    fake.script().calls_now = Some((0, Duration::from_secs(2)));
-    let running = Running::start(&fake);
-    for _ in 0..3 {
-        running.seal(10);
-    }
-    until("every batch delivered", || running.waiting() == 0).await;
-    assert_eq!(fake.calls(Step::UploadUrl), 1, "one merged upload");
-    assert_eq!(fake.records(), 30);
-    running.stop().await;
+    let none_now = Some((0, Duration::from_secs(2)));
+    assert_eq!(
+        uploads_of_three_sealed(none_now).await,
+        1,
+        "one merged upload"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn batches_ready_beyond_the_calls_available_now_go_up_as_one_at_once() {
-    let fake = Fake::default();
     // One upload's two calls may go now, then one every 2 s: the second batch alone would
     // wait 4 s for the limiter, one merged upload of all three waits for nothing.
-    fake.script().calls_now = Some((2, Duration::from_secs(2)));
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::prepare(dir.path()).unwrap());
-    let running = Running::start_on(&fake, dir, spool);
-    for _ in 0..3 {
-        running.seal(10);
-    }
-    until("every batch delivered", || running.waiting() == 0).await;
-    assert_eq!(fake.calls(Step::UploadUrl), 1, "one merged upload");
-    assert_eq!(fake.records(), 30);
-    running.stop().await;
+    let one_upload_now = Some((2, Duration::from_secs(2)));
+    assert_eq!(
+        uploads_of_three_sealed(one_upload_now).await,
+        1,
+        "one merged upload"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn batches_ready_beyond_the_calls_now_go_up_one_by_one_when_the_wait_is_short() {
-    let fake = Fake::default();
     // A fast rate: the calls beyond the burst come every 100 ms, and the second batch
     // alone waits 0.2 s: not worth a merge.
-    fake.script().calls_now = Some((2, Duration::from_millis(100)));
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::prepare(dir.path()).unwrap());
-    let running = Running::start_on(&fake, dir, spool);
-    for _ in 0..3 {
-        running.seal(10);
-    }
-    until("every batch delivered", || running.waiting() == 0).await;
-    assert_eq!(fake.calls(Step::UploadUrl), 3, "one upload each, no merge");
-    running.stop().await;
+    let fast = Some((2, Duration::from_millis(100)));
+    assert_eq!(uploads_of_three_sealed(fast).await, 3, "one each, no merge");
 }
 
 #[tokio::test(start_paused = true)]
