@@ -495,11 +495,27 @@ pub fn send_tcp(addr: SocketAddr, data: &[u8]) {
     let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
 }
 
-/// A LEEF record like the NSS MCAS feed's, unique by `stream` and `n`, about `pad` bytes longer
-/// than the minimum.
+/// The syslog-style prefix of the NSS feed's records, `Mon Oct 02 16:21:40 UTC 2017
+/// zscaler-nss: ` in the published sample, at the time this test run started: recent, so
+/// that MCAS does not ignore the events as older than 90 days, and the same for the whole
+/// run, so that a record made twice is the same bytes.
+pub fn nss_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| {
+        format!(
+            "{} zscaler-nss: ",
+            mcas_emulator::log_lines::nss_time(std::time::SystemTime::now())
+        )
+    })
+}
+
+/// A LEEF record in the published shape of the NSS MCAS feed's (the sample line of
+/// `mcas-api.md`, with [`nss_prefix`]'s time), unique by `stream` and `n`, about `pad`
+/// bytes longer than the minimum.
 pub fn leef(stream: &str, n: usize, pad: usize) -> Vec<u8> {
     format!(
-        "Mon Oct 02 16:21:40 UTC 2017 zscaler-nss: LEEF:1.0|Zscaler|NSS|4.1|NA|cat=Blocked\tsrc=185.27.134.{}\turl=www.example{}.com/{}\trecordid={stream}-{n}\tdstBytes={}",
+        "{}LEEF:1.0|Zscaler|NSS|4.1|NA|cat=Blocked\tsrc=185.27.134.{}\turl=www.example{}.com/{}\trecordid={stream}-{n}\tdstBytes={}",
+        nss_prefix(),
         n % 256,
         n % 97,
         "p".repeat(pad),
@@ -554,6 +570,20 @@ pub fn assert_ids_exactly_once(emulator: &Emulator, stream: &str, count: u64) {
         (missing, doubled, foreign),
         (0, 0, 0),
         "of {count} records: missing, duplicated, foreign"
+    );
+}
+
+/// Asserts that MCAS read every line uploaded into the data source `NSS` with the parser
+/// its `source` names, and ignored none as older than 90 days: what the data source shows
+/// is what was sent.
+pub fn assert_all_read(emulator: &Emulator) {
+    let counts = emulator.line_counts("NSS");
+    assert!(counts.lines > 0, "nothing was uploaded into NSS");
+    assert_eq!(
+        (counts.unparsed, counts.ignored_old),
+        (0, 0),
+        "of {} lines uploaded: not read by the parser (\"The log format doesn't match\"), ignored as older than 90 days",
+        counts.lines
     );
 }
 

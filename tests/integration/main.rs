@@ -17,6 +17,7 @@ mod harness;
 mod hostile;
 mod midstep;
 mod observe;
+mod parsed;
 mod proxy;
 mod rate;
 mod secrets;
