@@ -3,6 +3,7 @@
 
 mod admin;
 mod backpressure;
+mod blob_host;
 mod config;
 mod configure;
 mod configure_entra;
