@@ -64,7 +64,11 @@ async fn lines_are_read_by_the_parser_the_source_names() {
 
     let stats = h.emu.stats();
     assert_eq!(
-        (stats.records, stats.unparsed_lines, stats.ignored_old_events),
+        (
+            stats.records,
+            stats.unparsed_lines,
+            stats.ignored_old_events
+        ),
         (7, 3, 1)
     );
     let counts = h.emu.line_counts("NSS");
@@ -88,8 +92,18 @@ async fn lines_are_read_by_the_parser_the_source_names() {
     assert_eq!(
         entries,
         vec![
-            (json!("ZSCALER_QRADAR"), mismatch.clone(), json!(1), json!(1)),
-            (json!("ZSCALER_QRADAR_SYSLOG"), mismatch.clone(), json!(1), json!(0)),
+            (
+                json!("ZSCALER_QRADAR"),
+                mismatch.clone(),
+                json!(1),
+                json!(1)
+            ),
+            (
+                json!("ZSCALER_QRADAR_SYSLOG"),
+                mismatch.clone(),
+                json!(1),
+                json!(0)
+            ),
             (json!("ZSCALER_CEF"), mismatch, json!(1), json!(0)),
         ]
     );
