@@ -14,6 +14,7 @@ mod entra;
 mod entra_client;
 mod faults;
 mod feed;
+mod generate;
 mod harness;
 mod hostile;
 mod midstep;
