@@ -12,7 +12,7 @@ use reqwest::{Certificate, Client};
 use crate::config::{ConfigError, ProxyTarget};
 
 /// How long a TCP and TLS handshake may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Builds the client: rustls, the system's trust anchors plus those in `ca_file` (the key
 /// `ca_key` names it in errors), HTTPS only (a blob URL carries a signature that must not

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod pidfile;
 pub mod pipeline;
 pub mod privilege;
+pub mod reach;
 pub mod spool;
 pub mod status;
 pub mod sync;

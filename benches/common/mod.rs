@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{self, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// About 16 MiB of LEEF records.
 pub fn leef_stream() -> Vec<u8> {
@@ -15,15 +16,12 @@ pub fn leef_stream() -> Vec<u8> {
 /// Writes LEEF records, one a line, until at least `bytes` are written; returns how many
 /// records.
 ///
-/// The records vary as a real feed's do: a few thousand users and hosts, a few hundred
+/// The records are in the published shape of the NSS MCAS feed (syslog-style prefix,
+/// LEEF header, tab-separated pairs) and vary as a real feed's do: a few thousand users and hosts, a few hundred
 /// sites with varied paths and query strings, a clock that moves on, random sizes and
 /// ports; so that they compress like a real feed (to about a tenth), not like a repeated
 /// line.
 pub fn write_leef(out: &mut impl Write, bytes: u64) -> io::Result<u64> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const ACTIONS: [&str; 3] = ["Allowed", "Allowed", "Blocked"];
     const CATEGORIES: [(&str, &str); 8] = [
         ("Business%20and%20Economy", "Business%20and%20Economy"),
@@ -48,6 +46,13 @@ pub fn write_leef(out: &mut impl Write, bytes: u64) -> io::Result<u64> {
         "cdn", "app", "user", "data", "share", "sync",
     ];
 
+    // The feed's clock starts at midnight UTC a week before today: recent enough that
+    // MCAS does not ignore the events (90 days), and the same for every run of a day;
+    // from day to day only the dates change, never a length.
+    let today = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86400);
+    let start = UNIX_EPOCH + Duration::from_secs(today.saturating_sub(7) * 86400);
     let mut rng = fastrand::Rng::with_seed(0x4e53_5341);
     let mut out = io::BufWriter::with_capacity(1 << 20, out);
     let mut written = 0u64;
@@ -59,13 +64,10 @@ pub fn write_leef(out: &mut impl Write, bytes: u64) -> io::Result<u64> {
         if rng.u32(0..2000) == 0 {
             second += 1;
         }
-        let (day, hh, mm, ss) = (
-            (second / 86400) as usize,
-            second / 3600 % 24,
-            second / 60 % 60,
-            second % 60,
-        );
-        let (dd, month) = (day % 28 + 1, MONTHS[day / 28 % 12]);
+        // `Mon Oct 02 16:21:40 UTC 2017`: weekday, month, day, clock, zone, year.
+        let time = mcas_emulator::log_lines::nss_time(start + Duration::from_secs(second));
+        let parts: Vec<&str> = time.split(' ').collect();
+        let dev_time = format!("{} {} {} {} UTC", parts[1], parts[2], parts[5], parts[3]);
         let user = rng.u32(0..3000);
         let host = rng.u32(0..60_000);
         let site = rng.u32(0..400);
@@ -81,13 +83,12 @@ pub fn write_leef(out: &mut impl Write, bytes: u64) -> io::Result<u64> {
         line.clear();
         writeln!(
             line,
-            "{day_name} {month} {dd:02} {hh:02}:{mm:02}:{ss:02} UTC 2026 zscaler-nss: LEEF:1.0|Zscaler|NSS|4.1|{reason}|cat={action}\t\
-             devTime={month} {dd:02} 2026 {hh:02}:{mm:02}:{ss:02} UTC\tsrc=10.{a}.{b}.{c}\tdst=203.0.{d}.{e}\t\
+            "{time} zscaler-nss: LEEF:1.0|Zscaler|NSS|4.1|{reason}|cat={action}\t\
+             devTime={dev_time}\tsrc=10.{a}.{b}.{c}\tdst=203.0.{d}.{e}\t\
              srcPostNAT=198.51.100.{f}\trealm=Site{g}\tusrName=user{user}@example.com\tsrcBytes={req}\tdstBytes={resp}\t\
              role=Department{dept}\tpolicy={reason}\turlcategory={category}\turlsupercategory={supercategory}\t\
              url=www.{site_word}{site}.{tld}{path}\tuseragent={agent}\tstatus={status}\trequestmethod={method}\t\
              srcPort={port}\trecordid={id}",
-            day_name = DAYS[day % 7],
             reason = if rng.u8(0..10) == 0 { "Blocked%20by%20policy" } else { "Allowed" },
             action = ACTIONS[rng.usize(0..ACTIONS.len())],
             a = host >> 12,

@@ -31,10 +31,13 @@ def emulator_records():
 
 def feed(count, tag):
     with socket.create_connection(FEED, timeout=10) as sock:
+        # The feed's syslog-style prefix at the current time: MCAS ignores events older
+        # than 90 days.
+        prefix = time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime())
         lines = []
         for n in range(count):
             lines.append(
-                f"Mon Dec 01 10:00:00 UTC 2026 zscaler-nss: LEEF:1.0|Zscaler|NSS|4.1|NA|cat=Allowed\t"
+                f"{prefix} zscaler-nss: LEEF:1.0|Zscaler|NSS|4.1|NA|cat=Allowed\t"
                 f"src=10.0.0.{n % 250}\turl=www.app{n % 50}.example.com/\trecordid={tag}-{n}\n"
             )
         sock.sendall("".join(lines).encode())

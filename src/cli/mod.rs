@@ -9,6 +9,7 @@ mod service;
 mod status;
 mod sync_now;
 mod troubleshoot;
+mod troubleshoot_blob;
 mod troubleshoot_zia;
 mod url_categories;
 

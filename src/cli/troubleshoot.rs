@@ -1,7 +1,8 @@
 //! `nss troubleshoot mcas`: the documented check of the token and the unsanctioned-apps
 //! list (`curl "https://<MCAS URL>/api/discovery_block_scripts/?format=120&type=banned"
 //! -H "Authorization: Token <Token>"`), done and explained, with one verdict and the next
-//! step; then the data source as MCAS lists it.
+//! step; then the data source as MCAS lists it, and the blob host of an upload URL
+//! (`troubleshoot_blob.rs`).
 
 use super::Unavailable;
 use crate::config::{McasTarget, Settings};
@@ -112,9 +113,10 @@ pub(crate) async fn check(client: &McasClient, target: &McasTarget) -> Check {
     }
 }
 
-/// Runs the check and prints it. Exit 0 only when URLs came back and the data source exists
-/// (or its list is not readable); 69 when MCAS refused or could not be reached, or lists no
-/// such data source; 1 for an empty list.
+/// Runs the check and prints it. Exit 0 only when URLs came back, the data source exists
+/// (or its list is not readable) and the blob host of an upload URL is reachable; 69 when
+/// MCAS refused or could not be reached, lists no such data source, or the blob host
+/// cannot be reached; 1 for an empty list.
 pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let target = settings.mcas_target()?;
     let client = McasClient::from_settings(&target, &settings.upload, Default::default())?;
@@ -144,11 +146,24 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
         return finish(verdict);
     }
     let data_source = runtime.block_on(data_source_check(&client, &target));
+    let format = data_source::choose(&target.source, &data_source, None);
+    let blob = runtime.block_on(super::troubleshoot_blob::check(
+        &client,
+        &target,
+        &format.name,
+    ));
     if let data_source::Verdict::Missing(_) = data_source {
         return Err(Unavailable(format!(
             "MCAS has no data source \"{}\" (the verdict above says what to do)",
             target.data_source
         ))
+        .into());
+    }
+    if blob.is_err() {
+        return Err(Unavailable(
+            "the blob store of MCAS's upload URLs cannot be reached (the line above says what to allow)"
+                .to_string(),
+        )
         .into());
     }
     finish(verdict)

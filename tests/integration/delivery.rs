@@ -70,6 +70,7 @@ async fn every_record_arrives_exactly_once_across_all_three_seal_limits() {
     );
     let total = expected.len() as u64;
     assert_exactly_once(&world.emulator, expected);
+    assert_all_read(&world.emulator);
 
     let uploads = world.emulator.uploads();
     let sizes: Vec<(usize, usize)> = uploads
@@ -190,6 +191,7 @@ async fn three_api_steps_in_order_and_the_token_only_on_the_api() {
     assert!(world.emulator.snapshots().is_empty());
     assert_eq!(uploads[0].block_count, 0);
     assert_exactly_once(&world.emulator, records);
+    assert_all_read(&world.emulator);
 }
 
 /// Incompressible records over 64 MiB of gzip: the batch goes up as Put Block + Put Block
@@ -306,6 +308,7 @@ async fn sigterm_seals_the_open_batch_and_a_restart_delivers_it() {
         .await
         .unwrap();
     assert_exactly_once(&world.emulator, records);
+    assert_all_read(&world.emulator);
 }
 
 /// While the feed floods the agent faster than it compresses, batches are still sealed by
@@ -337,7 +340,8 @@ async fn batches_are_sealed_by_age_while_the_feed_floods() {
         let mut block = Vec::new();
         let mut id_at = Vec::with_capacity(BLOCK);
         for _ in 0..BLOCK {
-            block.extend_from_slice(b"Mon Oct 02 16:21:40 UTC 2017 zscaler-nss: LEEF:1.0|Zscaler|NSS|4.1|NA|cat=Blocked\turl=");
+            block.extend_from_slice(nss_prefix().as_bytes());
+            block.extend_from_slice(b"LEEF:1.0|Zscaler|NSS|4.1|NA|cat=Blocked\turl=");
             for _ in 0..40 {
                 block.extend_from_slice(words[rng.usize(..words.len())].as_bytes());
                 block.push(b'/');
@@ -388,6 +392,7 @@ async fn batches_are_sealed_by_age_while_the_feed_floods() {
         "a batch stayed open {latency} s, at batch.max_age = 1 s"
     );
     assert_ids_exactly_once(&world.emulator, "flood", sent);
+    assert_all_read(&world.emulator);
 }
 
 /// A batch sealed more than 90 days ago (MCAS ignores events that old) is not uploaded: it
@@ -435,6 +440,7 @@ async fn batches_sealed_more_than_90_days_ago_are_set_aside() {
         .await
         .unwrap();
     assert_exactly_once(&world.emulator, fresh);
+    assert_all_read(&world.emulator);
     // No API call for the old batch: only the fresh one's upload_url.
     let upload_urls = world
         .emulator

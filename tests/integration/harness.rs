@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use mcas_emulator::{Emulator, EmulatorConfig};
 use tempfile::TempDir;
 
+pub use crate::generate::{leef, lines, nss_prefix};
+
 /// The API token the emulator accepts and the agent is given.
 pub const TOKEN: &str = "t0k3n-0123456789abcdef0123456789abcdef0123456789abcdef-SECRET";
 
@@ -495,29 +497,6 @@ pub fn send_tcp(addr: SocketAddr, data: &[u8]) {
     let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
 }
 
-/// A LEEF record like the NSS MCAS feed's, unique by `stream` and `n`, about `pad` bytes longer
-/// than the minimum.
-pub fn leef(stream: &str, n: usize, pad: usize) -> Vec<u8> {
-    format!(
-        "Mon Oct 02 16:21:40 UTC 2017 zscaler-nss: LEEF:1.0|Zscaler|NSS|4.1|NA|cat=Blocked\tsrc=185.27.134.{}\turl=www.example{}.com/{}\trecordid={stream}-{n}\tdstBytes={}",
-        n % 256,
-        n % 97,
-        "p".repeat(pad),
-        n * 7
-    )
-    .into_bytes()
-}
-
-/// Records joined with newlines, each terminated.
-pub fn lines(records: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for record in records {
-        out.extend_from_slice(record);
-        out.push(b'\n');
-    }
-    out
-}
-
 /// Every record the emulator holds, sorted, with how many batches they came in.
 pub fn delivered(emulator: &Emulator) -> (Vec<Vec<u8>>, usize) {
     let uploads = emulator.uploads();
@@ -554,6 +533,20 @@ pub fn assert_ids_exactly_once(emulator: &Emulator, stream: &str, count: u64) {
         (missing, doubled, foreign),
         (0, 0, 0),
         "of {count} records: missing, duplicated, foreign"
+    );
+}
+
+/// Asserts that MCAS read every line uploaded into the data source `NSS` with the parser
+/// its `source` names, and ignored none as older than 90 days: what the data source shows
+/// is what was sent.
+pub fn assert_all_read(emulator: &Emulator) {
+    let counts = emulator.line_counts("NSS");
+    assert!(counts.lines > 0, "nothing was uploaded into NSS");
+    assert_eq!(
+        (counts.unparsed, counts.ignored_old),
+        (0, 0),
+        "of {} lines uploaded: not read by the parser (\"The log format doesn't match\"), ignored as older than 90 days",
+        counts.lines
     );
 }
 

@@ -69,7 +69,7 @@ async fn a_flood_of_connections_starves_nothing_and_gives_its_descriptors_back()
     let flood = connect_many(addr, 1_100);
     for stream in flood.iter().step_by(2) {
         // Half of them start a record they never finish.
-        let _ = (&*stream).write_all(b"Mon Oct 02 16:21:40 UTC 2017 zscaler-nss: LEEF:1.0|");
+        let _ = (&*stream).write_all(format!("{}LEEF:1.0|", nss_prefix()).as_bytes());
     }
     let status = agent.wait_status("connections refused at the cap", |s| {
         s["feed"]["connections_refused"].as_u64() >= Some(1_000)

@@ -3,6 +3,7 @@
 
 mod admin;
 mod backpressure;
+mod blob_host;
 mod config;
 mod configure;
 mod configure_entra;
@@ -13,10 +14,12 @@ mod entra;
 mod entra_client;
 mod faults;
 mod feed;
+mod generate;
 mod harness;
 mod hostile;
 mod midstep;
 mod observe;
+mod parsed;
 mod proxy;
 mod rate;
 mod readonly;

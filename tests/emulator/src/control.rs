@@ -77,6 +77,34 @@ pub(crate) async fn control(shared: &Shared, req: Request<Incoming>) -> Response
         (Method::GET, "/_emulator/uploads") => {
             json_response(StatusCode::OK, json!(shared.state().uploads))
         }
+        (Method::GET, "/_emulator/governance") => {
+            // One entry per file, as the portal's governance log lists uploads.
+            let entries: Vec<Value> = shared
+                .state()
+                .uploads
+                .iter()
+                .map(|u| {
+                    json!({"data_source": u.data_source, "filename": u.filename,
+                           "source": u.source, "status": u.governance_status(),
+                           "lines": u.records, "unparsed": u.unparsed,
+                           "ignored_old": u.ignored_old})
+                })
+                .collect();
+            json_response(StatusCode::OK, json!({ "uploads": entries }))
+        }
+        (Method::POST, "/_emulator/blob_host") => {
+            #[derive(Deserialize)]
+            struct HostRequest {
+                host: Option<String>,
+            }
+            match serde_json::from_slice::<HostRequest>(&body) {
+                Ok(h) => {
+                    shared.state().blob_host = h.host.clone();
+                    json_response(StatusCode::OK, json!({ "host": h.host }))
+                }
+                Err(e) => bad(e.to_string()),
+            }
+        }
         (Method::GET, "/_emulator/calls") => {
             json_response(StatusCode::OK, json!(shared.state().calls))
         }
@@ -155,6 +183,7 @@ pub(crate) async fn control(shared: &Shared, req: Request<Incoming>) -> Response
             StatusCode::NOT_FOUND,
             json!({"error": "unknown control endpoint", "endpoints": [
                 "GET /_emulator/stats", "GET /_emulator/uploads", "GET /_emulator/calls",
+                "GET /_emulator/governance", "POST /_emulator/blob_host",
                 "POST /_emulator/faults", "DELETE /_emulator/faults",
                 "POST /_emulator/banned", "POST /_emulator/throttle",
                 "POST /_emulator/token_roles", "POST /_emulator/repeated_done",

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::warn;
 
+use crate::log_lines::{LineCounts, Parser};
 use crate::server::{json_error, json_response, param, Body, Issued, Reply, Shared};
 use crate::{records, streams, Upload};
 
@@ -152,6 +153,8 @@ impl Shared {
         }
         st.stats.uploads += 1;
         st.stats.records += upload.records;
+        st.stats.unparsed_lines += upload.unparsed;
+        st.stats.ignored_old_events += upload.ignored_old;
         st.stats.bytes += upload.bytes;
         st.streams.received(&upload.data_source, SystemTime::now());
         let total = st.stats.records;
@@ -191,10 +194,13 @@ impl Shared {
         };
         let bytes = tokio::fs::metadata(&dest).await?.len();
         let path = dest.clone();
-        let (records, decode_error) = if self.count_records {
-            tokio::task::spawn_blocking(move || records::count_records(&path)).await??
+        let parser = Parser::of(&issued.source);
+        let (lines, decode_error) = if self.count_records {
+            let now = SystemTime::now();
+            tokio::task::spawn_blocking(move || records::count_records(&path, parser, now))
+                .await??
         } else {
-            (0, None)
+            (LineCounts::default(), None)
         };
         Ok(Some(Upload {
             filename: issued.filename.clone(),
@@ -204,7 +210,9 @@ impl Shared {
             as_snapshot: form.snapshot,
             path: dest,
             bytes,
-            records,
+            records: lines.lines,
+            unparsed: lines.unparsed,
+            ignored_old: lines.ignored_old,
             block_count,
             decode_error,
         }))

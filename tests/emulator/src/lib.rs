@@ -28,6 +28,7 @@ pub mod connect_proxy;
 mod control;
 mod done_upload;
 pub mod entra;
+pub mod log_lines;
 mod records;
 mod sas;
 mod server;
@@ -314,8 +315,14 @@ pub struct Upload {
     pub path: PathBuf,
     /// Size of the blob.
     pub bytes: u64,
-    /// Non-empty lines after decompression.
+    /// Non-empty lines after decompression, whatever MCAS made of them.
     pub records: u64,
+    /// Lines the parser `source` names could not read: MCAS's governance log reports the
+    /// file with "The log format doesn't match" (the API took it all the same).
+    pub unparsed: u64,
+    /// Lines read whose event (the time of their syslog-style prefix) is older than 90
+    /// days at done_upload: MCAS ignores them.
+    pub ignored_old: u64,
     /// Committed blocks; 0 when the blob was written whole (Put Blob, or S3 PUT).
     pub block_count: u32,
     /// Why decompression stopped early (corrupt or truncated gzip), if it did.
@@ -326,6 +333,25 @@ impl Upload {
     /// The blob's bytes.
     pub fn read(&self) -> std::io::Result<Vec<u8>> {
         std::fs::read(&self.path)
+    }
+
+    /// What MCAS made of its lines.
+    pub fn line_counts(&self) -> log_lines::LineCounts {
+        log_lines::LineCounts {
+            lines: self.records,
+            unparsed: self.unparsed,
+            ignored_old: self.ignored_old,
+        }
+    }
+
+    /// The governance log's word on the file: "The log format doesn't match" when a line
+    /// could not be read, else "Completed".
+    pub fn governance_status(&self) -> &'static str {
+        if self.unparsed > 0 {
+            "The log format doesn't match"
+        } else {
+            "Completed"
+        }
     }
 
     /// The records: gunzipped (several gzip members are fine; plain text is read as is),
@@ -340,8 +366,12 @@ impl Upload {
 pub struct Stats {
     /// Finalized uploads.
     pub uploads: u64,
-    /// Records in finalized uploads.
+    /// Records in finalized uploads (lines, whatever MCAS made of them).
     pub records: u64,
+    /// Lines of finalized uploads their parser could not read ([`Upload::unparsed`]).
+    pub unparsed_lines: u64,
+    /// Events of finalized uploads older than 90 days, ignored ([`Upload::ignored_old`]).
+    pub ignored_old_events: u64,
     /// Bytes of finalized uploads.
     pub bytes: u64,
     /// API calls received (upload_url, done_upload, block scripts, streams), whatever
@@ -443,6 +473,19 @@ impl Emulator {
         self.inner.state().uploads.clone()
     }
 
+    /// What MCAS made of the lines uploaded into the data source `data_source` (snapshot
+    /// reports left out): lines, unparsed, ignored as older than 90 days. With
+    /// [`EmulatorConfig::count_records`] off, nothing is read: all zero.
+    pub fn line_counts(&self, data_source: &str) -> log_lines::LineCounts {
+        let mut counts = log_lines::LineCounts::default();
+        for upload in self.inner.state().uploads.iter() {
+            if upload.data_source == data_source {
+                counts.merge(&upload.line_counts());
+            }
+        }
+        counts
+    }
+
     /// Uploads finalized with `uploadAsSnapshot`: snapshot reports, not in
     /// [`Emulator::uploads`].
     pub fn snapshots(&self) -> Vec<Upload> {
@@ -468,6 +511,13 @@ impl Emulator {
     /// or `https://` ones again.
     pub fn set_insecure_urls(&self, insecure: bool) {
         self.inner.state().insecure_urls = insecure;
+    }
+
+    /// Makes upload_url hand out URLs naming `host` (`name[:port]`) instead of the blob
+    /// store's (`Some`), as a tenant whose blob host the firewall blocks looks to the
+    /// appliance, or the real one again (`None`).
+    pub fn set_blob_host(&self, host: Option<&str>) {
+        self.inner.state().blob_host = host.map(str::to_string);
     }
 
     /// Changes the throttle (`None`: unlimited). Calls already made stay in the window.

@@ -2,10 +2,13 @@
 //! one record a line.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
+use std::time::SystemTime;
 
 use flate2::read::MultiGzDecoder;
+
+use crate::log_lines::{LineCounts, Parser};
 
 /// Opens `path` decompressed if it starts with the gzip magic, as is otherwise
 /// (MCAS also accepts plain text).
@@ -37,42 +40,39 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Counts the non-empty lines of the decompressed content. A decoding error (corrupt or
-/// truncated gzip) does not fail the count: the lines read before it are counted and the
-/// error is returned beside them, as MCAS would still take the upload and fail later.
-pub(crate) fn count_records(path: &Path) -> io::Result<(u64, Option<String>)> {
-    let mut reader = open(path)?;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut count = 0u64;
-    // Whether the current line has at least one byte.
-    let mut in_line = false;
+/// Counts the non-empty lines of the decompressed content, and reads each with `parser`
+/// (the one the upload's `source` names; `None` reads none) as MCAS would at `now`. A
+/// decoding error (corrupt or truncated gzip) does not fail the count: the lines read
+/// before it are counted and the error is returned beside them, as MCAS would still take
+/// the upload and fail later.
+pub(crate) fn count_records(
+    path: &Path,
+    parser: Option<Parser>,
+    now: SystemTime,
+) -> io::Result<(LineCounts, Option<String>)> {
+    let mut reader = BufReader::with_capacity(1 << 16, open(path)?);
+    let mut counts = LineCounts::default();
+    let mut line = Vec::new();
     loop {
-        let n = match reader.read(&mut buf) {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                if in_line {
-                    count += 1;
+                // What was read of the last line before the error is a line too.
+                if !line.is_empty() && line != b"\n" {
+                    counts.add(parser, line.strip_suffix(b"\n").unwrap_or(&line), now);
                 }
-                return Ok((count, Some(e.to_string())));
-            }
-        };
-        for &b in &buf[..n] {
-            if b == b'\n' {
-                if in_line {
-                    count += 1;
-                }
-                in_line = false;
-            } else {
-                in_line = true;
+                return Ok((counts, Some(e.to_string())));
             }
         }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if !text.is_empty() {
+            counts.add(parser, text, now);
+        }
     }
-    if in_line {
-        count += 1;
-    }
-    Ok((count, None))
+    Ok((counts, None))
 }
 
 /// All non-empty lines of the decompressed content, without their `\n`.
@@ -112,6 +112,11 @@ mod tests {
         e.finish().unwrap()
     }
 
+    fn lines(path: &Path) -> (u64, Option<String>) {
+        let (counts, error) = count_records(path, None, SystemTime::now()).unwrap();
+        (counts.lines, error)
+    }
+
     #[test]
     fn counts_multi_member_gzip_and_text() {
         let dir = tempfile::tempdir().unwrap();
@@ -119,7 +124,7 @@ mod tests {
         let mut data = gz(b"one\ntwo\n\n");
         data.extend(gz(b"three\nfour"));
         std::fs::write(&p, &data).unwrap();
-        assert_eq!(count_records(&p).unwrap(), (4, None));
+        assert_eq!(lines(&p), (4, None));
         assert_eq!(
             read_records(&p).unwrap(),
             vec![
@@ -132,11 +137,11 @@ mod tests {
 
         let t = dir.path().join("a.txt");
         std::fs::write(&t, b"\nx\xff\ny\n").unwrap();
-        assert_eq!(count_records(&t).unwrap(), (2, None));
+        assert_eq!(lines(&t), (2, None));
 
         let e = dir.path().join("empty");
         std::fs::write(&e, b"").unwrap();
-        assert_eq!(count_records(&e).unwrap(), (0, None));
+        assert_eq!(lines(&e), (0, None));
     }
 
     #[test]
@@ -148,7 +153,7 @@ mod tests {
             .collect();
         let data = gz(&body);
         std::fs::write(&p, &data[..data.len() - 10]).unwrap();
-        let (n, err) = count_records(&p).unwrap();
+        let (n, err) = lines(&p);
         assert!(err.is_some());
         assert!(n <= 10_000);
     }

@@ -108,6 +108,9 @@ pub(crate) struct State {
     pub file_faults: Vec<(String, Fault)>,
     /// upload_url hands out `http://` URLs (a misbehaving service).
     pub insecure_urls: bool,
+    /// upload_url hands out URLs naming this `host[:port]` instead of the blob store's:
+    /// a blob host the client cannot reach.
+    pub blob_host: Option<String>,
     pub banned: Vec<String>,
     pub throttle: Throttle,
     pub stats: Stats,
@@ -216,6 +219,7 @@ pub(crate) async fn start(cfg: EmulatorConfig) -> Result<Arc<Shared>> {
             faults: HashMap::new(),
             file_faults: Vec::new(),
             insecure_urls: false,
+            blob_host: None,
             banned: cfg.banned,
             throttle: Throttle::new(cfg.throttle_per_minute),
             stats: Stats::default(),
@@ -498,10 +502,14 @@ impl Shared {
             sig_param,
             expiry,
         };
-        let insecure = {
+        let (insecure, blob_host) = {
             let mut st = self.state();
             st.issued.insert(blob_name, issued);
-            st.insecure_urls
+            (st.insecure_urls, st.blob_host.clone())
+        };
+        let url = match blob_host {
+            Some(host) => with_host(&url, &host),
+            None => url,
         };
         let url = if insecure {
             url.replacen("https://", "http://", 1)
@@ -745,6 +753,17 @@ fn fault_response(code: u16, retry_after: Option<&str>, body: String) -> Respons
         resp.headers_mut().insert("retry-after", v);
     }
     resp
+}
+
+/// `url` with its authority replaced by `host` (`name[:port]`).
+fn with_host(url: &str, host: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let path_at = rest.find('/').unwrap_or(rest.len());
+            format!("{scheme}://{host}{}", &rest[path_at..])
+        }
+        None => url.to_string(),
+    }
 }
 
 #[cfg(test)]
