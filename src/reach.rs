@@ -14,6 +14,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::config::proxy::host_port;
 use crate::config::ProxyTarget;
 
 /// The longest answer head to a CONNECT that is read.
@@ -237,15 +238,6 @@ fn in_range(ip: IpAddr, net: IpAddr, bits: u32) -> bool {
             u128::from(ip) & mask == u128::from(net) & mask
         }
         _ => false,
-    }
-}
-
-/// `host:port`, an IPv6 host in brackets.
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 

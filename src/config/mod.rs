@@ -7,7 +7,7 @@ mod daemon_view;
 mod domain;
 pub mod edit;
 mod load;
-mod proxy;
+pub(crate) mod proxy;
 mod secret;
 mod settings;
 mod size;

@@ -145,7 +145,7 @@ fn is_cidr(entry: &str) -> bool {
 }
 
 /// `host:port`, an IPv6 host in brackets.
-fn host_port(host: &str, port: u16) -> String {
+pub(crate) fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
     } else {

@@ -105,7 +105,7 @@ pub(crate) fn account_sas_query(account: &str, key: &[u8], expiry: &str) -> Stri
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
     let doe = z - era * 146_097;
