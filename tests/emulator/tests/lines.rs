@@ -15,18 +15,7 @@ use common::*;
 impl Harness {
     /// Uploads `lines` with `source` into `NSS`, all three steps.
     async fn upload(&self, source: &str, lines: &[&str]) {
-        let resp = self
-            .authed_get(self.api("/api/v1/discovery/upload_url/"))
-            .query(&[("filename", "l.log.gz"), ("source", source)])
-            .send()
-            .await
-            .unwrap();
-        let url = resp.json::<Value>().await.unwrap()["url"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let put = self.put_blob(&url, mcas_emulator::gzip_lines(lines)).await;
-        assert_eq!(put.status(), 201);
+        let url = self.committed(source, lines).await;
         assert_eq!(self.done(&url).await.status(), 200);
     }
 

@@ -21,23 +21,6 @@ impl Harness {
         resp.json().await.unwrap()
     }
 
-    /// A committed blob at a new upload URL, for `source`.
-    async fn committed(&self, source: &str, lines: &[&str]) -> String {
-        let resp = self
-            .authed_get(self.api("/api/v1/discovery/upload_url/"))
-            .query(&[("filename", "b.log.gz"), ("source", source)])
-            .send()
-            .await
-            .unwrap();
-        let url = resp.json::<Value>().await.unwrap()["url"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let put = self.put_blob(&url, mcas_emulator::gzip_lines(lines)).await;
-        assert_eq!(put.status(), 201);
-        url
-    }
-
     async fn done_to(&self, url: &str, stream: &str) -> (u16, Value) {
         let resp = self
             .authed_post(self.api("/api/v1/discovery/done_upload/"))

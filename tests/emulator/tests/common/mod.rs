@@ -91,6 +91,23 @@ impl Harness {
         self.upload_target(filename).await.0
     }
 
+    /// A committed blob at a new upload URL, for `source`.
+    pub async fn committed(&self, source: &str, lines: &[&str]) -> String {
+        let resp = self
+            .authed_get(self.api("/api/v1/discovery/upload_url/"))
+            .query(&[("filename", "b.log.gz"), ("source", source)])
+            .send()
+            .await
+            .unwrap();
+        let url = resp.json::<Value>().await.unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let put = self.put_blob(&url, mcas_emulator::gzip_lines(lines)).await;
+        assert_eq!(put.status(), 201);
+        url
+    }
+
     pub async fn put_blob(&self, url: &str, data: Vec<u8>) -> reqwest::Response {
         self.http
             .put(url)
