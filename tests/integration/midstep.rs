@@ -264,7 +264,10 @@ async fn a_delivered_batch_that_cannot_be_removed_is_not_sent_again() {
         .emulator
         .push_fault(Endpoint::UploadUrl, Fault::status(401), 1000);
     let mut settings = world.settings();
-    settings.set("batch.max_age", &quote("300ms"));
+    // One writer: the 200 records in one batch, whichever writer chunks would go to.
+    settings
+        .set("batch.max_age", &quote("300ms"))
+        .set("batch.writers", "1");
     let agent = world.agent(&settings);
     let records = burst("kept", 200);
     send_tcp(agent.feed.unwrap(), &lines(&records));
