@@ -628,3 +628,88 @@ impl ZiaStats {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key of a report with each field set, and the JSON type of its value, one
+    /// `path: type` a line: the shape monitoring reads.
+    fn shape(value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        let kind = match value {
+            serde_json::Value::Null => "null",
+            serde_json::Value::Bool(_) => "bool",
+            serde_json::Value::Number(n) if n.is_f64() => "float",
+            serde_json::Value::Number(_) => "integer",
+            serde_json::Value::String(_) => "string",
+            serde_json::Value::Array(items) => {
+                out.push(format!("{path}: array"));
+                if let Some(first) = items.first() {
+                    shape(first, &format!("{path}[]"), out);
+                }
+                return;
+            }
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    let path = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    shape(value, &path, out);
+                }
+                return;
+            }
+        };
+        out.push(format!("{path}: {kind}"));
+    }
+
+    #[test]
+    fn the_report_keeps_its_field_names_and_types() {
+        let stats = Stats::default();
+        let now = SystemTime::now();
+        let text = || Some("x".to_string());
+        *stats.data_source.found.lock().unwrap() = Some(true);
+        stats.data_source.last_data_received.set(now);
+        *stats.data_source.problem.lock().unwrap() = text();
+        *stats.data_source.source.lock().unwrap() = Some(("a".into(), "b".into()));
+        stats.feed.last_record.set(now);
+        stats.feed.files.lock().unwrap().push(FileReport::default());
+        stats.spool.oldest.set(now);
+        *stats.spool.held_why.lock().unwrap() = text();
+        *stats.spool.write_refused.lock().unwrap() = text();
+        stats.upload.last_success.set(now);
+        stats.upload.set_error("x");
+        stats.upload.set_paused(Some(PauseReason {
+            kind: crate::upload::PauseKind::CredentialRefused,
+            message: "x".into(),
+        }));
+        stats.sync.last_success.set(now);
+        *stats.sync.last_error.lock().unwrap() = text();
+        stats.sync.next.set(now);
+        let zia = &stats.sync.zia;
+        *zia.category_id.lock().unwrap() = text();
+        zia.last_push.set(now);
+        zia.last_activation.set(now);
+        *zia.activation_state.lock().unwrap() = text();
+        *zia.quota_remaining.lock().unwrap() = Some(1);
+        *zia.last_error.lock().unwrap() = text();
+        *zia.defender_category.lock().unwrap() = Some(ZiaCategoryReport::default());
+        stats.latency.seal.observe(Duration::from_secs(1), 1);
+        stats.latency.delivery.observe(Duration::from_secs(1), 1);
+        let mcas = McasReport {
+            domain: text(),
+            token: text(),
+            auth: text(),
+            ..Default::default()
+        };
+        let report = stats.report(mcas, MemoryReport::default());
+        let mut lines = Vec::new();
+        shape(&serde_json::to_value(&report).unwrap(), "", &mut lines);
+        let expected = include_str!("status/shape.txt");
+        if std::env::var_os("NSS_WRITE_SHAPE").is_some() {
+            std::fs::write("src/status/shape.txt", lines.join("\n") + "\n").unwrap();
+        }
+        assert_eq!(lines.join("\n") + "\n", expected);
+    }
+}
