@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The process's first look at the monotonic clock: stamps count from it.
 fn base() -> Instant {
@@ -57,6 +57,17 @@ pub fn remaining(start: Instant, max_age: Duration, now: Instant) -> Duration {
     start
         .checked_add(max_age)
         .map_or(max_age, |due| due.saturating_duration_since(now))
+}
+
+/// Milliseconds since the epoch (0 for a time before it).
+pub fn unix_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// RFC 3339 UTC, to the second, as the status report and the logs write wall times.
+pub fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! What the throttle costs in latency: how long batches stay open (arrival of their first
 //! record to seal) and how long records wait from arrival to MCAS's acceptance, as
-//! histograms for the status report and the metrics.
+//! histograms for the status report and the metrics. The histograms are the spool's and the
+//! uploader's counters; [`Arrivals`] carries each batch's first arrival from its seal to
+//! its delivery.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The buckets' upper bounds, in seconds: from a busy feed's second to a day.
 pub const BUCKETS: [f64; 16] = [
@@ -59,6 +61,38 @@ impl Histogram {
     }
 }
 
+impl Serialize for Histogram {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.report().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Histogram {
+    /// A histogram as a report shows it, for `nss status`, which reads the daemon's report.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Histogram, D::Error> {
+        let report = HistogramReport::deserialize(deserializer)?;
+        let bounds: Vec<f64> = report.buckets.iter().map(|b| b.le).collect();
+        if bounds != BUCKETS {
+            return Err(serde::de::Error::custom(
+                "a histogram with other buckets than this version's",
+            ));
+        }
+        let histogram = Histogram::default();
+        let mut below = 0;
+        for (bucket, count) in report.buckets.iter().zip(&histogram.counts) {
+            count.store(bucket.count.saturating_sub(below), Ordering::Relaxed);
+            below = bucket.count;
+        }
+        histogram.counts[BUCKETS.len()]
+            .store(report.count.saturating_sub(below), Ordering::Relaxed);
+        histogram
+            .sum_millis
+            .store((report.sum * 1000.0) as u64, Ordering::Relaxed);
+        histogram.count.store(report.count, Ordering::Relaxed);
+        Ok(histogram)
+    }
+}
+
 /// A histogram in `nss status --json`: observations at or under each bound (cumulative,
 /// as Prometheus counts them; `count` is the +Inf bucket), their sum in seconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -75,31 +109,26 @@ pub struct Bucket {
     pub count: u64,
 }
 
-/// The latency histograms, and when the first record of each waiting batch arrived.
+/// When the first record of each sealed batch arrived, from its seal until MCAS accepts
+/// it: a merged batch's records waited since the oldest arrival among its parts.
 #[derive(Debug, Default)]
-pub struct Latencies {
-    /// Per sealed batch: from its first record's arrival to its seal.
-    pub seal: Histogram,
-    /// Per record delivered: from the arrival of the first record of its batch to MCAS's
-    /// acceptance (an upper bound of each record's own wait).
-    pub delivery: Histogram,
+pub struct Arrivals {
     /// Sequence number of a sealed batch -> when its first record arrived. Lost on
     /// restart: batches of an earlier run count from their seal.
     arrivals: Mutex<BTreeMap<u64, SystemTime>>,
 }
 
-impl Latencies {
+impl Arrivals {
     /// Batch `seq` was sealed after being open for `open_for`.
     pub fn sealed(&self, seq: u64, open_for: Duration) {
-        self.seal.observe(open_for, 1);
         let first_arrival = SystemTime::now() - open_for;
-        self.arrivals.lock().unwrap().insert(seq, first_arrival);
+        self.lock().insert(seq, first_arrival);
     }
 
-    /// MCAS accepted the batch holding batches `first..=last_seq` (one, or a merge), of
-    /// `records` records, sealed at `sealed_at`.
-    pub fn delivered(&self, first: u64, last_seq: u64, records: u64, sealed_at: SystemTime) {
-        let mut arrivals = self.arrivals.lock().unwrap();
+    /// MCAS accepted the batch holding batches `first..=last_seq` (one, or a merge), sealed
+    /// at `sealed_at`: how long its records waited, from the first arrival among them.
+    pub fn delivered(&self, first: u64, last_seq: u64, sealed_at: SystemTime) -> Duration {
+        let mut arrivals = self.lock();
         let first_arrival = arrivals
             .range(first..=last_seq)
             .map(|(_, &t)| t)
@@ -108,10 +137,15 @@ impl Latencies {
         // Older entries belong to batches that went to quarantine: forget them too.
         *arrivals = arrivals.split_off(&(last_seq + 1));
         drop(arrivals);
-        let waited = SystemTime::now()
+        SystemTime::now()
             .duration_since(first_arrival)
-            .unwrap_or_default();
-        self.delivery.observe(waited, records);
+            .unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, SystemTime>> {
+        self.arrivals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -134,23 +168,23 @@ mod tests {
 
     #[test]
     fn a_merged_batch_counts_from_its_oldest_arrival() {
-        let l = Latencies::default();
+        let l = Arrivals::default();
         l.sealed(3, Duration::from_secs(50));
         l.sealed(4, Duration::from_secs(10));
         l.sealed(9, Duration::from_secs(1));
-        l.delivered(3, 4, 10, SystemTime::now());
-        let r = l.delivery.report();
-        assert_eq!(r.count, 10);
-        assert!(r.sum >= 500.0 && r.sum < 520.0, "{}", r.sum);
+        let waited = l.delivered(3, 4, SystemTime::now());
+        assert!(waited >= Duration::from_secs(50) && waited < Duration::from_secs(52));
         // Batch 9 is still remembered; 3 and 4 are not.
-        assert_eq!(
-            l.arrivals
-                .lock()
-                .unwrap()
-                .keys()
-                .copied()
-                .collect::<Vec<_>>(),
-            [9]
-        );
+        assert_eq!(l.lock().keys().copied().collect::<Vec<_>>(), [9]);
+    }
+
+    #[test]
+    fn a_histogram_reads_back_from_its_report() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(300), 1);
+        h.observe(Duration::from_secs(100_000), 2);
+        let json = serde_json::to_string(&h).unwrap();
+        let back: Histogram = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.report(), h.report());
     }
 }

@@ -210,6 +210,36 @@ pub fn ram_total() -> Option<u64> {
         .map(|info| info.ram_total())
 }
 
+/// The least memory the MCAS feed is documented to need.
+pub const RAM_FLOOR: u64 = 8 * 1000 * 1000 * 1000;
+
+/// Whether a machine with `ram_total` bytes has the memory the MCAS feed needs. An "8 GB"
+/// VM reports a little less than 8 GB as MemTotal (the kernel keeps some): allow 5%.
+pub fn meets_ram_floor(ram_total: u64) -> bool {
+    ram_total >= RAM_FLOOR * 95 / 100
+}
+
+/// `memory` of the status report: the machine's memory and the budget's use.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct MemoryReport {
+    pub ram_total: u64,
+    pub meets_8gb_floor: bool,
+    pub limit: u64,
+    pub in_use: u64,
+}
+
+impl MemoryReport {
+    /// The memory part of the report for a machine with `ram_total` bytes.
+    pub fn new(ram_total: u64, limit: u64, in_use: u64) -> MemoryReport {
+        MemoryReport {
+            ram_total,
+            meets_8gb_floor: meets_ram_floor(ram_total),
+            limit,
+            in_use,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::spool::counters::SpoolCounters;
 use crate::spool::Spool;
-use crate::status::Stats;
 
 /// How often a waiting input looks again.
 const POLL: Duration = Duration::from_millis(200);
@@ -17,7 +17,7 @@ const POLL: Duration = Duration::from_millis(200);
 #[derive(Clone)]
 pub struct DiskGate {
     spool: Arc<Spool>,
-    stats: Arc<Stats>,
+    counters: Arc<SpoolCounters>,
     state: Arc<State>,
 }
 
@@ -33,11 +33,11 @@ struct State {
 }
 
 impl DiskGate {
-    /// The gate of `spool`'s disk, reported in `stats`.
-    pub fn new(spool: Arc<Spool>, stats: Arc<Stats>) -> DiskGate {
+    /// The gate of `spool`'s disk, reported in `counters`.
+    pub fn new(spool: Arc<Spool>, counters: Arc<SpoolCounters>) -> DiskGate {
         DiskGate {
             spool,
-            stats,
+            counters,
             state: Arc::default(),
         }
     }
@@ -46,7 +46,7 @@ impl DiskGate {
     /// writes succeed again.
     pub fn refused(&self, error: &dyn std::fmt::Display) {
         let state = &self.state;
-        *self.stats.spool.write_refused.lock().unwrap() = Some(error.to_string());
+        self.counters.write_refused.set(Some(error.to_string()));
         state.refused.store(true, Ordering::Relaxed);
         if !state.announced.swap(true, Ordering::Relaxed) {
             tracing::error!(
@@ -59,7 +59,7 @@ impl DiskGate {
     /// succeeded yet: inputs may read again, and the next write tells.
     pub fn released(&self) {
         if self.state.refused.swap(false, Ordering::Relaxed) {
-            *self.stats.spool.write_refused.lock().unwrap() = None;
+            self.counters.write_refused.set(None);
         }
     }
 
@@ -69,7 +69,7 @@ impl DiskGate {
         if state.refused.load(Ordering::Relaxed) || state.announced.load(Ordering::Relaxed) {
             state.refused.store(false, Ordering::Relaxed);
             state.seen_read_only.store(false, Ordering::Relaxed);
-            *self.stats.spool.write_refused.lock().unwrap() = None;
+            self.counters.write_refused.set(None);
             if state.announced.swap(false, Ordering::Relaxed) {
                 tracing::info!("the spool's disk accepts writes again: reading goes on");
             }

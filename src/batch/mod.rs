@@ -14,10 +14,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::clock::{self, MonoStamp};
 use crate::config::BatchSettings;
 use crate::crashpoint;
+use crate::latency::Arrivals;
 use crate::memory::MemoryBudget;
 use crate::pipeline::{Chunk, Origin, RecordSink, SealAck};
+use crate::spool::counters::SpoolCounters;
 use crate::spool::{BatchFile, Spool};
-use crate::status::Stats;
 
 mod disk_gate;
 mod sizing;
@@ -90,7 +91,8 @@ impl BatchWriters {
         spool_cap: u64,
         budget: MemoryBudget,
         spool: Arc<Spool>,
-        stats: Arc<Stats>,
+        counters: Arc<SpoolCounters>,
+        arrivals: Arc<Arrivals>,
     ) -> io::Result<(RecordSink, BatchWriters)> {
         let count = match settings.writers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -109,7 +111,7 @@ impl BatchWriters {
         };
         let stopping = Arc::new(AtomicBool::new(false));
         let heartbeats = Heartbeats::starting_now(count);
-        let gate = DiskGate::new(spool.clone(), stats.clone());
+        let gate = DiskGate::new(spool.clone(), counters.clone());
         let (sink, rx) = RecordSink::new(count * QUEUE_PER_WRITER, budget, gate.clone());
         let mut threads = Vec::with_capacity(count);
         for id in 0..count {
@@ -118,7 +120,8 @@ impl BatchWriters {
                 rules: rules.clone(),
                 room: room.clone(),
                 spool: spool.clone(),
-                stats: stats.clone(),
+                counters: counters.clone(),
+                arrivals: arrivals.clone(),
                 current: [None, None],
                 held: Vec::new(),
                 held_arrived: Instant::now(),
@@ -214,7 +217,9 @@ struct Writer {
     rules: SealRules,
     room: SpoolRoom,
     spool: Arc<Spool>,
-    stats: Arc<Stats>,
+    counters: Arc<SpoolCounters>,
+    /// When each sealed batch's first record arrived, for the delivery latency.
+    arrivals: Arc<Arrivals>,
     current: [Option<CurrentBatch>; 2],
     /// Records of TCP taken out of a batch the disk failed, in order: written before
     /// anything else once the disk takes writes again.
@@ -334,14 +339,14 @@ impl Writer {
                         writer = self.id,
                         "the spool has room again: reading goes on"
                     );
-                    self.stats.spool.full.store(false, Ordering::Relaxed);
+                    self.counters.full.set(false);
                 }
                 return;
             };
             if !waited {
                 waited = true;
-                self.stats.spool.full.store(true, Ordering::Relaxed);
-                self.stats.spool.full_events.fetch_add(1, Ordering::Relaxed);
+                self.counters.full.set(true);
+                self.counters.full_events.add(1);
                 tracing::warn!(
                     writer = self.id,
                     "{why}: reading is paused until uploads make room; nothing is dropped"
@@ -390,10 +395,7 @@ impl Writer {
                 Ok(()) => {
                     let new = batch.file.flushed_records() - batch.counted_on_disk;
                     batch.counted_on_disk += new;
-                    self.stats
-                        .spool
-                        .stream_records_on_disk
-                        .fetch_add(new, Ordering::Relaxed);
+                    self.counters.stream_records_on_disk.add(new);
                     batch.flushed_records = batch.file.records();
                     batch.unflushed.clear();
                 }
@@ -651,20 +653,17 @@ impl Writer {
             .and_then(|written| self.spool.seal_written(&written, &claims));
         match result {
             Ok(sealed) => {
-                let spool = &self.stats.spool;
-                spool.sealed.fetch_add(1, Ordering::Relaxed);
-                spool
-                    .sealed_records
-                    .fetch_add(sealed.records, Ordering::Relaxed);
+                let spool = &self.counters;
+                spool.sealed.add(1);
+                spool.sealed_records.add(sealed.records);
                 if origin == Origin::Stream {
                     spool
                         .stream_records_on_disk
-                        .fetch_add(sealed.records - counted_on_disk, Ordering::Relaxed);
+                        .add(sealed.records - counted_on_disk);
                 }
-                spool
-                    .seal_latency_max_ms
-                    .fetch_max(open_for.as_millis() as u64, Ordering::Relaxed);
-                self.stats.latency.sealed(sealed.seq, open_for);
+                spool.seal_latency_max.raise_to(open_for.as_secs_f64());
+                spool.seal_latency.observe(open_for, 1);
+                self.arrivals.sealed(sealed.seq, open_for);
                 crashpoint::here("sealed-before-checkpoint");
                 SealAck::all_sealed(current.acks);
                 self.spool.settled(&path);

@@ -1,13 +1,18 @@
 //! `nss status`: what the daemon is doing, as a checklist for a person or one JSON object
 //! for monitoring. Works, saying so, when the daemon is not running.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::clock::rfc3339;
 use crate::config::Settings;
+use crate::mcas::counters::McasCounters;
 use crate::mcas::data_source::silence_warning;
 use crate::memory::{self, MemoryBudget};
+use crate::memory::{meets_ram_floor, MemoryReport};
 use crate::spool;
-use crate::status::{self, meets_ram_floor, rfc3339, McasReport, MemoryReport, StatusReport};
+use crate::spool::counters::SpoolCounters;
+use crate::status::{self, McasReport, StatusReport, UploadReport};
 use crate::untrusted;
 use crate::upload::PauseKind;
 
@@ -43,7 +48,7 @@ pub fn current(settings: &Settings) -> (StatusReport, Option<String>) {
     let dir = &settings.paths.runtime_dir;
     let (last, unreadable) = match status::read(dir) {
         Ok(report) => (Some(report), None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+        Err(e) if e.is_missing() => (None, None),
         Err(e) => (
             None,
             Some(format!("the daemon's status file was not read: {e}")),
@@ -87,84 +92,49 @@ fn alive(pid: u32) -> bool {
 /// The report of a daemon that is not running: counts since start are zero, the last
 /// upload and sync outcomes are kept, the spool and memory are read afresh.
 fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
-    let last = last.unwrap_or_else(|| StatusReport {
-        running: false,
-        pid: None,
-        started: None,
-        mcas: McasReport::default(),
-        feed: Default::default(),
-        spool: Default::default(),
-        upload: Default::default(),
-        sync: Default::default(),
-        memory: Default::default(),
-    });
+    let last = last.unwrap_or_else(StatusReport::stopped);
+    // What MCAS said last, while it was the same data source.
+    let seen = if last.mcas.data_source == settings.mcas.data_source {
+        last.mcas.seen.copy()
+    } else {
+        Default::default()
+    };
+    let sync = last.sync.outcome();
+    // What is configured now; what ZIA last saw, as the daemon last reported.
+    sync.zia.enabled.set(settings.zia.base_url.is_some());
     let mut report = StatusReport {
-        running: false,
-        pid: None,
-        started: None,
         mcas: McasReport {
             domain: settings.mcas.domain.clone(),
             data_source: settings.mcas.data_source.clone(),
             token: settings.mcas_target().ok().map(|t| t.credential.masked()),
             auth: Some(settings.mcas.auth.as_str().to_string()),
-            // What MCAS said last, while it was the same data source.
-            ..if last.mcas.data_source == settings.mcas.data_source {
-                McasReport {
-                    data_source_found: last.mcas.data_source_found,
-                    last_data_received: last.mcas.last_data_received.clone(),
-                    data_source_problem: last.mcas.data_source_problem.clone(),
-                    source: last.mcas.source.clone(),
-                    source_why: last.mcas.source_why.clone(),
-                    ..Default::default()
-                }
-            } else {
-                McasReport::default()
-            }
+            seen: Arc::new(seen),
         },
-        feed: Default::default(),
-        spool: Default::default(),
-        upload: status::UploadReport {
-            last_success: last.upload.last_success,
-            last_error: last.upload.last_error,
-            paused: last.upload.paused,
-            pause_reason: last.upload.pause_reason,
-            ..Default::default()
+        upload: UploadReport {
+            stage: Arc::new(last.upload.stage.outcome()),
+            calls: Default::default(),
         },
-        sync: status::SyncReport {
-            last_success: last.sync.last_success,
-            urls: last.sync.urls,
-            last_error: last.sync.last_error,
-            zia: status::ZiaReport {
-                // What is configured now; what ZIA last saw, as the daemon last reported.
-                enabled: settings.zia.base_url.is_some(),
-                category_id: last.sync.zia.category_id,
-                last_push: last.sync.zia.last_push,
-                last_activation: last.sync.zia.last_activation,
-                activation_state: last.sync.zia.activation_state,
-                urls: last.sync.zia.urls,
-                quota_remaining: last.sync.zia.quota_remaining,
-                last_error: last.sync.zia.last_error,
-                defender_category: last.sync.zia.defender_category,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        memory: Default::default(),
+        sync: Arc::new(sync),
+        ..StatusReport::stopped()
     };
     // Only read: `nss status` (often run as root) creates, moves and deletes nothing.
     let spool_dir = settings.spool_dir();
     let ready = spool::peek_ready(&spool_dir.join(spool::READY_DIR));
-    report.spool.batches = ready.len() as u64;
-    report.spool.bytes = ready.iter().map(|b| b.gzip_bytes).sum();
-    report.spool.oldest = ready.first().map(|b| rfc3339(b.sealed_at));
-    report.spool.quarantined = std::fs::read_dir(spool_dir.join(spool::QUARANTINE_DIR))
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| !e.file_name().to_string_lossy().ends_with(".reason"))
-                .count() as u64
-        })
-        .unwrap_or(0);
+    let on_disk = SpoolCounters::default();
+    on_disk.batches.set(ready.len() as u64);
+    on_disk.bytes.set(ready.iter().map(|b| b.gzip_bytes).sum());
+    on_disk.oldest.set_opt(ready.first().map(|b| b.sealed_at));
+    on_disk.quarantined.set(
+        std::fs::read_dir(spool_dir.join(spool::QUARANTINE_DIR))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| !e.file_name().to_string_lossy().ends_with(".reason"))
+                    .count() as u64
+            })
+            .unwrap_or(0),
+    );
+    report.spool = Arc::new(on_disk);
     let ram = memory::ram_total().unwrap_or(0);
     report.memory = MemoryReport::new(
         ram,
@@ -177,28 +147,26 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
 /// The data source's line: whether MCAS lists it, and whether MCAS receives data.
 fn data_source_line(r: &StatusReport) -> (&'static str, String) {
     let name = &r.mcas.data_source;
-    let parse = |t: &Option<String>| t.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok());
-    let started = parse(&r.started).unwrap_or_else(SystemTime::now);
+    let started = r
+        .started
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .unwrap_or_else(SystemTime::now);
+    let seen = &r.mcas.seen;
     let silence = silence_warning(
-        parse(&r.upload.last_success),
-        parse(&r.mcas.last_data_received),
+        r.upload.stage.last_success.get(),
+        seen.last_data_received.get(),
         started,
         SystemTime::now(),
     );
-    let received = match &r.mcas.last_data_received {
+    let received = match seen.last_data_received.text() {
         Some(at) => format!("MCAS last received data at {at}"),
         None => "MCAS has received no data for it yet".to_string(),
     };
-    match (
-        r.mcas.data_source_found,
-        &r.mcas.data_source_problem,
-        silence,
-    ) {
+    match (seen.found.get(), seen.problem.get(), silence) {
         (Some(false), problem, _) => (
             "FAIL",
-            problem
-                .clone()
-                .unwrap_or_else(|| format!("MCAS has no data source \"{name}\"")),
+            problem.unwrap_or_else(|| format!("MCAS has no data source \"{name}\"")),
         ),
         (Some(true), Some(problem), _) => ("WARN", format!("\"{name}\" exists; {problem}")),
         (Some(true), None, Some(warning)) => ("WARN", format!("\"{name}\" exists; {warning}")),
@@ -239,19 +207,19 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
             )
         },
     );
-    let refused = r
-        .upload
-        .pause_reason
-        .as_ref()
+    let upload = &r.upload.stage;
+    let last_upload = upload.last_success.text();
+    let refused = upload
+        .pause_reason()
         .filter(|p| p.kind == PauseKind::CredentialRefused);
     line(
-        match (refused, &r.upload.last_success) {
+        match (&refused, &last_upload) {
             (Some(_), _) => "FAIL",
             (None, Some(_)) => "ok",
             (None, None) => "--",
         },
         "token accepted",
-        match (refused, &r.upload.last_success) {
+        match (&refused, &last_upload) {
             (Some(reason), _) => format!("refused: {}", reason.message),
             (None, Some(at)) => format!("MCAS accepted an upload at {at}"),
             (None, None) => {
@@ -261,12 +229,13 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
     );
     let (mark, detail) = data_source_line(r);
     line(mark, "data source", detail);
+    let seen = &r.mcas.seen;
     line(
-        if r.mcas.source.is_some() { "ok" } else { "--" },
+        if seen.source.is_some() { "ok" } else { "--" },
         "log format",
-        match (&r.mcas.source, &r.mcas.source_why) {
+        match (seen.source.get(), seen.source_why.get()) {
             (Some(name), Some(why)) => format!("{name} ({why})"),
-            (Some(name), None) => name.clone(),
+            (Some(name), None) => name,
             (None, _) => format!(
                 "mcas.source = \"{}\"; not decided yet (the daemon decides when it reads MCAS's data sources list)",
                 settings.mcas.source
@@ -281,11 +250,7 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
             _ => "not running: `sudo nss start`".into(),
         },
     );
-    let receiving = r
-        .feed
-        .last_record
-        .as_deref()
-        .and_then(|t| humantime::parse_rfc3339(t).ok());
+    let receiving = r.feed.last_record.get();
     let recent =
         receiving.is_some_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(300));
     line(
@@ -300,20 +265,21 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
         format!(
             "{} records ({}) since start, {} connection(s){}{}",
             r.feed.records,
-            human_size(r.feed.bytes),
+            human_size(r.feed.bytes.get()),
             r.feed.connections,
             r.feed
                 .last_record
-                .as_ref()
+                .text()
                 .map(|t| format!(", last at {t}"))
                 .unwrap_or_else(|| ", none yet".into()),
-            if r.feed.oversize_dropped > 0 {
+            if r.feed.oversize_dropped.get() > 0 {
                 format!(", {} oversize dropped", r.feed.oversize_dropped)
             } else {
                 String::new()
             }
         ),
     );
+    let last_error = upload.last_error();
     let gb = r.memory.ram_total as f64 / 1e9;
     line(
         if meets_ram_floor(r.memory.ram_total) {
@@ -329,43 +295,43 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
         },
     );
     line(
-        match (&r.upload.last_error, &r.upload.last_success) {
+        match (&last_error, &last_upload) {
             (Some(_), _) => "FAIL",
             (None, Some(_)) => "ok",
             (None, None) => "--",
         },
         "uploads succeeding",
-        match (&r.upload.paused, &r.upload.last_error) {
-            (Some(why), _) => format!("PAUSED (the batches stay in the spool): {why}"),
-            (None, Some(error)) if r.upload.outage => format!(
+        match (upload.pause_reason(), &last_error) {
+            (Some(why), _) => format!("PAUSED (the batches stay in the spool): {}", why.message),
+            (None, Some(error)) if upload.outage.get() => format!(
                 "last error: {error}; MCAS fails for every batch: one attempt every {}s, the whole backlog goes up once one succeeds",
-                r.upload.outage_retry
+                upload.outage_retry.get()
             ),
             (None, Some(error)) => format!("last error: {error}"),
             (None, None) => {
                 format!(
                     "{} batches, {} records, {} raw as {} gzip since start{}",
-                    r.upload.batches,
-                    r.upload.records,
-                    human_size(r.upload.bytes_raw),
-                    human_size(r.upload.bytes_gzip),
-                    r.upload
-                        .last_success
+                    upload.batches,
+                    upload.records,
+                    human_size(upload.bytes_raw.get()),
+                    human_size(upload.bytes_gzip.get()),
+                    last_upload
                         .as_ref()
                         .map(|t| format!("; last at {t}"))
                         .unwrap_or_default()
-                ) + &api_rate(&r.upload)
+                ) + &api_rate(&r.upload.calls)
             }
         },
     );
+    let (sync_error, last_sync) = (r.sync.last_error.get(), r.sync.last_success.text());
     line(
-        match (&r.sync.last_error, &r.sync.last_success) {
+        match (&sync_error, &last_sync) {
             (Some(_), _) => "FAIL",
             (None, Some(_)) => "ok",
             (None, None) => "--",
         },
         "last sync",
-        match (&r.sync.last_error, &r.sync.last_success) {
+        match (&sync_error, &last_sync) {
             (Some(error), _) => format!("failed: {error}"),
             (None, Some(at)) => format!(
                 "{at}: {} URLs in \"{}\" (+{} -{}){}",
@@ -375,7 +341,7 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
                 r.sync.removed,
                 r.sync
                     .next
-                    .as_ref()
+                    .text()
                     .map(|n| format!("; next {n}"))
                     .unwrap_or_default()
             ),
@@ -383,15 +349,16 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
         },
     );
     let zia = &r.sync.zia;
+    let (zia_error, last_push) = (zia.last_error.get(), zia.last_push.text());
     line(
-        match (zia.enabled, &zia.last_error, &zia.last_push) {
+        match (zia.enabled.get(), &zia_error, &last_push) {
             (false, _, _) => "--",
             (true, Some(_), _) => "FAIL",
             (true, None, Some(_)) => "ok",
             (true, None, None) => "--",
         },
         "category in ZIA",
-        match (zia.enabled, &zia.last_error, &zia.last_push) {
+        match (zia.enabled.get(), &zia_error, &last_push) {
             (false, _, _) => {
                 "not configured: the category stays on the appliance; `sudo nss configure-zia` pushes it into the tenant's ZIA".into()
             }
@@ -399,11 +366,12 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
             (true, None, Some(at)) => format!(
                 "{at}: {} URLs in {} ({}); quota left {}; last activation {}",
                 zia.urls,
-                zia.category_id.as_deref().unwrap_or("?"),
+                zia.category_id.get().as_deref().unwrap_or("?"),
                 settings.sync.category,
                 zia.quota_remaining
+                    .get()
                     .map_or_else(|| "unknown".to_string(), |q| q.to_string()),
-                match (&zia.last_activation, &zia.activation_state) {
+                match (zia.last_activation.text(), zia.activation_state.get()) {
                     (Some(at), Some(state)) => format!("{at} ({state})"),
                     _ => "none since start".to_string(),
                 }
@@ -411,7 +379,7 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
             (true, None, None) => "not pushed yet (after the next successful sync)".into(),
         },
     );
-    if let Some(other) = zia.defender_category.as_ref().filter(|_| zia.enabled) {
+    if let Some(other) = zia.defender_category.get().filter(|_| zia.enabled.get()) {
         line(
             "WARN",
             "one category in ZIA",
@@ -423,20 +391,20 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
     text.push_str(&format!(
         "  spool: {} batches, {} waiting{}{}; {} in quarantine\n",
         r.spool.batches,
-        human_size(r.spool.bytes),
+        human_size(r.spool.bytes.get()),
         r.spool
             .oldest
-            .as_ref()
+            .text()
             .map(|t| format!(", oldest sealed {t}"))
             .unwrap_or_default(),
-        if r.spool.full {
+        if r.spool.full.get() {
             " (FULL: reading is paused until uploads make room)"
         } else {
             ""
         },
         r.spool.quarantined
     ));
-    if let Some(error) = &r.spool.write_refused {
+    if let Some(error) = r.spool.write_refused.get() {
         // One line: the error's own line ends are shown escaped.
         text.push_str(&format!(
             "  spool: the disk refuses writes ({}): reading is stopped until it accepts them\n",
@@ -455,17 +423,18 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
 
 /// This agent's share of the tenant's API calls, when the daemon runs: its rate now, and
 /// the 429s that lowered it.
-fn api_rate(upload: &crate::status::UploadReport) -> String {
-    if upload.api_rate <= 0.0 {
+fn api_rate(calls: &McasCounters) -> String {
+    if calls.api_rate.get() <= 0.0 {
         return String::new();
     }
-    let throttled = match upload.throttled {
+    let throttled = match calls.throttled.get() {
         0 => String::new(),
         n => format!(", {n} answered 429"),
     };
     format!(
         "; API calls: {} at up to {:.1} a minute{throttled}",
-        upload.api_calls, upload.api_rate
+        calls.api_calls,
+        calls.api_rate.get()
     )
 }
 

@@ -2,17 +2,15 @@
 //! the daemon does it (asked on its control socket) and this prints its result; without
 //! one, it is done here, as the owner of the state directory when run as root.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 
 use super::Unavailable;
+use crate::clock::rfc3339;
 use crate::config::Settings;
 use crate::control::{self, PushReply, Reply, Request};
 use crate::mcas::McasClient;
 use crate::pidfile;
-use crate::status::ZiaStats;
-use crate::status::{rfc3339, Stats};
+use crate::sync::counters::ZiaPushCounters;
 use crate::sync::{self, push, CategoryStore, SyncOutcome};
 use crate::untrusted::escaped_lines;
 use crate::zia::ZiaClient;
@@ -67,7 +65,7 @@ pub fn run(settings: &Settings, accept_empty: bool) -> anyhow::Result<()> {
     let zia_target = settings.zia_target()?;
     // Every file this leaves must belong to the daemon's user, who replaces them later.
     crate::privilege::act_as_state_owner(&settings.paths.state_dir)?;
-    let client = McasClient::from_settings(&target, &settings.upload, Arc::new(Stats::default()))?;
+    let client = McasClient::from_settings(&target, &settings.upload, Default::default())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -84,12 +82,13 @@ pub fn run(settings: &Settings, accept_empty: bool) -> anyhow::Result<()> {
         return Ok(());
     };
     let zia = ZiaClient::new(&zia_target)?;
-    let stats = ZiaStats::default();
+    // This command's own push: what it did is printed, not kept for the daemon's status.
+    let pushed = ZiaPushCounters::default();
     let report = runtime.block_on(push::push_category(
         &zia,
         &store,
         &settings.sync.category,
-        &stats,
+        &pushed,
     ))?;
     print!("{}", push::render(&report));
     Ok(())

@@ -16,14 +16,17 @@ use crate::config::{ConfigError, Limit, Settings};
 use crate::control;
 use crate::feed::checkpoint::{CheckpointStore, Claim};
 use crate::feed::{tail, tcp};
+use crate::mcas::data_source::WatchCounters;
 use crate::mcas::log_format::Chosen;
 use crate::mcas::{data_source, ApiRateLimiter};
 use crate::memory::{self, MemoryBudget};
+use crate::memory::{meets_ram_floor, RAM_FLOOR};
 use crate::metrics;
 use crate::pidfile::PidLock;
 use crate::spool::{Recovery, Spool};
-use crate::status::{self, McasReport, Stats, RAM_FLOOR};
+use crate::status::{Counters, McasReport};
 use crate::sync::{self, CategoryStore};
+use crate::upload::counters::UploaderCounters;
 use crate::upload::{MergeLimits, Uploader};
 
 mod notify;
@@ -67,10 +70,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (reload_sender, reload_receiver) = mpsc::channel(4);
     let mut signals = Signals::new(reload_receiver)?;
     let (sync_sender, sync_receiver) = mpsc::channel(4);
-    let stats = Arc::new(Stats::default());
+    let counters = Arc::new(Counters::default());
     let shared = Shared {
-        connections: tcp::Connections::new(stats.clone()),
-        stats,
+        connections: tcp::Connections::new(counters.feed.clone()),
+        counters,
         limiter: Arc::new(ApiRateLimiter::adaptive(
             settings.upload.api_calls_per_minute,
             settings.upload.min_api_calls_per_minute,
@@ -173,7 +176,7 @@ async fn run_pipeline(
 ) -> anyhow::Result<Stopped> {
     let settings = &prepared.settings;
     let target = &prepared.target;
-    let stats = &shared.stats;
+    let counters = &shared.counters;
     shared.limiter.set_limits(
         settings.upload.api_calls_per_minute,
         settings.upload.min_api_calls_per_minute,
@@ -211,7 +214,7 @@ async fn run_pipeline(
 
     let ram_total = memory::ram_total();
     let budget = MemoryBudget::new(prepared.memory_limit);
-    if let Some(ram) = ram_total.filter(|&r| !status::meets_ram_floor(r)) {
+    if let Some(ram) = ram_total.filter(|&r| !meets_ram_floor(r)) {
         tracing::warn!(
             ram_gb = format!("{:.1}", ram as f64 / 1e9),
             "this appliance has less than the {} GB of RAM the NSS MCAS feed needs: give the VM at least 8 GB",
@@ -220,16 +223,14 @@ async fn run_pipeline(
     }
 
     let spool_cap = spool_cap(settings.spool.max_bytes, spool_dir, spool.ready_bytes());
-    stats
-        .spool
-        .max_bytes
-        .store(spool_cap, std::sync::atomic::Ordering::Relaxed);
+    counters.spool.max_bytes.set(spool_cap);
     let (sink, writers) = BatchWriters::start(
         &settings.batch,
         spool_cap,
         budget.clone(),
         spool.clone(),
-        stats.clone(),
+        counters.spool.clone(),
+        counters.arrivals.clone(),
     )
     .context("cannot start the batch writers")?;
 
@@ -258,7 +259,7 @@ async fn run_pipeline(
             path: path.clone(),
             sink: sink.clone(),
             max_record_bytes: settings.feed.max_record_bytes,
-            stats: stats.clone(),
+            counters: counters.feed.clone(),
             checkpoints: prepared.checkpoints.clone(),
             inputs: input_count,
         };
@@ -273,17 +274,13 @@ async fn run_pipeline(
     let stop_uploads = CancellationToken::new();
     let abort_uploads = CancellationToken::new();
     let stop_sync = CancellationToken::new();
-    stats
-        .sync
-        .zia
-        .enabled
-        .store(prepared.zia.is_some(), std::sync::atomic::Ordering::Relaxed);
+    counters.sync.zia.enabled.set(prepared.zia.is_some());
     let sync_task = tasks.spawn(sync::run(
         prepared.client.clone(),
         prepared.zia.clone(),
         CategoryStore::in_state_dir(&settings.paths.state_dir),
         settings.sync.clone(),
-        stats.clone(),
+        counters.sync.clone(),
         shared.sync_requests.clone(),
         stop_sync.clone(),
     ));
@@ -294,13 +291,22 @@ async fn run_pipeline(
         target.source.clone(),
         chooser,
         settings.upload.auth_retry,
-        stats.clone(),
+        WatchCounters {
+            seen: counters.data_source.clone(),
+            last_upload: counters.upload.last_success.clone(),
+            started: counters.started,
+        },
         stop_sync.clone(),
     ));
     let uploader = Uploader::new(
         prepared.client.clone(),
         spool.clone(),
-        stats.clone(),
+        UploaderCounters {
+            upload: counters.upload.clone(),
+            spool: counters.spool.clone(),
+            data_source: counters.data_source.clone(),
+            arrivals: counters.arrivals.clone(),
+        },
         settings.upload.clone(),
         target,
         log_format,
@@ -317,7 +323,7 @@ async fn run_pipeline(
     let mut upload_task = tasks.spawn(uploader.run(stop_uploads.clone(), abort_uploads.clone()));
 
     let reports = Reports {
-        stats: stats.clone(),
+        counters: counters.clone(),
         mcas: McasReport {
             domain: Some(target.domain.clone()),
             data_source: target.data_source.clone(),

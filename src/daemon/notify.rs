@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::Heartbeats;
 use crate::memory::MemoryBudget;
-use crate::status::{self, McasReport, MemoryReport, Stats, StatusReport};
+use crate::memory::MemoryReport;
+use crate::status::{self, Counters, McasReport, StatusReport};
 
 use super::STATUS_INTERVAL;
 
@@ -76,7 +77,7 @@ pub(super) fn watchdog_period() -> Option<Duration> {
 
 /// The one-line summary `systemctl status` shows.
 pub(super) fn status_line(r: &StatusReport) -> String {
-    let problem = match (&r.upload.last_error, r.spool.full) {
+    let problem = match (r.upload.stage.last_error(), r.spool.full.get()) {
         (_, true) => "; SPOOL FULL, reading paused".to_string(),
         (Some(error), _) => format!(
             "; upload failing: {}",
@@ -89,16 +90,16 @@ pub(super) fn status_line(r: &StatusReport) -> String {
         r.feed.records,
         r.feed.connections,
         r.spool.batches,
-        r.spool.bytes >> 10,
-        r.upload.batches,
-        r.upload.records
+        r.spool.bytes.get() >> 10,
+        r.upload.stage.batches,
+        r.upload.stage.records
     )
 }
 
 /// Makes the status report from the daemon's counters: for the status file and metrics.
 #[derive(Clone)]
 pub(super) struct Reports {
-    pub(super) stats: Arc<Stats>,
+    pub(super) counters: Arc<Counters>,
     pub(super) mcas: McasReport,
     pub(super) budget: MemoryBudget,
     pub(super) ram_total: u64,
@@ -107,7 +108,7 @@ pub(super) struct Reports {
 impl Reports {
     pub(super) fn report(&self) -> StatusReport {
         let memory = MemoryReport::new(self.ram_total, self.budget.limit(), self.budget.in_use());
-        self.stats.report(self.mcas.clone(), memory)
+        self.counters.report(self.mcas.clone(), memory)
     }
 }
 

@@ -14,7 +14,7 @@ use crate::feed::READ_SIZE;
 use crate::mcas::{ApiRateLimiter, McasClient};
 use crate::memory::{self, MemoryBudget};
 use crate::spool::Spool;
-use crate::status::Stats;
+use crate::status::Counters;
 use crate::sync::SyncRequests;
 use crate::zia::ZiaClient;
 
@@ -22,7 +22,7 @@ use crate::zia::ZiaClient;
 /// limiter's history (a reload must not grant a fresh minute of calls), the queue of
 /// syncs asked for on the control socket.
 pub(super) struct Shared {
-    pub(super) stats: Arc<Stats>,
+    pub(super) counters: Arc<Counters>,
     pub(super) limiter: Arc<ApiRateLimiter>,
     pub(super) sync_requests: SyncRequests,
     /// The feed's TCP connections, kept open across reloads.
@@ -81,7 +81,7 @@ impl Prepared {
             http,
             shared.limiter.clone(),
             settings.upload.timeout,
-            shared.stats.clone(),
+            shared.counters.mcas.clone(),
         )?;
         let zia = match settings.zia_target()? {
             Some(target) => Some(Arc::new(
@@ -91,7 +91,7 @@ impl Prepared {
                         problem: e.to_string(),
                     })?
                     // The counters of the process, kept across reloads.
-                    .with_counters(shared.stats.sync.zia.client.clone()),
+                    .with_counters(shared.counters.sync.zia.client.clone()),
             )),
             None => None,
         };

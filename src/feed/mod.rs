@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod codec;
+pub mod counters;
 pub mod descriptors;
 mod rotated;
 pub mod tail;
@@ -9,7 +10,6 @@ pub mod tcp;
 mod throttle;
 
 use std::io;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +20,9 @@ use tokio_util::codec::Decoder;
 pub use codec::{Decoded, RecordDecoder};
 pub use throttle::Throttle;
 
+use crate::feed::counters::FeedCounters;
 use crate::memory::{MemoryBudget, MemoryPermit};
 use crate::pipeline::Records;
-use crate::status::Stats;
 
 /// The most bytes asked of the operating system in one read.
 pub const READ_SIZE: usize = 256 << 10;
@@ -42,7 +42,7 @@ pub struct Framer {
     /// An input logs its first oversize record only, so a flood of them cannot fill the log.
     oversize_logged: bool,
     max_record_bytes: u64,
-    stats: Arc<Stats>,
+    counters: Arc<FeedCounters>,
     budget: MemoryBudget,
     /// The budget's bytes for the read buffer; records cut out of it take their share along.
     held: MemoryPermit,
@@ -60,7 +60,7 @@ impl Framer {
     pub fn new(
         label: String,
         max_record_bytes: u64,
-        stats: Arc<Stats>,
+        counters: Arc<FeedCounters>,
         budget: MemoryBudget,
         inputs: u64,
     ) -> Framer {
@@ -70,7 +70,7 @@ impl Framer {
             label,
             oversize_logged: false,
             max_record_bytes,
-            stats,
+            counters,
             fair_share: budget.fair_share(inputs) as usize,
             budget,
             held: MemoryPermit::default(),
@@ -157,11 +157,8 @@ impl Framer {
                 "an input waits for {what}: it stops reading until memory is returned"
             );
         }
-        self.stats
-            .feed
-            .waiting_for_memory
-            .fetch_add(1, Ordering::Relaxed);
-        WaitGuard(self.stats.clone())
+        self.counters.waiting_for_memory.add(1);
+        WaitGuard(self.counters.clone())
     }
 
     /// Gives back what the buffer reserved beyond the bytes it holds: called while the
@@ -215,13 +212,10 @@ impl Framer {
             }
         }
         let bytes: u64 = records.iter().map(|r| r.len() as u64).sum();
-        self.stats
-            .feed
-            .records
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        self.stats.feed.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.counters.records.add(records.len() as u64);
+        self.counters.bytes.add(bytes);
         if !records.is_empty() {
-            self.stats.feed.last_record.touch();
+            self.counters.last_record.touch();
         }
         self.settle_unfinished();
         // The records' memory was the buffer's: its permit goes along with them.
@@ -230,10 +224,7 @@ impl Framer {
     }
 
     fn oversize(&mut self, bytes: u64) {
-        self.stats
-            .feed
-            .oversize_dropped
-            .fetch_add(1, Ordering::Relaxed);
+        self.counters.oversize_dropped.add(1);
         if !self.oversize_logged {
             self.oversize_logged = true;
             tracing::warn!(
@@ -247,13 +238,10 @@ impl Framer {
 }
 
 /// Counts an input as waiting for memory while it lives.
-struct WaitGuard(Arc<Stats>);
+struct WaitGuard(Arc<FeedCounters>);
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        self.0
-            .feed
-            .waiting_for_memory
-            .fetch_sub(1, Ordering::Relaxed);
+        self.0.waiting_for_memory.sub(1);
     }
 }

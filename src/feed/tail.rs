@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,8 @@ use super::checkpoint::{
 };
 use super::rotated::find_rotated;
 use super::{Decoded, Framer, RecordDecoder};
+use crate::feed::counters::{FeedCounters, FileReport};
 use crate::pipeline::{RecordSink, Records, SealAck, SealWatcher};
-use crate::status::{FileReport, Stats};
 
 /// How often a file at its end is looked at again.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -83,7 +82,7 @@ pub struct Tail {
     pub path: PathBuf,
     pub sink: RecordSink,
     pub max_record_bytes: u64,
-    pub stats: Arc<Stats>,
+    pub counters: Arc<FeedCounters>,
     pub checkpoints: Arc<CheckpointStore>,
     /// The inputs that share the memory budget's fair shares of unfinished records.
     pub inputs: u64,
@@ -100,7 +99,7 @@ impl Tail {
         let mut framer = Framer::new(
             path.display().to_string(),
             self.max_record_bytes,
-            self.stats.clone(),
+            self.counters.clone(),
             self.sink.budget().clone(),
             self.inputs,
         );
@@ -324,7 +323,7 @@ impl Tail {
         }
         let fragment = framer.pending();
         if fragment > 0 {
-            self.stats.feed.unterminated.fetch_add(1, Ordering::Relaxed);
+            self.counters.unterminated.add(1);
             tracing::warn!(file = %self.path.display(), bytes = fragment, "the file ended without a newline: its last line is delivered as a record of its own");
         }
         self.deliver(framer, progress, open, true).await
@@ -386,7 +385,7 @@ impl Tail {
     }
 
     fn report(&self, offset: u64, open: bool) {
-        let mut files = self.stats.feed.files.lock().unwrap();
+        let mut files = self.counters.files.lock();
         match files.iter_mut().find(|f| f.path == self.path) {
             Some(file) => {
                 file.offset = offset;

@@ -6,7 +6,6 @@
 //! writers ([`Connections::attach`]).
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +18,9 @@ use tokio_util::task::TaskTracker;
 
 use super::{descriptors, Framer, Throttle};
 use crate::batch::DiskGate;
+use crate::feed::counters::FeedCounters;
 use crate::memory::MemoryBudget;
 use crate::pipeline::RecordSink;
-use crate::status::Stats;
 
 /// After shutdown is asked for, how long a connection may go on delivering what its peer
 /// already sent before it is closed.
@@ -62,7 +61,7 @@ pub struct Connections {
     tracker: TaskTracker,
     /// The process is stopping: connections deliver what their peers sent, then close.
     stop: CancellationToken,
-    stats: Arc<Stats>,
+    counters: Arc<FeedCounters>,
     /// The open files the process may have.
     descriptors: u64,
 }
@@ -70,13 +69,13 @@ pub struct Connections {
 impl Connections {
     /// No connections yet, and no pipeline: [`Connections::attach`] gives them one. Raises
     /// the process's limit of open files where allowed.
-    pub fn new(stats: Arc<Stats>) -> Arc<Connections> {
+    pub fn new(counters: Arc<FeedCounters>) -> Arc<Connections> {
         let descriptors = descriptors::raise_limit();
         Arc::new(Connections {
             target: watch::Sender::new(None),
             tracker: TaskTracker::new(),
             stop: CancellationToken::new(),
-            stats,
+            counters,
             descriptors,
         })
     }
@@ -138,25 +137,21 @@ impl Connections {
             .as_ref()
             .map_or(1, |t| t.max_connections);
         let cap = descriptors::connection_cap(max, self.descriptors);
-        let feed = &self.stats.feed;
-        if feed.connections.load(Ordering::Relaxed) >= cap {
+        let feed = &self.counters;
+        if feed.connections.get() >= cap {
             drop(stream);
-            feed.connections_refused.fetch_add(1, Ordering::Relaxed);
+            feed.connections_refused.add(1);
             if let Some(held_back) = REFUSED_LOG.pass() {
                 tracing::warn!(%peer, cap, refused_since_last_line = held_back, "closed a feed connection on arrival: feed.max_connections are open");
             }
             return;
         }
-        feed.connections.fetch_add(1, Ordering::Relaxed);
-        feed.connections_total.fetch_add(1, Ordering::Relaxed);
+        feed.connections.add(1);
+        feed.connections_total.add(1);
         let connections = self.clone();
         self.tracker.spawn(async move {
             connections.receive(stream, peer).await;
-            connections
-                .stats
-                .feed
-                .connections
-                .fetch_sub(1, Ordering::Relaxed);
+            connections.counters.connections.sub(1);
         });
     }
 
@@ -180,7 +175,7 @@ impl Connections {
         let mut framer = Framer::new(
             format!("tcp {peer}"),
             first.max_record_bytes,
-            self.stats.clone(),
+            self.counters.clone(),
             first.sink.budget().clone(),
             first.inputs,
         );
@@ -236,10 +231,7 @@ impl Connections {
                 }
                 Read::Cut => (true, false),
                 Read::Idle => {
-                    self.stats
-                        .feed
-                        .partial_timeouts
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.counters.partial_timeouts.add(1);
                     tracing::warn!(%peer, timeout = ?partial_timeout, "feed connection sent nothing for feed.partial_timeout in the middle of a record: closing it (its complete records are kept)");
                     (true, false)
                 }

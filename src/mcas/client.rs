@@ -1,7 +1,6 @@
 //! The MCAS Cloud Discovery API: upload_url, done_upload, the block script and the data
 //! sources list, authorised by a legacy API token or an Entra application's token.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,12 +10,12 @@ use reqwest::{Client, RequestBuilder};
 use serde::Deserialize;
 
 use super::body;
+use super::counters::McasCounters;
 use super::entra::{EntraError, EntraTokens};
 use super::error::{ApiError, Step};
 use super::limit::ApiRateLimiter;
 use super::retry::retry_after;
 use crate::config::{ConfigError, McasCredential, McasTarget, Secret, UploadSettings};
-use crate::status::Stats;
 
 /// Where the blob store wants the file, as upload_url answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +103,7 @@ pub struct McasClient {
     authorization: Authorization,
     limiter: Arc<ApiRateLimiter>,
     timeout: Duration,
-    stats: Arc<Stats>,
+    counters: Arc<McasCounters>,
 }
 
 impl McasClient {
@@ -114,7 +113,7 @@ impl McasClient {
         http: Client,
         limiter: Arc<ApiRateLimiter>,
         timeout: Duration,
-        stats: Arc<Stats>,
+        counters: Arc<McasCounters>,
     ) -> Result<McasClient, ConfigError> {
         let authorization = match &target.credential {
             McasCredential::Token(token) => Authorization::Fixed(authorization(token)),
@@ -123,17 +122,14 @@ impl McasClient {
                 Authorization::Entra(Arc::new(EntraTokens::new(app, http.clone(), timeout)?))
             }
         };
-        stats
-            .upload
-            .api_rate_millis
-            .store((limiter.rate() * 1000.0) as u64, Ordering::Relaxed);
+        counters.api_rate.set(limiter.rate());
         Ok(McasClient {
             http,
             domain: target.domain.clone(),
             authorization,
             limiter,
             timeout,
-            stats,
+            counters,
         })
     }
 
@@ -143,7 +139,7 @@ impl McasClient {
     pub fn from_settings(
         target: &McasTarget,
         settings: &UploadSettings,
-        stats: Arc<Stats>,
+        counters: Arc<McasCounters>,
     ) -> Result<McasClient, ConfigError> {
         let http = crate::https::client(
             target.ca_file.as_deref(),
@@ -154,7 +150,7 @@ impl McasClient {
             settings.api_calls_per_minute,
             settings.min_api_calls_per_minute,
         ));
-        McasClient::new(target, http, limiter, settings.timeout, stats)
+        McasClient::new(target, http, limiter, settings.timeout, counters)
     }
 
     /// Waits until the rate limiter would let an API call through, without making one.
@@ -204,7 +200,7 @@ impl McasClient {
             Authorization::Fixed(value) => value.clone(),
             Authorization::Entra(tokens) => tokens.authorization().await?,
         };
-        self.stats.upload.api_calls.fetch_add(1, Ordering::Relaxed);
+        self.counters.api_calls.add(1);
         let answer = request
             .header(AUTHORIZATION, authorization.clone())
             .timeout(self.timeout)
@@ -225,14 +221,11 @@ impl McasClient {
             self.limiter
                 .hold_for(retry_after.unwrap_or(Duration::from_secs(10)));
             self.limiter.throttled();
-            self.stats.upload.throttled.fetch_add(1, Ordering::Relaxed);
+            self.counters.throttled.add(1);
         } else {
             self.limiter.succeeded();
         }
-        self.stats
-            .upload
-            .api_rate_millis
-            .store((self.limiter.rate() * 1000.0) as u64, Ordering::Relaxed);
+        self.counters.api_rate.set(self.limiter.rate());
         Ok(RawAnswer {
             status,
             retry_after,

@@ -10,9 +10,11 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use super::client::{DataSource, DataSourcesError, McasClient};
+use super::counters::DataSourceCounters;
 use super::error::{ApiError, Step};
 use super::log_format::{self, Choice, Chooser};
-use crate::status::{rfc3339, Stats};
+use crate::clock::rfc3339;
+use crate::counter::WallTime;
 
 /// Where the data sources are in the portal.
 pub const PORTAL_PATH: &str =
@@ -234,8 +236,12 @@ pub fn refusal_fix(error: &ApiError, data_source: &str, source: &str) -> String 
 }
 
 /// Records a verdict in the daemon's status, and logs what changed.
-fn record(stats: &Stats, verdict: &Verdict, data_source: &str, last: Option<&Verdict>) {
-    let status = &stats.data_source;
+fn record(
+    status: &DataSourceCounters,
+    verdict: &Verdict,
+    data_source: &str,
+    last: Option<&Verdict>,
+) {
     match verdict {
         Verdict::Found { source, .. } => match source.last_data_received {
             Some(at) => status.last_data_received.set(at),
@@ -246,9 +252,9 @@ fn record(stats: &Stats, verdict: &Verdict, data_source: &str, last: Option<&Ver
     }
     // An unreadable list keeps what was known; the first reading says unknown.
     if verdict.found().is_some() || last.is_none() {
-        *status.found.lock().unwrap() = verdict.found();
+        status.found.set(verdict.found());
     }
-    *status.problem.lock().unwrap() = verdict.problem();
+    status.problem.set(verdict.problem());
     if last.map(std::mem::discriminant) == Some(std::mem::discriminant(verdict))
         && last.and_then(Verdict::problem) == verdict.problem()
     {
@@ -269,6 +275,14 @@ fn record(stats: &Stats, verdict: &Verdict, data_source: &str, last: Option<&Ver
     }
 }
 
+/// What the data-source watch records and reads: its own counters, and for the warning
+/// that MCAS receives nothing, the uploads' last success and the daemon's start.
+pub struct WatchCounters {
+    pub seen: Arc<DataSourceCounters>,
+    pub last_upload: Arc<WallTime>,
+    pub started: SystemTime,
+}
+
 /// Reads the data sources list at start and then every hour (every `retry` while the data
 /// source is missing, so that its creation shows soon), keeping the status up to date and
 /// warning when MCAS has received nothing for a day although uploads succeed.
@@ -278,7 +292,7 @@ pub async fn watch(
     source: String,
     chooser: Chooser,
     retry: Duration,
-    stats: Arc<Stats>,
+    counters: WatchCounters,
     cancel: CancellationToken,
 ) {
     let mut last: Option<Verdict> = None;
@@ -287,7 +301,7 @@ pub async fn watch(
             verdict = check(&client, &data_source, &source) => verdict,
             _ = cancel.cancelled() => return,
         };
-        record(&stats, &verdict, &data_source, last.as_ref());
+        record(&counters.seen, &verdict, &data_source, last.as_ref());
         let choice = choose(&source, &verdict, chooser.borrow().as_ref());
         if chooser.borrow().as_ref() != Some(&choice) {
             tracing::info!(
@@ -297,13 +311,13 @@ pub async fn watch(
                 choice.why
             );
         }
-        *stats.data_source.source.lock().unwrap() =
-            Some((choice.name.clone(), choice.why.to_string()));
+        counters.seen.source.set(Some(choice.name.clone()));
+        counters.seen.source_why.set(Some(choice.why.to_string()));
         chooser.send_replace(Some(choice));
         if let Some(warning) = silence_warning(
-            stats.upload.last_success.get(),
-            stats.data_source.last_data_received.get(),
-            stats.started,
+            counters.last_upload.get(),
+            counters.seen.last_data_received.get(),
+            counters.started,
             SystemTime::now(),
         ) {
             tracing::warn!(data_source, "{warning}");

@@ -6,6 +6,7 @@
 pub mod blob;
 pub mod body;
 pub mod client;
+pub mod counters;
 pub mod data_source;
 pub mod entra;
 pub mod error;

@@ -15,6 +15,7 @@
 
 mod batch_file;
 mod checksum;
+pub mod counters;
 mod delivered;
 mod done_sent;
 mod merge;
@@ -42,7 +43,7 @@ pub use verify::Damage;
 use crate::fsx::{sync_dir, AtomicWrite};
 use crate::pipeline::Origin;
 
-use crate::status::unix_millis;
+use crate::clock::unix_millis;
 
 /// One sealed batch waiting in `ready/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! category (`sync.category`), within the appliance's limits; the other categories are
 //! never touched.
 
+pub mod counters;
 pub mod guard;
 pub mod normalize;
 pub mod push;
@@ -17,11 +18,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::rfc3339;
 use crate::config::SyncSettings;
 use crate::mcas::error::describe;
 use crate::mcas::{ApiError, BlockScript, McasClient, Step};
-use crate::status::{rfc3339, Stats};
 use crate::zia::{PushReport, ZiaClient};
+use counters::SyncCounters;
 
 /// How far the wait between two syncs strays from `sync.interval`, either way, so that
 /// appliances started together do not call MCAS together.
@@ -214,7 +216,7 @@ pub struct SyncDone {
 pub type SyncRequests = std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<SyncRequest>>>;
 
 /// The daemon's sync: one right away, then every `settings.interval` (with jitter), and one
-/// whenever a [`SyncRequest`] comes; each recorded in `stats` for `nss status` and the
+/// whenever a [`SyncRequest`] comes; each recorded in `counters` for `nss status` and the
 /// metrics; after each successful one, the category is pushed into `zia` when there is
 /// one. Runs until `cancel`.
 pub async fn run(
@@ -222,7 +224,7 @@ pub async fn run(
     zia: Option<std::sync::Arc<ZiaClient>>,
     store: CategoryStore,
     settings: SyncSettings,
-    stats: std::sync::Arc<Stats>,
+    counters: std::sync::Arc<SyncCounters>,
     requests: SyncRequests,
     cancel: CancellationToken,
 ) {
@@ -234,10 +236,10 @@ pub async fn run(
             result = sync_once(&client, &store, &settings, accept_empty) => result,
             _ = cancel.cancelled() => return,
         };
-        let mut delay = record(&stats, &settings, &result);
+        let mut delay = record(&counters, &settings, &result);
         let pushed = match (&zia, &result) {
             (Some(zia), Ok(_)) => Some(tokio::select! {
-                pushed = push::push_category(zia, &store, &settings.category, &stats.sync.zia) => pushed,
+                pushed = push::push_category(zia, &store, &settings.category, &counters.zia) => pushed,
                 _ = cancel.cancelled() => return,
             }),
             _ => None,
@@ -256,7 +258,7 @@ pub async fn run(
         // Checked: a bounded interval still must not overflow the wall clock's range.
         let next = SystemTime::now().checked_add(delay);
         if let Some(next) = next {
-            stats.sync.next.set(next);
+            counters.next.set(next);
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -266,28 +268,26 @@ pub async fn run(
     }
 }
 
-/// Records a sync's result in `stats` and says when the next one is due.
+/// Records a sync's result in `sync` and says when the next one is due.
 fn record(
-    stats: &Stats,
+    sync: &SyncCounters,
     settings: &SyncSettings,
     result: &Result<SyncOutcome, SyncError>,
 ) -> Duration {
-    use std::sync::atomic::Ordering;
-    let sync = &stats.sync;
     match result {
         Ok(outcome) => {
             sync.last_success.set(outcome.at);
-            sync.urls.store(outcome.urls, Ordering::Relaxed);
-            sync.added.store(outcome.added, Ordering::Relaxed);
-            sync.removed.store(outcome.removed, Ordering::Relaxed);
-            *sync.last_error.lock().unwrap() = None;
+            sync.urls.set(outcome.urls);
+            sync.added.set(outcome.added);
+            sync.removed.set(outcome.removed);
+            sync.last_error.set(None);
             next_delay(settings.interval)
         }
         Err(error) => {
             let text = describe(error);
             tracing::error!(error = %text, "the unsanctioned-apps sync failed; the category keeps its previous URLs");
-            *sync.last_error.lock().unwrap() =
-                Some(format!("{}: {text}", rfc3339(SystemTime::now())));
+            sync.last_error
+                .set(Some(format!("{}: {text}", rfc3339(SystemTime::now()))));
             next_delay(settings.interval.min(RETRY_AFTER_FAILURE))
         }
     }

@@ -2,11 +2,11 @@
 //! tenant's ZIA, where URL filtering policy uses it. The store stays the record of what
 //! was pushed; ZIA gets only the difference (see [`crate::zia`]).
 
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
+use super::counters::{ZiaCategoryReport, ZiaPushCounters};
 use super::{CategoryStore, StoreError};
-use crate::status::{rfc3339, ZiaStats};
+use crate::clock::rfc3339;
 use crate::zia::{PushReport, ZiaClient, ZiaError};
 
 /// Why the category did not reach ZIA.
@@ -26,7 +26,7 @@ pub async fn push_category(
     zia: &ZiaClient,
     store: &CategoryStore,
     category: &str,
-    stats: &ZiaStats,
+    stats: &ZiaPushCounters,
 ) -> Result<PushReport, PushError> {
     let result = push(zia, store, category).await;
     record(stats, &result);
@@ -71,37 +71,41 @@ async fn push(
 }
 
 /// Keeps what `nss status` shows of the push.
-fn record(stats: &ZiaStats, result: &Result<PushReport, PushError>) {
+fn record(stats: &ZiaPushCounters, result: &Result<PushReport, PushError>) {
     match result {
         Ok(report) => {
             stats.last_push.set(SystemTime::now());
-            stats.pushes.fetch_add(1, Ordering::Relaxed);
-            stats.urls.store(report.urls, Ordering::Relaxed);
-            *stats.category_id.lock().unwrap() = Some(report.category_id.clone());
-            *stats.quota_remaining.lock().unwrap() = Some(report.quota_remaining);
-            *stats.defender_category.lock().unwrap() =
-                report
-                    .defender_category
-                    .as_ref()
-                    .map(|c| crate::status::ZiaCategoryReport {
-                        name: c.name.clone(),
-                        id: c.id.clone(),
-                        urls: c.url_count,
-                    });
+            stats.pushes.add(1);
+            stats.urls.set(report.urls);
+            stats.category_id.set(Some(report.category_id.clone()));
+            stats.quota_remaining.set(Some(report.quota_remaining));
+            stats
+                .defender_category
+                .set(
+                    report
+                        .defender_category
+                        .as_ref()
+                        .map(|c| ZiaCategoryReport {
+                            name: c.name.clone(),
+                            id: c.id.clone(),
+                            urls: c.url_count,
+                        }),
+                );
             if let Some(state) = &report.activation {
                 stats.last_activation.set(SystemTime::now());
-                *stats.activation_state.lock().unwrap() = Some(state.as_str().to_string());
+                stats.activation_state.set(Some(state.as_str().to_string()));
             }
-            *stats.last_error.lock().unwrap() = None;
+            stats.last_error.set(None);
         }
         Err(error) => {
             let text = crate::mcas::error::describe(error);
             tracing::error!(error = %text, "pushing the category into ZIA failed; ZIA keeps its current content");
             if let PushError::Zia(ZiaError::QuotaExceeded { remaining, .. }) = error {
-                *stats.quota_remaining.lock().unwrap() = Some(*remaining);
+                stats.quota_remaining.set(Some(*remaining));
             }
-            *stats.last_error.lock().unwrap() =
-                Some(format!("{}: {text}", rfc3339(SystemTime::now())));
+            stats
+                .last_error
+                .set(Some(format!("{}: {text}", rfc3339(SystemTime::now()))));
         }
     }
 }

@@ -14,9 +14,9 @@ use std::time::SystemTime;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::rfc3339;
 use crate::config::SyncSettings;
 use crate::fsx::AtomicWrite;
-use crate::status::rfc3339;
 
 /// The store's file name in the state directory.
 pub const FILE_NAME: &str = "url-categories.json";

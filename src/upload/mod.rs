@@ -12,6 +12,7 @@
 //! `upload.outage_retry`, and the whole backlog goes up once one succeeds.
 
 mod batches;
+pub mod counters;
 mod held;
 mod pause;
 mod spool_io;
@@ -24,7 +25,6 @@ pub use batches::MergeLimits;
 pub use pause::{PauseKind, PauseReason};
 pub use steps::{Mcas, McasUploads};
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -32,12 +32,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::clock::rfc3339;
 use crate::config::{McasTarget, UploadSettings};
 use crate::mcas::log_format::Chosen;
 use crate::mcas::{data_source, ApiError, Disposition, Known, McasClient, Provider, Step};
 use crate::spool::{DoneSent, SealedBatch, Spool};
-use crate::status::{rfc3339, Stats};
 use batches::{Batches, PUT_FAILURES_PER_URL};
+use counters::UploaderCounters;
 use spool_io::SpoolIo;
 
 /// How old events may be for MCAS to take them.
@@ -61,7 +62,7 @@ const RESCAN: Duration = Duration::from_secs(5);
 pub struct Uploader<M = McasUploads> {
     mcas: M,
     spool: SpoolIo,
-    stats: Arc<Stats>,
+    counters: UploaderCounters,
     settings: UploadSettings,
     /// Names the files in MCAS: which appliance sent them.
     host: String,
@@ -99,7 +100,7 @@ impl Uploader<McasUploads> {
     pub fn new(
         client: McasClient,
         spool: Arc<Spool>,
-        stats: Arc<Stats>,
+        counters: UploaderCounters,
         settings: UploadSettings,
         target: &McasTarget,
         source: Chosen,
@@ -115,7 +116,7 @@ impl Uploader<McasUploads> {
             data_source: target.data_source.clone(),
             timeout: settings.timeout,
         };
-        Uploader::with_mcas(mcas, spool, stats, settings, host).names(&target.data_source)
+        Uploader::with_mcas(mcas, spool, counters, settings, host).names(&target.data_source)
     }
 }
 
@@ -124,14 +125,14 @@ impl<M: Mcas> Uploader<M> {
     pub fn with_mcas(
         mcas: M,
         spool: Arc<Spool>,
-        stats: Arc<Stats>,
+        counters: UploaderCounters,
         settings: UploadSettings,
         host: String,
     ) -> Uploader<M> {
         Uploader {
             mcas,
             spool: SpoolIo::new(spool),
-            stats,
+            counters,
             settings,
             host,
             merge: MergeLimits::default(),
@@ -160,10 +161,10 @@ impl<M: Mcas> Uploader<M> {
             self.settings.backoff_min.min(outage_retry),
             self.settings.backoff_max.min(outage_retry),
         );
-        self.stats
+        self.counters
             .upload
-            .outage_retry_millis
-            .store(outage_retry.as_millis() as u64, Ordering::Relaxed);
+            .outage_retry
+            .set(outage_retry.as_secs_f64());
         let mut batches = Batches::default();
         let mut first_scan = true;
         while !cancel.is_cancelled() {
@@ -200,7 +201,7 @@ impl<M: Mcas> Uploader<M> {
                     rfc3339(oldest.sealed_at)
                 );
                 self.quarantine(&oldest, &reason).await;
-                self.stats.spool.too_old.fetch_add(1, Ordering::Relaxed);
+                self.counters.spool.too_old.add(1);
                 batches.quarantined(oldest.seq);
                 continue;
             }
@@ -288,7 +289,7 @@ impl<M: Mcas> Uploader<M> {
         batches: &Batches,
         cancel: &CancellationToken,
     ) {
-        let upload = &self.stats.upload;
+        let upload = &self.counters.upload;
         let outage_retry = self.settings.outage_retry;
         match outcome {
             Outcome::Delivered | Outcome::Quarantined => backoff.reset(),
@@ -296,12 +297,12 @@ impl<M: Mcas> Uploader<M> {
             // upload URL) for when its hold ends.
             Outcome::Held => {}
             Outcome::Throttled => {
-                upload.retries.fetch_add(1, Ordering::Relaxed);
+                upload.retries.add(1);
             }
             Outcome::Retry(wait) => {
-                upload.retries.fetch_add(1, Ordering::Relaxed);
+                upload.retries.add(1);
                 let outage = batches.failing_for_everyone();
-                upload.outage.store(outage, Ordering::Relaxed);
+                upload.outage.set(outage);
                 let wait = match wait {
                     Wait::Backoff(at_least) if outage => outage_wait(outage_retry).max(at_least),
                     Wait::Backoff(at_least) => backoff.next(Some(at_least)),
@@ -319,21 +320,16 @@ impl<M: Mcas> Uploader<M> {
     async fn scan(&self, batches: &mut Batches) -> std::io::Result<Vec<SealedBatch>> {
         let scan = self.spool.scan().await?;
         batches.refresh(&scan.ready);
-        let spool = &self.stats.spool;
+        let spool = &self.counters.spool;
+        spool.batches.set(scan.ready.len() as u64);
         spool
-            .batches
-            .store(scan.ready.len() as u64, Ordering::Relaxed);
-        spool.bytes.store(
-            scan.ready.iter().map(|b| b.gzip_bytes).sum(),
-            Ordering::Relaxed,
-        );
-        spool.quarantined.store(scan.quarantined, Ordering::Relaxed);
-        spool
-            .delivered_undeleted
-            .store(scan.undeleted, Ordering::Relaxed);
+            .bytes
+            .set(scan.ready.iter().map(|b| b.gzip_bytes).sum());
+        spool.quarantined.set(scan.quarantined);
+        spool.delivered_undeleted.set(scan.undeleted);
         let (held, why) = batches.held_summary();
-        spool.held.store(held, Ordering::Relaxed);
-        *spool.held_why.lock().unwrap() = why;
+        spool.held.set(held);
+        spool.held_why.set(why);
         match scan.ready.first() {
             Some(oldest) => spool.oldest.set(oldest.sealed_at),
             None => spool.oldest.clear(),
@@ -457,26 +453,24 @@ impl<M: Mcas> Uploader<M> {
         batches.delivered(batch.seq);
         if let Err(error) = self.spool.delivered(batch).await {
             tracing::error!(seq = batch.seq, file = %batch.path.display(), %error, "delivered, but cannot remove the batch from the spool: it is not sent again, and its removal is retried");
-            self.stats
+            self.counters
                 .spool
                 .delivered_undeleted
-                .store(self.spool.undeleted(), Ordering::Relaxed);
+                .set(self.spool.undeleted());
         }
-        let upload = &self.stats.upload;
-        upload.batches.fetch_add(1, Ordering::Relaxed);
-        upload.records.fetch_add(batch.records, Ordering::Relaxed);
-        upload
-            .bytes_raw
-            .fetch_add(batch.raw_bytes, Ordering::Relaxed);
-        upload
-            .bytes_gzip
-            .fetch_add(batch.gzip_bytes, Ordering::Relaxed);
+        let upload = &self.counters.upload;
+        upload.batches.add(1);
+        upload.records.add(batch.records);
+        upload.bytes_raw.add(batch.raw_bytes);
+        upload.bytes_gzip.add(batch.gzip_bytes);
         upload.last_success.touch();
-        upload.outage.store(false, Ordering::Relaxed);
-        self.stats
-            .latency
-            .delivered(batch.seq, batch.last_seq(), batch.records, batch.sealed_at);
-        *upload.last_error.lock().unwrap() = None;
+        upload.outage.set(false);
+        let waited = self
+            .counters
+            .arrivals
+            .delivered(batch.seq, batch.last_seq(), batch.sealed_at);
+        upload.delivery_latency.observe(waited, batch.records);
+        upload.succeeded();
         tracing::info!(
             seq = batch.seq,
             records = batch.records,
@@ -502,14 +496,14 @@ impl<M: Mcas> Uploader<M> {
     /// What a failed attempt leads to, as [`Disposition::of`] reads the error.
     async fn failed(&self, batch: &SealedBatch, batches: &mut Batches, error: ApiError) -> Outcome {
         let seq = batch.seq;
-        let upload = &self.stats.upload;
+        let upload = &self.counters.upload;
         upload.set_error(format!(
             "{}: {error}",
             rfc3339(std::time::SystemTime::now())
         ));
         let known = Known {
             done_unanswered: batches.progress(seq).done_unanswered,
-            data_source_missing: *self.stats.data_source.found.lock().unwrap() == Some(false),
+            data_source_missing: self.counters.data_source.found.get() == Some(false),
         };
         let disposition = Disposition::of(&error, known);
         if error.step() == Some(Step::DoneUpload)
@@ -529,7 +523,7 @@ impl<M: Mcas> Uploader<M> {
             }
             Disposition::Outage => {
                 batches.outage(seq);
-                upload.outage.store(true, Ordering::Relaxed);
+                upload.outage.set(true);
                 tracing::warn!(seq, %error, "upload attempt failed: MCAS fails whatever the batch; trying again every upload.outage_retry");
                 Outcome::Retry(Wait::Outage)
             }
@@ -571,10 +565,10 @@ impl<M: Mcas> Uploader<M> {
                     let why = format!("{error}, again and again: MCAS is misbehaving for the whole tenant; uploads are paused, the batches stay in the spool and are tried again every upload.auth_retry");
                     tracing::error!(seq, %error, "MCAS keeps answering upload URLs the agent will not use: uploads are paused; receiving and spooling go on");
                     upload.set_error(format!("{}: {why}", rfc3339(std::time::SystemTime::now())));
-                    upload.set_paused(Some(PauseReason {
+                    upload.set_paused(PauseReason {
                         kind: PauseKind::UnusableUploadUrls,
                         message: why,
-                    }));
+                    });
                     return Outcome::Retry(Wait::Fixed(self.settings.auth_retry));
                 }
                 tracing::warn!(seq, %error, "upload attempt failed: asking for another upload URL");
@@ -595,13 +589,10 @@ impl<M: Mcas> Uploader<M> {
                         "{}: {error}; uploads are paused: {fix}",
                         rfc3339(std::time::SystemTime::now())
                     ));
-                    upload.set_paused(Some(PauseReason::pausing(
-                        &error,
-                        format!("{error}; {fix}"),
-                    )));
+                    upload.set_paused(PauseReason::pausing(&error, format!("{error}; {fix}")));
                 } else {
                     tracing::error!(%error, "uploads are paused; receiving and spooling go on");
-                    upload.set_paused(Some(PauseReason::pausing(&error, error.to_string())));
+                    upload.set_paused(PauseReason::pausing(&error, error.to_string()));
                 }
                 Outcome::Retry(Wait::Fixed(self.settings.auth_retry))
             }

@@ -8,11 +8,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::counters::UploaderCounters;
 use super::{Mcas, PauseKind, Uploader};
 use crate::config::UploadSettings;
 use crate::mcas::{ApiError, Provider, Step, UploadTarget};
 use crate::spool::{BatchFile, SealedBatch, Spool};
-use crate::status::Stats;
 
 /// How the scripted MCAS answers a call.
 #[derive(Debug, Clone, Copy)]
@@ -157,7 +157,7 @@ impl Mcas for Fake {
 struct Running {
     _dir: tempfile::TempDir,
     spool: Arc<Spool>,
-    stats: Arc<Stats>,
+    counters: UploaderCounters,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -180,11 +180,11 @@ impl Running {
     }
 
     fn start_on(fake: &Fake, dir: tempfile::TempDir, spool: Arc<Spool>) -> Running {
-        let stats = Arc::new(Stats::default());
+        let counters = UploaderCounters::default();
         let uploader = Uploader::with_mcas(
             fake.clone(),
             spool.clone(),
-            stats.clone(),
+            counters.clone(),
             settings(),
             "test".into(),
         );
@@ -193,7 +193,7 @@ impl Running {
         Running {
             _dir: dir,
             spool,
-            stats,
+            counters,
             cancel,
             task,
         }
@@ -294,15 +294,7 @@ async fn a_held_batch_is_tried_again_once_a_newer_one_is_delivered() {
     fake.script().failing_file = Some("-0.log.gz".into());
     let running = Running::start(&fake);
     running.seal(5);
-    until("batch 0 held", || {
-        running
-            .stats
-            .spool
-            .held
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1
-    })
-    .await;
+    until("batch 0 held", || running.counters.spool.held.get() == 1).await;
     assert!(
         fake.calls(Step::UploadUrl) >= 2,
         "repeated PUT failures ask for a new upload URL"
@@ -338,8 +330,8 @@ async fn a_refused_repeat_of_an_unanswered_done_upload_delivers_once() {
     assert_eq!(fake.calls(Step::DoneUpload), 2);
     assert_eq!(fake.script().ingested.len(), 1);
     assert_eq!(fake.records(), 50);
-    assert!(running.stats.upload.paused.lock().unwrap().is_none());
-    assert!(running.stats.upload.last_error.lock().unwrap().is_none());
+    assert!(running.counters.upload.pause_reason().is_none());
+    assert!(running.counters.upload.last_error().is_none());
     running.stop().await;
 }
 
@@ -374,7 +366,7 @@ async fn a_tenant_wide_refusal_pauses_uploads_until_auth_retry() {
     let running = Running::start(&fake);
     running.seal(5);
     until("paused", || {
-        running.stats.upload.paused.lock().unwrap().is_some()
+        running.counters.upload.pause_reason().is_some()
     })
     .await;
     let paused = Instant::now();
@@ -392,10 +384,10 @@ async fn unusable_upload_urls_pause_uploads() {
     let running = Running::start(&fake);
     running.seal(5);
     until("paused", || {
-        running.stats.upload.paused.lock().unwrap().is_some()
+        running.counters.upload.pause_reason().is_some()
     })
     .await;
-    let why = running.stats.upload.paused.lock().unwrap().clone().unwrap();
+    let why = running.counters.upload.pause_reason().unwrap();
     assert_eq!(why.kind, PauseKind::UnusableUploadUrls);
     assert!(why.message.contains("not https"), "{}", why.message);
     assert_eq!(fake.calls(Step::UploadUrl), 3);

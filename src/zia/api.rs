@@ -2,7 +2,6 @@
 //! rate limits, retried on 429, edit-lock 409s, load shedding, 5xx and connection
 //! errors, and its answer read within a size limit.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -184,7 +183,7 @@ impl Api {
     }
 
     async fn log_in(&self) -> Result<Credential, ZiaError> {
-        self.counters.logins.fetch_add(1, Ordering::Relaxed);
+        self.counters.logins.add(1);
         match &self.login {
             ZiaLogin::ApiKey {
                 username,
@@ -278,7 +277,7 @@ impl Api {
         let (mut failures, mut throttled, mut locked, mut shed) = (0u32, 0u32, 0u32, 0u32);
         loop {
             self.pace(kind).await;
-            self.counters.api_calls.fetch_add(1, Ordering::Relaxed);
+            self.counters.api_calls.add(1);
             let sent = build().timeout(options.request_timeout).send().await;
             // A 401 refused the call before it did anything: the
             // retry after the new login needs no spacing (and an idle session would end
@@ -321,7 +320,7 @@ impl Api {
                 read_truncated(response, SMALL_ANSWER).await
             };
             if status == StatusCode::TOO_MANY_REQUESTS {
-                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                self.counters.throttled.add(1);
                 throttled += 1;
                 if throttled > options.max_throttled {
                     return Err(ZiaError::Unavailable {

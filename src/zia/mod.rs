@@ -14,7 +14,6 @@ pub mod push;
 pub mod retry;
 pub mod urls;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ pub use error::{LoginKind, ZiaError};
 pub use push::{Diff, Quota};
 
 use crate::config::ZiaTarget;
+use crate::counter::Count;
 use api::Api;
 use push::ListAction;
 
@@ -79,29 +79,21 @@ impl Default for ZiaOptions {
     }
 }
 
-/// What the client did since it was made, for the metrics.
-#[derive(Debug, Default)]
+/// What the client did since it was made: shown in the status report's `sync.zia`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ZiaCounters {
     /// HTTP requests sent to ZIA and its token endpoint, retries and logins included.
-    pub api_calls: AtomicU64,
+    #[serde(default)]
+    pub api_calls: Count,
     /// Answers 429.
-    pub throttled: AtomicU64,
+    #[serde(default)]
+    pub throttled: Count,
     /// Activations asked for (`POST /status/activate` answered 2xx).
-    pub activations: AtomicU64,
+    #[serde(default)]
+    pub activations: Count,
     /// Logins (API key sessions or OneAPI tokens) attempted.
-    pub logins: AtomicU64,
-}
-
-impl ZiaCounters {
-    /// `(api_calls, throttled, activations, logins)` now.
-    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
-        (
-            self.api_calls.load(Ordering::Relaxed),
-            self.throttled.load(Ordering::Relaxed),
-            self.activations.load(Ordering::Relaxed),
-            self.logins.load(Ordering::Relaxed),
-        )
-    }
+    #[serde(default)]
+    pub logins: Count,
 }
 
 /// ZIA's activation state (`GET /status`).

@@ -4,7 +4,6 @@
 //! activated once.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -234,7 +233,7 @@ pub async fn activate(api: &Api, options: &ZiaOptions) -> Result<ActivationState
             SMALL_ANSWER,
         )
         .await?;
-    api.counters.activations.fetch_add(1, Ordering::Relaxed);
+    api.counters.activations.add(1);
     let mut state = ActivationState::parse(&answer.status);
     for _ in 0..options.activation_polls {
         if state == ActivationState::Active {
