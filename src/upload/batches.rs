@@ -57,6 +57,8 @@ pub struct Progress {
     pub put_failures: u32,
     /// It passed the check before upload.
     pub checked: bool,
+    /// Its done_upload waits for the spool's disk to take writes (said once in the log).
+    pub waiting_for_disk: bool,
 }
 
 /// The uploader's state of the batches.

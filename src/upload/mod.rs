@@ -95,6 +95,24 @@ enum Wait {
     Fixed(Duration),
 }
 
+/// Why an attempt's steps stopped before MCAS accepted the batch.
+enum Stopped {
+    /// MCAS, the blob store or the way to them failed.
+    Mcas(ApiError),
+    /// The spool could not record that the done_upload is sent.
+    SpoolRefuses(std::io::Error),
+}
+
+impl From<ApiError> for Stopped {
+    fn from(error: ApiError) -> Stopped {
+        Stopped::Mcas(error)
+    }
+}
+
+/// How often a done_upload waiting for the spool's disk tries again: the disk check of
+/// the inputs has the same cadence.
+const DISK_RETRY: Duration = Duration::from_secs(1);
+
 impl Uploader<McasUploads> {
     /// An uploader of `spool`'s batches through `client`.
     pub fn new(
@@ -407,11 +425,25 @@ impl<M: Mcas> Uploader<M> {
                 self.delivered(batch, batches).await;
                 Outcome::Delivered
             }
-            Err(error) => self.failed(batch, batches, error).await,
+            Err(Stopped::Mcas(error)) => self.failed(batch, batches, error).await,
+            Err(Stopped::SpoolRefuses(error)) => {
+                let progress = batches.progress(batch.seq);
+                if !progress.waiting_for_disk {
+                    progress.waiting_for_disk = true;
+                    tracing::warn!(seq = batch.seq, %error, "the spool's disk refuses writes: the batch's done_upload waits until it takes them, so that a stop meanwhile cannot send the batch twice");
+                }
+                self.counters.upload.set_error(format!(
+                    "{}: the spool's disk refuses writes ({error}): the done_upload waits until it takes them",
+                    rfc3339(std::time::SystemTime::now())
+                ));
+                // The upload URL and the blob are kept: only the record and the
+                // done_upload are left to do.
+                Outcome::Retry(Wait::Fixed(DISK_RETRY))
+            }
         }
     }
 
-    async fn steps(&self, batch: &SealedBatch, batches: &mut Batches) -> Result<(), ApiError> {
+    async fn steps(&self, batch: &SealedBatch, batches: &mut Batches) -> Result<(), Stopped> {
         let target = match &batches.progress(batch.seq).target {
             Some(target) => target.clone(),
             None => {
@@ -440,11 +472,16 @@ impl<M: Mcas> Uploader<M> {
                 }
                 .to_string(),
             };
-            if let Err(error) = self.spool.record_done_sent(batch, sent).await {
-                tracing::warn!(seq = batch.seq, %error, "cannot record the done_upload in the spool: should the agent stop before MCAS answers, the batch would be sent again");
-            }
+            // Not sent unrecorded: a batch MCAS accepted could then be neither marked nor
+            // removed (the disk that refuses this refuses those), and would go up again
+            // after a restart.
+            self.spool
+                .record_done_sent(batch, sent)
+                .await
+                .map_err(Stopped::SpoolRefuses)?;
+            batches.progress(batch.seq).waiting_for_disk = false;
         }
-        self.mcas.done_upload(&target).await
+        Ok(self.mcas.done_upload(&target).await?)
     }
 
     /// Counts a batch MCAS accepted and removes it from the spool; should the removal

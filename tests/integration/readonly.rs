@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
+use mcas_emulator::{Endpoint, Fault};
 
 /// Records in each burst of the live feed, over TCP and into the tailed file.
 const BURST: usize = 2_000;
@@ -437,5 +438,74 @@ async fn read_only_remount_cycles_lose_nothing() {
     assert!(
         log.matches("the spool's disk accepts writes again").count() >= cycles,
         "{log}"
+    );
+}
+
+/// A batch goes up while the spool's disk refuses writes: the agent cannot keep the record
+/// that its done_upload was sent, nor remove the batch once MCAS has it. So it does not
+/// send the done_upload until the disk takes writes again: a kill -9 meanwhile, a remount
+/// read-write and a restart deliver the batch once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_not_finished_at_mcas_while_the_spool_cannot_record_it() {
+    let world = World::start().await;
+    let state = world.dir.path().join("state");
+    let Some(mount) = LoopMount::for_test(&world.dir.path().join("state.img"), &state) else {
+        return;
+    };
+    // MCAS fails every upload_url until the disk is read-only.
+    world
+        .emulator
+        .push_fault(Endpoint::UploadUrl, Fault::status(503), 1_000_000);
+    let mut settings = world.settings();
+    settings
+        .set("batch.max_age", &quote("1s"))
+        .set("upload.outage_retry", &quote("1s"));
+    let mut agent = world.agent(&settings);
+    let records: Vec<Vec<u8>> = (0..1_000).map(|n| leef("ro-done", n, 0)).collect();
+    send_tcp(agent.feed.unwrap(), &lines(&records));
+    agent.wait_status("the batch sealed", |s| {
+        s["spool"]["sealed_records"].as_u64() == Some(1_000)
+    });
+    // Sealed and closed: the file system lets itself be remounted once nothing is open
+    // for writing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(error) = mount.remount("ro") {
+        assert!(Instant::now() < deadline, "{error}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    world.emulator.clear_faults();
+    // Either MCAS gets the batch (the done_upload went although nothing could record
+    // it), or the agent says it waits for the disk.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waited = loop {
+        let error = agent.status()["upload"]["last_error"].clone();
+        if error.as_str().is_some_and(|e| e.contains("refuses writes")) {
+            break true;
+        }
+        if !world.emulator.uploads().is_empty() || Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // What the first done_upload would have delivered, had it gone.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let at_mcas_meanwhile = world.emulator.uploads().len();
+    agent.kill();
+    mount.remount("rw").unwrap();
+    let agent = world.agent(&settings);
+    world
+        .emulator
+        .wait_for_records(1_000, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}; log:\n{}", agent.log_text()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_streams_exactly_once(&world, &[("ro-done", 1_000)]);
+    assert_eq!(
+        at_mcas_meanwhile, 0,
+        "MCAS finished the batch while the spool was read-only"
+    );
+    assert!(
+        waited,
+        "the status did not say that the upload waits for the disk"
     );
 }

@@ -59,14 +59,16 @@ fn a_planted_status_file_is_shown_escaped() {
         ("mcas", "data_source"),
         ("mcas", "token"),
         ("mcas", "data_source_problem"),
-        ("feed", "last_record"),
-        ("spool", "oldest"),
         ("upload", "last_error"),
-        ("upload", "paused"),
+        ("spool", "held_why"),
+        ("spool", "write_refused"),
         ("sync", "last_error"),
     ] {
         planted[section][key] = format!("{key}{ESCAPES}").into();
     }
+    // The pause is read from its typed form; `paused` is its message, shown.
+    planted["upload"]["pause_reason"] =
+        serde_json::json!({"kind": "tenant_refused", "message": format!("paused{ESCAPES}")});
     planted["mcas"]["data_source_found"] = false.into();
     planted["sync"]["zia"]["last_error"] = format!("zia{ESCAPES}").into();
     let status = dir.path().join("run/status.json");
@@ -78,6 +80,18 @@ fn a_planted_status_file_is_shown_escaped() {
     let (code, json) = run_nss(&config, &["status", "--json"], &[]);
     assert_eq!(code, 0, "{json}");
     assert_no_control_characters(&json);
+
+    // A time that is not one: the report is not read, and the warning says why without
+    // quoting it.
+    planted["feed"]["last_record"] = format!("2026-01-01T00:00:00Z{ESCAPES}").into();
+    std::fs::write(&status, planted.to_string()).unwrap();
+    let (code, text) = run_nss(&config, &["status"], &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("status file was not read") && text.contains("nss-agent: not running"),
+        "{text}"
+    );
+    assert_no_control_characters(&text);
 
     // A status file far larger than any report: not read, and said so.
     let huge = vec![b' '; 64 << 20];
