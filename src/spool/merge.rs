@@ -433,7 +433,7 @@ mod tests {
         .unwrap();
         drop(spool);
         let spool = Spool::prepare(dir.path()).unwrap();
-        spool.recover(6, &mut |_| Ok(())).unwrap();
+        spool.recover(6, &mut |_, _| Ok(())).unwrap();
         assert_eq!(spool.quarantined().unwrap(), 0);
         assert_eq!(spool.scan_ready().unwrap(), ready);
 
@@ -447,7 +447,7 @@ mod tests {
         }
         drop(spool);
         let spool = Spool::prepare(dir.path()).unwrap();
-        spool.recover(6, &mut |_| Ok(())).unwrap();
+        spool.recover(6, &mut |_, _| Ok(())).unwrap();
         let after = spool.scan_ready().unwrap();
         assert_eq!(after, vec![merged, ready[2].clone()]);
         let records: u64 = after.iter().map(|b| b.records).sum();

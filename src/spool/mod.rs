@@ -514,7 +514,7 @@ mod tests {
         drop(spool);
 
         let spool = Spool::prepare(dir.path()).unwrap();
-        let recovery = spool.recover(6, &mut |_| Ok(())).unwrap();
+        let recovery = spool.recover(6, &mut |_, _| Ok(())).unwrap();
         assert_eq!(
             recovery,
             Recovery {

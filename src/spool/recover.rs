@@ -32,8 +32,9 @@ const SALVAGED_PREFIX: &str = "salvaged-";
 
 impl Spool {
     /// Deals with what a killed run left in `open/`:
-    /// - claims (`*.claims`) of a batch whose seal completed: handed to `settle`, which
-    ///   moves the checkpoints past them, then deleted; claims of a batch still unsealed
+    /// - claims (`*.claims`) of a batch whose seal completed: handed to `settle` with their
+    ///   file's path, which moves the checkpoints past them, then deleted (kept when
+    ///   `settle` fails); claims of a batch still unsealed
     ///   are deleted with it.
     /// - batches from TCP (`tcp`): the records in them exist nowhere else. Every whole
     ///   record that reads back (the writers flush as they go) is sealed into a new batch,
@@ -44,7 +45,7 @@ impl Spool {
     pub fn recover(
         &self,
         level: u32,
-        settle: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        settle: &mut dyn FnMut(&Path, &[u8]) -> io::Result<()>,
     ) -> io::Result<Recovery> {
         let mut recovery = Recovery::default();
         let mut names: Vec<String> = Vec::new();
@@ -57,7 +58,9 @@ impl Spool {
         for name in names.iter().filter(|n| n.ends_with(".claims")) {
             let batch = name.strip_suffix(".claims").expect("checked");
             if !names.iter().any(|n| n == batch) {
-                settle(&fs::read(path(name))?)?;
+                // A claims file refused (a newer version's) stops recovery before it is
+                // deleted: it is still here for the version that wrote it.
+                settle(&path(name), &fs::read(path(name))?)?;
                 recovery.settled_claims += 1;
             }
             fs::remove_file(path(name))?;
