@@ -152,19 +152,11 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
         memory: Default::default(),
     };
     // Only read: `nss status` (often run as root) creates, moves and deletes nothing.
-    let spool_dir = settings.spool_dir();
-    let ready = spool::peek_ready(&spool_dir.join(spool::READY_DIR));
-    report.spool.batches = ready.len() as u64;
-    report.spool.bytes = ready.iter().map(|b| b.gzip_bytes).sum();
-    report.spool.oldest = ready.first().map(|b| rfc3339(b.sealed_at));
-    report.spool.quarantined = std::fs::read_dir(spool_dir.join(spool::QUARANTINE_DIR))
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| !e.file_name().to_string_lossy().ends_with(".reason"))
-                .count() as u64
-        })
-        .unwrap_or(0);
+    let view = spool::SpoolView::peek(&settings.spool_dir());
+    report.spool.batches = view.batches();
+    report.spool.bytes = view.bytes();
+    report.spool.oldest = view.oldest().map(rfc3339);
+    report.spool.quarantined = view.quarantined;
     let ram = memory::ram_total().unwrap_or(0);
     report.memory = MemoryReport::new(
         ram,

@@ -91,6 +91,7 @@ mod tests {
             raw_bytes: 1,
             gzip_bytes: 20,
             checksum: None,
+            last: None,
         };
         assert_eq!(spool.done_sent(&batch), None);
         let sent = DoneSent {

@@ -318,27 +318,23 @@ impl<M: Mcas> Uploader<M> {
     /// status and forgetting batches gone from the spool.
     async fn scan(&self, batches: &mut Batches) -> std::io::Result<Vec<SealedBatch>> {
         let scan = self.spool.scan().await?;
-        batches.refresh(&scan.ready);
+        let view = scan.view;
+        batches.refresh(&view.ready);
         let spool = &self.stats.spool;
-        spool
-            .batches
-            .store(scan.ready.len() as u64, Ordering::Relaxed);
-        spool.bytes.store(
-            scan.ready.iter().map(|b| b.gzip_bytes).sum(),
-            Ordering::Relaxed,
-        );
-        spool.quarantined.store(scan.quarantined, Ordering::Relaxed);
+        spool.batches.store(view.batches(), Ordering::Relaxed);
+        spool.bytes.store(view.bytes(), Ordering::Relaxed);
+        spool.quarantined.store(view.quarantined, Ordering::Relaxed);
         spool
             .delivered_undeleted
             .store(scan.undeleted, Ordering::Relaxed);
         let (held, why) = batches.held_summary();
         spool.held.store(held, Ordering::Relaxed);
         *spool.held_why.lock().unwrap() = why;
-        match scan.ready.first() {
-            Some(oldest) => spool.oldest.set(oldest.sealed_at),
+        match view.oldest() {
+            Some(oldest) => spool.oldest.set(oldest),
             None => spool.oldest.clear(),
         }
-        Ok(scan.ready)
+        Ok(view.ready)
     }
 
     /// Batches whose done_upload an earlier run sent without an answer (a shutdown or a
@@ -370,7 +366,7 @@ impl<M: Mcas> Uploader<M> {
         let Ok(scan) = self.spool.scan().await else {
             return oldest;
         };
-        let run = batches.merge_run(&scan.ready, oldest.seq, self.merge.max_raw_bytes);
+        let run = batches.merge_run(&scan.view.ready, oldest.seq, self.merge.max_raw_bytes);
         if run.len() < 2 || run[0] != oldest {
             return oldest;
         }
