@@ -1,17 +1,84 @@
 //! Sealed batches on disk: the only place data waits between the feed and MCAS.
 //!
+//! # Directories
+//!
 //! ```text
-//! spool/open/        batches being written (one per batch writer)
-//! spool/ready/       sealed batches, uploaded oldest first: SEQ-SEALEDMS-RECORDSr-RAWb-CRCc.gz
-//! spool/quarantine/  batches MCAS refused or that failed a check, each with a .reason file
-//! spool/delivered/   a marker per batch MCAS accepted whose removal from ready/ is due
-//! spool/sent/        the upload URL of a batch whose done_upload was sent, until it leaves
+//! <state_dir>/spool/
+//!   open/        batches being written, one per batch writer; merges and salvages in
+//!                progress; the claims of a batch being sealed
+//!   ready/       sealed batches, uploaded oldest first
+//!   quarantine/  files MCAS refused, that failed a check, or that the spool did not name,
+//!                each with a <NAME>.reason file saying why
+//!   delivered/   an empty marker per batch MCAS accepted whose removal from ready/ is due
+//!   sent/        <READY NAME>.json: the upload URL of a batch whose done_upload was sent,
+//!                until the batch leaves (see `done_sent`; created when first needed)
+//! <state_dir>/checkpoints/<FNV-1a of the path, 16 hex>.json
+//!                where each tailed file was read to (see `crate::feed::checkpoint`)
 //! ```
+//!
+//! # Names
+//!
+//! Built, printed and parsed by [`BatchName`] only. Numbers are decimal without leading
+//! zeros, except `SEQ` and `LAST` (20 digits) and `CRC` (8 lowercase hex digits): a name
+//! that parses prints back to itself.
+//!
+//! ```text
+//! open/   w<WRITER>-<ORIGIN>-<PID>-<NANOS>.gz.part   ORIGIN: tcp | file
+//!         <OPEN NAME>.claims                         JSON lines, one per tailed file
+//!         merge-<PID>-<NANOS>.gz.part
+//!         salvage-<OPEN NAME>
+//!         salvaged-<RECORDS>r-<RAW>b-<OPEN NAME>
+//! ready/  <SEQ>-<SEALEDMS>-<RECORDS>r-<RAW>b[-<CRC>c][-<LAST>m].gz
+//! quarantine/  <ORIGINAL NAME>[.<N>]  and  <that>.reason
+//! ```
+//!
+//! `SEQ` orders the batches; `SEALEDMS` is the seal's time in milliseconds since the epoch;
+//! `RAW` counts uncompressed bytes with a newline after every record. `CRC` is the CRC-32
+//! of the file's bytes as they were written: the name and the bytes arrive in `ready/` by
+//! the same rename, and the check before upload compares them. A name without it (salvaged
+//! batches, older versions) is checked by decompressing. `LAST` marks a merged batch: the
+//! sequence number of its newest source (its `SEQ` is its oldest's).
+//!
+//! # States of a batch
+//!
+//! ```text
+//!  open/w…gz.part ──seal (fsync, rename, fsync dir)──▶ ready/SEQ…gz ──MCAS accepted──▶ gone
+//!     │  (claims written beside it first,                │   │  (delivered/ marker, remove,
+//!     │   deleted once the checkpoints are saved)        │   │   marker removed)
+//!     │                                                  │   └──refused / damaged──▶ quarantine/
+//!     └──crash──▶ recovery: tcp ▶ salvaged into ready/   └──merge──▶ ready/SEQ…-LASTm.gz
+//!                           file ▶ deleted (read again)       (written in open/merge-…, renamed,
+//!                                                              then the sources deleted)
+//! ```
+//!
 //! A file enters `ready/` only by rename after its gzip trailer is written and fsynced,
 //! and leaves it only after MCAS accepted it, so a crash never uploads half a batch.
-//! `CRC` is the CRC-32 of the file's bytes as they were written (8 hex digits): the name and
-//! the bytes arrive in `ready/` by the same rename, and the check before upload compares
-//! them. A name without it (salvaged batches, older versions) is checked by decompressing.
+//!
+//! # Crash points
+//!
+//! A crash between two steps of a change leaves a state the next start finishes or undoes
+//! ([`Spool::prepare`], then [`Spool::recover`]). The debug builds' crash points
+//! (`NSS_CRASH_AT`, see [`crate::crashpoint`]) kill the process exactly there, and the
+//! integration tests start again after each:
+//!
+//! | point | between | what the next start does |
+//! |---|---|---|
+//! | `sealed-before-checkpoint` | a batch of tailed records sealed, its checkpoints not yet saved | its claims in `open/` have no batch beside them: they move the checkpoints past their ranges, then go |
+//! | `checkpoint-with-sealed-ranges` | a checkpoint saved with ranges sealed beyond its offset | the tail resumes at the offset and skips those ranges |
+//! | `salvage-written` | a complete `salvaged-…` written, its unsealed source still there | the source is deleted, the salvage sealed: its records once |
+//! | `salvage-source-removed` | the source deleted, the salvage not yet sealed | the salvage is sealed |
+//!
+//! Steps without a named point are guarded the same way: a merge killed before its rename
+//! leaves `open/merge-…` (deleted; its sources still wait), after it leaves sources beside
+//! the merged batch (deleted by the scan, never uploaded twice); a batch removed after
+//! delivery is marked in `delivered/` first; a salvage killed while written leaves
+//! `salvage-…` (deleted, its source salvaged again).
+//!
+//! # JSON files
+//!
+//! The claims, the checkpoints and the `sent/` records carry a version tag (see
+//! [`crate::versioned`]): a file of a newer version than this build reads is refused,
+//! naming it, and left as it is.
 
 mod batch_file;
 mod checksum;
