@@ -32,4 +32,5 @@ pub mod status;
 pub mod sync;
 pub mod untrusted;
 pub mod upload;
+pub mod versioned;
 pub mod zia;

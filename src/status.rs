@@ -18,6 +18,7 @@ use crate::memory::MemoryReport;
 use crate::spool::counters::SpoolCounters;
 use crate::sync::counters::SyncCounters;
 use crate::upload::counters::UploadCounters;
+use crate::versioned;
 
 /// The status file's name inside the runtime directory.
 pub const STATUS_FILE: &str = "status.json";
@@ -28,7 +29,7 @@ pub const VERSION: u32 = 1;
 /// The report `nss status --json` prints: field names are a promise to monitoring.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
-    /// The report's format; a file without one is of version 1.
+    /// The report's format ([`VERSION`]); a file without one is of version 1.
     #[serde(default = "version_one")]
     pub version: u32,
     pub running: bool,
@@ -148,8 +149,8 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("{path} is not a status report: {why}")]
     NotAReport { path: String, why: String },
-    #[error("{path} is of version {version}, written by a newer nss-agent (this one reads up to version {VERSION})")]
-    NewerVersion { path: String, version: u32 },
+    #[error(transparent)]
+    Newer(#[from] versioned::NewerVersion),
 }
 
 impl ReadError {
@@ -167,24 +168,11 @@ pub fn read(dir: &Path) -> Result<StatusReport, ReadError> {
     let file = std::fs::File::open(&path)?;
     let text = crate::untrusted::read_to_end(file, MAX_STATUS_BYTES, &shown)
         .map_err(std::io::Error::other)?;
-    // The version first, so that a newer format is named as such, not as damage.
-    #[derive(Deserialize)]
-    struct Versioned {
-        #[serde(default = "version_one")]
-        version: u32,
+    match versioned::from_slice(&path, &text, VERSION) {
+        Ok((_, report)) => Ok(report),
+        Err(versioned::ReadError::Newer(newer)) => Err(newer.into()),
+        Err(versioned::ReadError::Damaged(why)) => Err(ReadError::NotAReport { path: shown, why }),
     }
-    let not_a_report = |e: serde_json::Error| ReadError::NotAReport {
-        path: shown.clone(),
-        why: e.to_string(),
-    };
-    let versioned: Versioned = serde_json::from_slice(&text).map_err(not_a_report)?;
-    if versioned.version > VERSION {
-        return Err(ReadError::NewerVersion {
-            path: shown,
-            version: versioned.version,
-        });
-    }
-    serde_json::from_slice(&text).map_err(not_a_report)
 }
 
 /// The largest status file read back.

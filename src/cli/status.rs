@@ -118,22 +118,12 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
         ..StatusReport::stopped()
     };
     // Only read: `nss status` (often run as root) creates, moves and deletes nothing.
-    let spool_dir = settings.spool_dir();
-    let ready = spool::peek_ready(&spool_dir.join(spool::READY_DIR));
+    let view = spool::SpoolView::peek(&settings.spool_dir());
     let on_disk = SpoolCounters::default();
-    on_disk.batches.set(ready.len() as u64);
-    on_disk.bytes.set(ready.iter().map(|b| b.gzip_bytes).sum());
-    on_disk.oldest.set_opt(ready.first().map(|b| b.sealed_at));
-    on_disk.quarantined.set(
-        std::fs::read_dir(spool_dir.join(spool::QUARANTINE_DIR))
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|e| !e.file_name().to_string_lossy().ends_with(".reason"))
-                    .count() as u64
-            })
-            .unwrap_or(0),
-    );
+    on_disk.batches.set(view.batches());
+    on_disk.bytes.set(view.bytes());
+    on_disk.oldest.set_opt(view.oldest());
+    on_disk.quarantined.set(view.quarantined);
     report.spool = Arc::new(on_disk);
     let ram = memory::ram_total().unwrap_or(0);
     report.memory = MemoryReport::new(

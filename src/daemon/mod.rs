@@ -28,6 +28,7 @@ use crate::status::{Counters, McasReport};
 use crate::sync::{self, CategoryStore};
 use crate::upload::counters::UploaderCounters;
 use crate::upload::{MergeLimits, Uploader};
+use crate::versioned::{NewerVersion, ReadError};
 
 mod notify;
 mod prepare;
@@ -192,15 +193,24 @@ async fn run_pipeline(
             settings.batch.gzip_level,
             prepared.checkpoints.clone(),
         );
-        tokio::task::spawn_blocking(move || recover_spool(&spool, level, &checkpoints))
+        match tokio::task::spawn_blocking(move || recover_spool(&spool, level, &checkpoints))
             .await
             .context("spool recovery")?
-            .with_context(|| {
-                format!(
-                    "cannot recover the unsealed batches in {}",
-                    spool_dir.display()
-                )
-            })?
+        {
+            Ok(recovery) => recovery,
+            // A configuration error (exit 78): systemd does not restart into it again.
+            Err(error) if NewerVersion::in_io(&error).is_some() => {
+                return Err(ConfigError::new("paths.state_dir", error.to_string()).into())
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!(
+                        "cannot recover the unsealed batches in {}",
+                        spool_dir.display()
+                    )
+                })
+            }
+        }
     };
     if recovery != Default::default() {
         tracing::info!(
@@ -436,12 +446,13 @@ fn recover_spool(
     level: u32,
     checkpoints: &CheckpointStore,
 ) -> std::io::Result<Recovery> {
-    let mut settle = |claims: &[u8]| -> std::io::Result<()> {
+    let mut settle = |file: &Path, claims: &[u8]| -> std::io::Result<()> {
         for line in claims.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            match serde_json::from_slice::<Claim>(line) {
+            match Claim::read(file, line) {
                 Ok(claim) => checkpoints.settle(&claim)?,
+                Err(ReadError::Newer(newer)) => return Err(newer.into_io()),
                 Err(error) => {
-                    tracing::warn!(%error, "an unreadable claim of a sealed batch; its file may be read again")
+                    tracing::warn!(file = %file.display(), %error, "an unreadable claim of a sealed batch; its file may be read again")
                 }
             }
         }

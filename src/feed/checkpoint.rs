@@ -12,6 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsx::AtomicWrite;
 use crate::pipeline::{SealAck, SealWatcher};
+use crate::versioned::{self, NewerVersion, ReadError};
+
+/// The version of the checkpoint files this build writes, and the newest it reads.
+pub const CHECKPOINT_VERSION: u32 = 1;
+/// The version of the claims' lines this build writes, and the newest it reads.
+pub const CLAIM_VERSION: u32 = 1;
 
 /// How many leading bytes of a file identify its content (with device and inode), so that
 /// a file truncated and written again, or a new file on a reused inode, is told apart.
@@ -62,9 +68,29 @@ pub struct CheckpointStore {
 }
 
 impl CheckpointStore {
-    /// Opens (creating) the store in `dir`.
+    /// Opens (creating) the store in `dir`. Fails with a [`NewerVersion`] (see
+    /// [`NewerVersion::in_io`]) when a checkpoint there was written by a newer version of
+    /// the agent: this one would read its file again from the start and overwrite it.
     pub fn open(dir: &Path) -> io::Result<CheckpointStore> {
         fs::create_dir_all(dir)?;
+        for entry in fs::read_dir(dir)? {
+            let file = entry?.path();
+            if file.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            // A damaged checkpoint is for `load` to set aside; only the version is looked at.
+            let Ok(text) = fs::read(&file) else { continue };
+            if let Ok(found) = versioned::version_of(&text) {
+                if found > CHECKPOINT_VERSION {
+                    return Err(NewerVersion {
+                        path: file,
+                        found,
+                        newest: CHECKPOINT_VERSION,
+                    }
+                    .into_io());
+                }
+            }
+        }
         Ok(CheckpointStore {
             dir: dir.to_path_buf(),
         })
@@ -76,13 +102,17 @@ impl CheckpointStore {
     }
 
     /// The checkpoint of `path`. One that cannot be read back is moved aside (logged) and
-    /// the file is read from its start: duplicates, never a loss or a crash loop.
-    pub fn load(&self, path: &Path) -> Option<Checkpoint> {
+    /// the file is read from its start: duplicates, never a loss or a crash loop. One of a
+    /// newer version is left as it is, and refused.
+    pub fn load(&self, path: &Path) -> Result<Option<Checkpoint>, NewerVersion> {
         let file = self.file_for(path);
-        let text = fs::read(&file).ok()?;
-        match serde_json::from_slice::<Checkpoint>(&text) {
-            Ok(checkpoint) if checkpoint.path == path => Some(checkpoint),
-            Ok(_) | Err(_) => {
+        let Ok(text) = fs::read(&file) else {
+            return Ok(None);
+        };
+        match versioned::from_slice::<Checkpoint>(&file, &text, CHECKPOINT_VERSION) {
+            Ok((_, checkpoint)) if checkpoint.path == path => Ok(Some(checkpoint)),
+            Err(ReadError::Newer(newer)) => Err(newer),
+            Ok(_) | Err(ReadError::Damaged(_)) => {
                 let aside = file.with_extension("json.corrupt");
                 tracing::warn!(
                     checkpoint = %file.display(),
@@ -91,7 +121,7 @@ impl CheckpointStore {
                     "a checkpoint failed its check; reading the file from its start"
                 );
                 let _ = fs::rename(&file, &aside);
-                None
+                Ok(None)
             }
         }
     }
@@ -99,7 +129,7 @@ impl CheckpointStore {
     /// Writes a checkpoint atomically: temporary file, fsync, rename, fsync of the directory.
     pub fn save(&self, checkpoint: &Checkpoint) -> io::Result<()> {
         let file = self.file_for(&checkpoint.path);
-        let json = serde_json::to_vec(checkpoint).map_err(io::Error::other)?;
+        let json = versioned::to_vec(CHECKPOINT_VERSION, checkpoint).map_err(io::Error::other)?;
         AtomicWrite::durable(0o644).write(&file, &json)
     }
 }
@@ -115,12 +145,19 @@ pub struct Claim {
     pub ranges: Vec<(u64, u64)>,
 }
 
+impl Claim {
+    /// A claim of the claims file `file`, one line of it.
+    pub fn read(file: &Path, line: &[u8]) -> Result<Claim, ReadError> {
+        versioned::from_slice(file, line, CLAIM_VERSION).map(|(_, claim)| claim)
+    }
+}
+
 impl CheckpointStore {
     /// Moves the checkpoint of a claim's file past the claim's ranges: the batch holding
     /// them was sealed, but the run was killed before it saved the checkpoint. A
     /// checkpoint already past them, or of another file, is left alone.
     pub fn settle(&self, claim: &Claim) -> io::Result<()> {
-        let mut checkpoint = match self.load(&claim.path) {
+        let mut checkpoint = match self.load(&claim.path).map_err(NewerVersion::into_io)? {
             Some(checkpoint) if checkpoint.identity == claim.identity => checkpoint,
             Some(_) => return Ok(()),
             None => Checkpoint {
@@ -408,7 +445,7 @@ impl SealWatcher for FileProgress {
         }
         let mut out = Vec::new();
         for claim in claims {
-            if let Ok(line) = serde_json::to_vec(&claim) {
+            if let Ok(line) = versioned::to_vec(CLAIM_VERSION, &claim) {
                 out.extend(line);
                 out.push(b'\n');
             }
@@ -443,19 +480,19 @@ mod tests {
         let c = progress.register(identity(), 200, 300);
         let d = progress.register(identity(), 300, 400);
         c.sealed();
-        let saved = store.load(&path).unwrap();
+        let saved = store.load(&path).unwrap().unwrap();
         assert_eq!(
             (saved.offset, saved.sealed),
             (0, vec![(200, 300)]),
             "sealed out of order"
         );
         a.sealed();
-        let saved = store.load(&path).unwrap();
+        let saved = store.load(&path).unwrap().unwrap();
         assert_eq!((saved.offset, saved.sealed), (100, vec![(200, 300)]));
         d.sealed();
-        assert_eq!(store.load(&path).unwrap().sealed, vec![(200, 400)]);
+        assert_eq!(store.load(&path).unwrap().unwrap().sealed, vec![(200, 400)]);
         b.sealed();
-        let saved = store.load(&path).unwrap();
+        let saved = store.load(&path).unwrap().unwrap();
         assert_eq!((saved.offset, saved.sealed), (400, vec![]));
     }
 
@@ -475,11 +512,11 @@ mod tests {
         let d = first.register(identity(), 200, 300);
         // b, c and d are in this batch; a is still in another writer's.
         SealAck::all_sealed(vec![b, c, d]);
-        let saved = store.load(&one).unwrap();
+        let saved = store.load(&one).unwrap().unwrap();
         assert_eq!((saved.offset, saved.sealed), (0, vec![(100, 300)]));
-        assert_eq!(store.load(&two).unwrap().offset, 50);
+        assert_eq!(store.load(&two).unwrap().unwrap().offset, 50);
         SealAck::all_sealed(vec![a]);
-        let saved = store.load(&one).unwrap();
+        let saved = store.load(&one).unwrap().unwrap();
         assert_eq!((saved.offset, saved.sealed), (300, vec![]));
     }
 
@@ -495,10 +532,10 @@ mod tests {
         let a = progress.register(identity(), 100, 200);
         let b = progress.register(identity(), 300, 400);
         b.sealed();
-        let saved = store.load(&path).unwrap();
+        let saved = store.load(&path).unwrap().unwrap();
         assert_eq!((saved.offset, saved.sealed), (100, vec![(200, 400)]));
         a.sealed();
-        let saved = store.load(&path).unwrap();
+        let saved = store.load(&path).unwrap().unwrap();
         assert_eq!((saved.offset, saved.sealed), (400, vec![]));
     }
 
@@ -515,7 +552,7 @@ mod tests {
                 .register(identity(), i * 100, i * 100 + 100)
                 .sealed();
         }
-        let saved = store.load(&path).unwrap();
+        let saved = store.load(&path).unwrap().unwrap();
         assert_eq!((saved.offset, saved.sealed), (0, vec![(100, 5000)]));
         assert!(
             progress.waiting() <= 2,
@@ -531,7 +568,7 @@ mod tests {
         assert_eq!((failed[0].start, failed[0].end), (0, 100));
         assert!(progress.take_failed(|_| true).is_empty());
         SealAck::new(progress.clone(), failed[0].id).sealed();
-        let saved = store.load(&path).unwrap();
+        let saved = store.load(&path).unwrap().unwrap();
         assert_eq!((saved.offset, saved.sealed), (5000, vec![]));
     }
 
@@ -544,16 +581,19 @@ mod tests {
         let a = progress.register(identity(), 0, 100);
         let b = progress.register(identity(), 100, 250);
         let claims = SealAck::claims(&[b]);
-        let claim: Claim =
-            serde_json::from_slice(claims.split(|&c| c == b'\n').next().unwrap()).unwrap();
+        let claim = Claim::read(
+            Path::new("w0-file-1-2.gz.part.claims"),
+            claims.split(|&c| c == b'\n').next().unwrap(),
+        )
+        .unwrap();
         assert_eq!(claim.ranges, vec![(100, 250)]);
         // The crash came before any checkpoint was saved.
         store.settle(&claim).unwrap();
-        let saved = store.load(&path).unwrap();
+        let saved = store.load(&path).unwrap().unwrap();
         assert_eq!((saved.offset, saved.sealed.clone()), (0, vec![(100, 250)]));
         store.settle(&claim).unwrap();
         assert_eq!(
-            store.load(&path).unwrap(),
+            store.load(&path).unwrap().unwrap(),
             saved,
             "settling twice changes nothing"
         );
@@ -575,9 +615,67 @@ mod tests {
             .unwrap();
         let file = store.file_for(&path);
         fs::write(&file, b"{\"path\": garbage").unwrap();
-        assert_eq!(store.load(&path), None);
+        assert_eq!(store.load(&path), Ok(None));
         assert!(file.with_extension("json.corrupt").exists());
         assert!(!file.exists());
+    }
+
+    #[test]
+    fn a_checkpoint_of_a_newer_version_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let path = PathBuf::from("/var/log/feed.log");
+        let checkpoint = Checkpoint {
+            path: path.clone(),
+            identity: identity(),
+            offset: 7,
+            sealed: vec![(9, 12)],
+        };
+        store.save(&checkpoint).unwrap();
+        let file = store.file_for(&path);
+        let written = fs::read(&file).unwrap();
+        assert_eq!(versioned::version_of(&written).unwrap(), CHECKPOINT_VERSION);
+        // A checkpoint of before the tags reads as version 1.
+        fs::write(&file, serde_json::to_vec(&checkpoint).unwrap()).unwrap();
+        assert_eq!(store.load(&path), Ok(Some(checkpoint)));
+
+        let newer = br#"{"version": 2, "path": "/var/log/feed.log", "offset": {"bytes": 7}}"#;
+        fs::write(&file, newer).unwrap();
+        let refused = store.load(&path).unwrap_err();
+        assert_eq!((refused.path.as_path(), refused.found), (file.as_path(), 2));
+        let error = CheckpointStore::open(dir.path()).unwrap_err();
+        assert_eq!(NewerVersion::in_io(&error), Some(&refused));
+        let claim = Claim {
+            path: path.clone(),
+            identity: identity(),
+            ranges: vec![(0, 5)],
+        };
+        assert!(NewerVersion::in_io(&store.settle(&claim).unwrap_err()).is_some());
+        assert_eq!(
+            fs::read(&file).unwrap(),
+            newer,
+            "neither moved aside nor rewritten"
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn claims_carry_their_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CheckpointStore::open(dir.path()).unwrap());
+        let progress = FileProgress::new(store, PathBuf::from("/var/log/feed.log"));
+        let claims = SealAck::claims(&[progress.register(identity(), 0, 10)]);
+        assert_eq!(versioned::version_of(&claims).unwrap(), CLAIM_VERSION);
+        let file = Path::new("w0-file-1-2.gz.part.claims");
+        let newer = br#"{"version": 2, "spans": []}"#;
+        assert!(matches!(
+            Claim::read(file, newer),
+            Err(ReadError::Newer(NewerVersion { found: 2, .. }))
+        ));
+        assert!(matches!(
+            Claim::read(file, br#"{"path": 1}"#),
+            Err(ReadError::Damaged(_))
+        ));
     }
 
     #[test]

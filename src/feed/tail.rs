@@ -106,10 +106,18 @@ impl Tail {
         let mut current: Option<Open> = None;
         let checkpoints = self.checkpoints.clone();
         let load_path = path.clone();
-        let mut checkpoint = tokio::task::spawn_blocking(move || checkpoints.load(&load_path))
+        let mut checkpoint = match tokio::task::spawn_blocking(move || checkpoints.load(&load_path))
             .await
-            .ok()
-            .flatten();
+        {
+            Ok(Ok(checkpoint)) => checkpoint,
+            // Reading the file from its start would overwrite the checkpoint: the file
+            // is left for the version that wrote it.
+            Ok(Err(newer)) => {
+                tracing::error!(file = %path.display(), error = %newer, "not reading the feed file");
+                return;
+            }
+            Err(_) => None,
+        };
         let mut open_error_logged = false;
         self.report(0, false);
         loop {

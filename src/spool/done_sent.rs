@@ -15,12 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{file_name, SealedBatch, Spool};
 use crate::fsx::AtomicWrite;
+use crate::versioned::{self, ReadError};
 
 /// The directory under the spool's root.
 pub const SENT_DIR: &str = "sent";
 
-/// The version of the record this agent writes.
-const VERSION: u32 = 1;
+/// The version of the record this build writes, and the newest it reads.
+const DONE_SENT_VERSION: u32 = 1;
 
 /// A done_upload sent for a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,18 +30,6 @@ pub struct DoneSent {
     pub upload_url: String,
     /// The storage behind it: `azure` or `aws`.
     pub provider: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Record {
-    #[serde(default = "version_one")]
-    version: u32,
-    #[serde(flatten)]
-    sent: DoneSent,
-}
-
-fn version_one() -> u32 {
-    1
 }
 
 impl Spool {
@@ -52,11 +41,7 @@ impl Spool {
     /// Records durably that a done_upload of `sent` is about to be sent for `batch`.
     pub fn record_done_sent(&self, batch: &SealedBatch, sent: &DoneSent) -> io::Result<()> {
         fs::create_dir_all(&self.sent_dir)?;
-        let record = Record {
-            version: VERSION,
-            sent: sent.clone(),
-        };
-        let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
+        let json = versioned::to_vec(DONE_SENT_VERSION, sent).map_err(io::Error::other)?;
         AtomicWrite::durable(0o600).write(&self.sent_path(batch), &json)
     }
 
@@ -64,10 +49,10 @@ impl Spool {
     pub fn done_sent(&self, batch: &SealedBatch) -> Option<DoneSent> {
         let path = self.sent_path(batch);
         let text = fs::read(&path).ok()?;
-        match serde_json::from_slice::<Record>(&text) {
-            Ok(record) if record.version == VERSION => Some(record.sent),
-            Ok(record) => {
-                tracing::warn!(file = %path.display(), version = record.version, "a done_upload record of an unknown version: ignored (written by a newer version of the agent)");
+        match versioned::from_slice(&path, &text, DONE_SENT_VERSION) {
+            Ok((_, sent)) => Some(sent),
+            Err(ReadError::Newer(newer)) => {
+                tracing::warn!(error = %newer, "a done_upload record ignored: the batch is uploaded anew");
                 None
             }
             Err(error) => {
@@ -106,6 +91,7 @@ mod tests {
             raw_bytes: 1,
             gzip_bytes: 20,
             checksum: None,
+            last: None,
         };
         assert_eq!(spool.done_sent(&batch), None);
         let sent = DoneSent {

@@ -16,17 +16,18 @@
 //! crash before their deletion: [`Spool::scan_ready`] deletes them, and they are never
 //! uploaded beside the merged file.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use super::checksum::Checksummed;
-use super::{SealedBatch, Spool};
+use super::{MergeName, SealedBatch, SealedName, Spool};
+use crate::clock::unix_millis;
 use crate::fsx::sync_dir;
 
 /// MCAS takes files up to 5 GB.
@@ -38,20 +39,6 @@ const GZIP_HEADER_LEN: u64 = 10;
 const SPLICE_TAIL: [u8; 6] = [0x00, 0x00, 0xff, 0xff, 0x03, 0x00];
 /// The empty final block alone.
 const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
-
-impl SealedBatch {
-    /// The sequence number of the last batch this one holds: its own, or for a merged
-    /// batch that of its newest source.
-    pub fn last_seq(&self) -> u64 {
-        self.path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix("m.gz"))
-            .and_then(|n| n.rsplit('-').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(self.seq)
-    }
-}
 
 /// The waiting batches a merge takes: the oldest and those after it with consecutive
 /// sequence numbers (a gap may be a batch being sealed right now), while the merged file
@@ -91,12 +78,7 @@ impl Spool {
         if sources.len() < 2 {
             return Ok(None);
         }
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let part = self
-            .unsealed_dir
-            .join(format!("merge-{}-{nanos}.gz.part", std::process::id()));
+        let part = self.unsealed_dir.join(MergeName::new().to_string());
         let written = match splice(sources, &part) {
             Ok(Some(checksum)) => Ok((checksum, false)),
             Ok(None) => recompress(sources, &part, level).map(|checksum| (checksum, true)),
@@ -135,72 +117,69 @@ impl Spool {
         checksum: u32,
     ) -> io::Result<SealedBatch> {
         let first = &sources[0];
-        let last_seq = sources[sources.len() - 1].last_seq();
-        let records = sources.iter().map(|b| b.records).sum();
-        let raw_bytes = sources.iter().map(|b| b.raw_bytes).sum();
-        let gzip_bytes = fs::metadata(part)?.len();
-        let name = SealedBatch::file_name(
-            first.seq,
-            first.sealed_at,
-            records,
-            raw_bytes,
-            Some(checksum),
-            Some(last_seq),
-        );
-        let path = self.ready_dir.join(name);
-        fs::rename(part, &path)?;
+        let name = SealedName {
+            seq: first.seq,
+            sealed_ms: unix_millis(first.sealed_at),
+            records: sources.iter().map(|b| b.records).sum(),
+            raw_bytes: sources.iter().map(|b| b.raw_bytes).sum(),
+            checksum: Some(checksum),
+            last: Some(sources[sources.len() - 1].last_seq()),
+        };
+        let merged = SealedBatch::named(&self.ready_dir, &name, fs::metadata(part)?.len());
+        fs::rename(part, &merged.path)?;
         self.ready_bytes
-            .fetch_add(gzip_bytes, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(merged.gzip_bytes, std::sync::atomic::Ordering::Relaxed);
         sync_dir(&self.ready_dir)?;
         sync_dir(&self.unsealed_dir)?;
-        Ok(SealedBatch {
-            path,
-            seq: first.seq,
-            sealed_at: first.sealed_at,
-            records,
-            raw_bytes,
-            gzip_bytes,
-            checksum: Some(checksum),
-        })
+        Ok(merged)
     }
 
     /// Deletes from `batches` (sorted by sequence number) and from disk the sources a crash
     /// left beside the merged batch that holds them.
     pub(super) fn drop_merged_sources(&self, batches: &mut Vec<SealedBatch>) -> io::Result<()> {
-        let merged: Vec<(u64, u64, PathBuf)> = batches
-            .iter()
-            .filter(|b| b.last_seq() != b.seq)
-            .map(|b| (b.seq, b.last_seq(), b.path.clone()))
-            .collect();
-        if merged.is_empty() {
+        let sources = merged_sources(batches);
+        if sources.is_empty() {
             return Ok(());
         }
-        let mut removed = 0;
         let mut kept = Vec::with_capacity(batches.len());
-        for batch in batches.drain(..) {
-            let inside = merged.iter().any(|(first, last, path)| {
-                *path != batch.path
-                    && *first <= batch.seq
-                    && batch.last_seq() <= *last
-                    && (batch.seq, batch.last_seq()) != (*first, *last)
-            });
-            if inside {
+        for (i, batch) in batches.drain(..).enumerate() {
+            if sources.contains(&i) {
                 fs::remove_file(&batch.path)?;
-                removed += 1;
             } else {
                 kept.push(batch);
             }
         }
-        if removed > 0 {
-            sync_dir(&self.ready_dir)?;
-            tracing::info!(
-                removed,
-                "deleted batches an interrupted merge had already merged"
-            );
-        }
+        sync_dir(&self.ready_dir)?;
+        tracing::info!(
+            removed = sources.len(),
+            "deleted batches an interrupted merge had already merged"
+        );
         *batches = kept;
         Ok(())
     }
+}
+
+/// The positions in `batches` (sorted by sequence number) of the sources a crash left
+/// beside the merged batch that holds them: batches whose sequence numbers lie within a
+/// merged batch's.
+pub(super) fn merged_sources(batches: &[SealedBatch]) -> BTreeSet<usize> {
+    let merged: Vec<&SealedBatch> = batches.iter().filter(|b| b.last.is_some()).collect();
+    if merged.is_empty() {
+        return BTreeSet::new();
+    }
+    batches
+        .iter()
+        .enumerate()
+        .filter(|(_, batch)| {
+            merged.iter().any(|m| {
+                m.path != batch.path
+                    && m.seq <= batch.seq
+                    && batch.last_seq() <= m.last_seq()
+                    && (batch.seq, batch.last_seq()) != (m.seq, m.last_seq())
+            })
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// A source's compressed body, if it ends as this agent's batches do: where its deflate
@@ -433,7 +412,7 @@ mod tests {
         .unwrap();
         drop(spool);
         let spool = Spool::prepare(dir.path()).unwrap();
-        spool.recover(6, &mut |_| Ok(())).unwrap();
+        spool.recover(6, &mut |_, _| Ok(())).unwrap();
         assert_eq!(spool.quarantined().unwrap(), 0);
         assert_eq!(spool.scan_ready().unwrap(), ready);
 
@@ -447,7 +426,7 @@ mod tests {
         }
         drop(spool);
         let spool = Spool::prepare(dir.path()).unwrap();
-        spool.recover(6, &mut |_| Ok(())).unwrap();
+        spool.recover(6, &mut |_, _| Ok(())).unwrap();
         let after = spool.scan_ready().unwrap();
         assert_eq!(after, vec![merged, ready[2].clone()]);
         let records: u64 = after.iter().map(|b| b.records).sum();

@@ -1,17 +1,84 @@
 //! Sealed batches on disk: the only place data waits between the feed and MCAS.
 //!
+//! # Directories
+//!
 //! ```text
-//! spool/open/        batches being written (one per batch writer)
-//! spool/ready/       sealed batches, uploaded oldest first: SEQ-SEALEDMS-RECORDSr-RAWb-CRCc.gz
-//! spool/quarantine/  batches MCAS refused or that failed a check, each with a .reason file
-//! spool/delivered/   a marker per batch MCAS accepted whose removal from ready/ is due
-//! spool/sent/        the upload URL of a batch whose done_upload was sent, until it leaves
+//! <state_dir>/spool/
+//!   open/        batches being written, one per batch writer; merges and salvages in
+//!                progress; the claims of a batch being sealed
+//!   ready/       sealed batches, uploaded oldest first
+//!   quarantine/  files MCAS refused, that failed a check, or that the spool did not name,
+//!                each with a <NAME>.reason file saying why
+//!   delivered/   an empty marker per batch MCAS accepted whose removal from ready/ is due
+//!   sent/        <READY NAME>.json: the upload URL of a batch whose done_upload was sent,
+//!                until the batch leaves (see `done_sent`; created when first needed)
+//! <state_dir>/checkpoints/<FNV-1a of the path, 16 hex>.json
+//!                where each tailed file was read to (see `crate::feed::checkpoint`)
 //! ```
+//!
+//! # Names
+//!
+//! Built, printed and parsed by [`BatchName`] only. Numbers are decimal without leading
+//! zeros, except `SEQ` and `LAST` (20 digits) and `CRC` (8 lowercase hex digits): a name
+//! that parses prints back to itself.
+//!
+//! ```text
+//! open/   w<WRITER>-<ORIGIN>-<PID>-<NANOS>.gz.part   ORIGIN: tcp | file
+//!         <OPEN NAME>.claims                         JSON lines, one per tailed file
+//!         merge-<PID>-<NANOS>.gz.part
+//!         salvage-<OPEN NAME>
+//!         salvaged-<RECORDS>r-<RAW>b-<OPEN NAME>
+//! ready/  <SEQ>-<SEALEDMS>-<RECORDS>r-<RAW>b[-<CRC>c][-<LAST>m].gz
+//! quarantine/  <ORIGINAL NAME>[.<N>]  and  <that>.reason
+//! ```
+//!
+//! `SEQ` orders the batches; `SEALEDMS` is the seal's time in milliseconds since the epoch;
+//! `RAW` counts uncompressed bytes with a newline after every record. `CRC` is the CRC-32
+//! of the file's bytes as they were written: the name and the bytes arrive in `ready/` by
+//! the same rename, and the check before upload compares them. A name without it (salvaged
+//! batches, older versions) is checked by decompressing. `LAST` marks a merged batch: the
+//! sequence number of its newest source (its `SEQ` is its oldest's).
+//!
+//! # States of a batch
+//!
+//! ```text
+//!  open/w…gz.part ──seal (fsync, rename, fsync dir)──▶ ready/SEQ…gz ──MCAS accepted──▶ gone
+//!     │  (claims written beside it first,                │   │  (delivered/ marker, remove,
+//!     │   deleted once the checkpoints are saved)        │   │   marker removed)
+//!     │                                                  │   └──refused / damaged──▶ quarantine/
+//!     └──crash──▶ recovery: tcp ▶ salvaged into ready/   └──merge──▶ ready/SEQ…-LASTm.gz
+//!                           file ▶ deleted (read again)       (written in open/merge-…, renamed,
+//!                                                              then the sources deleted)
+//! ```
+//!
 //! A file enters `ready/` only by rename after its gzip trailer is written and fsynced,
 //! and leaves it only after MCAS accepted it, so a crash never uploads half a batch.
-//! `CRC` is the CRC-32 of the file's bytes as they were written (8 hex digits): the name and
-//! the bytes arrive in `ready/` by the same rename, and the check before upload compares
-//! them. A name without it (salvaged batches, older versions) is checked by decompressing.
+//!
+//! # Crash points
+//!
+//! A crash between two steps of a change leaves a state the next start finishes or undoes
+//! ([`Spool::prepare`], then [`Spool::recover`]). The debug builds' crash points
+//! (`NSS_CRASH_AT`, see [`crate::crashpoint`]) kill the process exactly there, and the
+//! integration tests start again after each:
+//!
+//! | point | between | what the next start does |
+//! |---|---|---|
+//! | `sealed-before-checkpoint` | a batch of tailed records sealed, its checkpoints not yet saved | its claims in `open/` have no batch beside them: they move the checkpoints past their ranges, then go |
+//! | `checkpoint-with-sealed-ranges` | a checkpoint saved with ranges sealed beyond its offset | the tail resumes at the offset and skips those ranges |
+//! | `salvage-written` | a complete `salvaged-…` written, its unsealed source still there | the source is deleted, the salvage sealed: its records once |
+//! | `salvage-source-removed` | the source deleted, the salvage not yet sealed | the salvage is sealed |
+//!
+//! Steps without a named point are guarded the same way: a merge killed before its rename
+//! leaves `open/merge-…` (deleted; its sources still wait), after it leaves sources beside
+//! the merged batch (deleted by the scan, never uploaded twice); a batch removed after
+//! delivery is marked in `delivered/` first; a salvage killed while written leaves
+//! `salvage-…` (deleted, its source salvaged again).
+//!
+//! # JSON files
+//!
+//! The claims, the checkpoints and the `sent/` records carry a version tag (see
+//! [`crate::versioned`]): a file of a newer version than this build reads is refused,
+//! naming it, and left as it is.
 
 mod batch_file;
 mod checksum;
@@ -19,6 +86,7 @@ pub mod counters;
 mod delivered;
 mod done_sent;
 mod merge;
+mod name;
 mod recover;
 mod verify;
 
@@ -27,7 +95,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -37,6 +105,7 @@ use tokio::sync::Notify;
 pub use batch_file::{BatchFile, Written};
 pub use done_sent::DoneSent;
 pub use merge::{merge_run, MCAS_MAX_FILE};
+pub use name::{BatchName, ForeignName, MergeName, OpenName, QuarantineName, SealedName};
 pub use recover::Recovery;
 pub use verify::Damage;
 
@@ -60,86 +129,111 @@ pub struct SealedBatch {
     /// CRC-32 of the file's bytes recorded at its seal; `None` for a file whose bytes were
     /// not checksummed as they were written (a salvage, an older version's batch).
     pub checksum: Option<u32>,
+    /// For a merged batch, the sequence number of its newest source.
+    pub last: Option<u64>,
 }
 
 impl SealedBatch {
-    /// The name in `ready/`; `last` is the sequence number of a merged batch's newest source.
-    fn file_name(
-        seq: u64,
-        sealed_at: SystemTime,
-        records: u64,
-        raw_bytes: u64,
-        checksum: Option<u32>,
-        last: Option<u64>,
-    ) -> String {
-        let mut name = format!(
-            "{seq:020}-{}-{records}r-{raw_bytes}b",
-            unix_millis(sealed_at)
-        );
-        if let Some(crc) = checksum {
-            name.push_str(&format!("-{crc:08x}c"));
+    /// The batch named `name` in `dir`, of `gzip_bytes`.
+    fn named(dir: &Path, name: &SealedName, gzip_bytes: u64) -> SealedBatch {
+        SealedBatch {
+            path: dir.join(name.to_string()),
+            seq: name.seq,
+            sealed_at: name.sealed_at(),
+            records: name.records,
+            raw_bytes: name.raw_bytes,
+            gzip_bytes,
+            checksum: name.checksum,
+            last: name.last,
         }
-        if let Some(last) = last {
-            name.push_str(&format!("-{last:020}m"));
-        }
-        name.push_str(".gz");
-        name
     }
 
     /// Reads a batch back from its file name; `None` when the name is not one the spool wrote.
     fn parse(path: &Path, gzip_bytes: u64) -> Option<SealedBatch> {
-        let name = path.file_name()?.to_str()?.strip_suffix(".gz")?;
-        let mut parts = name.split('-');
-        let seq = parts.next()?.parse().ok()?;
-        let sealed_ms: u64 = parts.next()?.parse().ok()?;
-        let records = parts.next()?.strip_suffix('r')?.parse().ok()?;
-        let raw_bytes = parts.next()?.strip_suffix('b')?.parse().ok()?;
-        let mut next = parts.next();
-        let mut checksum = None;
-        if let Some(crc) = next.and_then(|p| p.strip_suffix('c')) {
-            if crc.len() != 8 {
-                return None;
-            }
-            checksum = Some(u32::from_str_radix(crc, 16).ok()?);
-            next = parts.next();
-        }
-        // A merged batch adds the sequence number of its last source.
-        if let Some(last) = next {
-            last.strip_suffix('m')?.parse::<u64>().ok()?;
-        }
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(SealedBatch {
-            path: path.to_path_buf(),
-            seq,
-            sealed_at: UNIX_EPOCH + Duration::from_millis(sealed_ms),
-            records,
-            raw_bytes,
-            gzip_bytes,
-            checksum,
-        })
+        let name: SealedName = path.file_name()?.to_str()?.parse().ok()?;
+        Some(SealedBatch::named(path.parent()?, &name, gzip_bytes))
+    }
+
+    /// The sequence number of the last batch this one holds: its own, or for a merged
+    /// batch that of its newest source.
+    pub fn last_seq(&self) -> u64 {
+        self.last.unwrap_or(self.seq)
     }
 }
 
+/// The unsealed batches' directory under the spool's root.
+pub const OPEN_DIR: &str = "open";
 /// The sealed batches' directory under the spool's root.
 pub const READY_DIR: &str = "ready";
 /// The quarantine's directory under the spool's root.
 pub const QUARANTINE_DIR: &str = "quarantine";
+/// The directory of the markers of delivered batches under the spool's root.
+pub const DELIVERED_DIR: &str = "delivered";
 
-/// The sealed batches in `ready_dir`, oldest first, only read: nothing is created or
-/// moved (for `nss status`); names the spool did not write are left out.
-pub fn peek_ready(ready_dir: &Path) -> Vec<SealedBatch> {
-    let mut batches: Vec<SealedBatch> = fs::read_dir(ready_dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| SealedBatch::parse(&e.path(), e.metadata().ok()?.len()))
-                .collect()
-        })
-        .unwrap_or_default();
-    batches.sort_by_key(|b| b.seq);
-    batches
+/// What the spool holds, as the status reports it (`spool.batches`, `bytes`, `oldest`,
+/// `quarantined`): the daemon's from its own scans ([`Spool::view`]), `nss status`'s from
+/// the directories alone ([`SpoolView::peek`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpoolView {
+    /// The sealed batches to upload, oldest first.
+    pub ready: Vec<SealedBatch>,
+    /// Files in quarantine, earlier runs' too (their reasons not counted).
+    pub quarantined: u64,
+}
+
+impl SpoolView {
+    /// The spool at `root` as its directories show it, only read: nothing is created,
+    /// moved or deleted (for `nss status`, often run as root). Files whose names the spool
+    /// did not write, and the sources a crashed merge left beside the merged batch, are
+    /// left out, as the daemon's next scan would move or delete them.
+    pub fn peek(root: &Path) -> SpoolView {
+        let mut ready: Vec<SealedBatch> = fs::read_dir(root.join(READY_DIR))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| SealedBatch::parse(&e.path(), e.metadata().ok()?.len()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ready.sort_by_key(|b| b.seq);
+        let merged = merge::merged_sources(&ready);
+        let ready = ready
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !merged.contains(i))
+            .map(|(_, b)| b)
+            .collect();
+        SpoolView {
+            ready,
+            quarantined: count_quarantined(&root.join(QUARANTINE_DIR)).unwrap_or(0),
+        }
+    }
+
+    /// Sealed batches waiting.
+    pub fn batches(&self) -> u64 {
+        self.ready.len() as u64
+    }
+
+    /// Bytes of the sealed batches waiting, as stored (gzip).
+    pub fn bytes(&self) -> u64 {
+        self.ready.iter().map(|b| b.gzip_bytes).sum()
+    }
+
+    /// When the oldest batch waiting was sealed.
+    pub fn oldest(&self) -> Option<SystemTime> {
+        self.ready.first().map(|b| b.sealed_at)
+    }
+}
+
+/// How many files are in the quarantine directory `dir` (their reasons not counted).
+fn count_quarantined(dir: &Path) -> io::Result<u64> {
+    let mut count = 0;
+    for entry in fs::read_dir(dir)? {
+        if !QuarantineName::is_reason(&entry?.file_name().to_string_lossy()) {
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 /// The spool directory.
@@ -166,10 +260,10 @@ impl Spool {
     /// offered again; batches a previous run left unsealed wait for [`Spool::recover`].
     pub fn prepare(root: &Path) -> io::Result<Spool> {
         let spool = Spool {
-            unsealed_dir: root.join("open"),
-            ready_dir: root.join("ready"),
-            quarantine_dir: root.join("quarantine"),
-            delivered_dir: root.join("delivered"),
+            unsealed_dir: root.join(OPEN_DIR),
+            ready_dir: root.join(READY_DIR),
+            quarantine_dir: root.join(QUARANTINE_DIR),
+            delivered_dir: root.join(DELIVERED_DIR),
             sent_dir: root.join(done_sent::SENT_DIR),
             undeleted: Mutex::new(BTreeMap::new()),
             next_seq: AtomicU64::new(0),
@@ -195,14 +289,8 @@ impl Spool {
     /// (its name in the file's name says what [`Spool::recover`] does with it after a
     /// crash).
     pub fn new_batch_path(&self, writer: usize, origin: Origin) -> PathBuf {
-        let origin = origin.name();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        self.unsealed_dir.join(format!(
-            "w{writer}-{origin}-{}-{nanos}.gz.part",
-            std::process::id()
-        ))
+        self.unsealed_dir
+            .join(OpenName::new(writer, origin).to_string())
     }
 
     /// Moves a complete, fsynced batch file from `open/` into `ready/` and makes the
@@ -239,25 +327,21 @@ impl Spool {
             AtomicWrite::durable(0o644).write(&claims_path(unsealed), claims)?;
         }
         let gzip_bytes = fs::metadata(unsealed)?.len();
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let sealed_at = SystemTime::now();
-        let path = self.ready_dir.join(SealedBatch::file_name(
-            seq, sealed_at, records, raw_bytes, checksum, None,
-        ));
-        fs::rename(unsealed, &path)?;
+        let name = SealedName {
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+            sealed_ms: unix_millis(SystemTime::now()),
+            records,
+            raw_bytes,
+            checksum,
+            last: None,
+        };
+        let batch = SealedBatch::named(&self.ready_dir, &name, gzip_bytes);
+        fs::rename(unsealed, &batch.path)?;
         self.ready_bytes.fetch_add(gzip_bytes, Ordering::Relaxed);
         sync_dir(&self.ready_dir)?;
         sync_dir(&self.unsealed_dir)?;
         self.sealed.notify_one();
-        Ok(SealedBatch {
-            path,
-            seq,
-            sealed_at: UNIX_EPOCH + Duration::from_millis(unix_millis(sealed_at)),
-            records,
-            raw_bytes,
-            gzip_bytes,
-            checksum,
-        })
+        Ok(batch)
     }
 
     /// The checkpoints of the batch sealed from `unsealed` are saved: its claims go.
@@ -345,13 +429,14 @@ impl Spool {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "unnamed".into());
         // Never over another quarantined file of the same name.
-        let mut name = base.clone();
-        let mut n = 0;
-        while self.quarantine_dir.join(&name).exists() {
-            n += 1;
-            name = format!("{base}.{n}");
+        let mut name = QuarantineName {
+            original: base,
+            copy: 0,
+        };
+        while self.quarantine_dir.join(name.to_string()).exists() {
+            name.copy += 1;
         }
-        let target = self.quarantine_dir.join(&name);
+        let target = self.quarantine_dir.join(name.to_string());
         let from_ready = path.parent() == Some(self.ready_dir.as_path());
         let len = fs::metadata(path).map_or(0, |m| m.len());
         fs::rename(path, &target)?;
@@ -359,7 +444,7 @@ impl Spool {
             self.forget_ready_bytes(len);
         }
         fs::write(
-            self.quarantine_dir.join(format!("{name}.reason")),
+            self.quarantine_dir.join(name.reason()),
             format!("{reason}\n"),
         )?;
         sync_dir(&self.quarantine_dir)?;
@@ -371,14 +456,16 @@ impl Spool {
 
     /// How many batches are in quarantine.
     pub fn quarantined(&self) -> io::Result<u64> {
-        let mut count = 0;
-        for entry in fs::read_dir(&self.quarantine_dir)? {
-            let name = entry?.file_name();
-            if !name.to_string_lossy().ends_with(".reason") {
-                count += 1;
-            }
-        }
-        Ok(count)
+        count_quarantined(&self.quarantine_dir)
+    }
+
+    /// What the spool holds now: a scan as [`Spool::scan_ready`] does it (strangers moved
+    /// to quarantine, batches delivered but not yet removed left out), and the quarantine.
+    pub fn view(&self) -> io::Result<SpoolView> {
+        Ok(SpoolView {
+            ready: self.scan_ready()?,
+            quarantined: self.quarantined()?,
+        })
     }
 
     /// The quarantine directory.
@@ -390,7 +477,7 @@ impl Spool {
 /// Where the claims of the batch being sealed from `unsealed` are kept.
 fn claims_path(unsealed: &Path) -> PathBuf {
     let mut name = unsealed.as_os_str().to_owned();
-    name.push(".claims");
+    name.push(name::CLAIMS_SUFFIX);
     PathBuf::from(name)
 }
 
@@ -435,6 +522,45 @@ mod tests {
             "a reopened spool keeps counting after the newest batch"
         );
         assert_eq!(spool.scan_ready().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_peek_sees_what_the_daemon_sees_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::prepare(dir.path()).unwrap();
+        for i in 0..3u64 {
+            let mut file = BatchFile::create(&spool.new_batch_path(0, Origin::Stream), 6).unwrap();
+            file.append(format!("record {i}").as_bytes()).unwrap();
+            spool.seal_written(&file.finish().unwrap(), &[]).unwrap();
+        }
+        let ready = spool.scan_ready().unwrap();
+        // A crash after a merge was sealed and before its sources were deleted, a stranger
+        // in ready/, and a quarantined file with its reason.
+        let merged = spool
+            .merge_oldest(&ready[..2], 1 << 30, 6)
+            .unwrap()
+            .unwrap();
+        fs::copy(&merged.path, &ready[0].path).unwrap();
+        fs::write(dir.path().join("ready/notes.txt"), b"?").unwrap();
+        let junk = dir.path().join("open/junk");
+        fs::write(&junk, b"?").unwrap();
+        spool.quarantine(&junk, "a test").unwrap();
+        let files = |d: &str| fs::read_dir(dir.path().join(d)).unwrap().count();
+        let before = (files("ready"), files("quarantine"));
+
+        let peeked = SpoolView::peek(dir.path());
+        assert_eq!(peeked.ready, vec![merged.clone(), ready[2].clone()]);
+        assert_eq!(peeked.quarantined, 1);
+        assert_eq!(peeked.batches(), 2);
+        assert_eq!(peeked.bytes(), merged.gzip_bytes + ready[2].gzip_bytes);
+        assert_eq!(peeked.oldest(), Some(merged.sealed_at));
+        assert_eq!((files("ready"), files("quarantine")), before, "only read");
+
+        // The daemon's own scan deletes the source, moves the stranger, and agrees.
+        let view = spool.view().unwrap();
+        assert_eq!(view.ready, peeked.ready);
+        assert_eq!(view.quarantined, 2);
+        assert_eq!(SpoolView::peek(dir.path()), view);
     }
 
     #[test]
@@ -515,7 +641,7 @@ mod tests {
         drop(spool);
 
         let spool = Spool::prepare(dir.path()).unwrap();
-        let recovery = spool.recover(6, &mut |_| Ok(())).unwrap();
+        let recovery = spool.recover(6, &mut |_, _| Ok(())).unwrap();
         assert_eq!(
             recovery,
             Recovery {

@@ -3,11 +3,11 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use flate2::read::GzDecoder;
 
-use super::{file_name, BatchFile, Spool};
+use super::{file_name, BatchFile, BatchName, OpenName, Spool};
 use crate::crashpoint;
 use crate::fsx::sync_dir;
 use crate::pipeline::Origin;
@@ -24,16 +24,11 @@ pub struct Recovery {
     pub settled_claims: u64,
 }
 
-/// A salvage being written: `salvage-<source name>`. Incomplete: deleted at recovery.
-const SALVAGE_PREFIX: &str = "salvage-";
-/// A complete salvage, fsynced: `salvaged-<records>r-<raw>b-<source name>`. Sealed at
-/// recovery (its source, if still there, deleted first).
-const SALVAGED_PREFIX: &str = "salvaged-";
-
 impl Spool {
     /// Deals with what a killed run left in `open/`:
-    /// - claims (`*.claims`) of a batch whose seal completed: handed to `settle`, which
-    ///   moves the checkpoints past them, then deleted; claims of a batch still unsealed
+    /// - claims (`*.claims`) of a batch whose seal completed: handed to `settle` with their
+    ///   file's path, which moves the checkpoints past them, then deleted (kept when
+    ///   `settle` fails); claims of a batch still unsealed
     ///   are deleted with it.
     /// - batches from TCP (`tcp`): the records in them exist nowhere else. Every whole
     ///   record that reads back (the writers flush as they go) is sealed into a new batch,
@@ -44,7 +39,7 @@ impl Spool {
     pub fn recover(
         &self,
         level: u32,
-        settle: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        settle: &mut dyn FnMut(&Path, &[u8]) -> io::Result<()>,
     ) -> io::Result<Recovery> {
         let mut recovery = Recovery::default();
         let mut names: Vec<String> = Vec::new();
@@ -53,54 +48,70 @@ impl Spool {
         }
         names.sort();
         let path = |name: &str| self.unsealed_dir.join(name);
+        let parsed: Vec<(&String, Option<BatchName>)> =
+            names.iter().map(|n| (n, n.parse().ok())).collect();
         // Claims first, while their batches are still where they were.
-        for name in names.iter().filter(|n| n.ends_with(".claims")) {
-            let batch = name.strip_suffix(".claims").expect("checked");
-            if !names.iter().any(|n| n == batch) {
-                settle(&fs::read(path(name))?)?;
+        for (name, kind) in &parsed {
+            let Some(BatchName::Claims(batch)) = kind else {
+                continue;
+            };
+            if !names.contains(&batch.to_string()) {
+                // A claims file refused (a newer version's) stops recovery before it is
+                // deleted: it is still here for the version that wrote it.
+                settle(&path(name), &fs::read(path(name))?)?;
                 recovery.settled_claims += 1;
             }
             fs::remove_file(path(name))?;
         }
         // Salvages interrupted after their output was complete: sealed, source deleted.
-        for name in names.iter().filter(|n| n.starts_with(SALVAGED_PREFIX)) {
-            let Some((records, raw, source)) = parse_salvaged(name) else {
-                self.quarantine(&path(name), "not a salvage the spool writes")?;
+        for (name, kind) in &parsed {
+            let Some(BatchName::Salvaged {
+                records,
+                raw_bytes,
+                source,
+            }) = kind
+            else {
                 continue;
             };
-            remove_if_present(&path(source))?;
+            remove_if_present(&path(&source.to_string()))?;
             sync_dir(&self.unsealed_dir)?;
-            self.seal(&path(name), records, raw)?;
+            self.seal(&path(name), *records, *raw_bytes)?;
             recovery.salvaged_batches += 1;
             recovery.salvaged_records += records;
         }
-        for name in &names {
+        for (name, kind) in &parsed {
             let file = path(name);
-            if name.ends_with(".claims") || name.starts_with(SALVAGED_PREFIX) || !file.exists() {
+            if !file.exists() {
                 continue;
             }
-            if name.starts_with(SALVAGE_PREFIX) {
-                // Interrupted while written: its source is still here and is salvaged again.
-                fs::remove_file(&file)?;
-                continue;
-            }
-            if name.starts_with("merge-") {
-                // An interrupted merge: its sources are still in ready/ and merged again.
-                tracing::info!(file = %file.display(), "deleted the part of an interrupted merge; its batches are still waiting");
-                fs::remove_file(&file)?;
-                continue;
-            }
-            match name.split('-').nth(1).and_then(Origin::from_name) {
-                Some(Origin::Stream) => {
+            match kind {
+                Some(BatchName::Claims(_) | BatchName::Salvaged { .. }) => {}
+                Some(BatchName::Salvage(_)) => {
+                    // Interrupted while written: its source is still here and is salvaged
+                    // again.
+                    fs::remove_file(&file)?;
+                }
+                Some(BatchName::Merge(_)) => {
+                    // An interrupted merge: its sources are still in ready/ and merged again.
+                    tracing::info!(file = %file.display(), "deleted the part of an interrupted merge; its batches are still waiting");
+                    fs::remove_file(&file)?;
+                }
+                Some(BatchName::Open(OpenName {
+                    origin: Origin::Stream,
+                    ..
+                })) => {
                     let salvaged = self.salvage(&file, level, None)?;
                     recovery.salvaged_records += salvaged;
                     recovery.salvaged_batches += (salvaged > 0) as u64;
                 }
-                Some(Origin::File) => {
+                Some(BatchName::Open(OpenName {
+                    origin: Origin::File,
+                    ..
+                })) => {
                     fs::remove_file(&file)?;
                     recovery.discarded += 1;
                 }
-                _ => {
+                Some(BatchName::Sealed(_)) | None => {
                     tracing::warn!(file = %file.display(), "an unknown file in the spool's open batches; moving it to quarantine");
                     self.quarantine(&file, "not a batch the spool writes")?;
                 }
@@ -128,8 +139,12 @@ impl Spool {
     /// batch is complete on disk, under a name that says so and names its source, before
     /// the source goes: a crash at any point salvages the records exactly once.
     fn salvage(&self, path: &Path, level: u32, limit: Option<u64>) -> io::Result<u64> {
-        let source = file_name(path);
-        let out = self.unsealed_dir.join(format!("{SALVAGE_PREFIX}{source}"));
+        let source: OpenName = file_name(path)
+            .parse()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let out = self
+            .unsealed_dir
+            .join(BatchName::Salvage(source.clone()).to_string());
         let _ = fs::remove_file(&out);
         let mut batch = BatchFile::create(&out, level)?;
         let mut decoder = GzDecoder::new(io::BufReader::new(File::open(path)?));
@@ -172,9 +187,14 @@ impl Spool {
             // run from its name alone, so salvaged batches are all checked by decompressing.
             let written = batch.finish()?;
             let (out, records, raw) = (written.path, written.records, written.raw_bytes);
-            let complete = self
-                .unsealed_dir
-                .join(format!("{SALVAGED_PREFIX}{records}r-{raw}b-{source}"));
+            let complete = self.unsealed_dir.join(
+                BatchName::Salvaged {
+                    records,
+                    raw_bytes: raw,
+                    source,
+                }
+                .to_string(),
+            );
             fs::rename(&out, &complete)?;
             sync_dir(&self.unsealed_dir)?;
             Some((complete, records, raw))
@@ -208,15 +228,7 @@ impl Spool {
     }
 }
 
-/// `salvaged-<records>r-<raw>b-<source>` read back.
-fn parse_salvaged(name: &str) -> Option<(u64, u64, &str)> {
-    let rest = name.strip_prefix(SALVAGED_PREFIX)?;
-    let (records, rest) = rest.split_once("r-")?;
-    let (raw, source) = rest.split_once("b-")?;
-    Some((records.parse().ok()?, raw.parse().ok()?, source))
-}
-
-fn remove_if_present(path: &PathBuf) -> io::Result<()> {
+fn remove_if_present(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
         _ => Ok(()),

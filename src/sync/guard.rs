@@ -8,9 +8,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::fsx::AtomicWrite;
+use crate::versioned::{self, ReadError};
 
 /// The file in the state directory that remembers the answer held back last.
 pub const HELD_FILE: &str = "url-categories.held.json";
+
+/// The version of the file this build writes, and the newest it reads.
+pub const HELD_VERSION: u32 = 1;
 
 /// An answer that keeps at most this share of the category's URLs is held back.
 const KEPT_AT_LEAST_PERCENT: u64 = 10;
@@ -48,7 +52,9 @@ impl Guard {
 
     /// Whether `offered` (sorted, deduplicated) may replace the `kept` URLs the category
     /// holds now. A drastic drop is held back the first time and remembered; the same
-    /// answer again, or `accept`, applies it. Any other answer forgets what was held.
+    /// answer again, or `accept`, applies it. Any other answer forgets what was held. A
+    /// memory written by a newer version of the agent is an error (see
+    /// [`crate::versioned::NewerVersion::in_io`]), and is left as it is.
     pub fn judge(
         &self,
         category: &str,
@@ -62,17 +68,26 @@ impl Guard {
             urls: offered.len() as u64,
             fingerprint: fingerprint(offered),
         };
-        if !drastic || accept || self.load().as_ref() == Some(&this) {
+        let held = self.load()?;
+        if !drastic || accept || held.as_ref() == Some(&this) {
             self.forget()?;
             return Ok(Verdict::Apply);
         }
-        let text = serde_json::to_vec_pretty(&this).map_err(std::io::Error::other)?;
+        let text = versioned::to_vec_pretty(HELD_VERSION, &this).map_err(std::io::Error::other)?;
         AtomicWrite::durable(0o640).write(&self.path, &text)?;
         Ok(Verdict::HoldBack)
     }
 
-    fn load(&self) -> Option<Held> {
-        serde_json::from_slice(&std::fs::read(&self.path).ok()?).ok()
+    /// The answer held back last; one that cannot be read is forgotten, as none.
+    fn load(&self) -> std::io::Result<Option<Held>> {
+        let Ok(text) = std::fs::read(&self.path) else {
+            return Ok(None);
+        };
+        match versioned::from_slice(&self.path, &text, HELD_VERSION) {
+            Ok((_, held)) => Ok(Some(held)),
+            Err(ReadError::Newer(newer)) => Err(newer.into_io()),
+            Err(ReadError::Damaged(_)) => Ok(None),
+        }
     }
 
     fn forget(&self) -> std::io::Result<()> {
@@ -129,5 +144,26 @@ mod tests {
         assert_eq!(guard.judge("c", 100, &[], false).unwrap(), Verdict::Apply);
         assert!(!dir.path().join(HELD_FILE).exists());
         assert_eq!(guard.judge("c", 100, &[], true).unwrap(), Verdict::Apply);
+    }
+
+    #[test]
+    fn a_memory_of_a_newer_version_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = Guard::in_state_dir(dir.path());
+        assert_eq!(
+            guard.judge("c", 100, &[], false).unwrap(),
+            Verdict::HoldBack
+        );
+        let file = dir.path().join(HELD_FILE);
+        let written = std::fs::read(&file).unwrap();
+        assert_eq!(versioned::version_of(&written).unwrap(), HELD_VERSION);
+        let newer = br#"{"version": 2, "answers": []}"#;
+        std::fs::write(&file, newer).unwrap();
+        for accept in [false, true] {
+            let error = guard.judge("c", 100, &[], accept).unwrap_err();
+            let refused = crate::versioned::NewerVersion::in_io(&error).unwrap();
+            assert_eq!(refused.found, 2);
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), newer);
     }
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::rfc3339;
 use crate::config::SyncSettings;
 use crate::fsx::AtomicWrite;
+use crate::versioned::{self, NewerVersion, ReadError};
 
 /// The store's file name in the state directory.
 pub const FILE_NAME: &str = "url-categories.json";
@@ -39,6 +40,9 @@ pub struct Category {
     /// Who set them: [`SYNC_SOURCE`] for the sync, e.g. `admin` for others.
     pub source: String,
 }
+
+/// The version of the file's layout this build writes, and the newest it reads.
+pub const STORE_VERSION: u32 = 1;
 
 /// The file's layout.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -127,6 +131,9 @@ pub enum StoreError {
         .path.display()
     )]
     Damaged { path: PathBuf, reason: String },
+    /// The file was written by a newer version of the agent; it is left as it is.
+    #[error(transparent)]
+    Newer(#[from] NewerVersion),
     /// The replace would pass a limit; the store is unchanged.
     #[error(transparent)]
     Limit(#[from] LimitError),
@@ -165,7 +172,11 @@ impl CategoryStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(self.io("read", source)),
         };
-        let file: StoreFile = serde_json::from_slice(&bytes).map_err(|e| self.damaged(e))?;
+        let file: StoreFile = match versioned::from_slice(&self.path, &bytes, STORE_VERSION) {
+            Ok((_, file)) => file,
+            Err(ReadError::Newer(newer)) => return Err(newer.into()),
+            Err(ReadError::Damaged(reason)) => return Err(self.damaged(reason)),
+        };
         let mut names = HashSet::new();
         for category in &file.categories {
             if category.name.trim().is_empty() {
@@ -268,7 +279,8 @@ impl CategoryStore {
 
     /// Writes the new version beside the file, makes it durable, then renames it over.
     fn write(&self, file: &StoreFile) -> Result<(), StoreError> {
-        let mut json = serde_json::to_vec_pretty(file).expect("categories always serialize");
+        let mut json =
+            versioned::to_vec_pretty(STORE_VERSION, file).expect("categories always serialize");
         json.push(b'\n');
         AtomicWrite::durable(0o640)
             .write(&self.path, &json)
@@ -333,6 +345,36 @@ mod tests {
         };
         fs::create_dir_all(store.dir()).unwrap();
         fs::write(store.path(), serde_json::to_vec(&file).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_store_of_a_newer_version_is_refused_and_never_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CategoryStore::in_state_dir(dir.path());
+        // A store of before the tags is version 1, and is written back tagged.
+        seed(&store, &[("finance", 3)]);
+        store
+            .replace("apps", SYNC_SOURCE, urls("a", 2), LIMITS)
+            .unwrap();
+        let written = fs::read(store.path()).unwrap();
+        assert_eq!(versioned::version_of(&written).unwrap(), STORE_VERSION);
+        assert_eq!(store.load().unwrap().len(), 2);
+
+        let newer = br#"{"version": 2, "categories": {"finance": []}}"#;
+        fs::write(store.path(), newer).unwrap();
+        for error in [
+            store.load().unwrap_err(),
+            store
+                .replace("apps", SYNC_SOURCE, urls("a", 1), LIMITS)
+                .unwrap_err(),
+        ] {
+            let StoreError::Newer(refused) = &error else {
+                panic!("{error:?}");
+            };
+            assert_eq!((refused.found, refused.newest), (2, STORE_VERSION));
+            assert!(error.to_string().contains("version 2"), "{error}");
+        }
+        assert_eq!(fs::read(store.path()).unwrap(), newer);
     }
 
     #[test]

@@ -224,6 +224,7 @@ mod tests {
             raw_bytes: 100,
             gzip_bytes: 50,
             checksum: None,
+            last: None,
         }
     }
 

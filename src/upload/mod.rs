@@ -337,22 +337,21 @@ impl<M: Mcas> Uploader<M> {
     /// status and forgetting batches gone from the spool.
     async fn scan(&self, batches: &mut Batches) -> std::io::Result<Vec<SealedBatch>> {
         let scan = self.spool.scan().await?;
-        batches.refresh(&scan.ready);
+        let view = scan.view;
+        batches.refresh(&view.ready);
         let spool = &self.counters.spool;
-        spool.batches.set(scan.ready.len() as u64);
-        spool
-            .bytes
-            .set(scan.ready.iter().map(|b| b.gzip_bytes).sum());
-        spool.quarantined.set(scan.quarantined);
+        spool.batches.set(view.batches());
+        spool.bytes.set(view.bytes());
+        spool.quarantined.set(view.quarantined);
         spool.delivered_undeleted.set(scan.undeleted);
         let (held, why) = batches.held_summary();
         spool.held.set(held);
         spool.held_why.set(why);
-        match scan.ready.first() {
-            Some(oldest) => spool.oldest.set(oldest.sealed_at),
+        match view.oldest() {
+            Some(oldest) => spool.oldest.set(oldest),
             None => spool.oldest.clear(),
         }
-        Ok(scan.ready)
+        Ok(view.ready)
     }
 
     /// Batches whose done_upload an earlier run sent without an answer (a shutdown or a
@@ -384,7 +383,7 @@ impl<M: Mcas> Uploader<M> {
         let Ok(scan) = self.spool.scan().await else {
             return oldest;
         };
-        let run = batches.merge_run(&scan.ready, oldest.seq, self.merge.max_raw_bytes);
+        let run = batches.merge_run(&scan.view.ready, oldest.seq, self.merge.max_raw_bytes);
         if run.len() < 2 || run[0] != oldest {
             return oldest;
         }

@@ -5,15 +5,13 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::spool::{Damage, DoneSent, SealedBatch, Spool};
+use crate::spool::{Damage, DoneSent, SealedBatch, Spool, SpoolView};
 
 /// What a scan of the spool found.
 #[derive(Debug)]
 pub struct Scan {
-    /// The sealed batches to upload, oldest first.
-    pub ready: Vec<SealedBatch>,
-    /// Batches in quarantine (counted in the directory: earlier runs' too).
-    pub quarantined: u64,
+    /// The sealed batches to upload and the quarantine.
+    pub view: SpoolView,
     /// Batches delivered whose removal failed.
     pub undeleted: u64,
 }
@@ -43,8 +41,7 @@ impl SpoolIo {
     pub async fn scan(&self) -> io::Result<Scan> {
         self.blocking(|spool| {
             Ok(Scan {
-                ready: spool.scan_ready()?,
-                quarantined: spool.quarantined()?,
+                view: spool.view()?,
                 undeleted: spool.undeleted(),
             })
         })

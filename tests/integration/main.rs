@@ -32,6 +32,7 @@ mod unit;
 mod untrusted;
 mod upload_faults;
 mod upload_recovery;
+mod versions;
 mod zia;
 mod zia_answers;
 mod zia_sync;
