@@ -1,36 +1,57 @@
 //! nss-agent: the on-box log uploader of the Zscaler NSS appliance.
 //!
-//! The data path, one stage a module: [`feed`] turns bytes from the NSS feed into records,
-//! [`batch`] writes them into gzip files, [`spool`] keeps the sealed files on disk until
-//! [`upload`] has handed each to MCAS. [`daemon`] wires the stages together; [`cli`] is what
-//! an administrator types.
+//! # Layout
+//!
+//! The modules follow the data path in one direction (none imports one further up the
+//! path); ARCHITECTURE.md at the repository's root says what each file holds.
+//!
+//! - **The data path:** [`feed`] turns bytes from the NSS feed into records, handed on as
+//!   [`pipeline`] types; [`batch`] writes them into gzip files; [`spool`] keeps the sealed
+//!   files on disk until [`upload`] has handed each to MCAS; [`latency`] measures the wait.
+//! - **The side loop:** [`sync`] makes MCAS's unsanctioned apps a URL category in ZIA.
+//! - **The remote services:** [`mcas`] and [`zia`], their one [`https`] client, [`reach`],
+//!   [`jwt`], [`backoff`].
+//! - **Control:** [`daemon`] wires the stages together; [`cli`] is what an administrator
+//!   types, reading [`config`]; [`control`], [`status`], [`metrics`], [`pidfile`],
+//!   [`privilege`], [`untrusted`].
+//! - **Infrastructure:** [`counter`], [`memory`], [`fsx`], [`versioned`], [`clock`],
+//!   [`crashpoint`], [`logging`].
 
-pub mod backoff;
+// The data path.
 pub mod batch;
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod control;
-pub mod counter;
-pub mod crashpoint;
-pub mod daemon;
 pub mod feed;
-pub mod fsx;
+pub mod latency;
+pub mod pipeline;
+pub mod spool;
+pub mod upload;
+
+// The side loop.
+pub mod sync;
+
+// The remote services.
+pub mod backoff;
 pub mod https;
 pub mod jwt;
-pub mod latency;
-pub mod logging;
 pub mod mcas;
-pub mod memory;
+pub mod reach;
+pub mod zia;
+
+// Control.
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod metrics;
 pub mod pidfile;
-pub mod pipeline;
 pub mod privilege;
-pub mod reach;
-pub mod spool;
 pub mod status;
-pub mod sync;
 pub mod untrusted;
-pub mod upload;
+
+// Infrastructure.
+pub mod clock;
+pub mod counter;
+pub mod crashpoint;
+pub mod fsx;
+pub mod logging;
+pub mod memory;
 pub mod versioned;
-pub mod zia;
