@@ -278,6 +278,10 @@ impl Writer {
                     self.seal_due();
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    // Idle: what the last chunk left unflushed (the queue was not empty
+                    // then, another writer's chunk in it) is handed to the system now,
+                    // so that a kill -9 cannot take it however long the batch stays open.
+                    self.flush_stream(true);
                     self.retry_disk();
                     self.seal_due();
                 }
@@ -390,6 +394,9 @@ impl Writer {
         let Some(batch) = self.current[Origin::Stream as usize].as_mut() else {
             return;
         };
+        if batch.file.unflushed() == 0 {
+            return;
+        }
         if caught_up || batch.file.unflushed() >= FLUSH_BYTES {
             match batch.file.flush() {
                 Ok(()) => {

@@ -2,7 +2,7 @@
 //! upgrade): refused with a message naming the file, its version and the newest this
 //! build reads, and left byte for byte as they were, never taken for damage.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -52,15 +52,6 @@ fn assert_names_the_versions(text: &str, file: &Path) {
     );
 }
 
-fn names_in(dir: &Path) -> Vec<PathBuf> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
-    names
-}
-
 /// A checkpoint of a newer version: the daemon refuses to start (exit 78, so that systemd
 /// does not restart it in a loop), and the checkpoint is neither moved aside nor rewritten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +69,7 @@ async fn a_checkpoint_of_a_newer_version_stops_the_daemon_and_stays_as_it_was() 
     assert!(agent.stop().success());
 
     let dir = agent.state_dir.join("checkpoints");
-    let checkpoints = names_in(&dir);
+    let checkpoints = files_in(&dir);
     assert_eq!(checkpoints.len(), 1, "{checkpoints:?}");
     let written: Value = serde_json::from_slice(&std::fs::read(&checkpoints[0]).unwrap()).unwrap();
     // What a newer version might write: another version, and a field this one lacks.
@@ -92,7 +83,7 @@ async fn a_checkpoint_of_a_newer_version_stops_the_daemon_and_stays_as_it_was() 
     let (code, text) = run_daemon(&config, Duration::from_secs(15));
     assert_eq!(code, Some(78), "{text}");
     assert_names_the_versions(&text, &checkpoints[0]);
-    assert_eq!(names_in(&dir), checkpoints, "nothing moved aside or added");
+    assert_eq!(files_in(&dir), checkpoints, "nothing moved aside or added");
     assert_eq!(
         std::fs::read(&checkpoints[0]).unwrap(),
         newer,
