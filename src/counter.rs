@@ -6,7 +6,8 @@
 //! metrics (which read the report) and `nss status` cannot disagree on it.
 //!
 //! Every cell is shared between threads without a lock held across an await, and never
-//! panics: a lock poisoned by a panicking writer still gives its value.
+//! panics: a lock poisoned by a panicking writer still gives its value. A clone is a copy
+//! of the value at that moment.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -49,6 +50,12 @@ impl Count {
     /// The value now.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Clone for Count {
+    fn clone(&self) -> Count {
+        Count(AtomicU64::new(self.get()))
     }
 }
 
@@ -96,6 +103,12 @@ impl Real {
     /// The value now.
     pub fn get(&self) -> f64 {
         f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+impl Clone for Real {
+    fn clone(&self) -> Real {
+        Real(AtomicU64::new(self.0.load(Ordering::Relaxed)))
     }
 }
 
@@ -153,6 +166,12 @@ impl WallTime {
     }
 }
 
+impl Clone for WallTime {
+    fn clone(&self) -> WallTime {
+        WallTime(AtomicU64::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
 impl Serialize for WallTime {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.get().map(rfc3339).serialize(serializer)
@@ -207,6 +226,12 @@ impl<T> Shared<Option<T>> {
     /// Whether a value is held.
     pub fn is_some(&self) -> bool {
         self.lock().is_some()
+    }
+}
+
+impl<T: Clone> Clone for Shared<T> {
+    fn clone(&self) -> Shared<T> {
+        Shared::new(self.get())
     }
 }
 

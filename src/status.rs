@@ -187,12 +187,12 @@ pub fn publish(dir: &Path, report: &StatusReport) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Every key of a report with each field set, and the JSON type of its value, one
     /// `path: type` a line: the shape monitoring reads.
-    fn shape(value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    pub(crate) fn shape(value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
         let kind = match value {
             serde_json::Value::Null => "null",
             serde_json::Value::Bool(_) => "bool",

@@ -75,13 +75,9 @@ pub fn version_of(json: &[u8]) -> Result<u32, ReadError> {
     Ok(tag.version)
 }
 
-/// Reads `json`, the content of the file `path`, as a `T` of a version up to `newest`,
-/// and returns it with its version. A newer version is refused before the rest is read.
-pub fn from_slice<T: DeserializeOwned>(
-    path: &Path,
-    json: &[u8],
-    newest: u32,
-) -> Result<(u32, T), ReadError> {
+/// The version of `json`, the content of the file `path`, when it is at most `newest`;
+/// else the refusal naming the file. Only the tag is read.
+pub fn readable_version(path: &Path, json: &[u8], newest: u32) -> Result<u32, ReadError> {
     let version = version_of(json)?;
     if version > newest {
         return Err(NewerVersion {
@@ -91,6 +87,17 @@ pub fn from_slice<T: DeserializeOwned>(
         }
         .into());
     }
+    Ok(version)
+}
+
+/// Reads `json`, the content of the file `path`, as a `T` of a version up to `newest`,
+/// and returns it with its version. A newer version is refused before the rest is read.
+pub fn from_slice<T: DeserializeOwned>(
+    path: &Path,
+    json: &[u8],
+    newest: u32,
+) -> Result<(u32, T), ReadError> {
+    let version = readable_version(path, json, newest)?;
     let value = serde_json::from_slice(json).map_err(|e| ReadError::Damaged(e.to_string()))?;
     Ok((version, value))
 }

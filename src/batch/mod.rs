@@ -18,7 +18,7 @@ use crate::latency::Arrivals;
 use crate::memory::MemoryBudget;
 use crate::pipeline::{Chunk, Origin, RecordSink, SealAck};
 use crate::spool::counters::SpoolCounters;
-use crate::spool::{BatchFile, Spool};
+use crate::spool::{BatchFile, Spool, DISK_RETRY};
 
 mod disk_gate;
 mod sizing;
@@ -240,9 +240,6 @@ fn disk_reserve(size: u64) -> u64 {
 
 /// How often a writer waiting for room in the spool looks again.
 const ROOM_POLL: Duration = Duration::from_millis(200);
-
-/// How long a writer waits before trying again after the disk failed it.
-const DISK_RETRY: Duration = Duration::from_secs(1);
 
 /// At shutdown, how many times a writer tries a disk that refuses its writes before it
 /// gives up what it holds.

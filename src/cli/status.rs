@@ -95,7 +95,7 @@ fn offline(settings: &Settings, last: Option<StatusReport>) -> StatusReport {
     let last = last.unwrap_or_else(StatusReport::stopped);
     // What MCAS said last, while it was the same data source.
     let seen = if last.mcas.data_source == settings.mcas.data_source {
-        last.mcas.seen.copy()
+        last.mcas.seen.as_ref().clone()
     } else {
         Default::default()
     };

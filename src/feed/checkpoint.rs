@@ -80,15 +80,10 @@ impl CheckpointStore {
             }
             // A damaged checkpoint is for `load` to set aside; only the version is looked at.
             let Ok(text) = fs::read(&file) else { continue };
-            if let Ok(found) = versioned::version_of(&text) {
-                if found > CHECKPOINT_VERSION {
-                    return Err(NewerVersion {
-                        path: file,
-                        found,
-                        newest: CHECKPOINT_VERSION,
-                    }
-                    .into_io());
-                }
+            if let Err(ReadError::Newer(newer)) =
+                versioned::readable_version(&file, &text, CHECKPOINT_VERSION)
+            {
+                return Err(newer.into_io());
             }
         }
         Ok(CheckpointStore {

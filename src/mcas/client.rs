@@ -158,11 +158,6 @@ impl McasClient {
         self.limiter.ready().await
     }
 
-    /// Whether an API call could be made now without waiting for the rate limiter.
-    pub fn call_available_now(&self) -> bool {
-        self.limiter.available_now()
-    }
-
     /// How long until `calls` more API calls could all have gone through the rate
     /// limiter, one after the other.
     pub fn wait_for_calls(&self, calls: u32) -> Duration {

@@ -25,7 +25,7 @@ pub struct McasCounters {
 
 /// What MCAS's data sources list last said of `mcas.data_source`: shown in the `mcas`
 /// section.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DataSourceCounters {
     /// Whether MCAS lists `data_source`; null when not known (not yet read, or the list
     /// is unreadable).
@@ -43,21 +43,4 @@ pub struct DataSourceCounters {
     /// Why that log format: `set in mcas.source`, or what `auto` read.
     #[serde(default)]
     pub source_why: Shared<Option<String>>,
-}
-
-impl DataSourceCounters {
-    /// What MCAS said last, for `nss status` of a stopped daemon.
-    pub fn copy(&self) -> DataSourceCounters {
-        DataSourceCounters {
-            found: Shared::new(self.found.get()),
-            last_data_received: {
-                let time = WallTime::default();
-                time.set_opt(self.last_data_received.get());
-                time
-            },
-            problem: Shared::new(self.problem.get()),
-            source: Shared::new(self.source.get()),
-            source_why: Shared::new(self.source_why.get()),
-        }
-    }
 }

@@ -143,13 +143,6 @@ impl ApiRateLimiter {
         }
     }
 
-    /// Whether a call could be made now, without waiting and without making it: the
-    /// uploader sends a sealed batch at once while this holds, and merges waiting batches
-    /// only while it does not.
-    pub fn available_now(&self) -> bool {
-        self.state.lock().unwrap().try_take(false).is_ok()
-    }
-
     /// How long until `calls` more calls could all have gone, one after the other as the
     /// limiter lets them, without making any: the uploader merges the batches waiting
     /// when uploading them one by one would wait long for the limiter.
@@ -263,15 +256,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn available_now_says_whether_a_call_would_wait() {
+    async fn no_wait_for_one_call_until_the_burst_is_spent() {
         let limiter = ApiRateLimiter::new(30);
         for _ in 0..4 {
-            assert!(limiter.available_now());
+            assert!(limiter.wait_for(1).is_zero());
             limiter.acquire().await;
         }
-        assert!(!limiter.available_now(), "the burst is spent");
+        assert!(!limiter.wait_for(1).is_zero(), "the burst is spent");
         tokio::time::advance(WINDOW / 30).await;
-        assert!(limiter.available_now());
+        assert!(limiter.wait_for(1).is_zero());
     }
 
     #[tokio::test(start_paused = true)]

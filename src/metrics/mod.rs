@@ -552,24 +552,19 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// The dotted paths of the figures (numbers and flags) of a report, e.g. `feed.records`.
-    fn figures(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (key, value) in map {
-                    let path = if prefix.is_empty() {
-                        key.clone()
-                    } else {
-                        format!("{prefix}.{key}")
-                    };
-                    figures(value, &path, out);
-                }
-            }
-            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
-                out.push(prefix.to_string())
-            }
-            _ => {}
-        }
+    /// The dotted paths of the figures (numbers and flags) of a report, e.g. `feed.records`,
+    /// outside lists.
+    fn figures(report: &StatusReport) -> Vec<String> {
+        let mut lines = Vec::new();
+        crate::status::tests::shape(&serde_json::to_value(report).unwrap(), "", &mut lines);
+        lines
+            .iter()
+            .filter(|line| !line.contains("[]"))
+            .filter_map(|line| {
+                let (path, kind) = line.split_once(": ")?;
+                matches!(kind, "integer" | "float" | "bool").then(|| path.to_string())
+            })
+            .collect()
     }
 
     #[test]
@@ -579,8 +574,7 @@ mod tests {
         counters.data_source.found.set(Some(true));
         counters.sync.zia.quota_remaining.set(Some(7));
         let report = counters.report(Default::default(), Default::default());
-        let mut paths = Vec::new();
-        figures(&serde_json::to_value(&report).unwrap(), "", &mut paths);
+        let paths = figures(&report);
         // Of the process and the file itself, not figures to watch over time.
         let not_figures = ["running", "pid", "version"];
         let exported: Vec<&str> = METRICS.iter().map(|m| m.field).collect();

@@ -161,6 +161,10 @@ impl SealedBatch {
     }
 }
 
+/// How long what waits for the spool's disk to take writes again (a batch writer's
+/// records, a done_upload's record) waits between tries.
+pub const DISK_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The unsealed batches' directory under the spool's root.
 pub const OPEN_DIR: &str = "open";
 /// The sealed batches' directory under the spool's root.

@@ -65,7 +65,7 @@ pub struct SealedName {
 }
 
 /// The suffix of the file beside a quarantined file that says why it is there.
-pub const REASON_SUFFIX: &str = ".reason";
+const REASON_SUFFIX: &str = ".reason";
 
 /// The name a file takes in `quarantine/`: its own, or with `.<COPY>` when a file of that
 /// name is there already.
@@ -125,12 +125,6 @@ impl SealedName {
     /// When the batch was sealed, to the millisecond.
     pub fn sealed_at(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.sealed_ms)
-    }
-
-    /// The sequence number of the last batch it holds: its own, or a merged batch's newest
-    /// source's.
-    pub fn last_seq(&self) -> u64 {
-        self.last.unwrap_or(self.seq)
     }
 }
 

@@ -36,7 +36,7 @@ use crate::clock::rfc3339;
 use crate::config::{McasTarget, UploadSettings};
 use crate::mcas::log_format::Chosen;
 use crate::mcas::{data_source, ApiError, Disposition, Known, McasClient, Provider, Step};
-use crate::spool::{DoneSent, SealedBatch, Spool};
+use crate::spool::{DoneSent, SealedBatch, Spool, DISK_RETRY};
 use batches::{Batches, PUT_FAILURES_PER_URL};
 use counters::UploaderCounters;
 use spool_io::SpoolIo;
@@ -108,10 +108,6 @@ impl From<ApiError> for Stopped {
         Stopped::Mcas(error)
     }
 }
-
-/// How often a done_upload waiting for the spool's disk tries again: the disk check of
-/// the inputs has the same cadence.
-const DISK_RETRY: Duration = Duration::from_secs(1);
 
 impl Uploader<McasUploads> {
     /// An uploader of `spool`'s batches through `client`.

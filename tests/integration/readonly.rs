@@ -81,6 +81,14 @@ impl LoopMount {
         }
     }
 
+    /// The world's state directory (spool and checkpoints) on a file system of its own,
+    /// as [`LoopMount::for_test`]. Declared after the world, it is unmounted before the
+    /// world's directory goes.
+    fn state_dir_of(world: &World) -> Option<LoopMount> {
+        let dir = world.dir.path();
+        LoopMount::for_test(&dir.join("state.img"), &dir.join("state"))
+    }
+
     /// `mount -o remount,<how>`.
     fn remount(&self, how: &str) -> Result<(), String> {
         run(Command::new("mount")
@@ -217,6 +225,16 @@ impl LiveFeed {
     }
 }
 
+/// An empty file to tail, and the world's settings tailing it, batches sealed after 1 s
+/// (before each pause of the [`LiveFeed`]).
+fn tailing(world: &World) -> (PathBuf, Settings) {
+    let file = world.dir.path().join("feed.log");
+    std::fs::write(&file, b"").unwrap();
+    let mut settings = world.settings();
+    settings.tail(&file).set("batch.max_age", &quote("1s"));
+    (file, settings)
+}
+
 /// WATCHDOG=1 pings as systemd receives them, by when they came.
 fn watch_pings(socket: UnixDatagram) -> Arc<Mutex<Vec<Instant>>> {
     let pings = Arc::new(Mutex::new(Vec::new()));
@@ -246,14 +264,10 @@ fn watch_pings(socket: UnixDatagram) -> Arc<Mutex<Vec<Instant>>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_spool_disk_then_kill_9_loses_nothing_read() {
     let world = World::start().await;
-    let state = world.dir.path().join("state");
-    let Some(mount) = LoopMount::for_test(&world.dir.path().join("state.img"), &state) else {
+    let Some(mount) = LoopMount::state_dir_of(&world) else {
         return;
     };
-    let file = world.dir.path().join("feed.log");
-    std::fs::write(&file, b"").unwrap();
-    let mut settings = world.settings();
-    settings.tail(&file).set("batch.max_age", &quote("1s"));
+    let (file, settings) = tailing(&world);
     let socket_path = world.dir.path().join("notify.sock");
     let pings = watch_pings(UnixDatagram::bind(&socket_path).unwrap());
     let socket_env = socket_path.display().to_string();
@@ -392,14 +406,10 @@ async fn read_only_remount_cycles_lose_nothing() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
     let world = World::start().await;
-    let state = world.dir.path().join("state");
-    let Some(mount) = LoopMount::for_test(&world.dir.path().join("state.img"), &state) else {
+    let Some(mount) = LoopMount::state_dir_of(&world) else {
         return;
     };
-    let file = world.dir.path().join("feed.log");
-    std::fs::write(&file, b"").unwrap();
-    let mut settings = world.settings();
-    settings.tail(&file).set("batch.max_age", &quote("1s"));
+    let (file, settings) = tailing(&world);
     let agent = world.agent(&settings);
     let feed = LiveFeed::start(agent.feed.unwrap(), file.clone());
     for cycle in 0..cycles {
@@ -448,8 +458,7 @@ async fn read_only_remount_cycles_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_is_not_finished_at_mcas_while_the_spool_cannot_record_it() {
     let world = World::start().await;
-    let state = world.dir.path().join("state");
-    let Some(mount) = LoopMount::for_test(&world.dir.path().join("state.img"), &state) else {
+    let Some(mount) = LoopMount::state_dir_of(&world) else {
         return;
     };
     // MCAS fails every upload_url until the disk is read-only.
