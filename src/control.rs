@@ -194,12 +194,12 @@ async fn reload(reloads: &mpsc::Sender<ReloadRequest>, stop: &CancellationToken)
 fn reply_of(done: SyncDone) -> Reply {
     let zia = done.pushed.map(|pushed| match pushed {
         Ok(report) => PushReply::Pushed(crate::sync::push::render(&report)),
-        Err(error) => PushReply::Failed(crate::mcas::error::describe(&error)),
+        Err(error) => PushReply::Failed(crate::error_text::one_line(&error)),
     });
     match done.result {
         Ok(outcome) => Reply::Synced { outcome, zia },
         Err(error) => Reply::Failed {
-            message: crate::mcas::error::describe(&error),
+            message: crate::error_text::one_line(&error),
             unavailable: matches!(error, SyncError::Api(_)),
         },
     }

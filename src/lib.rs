@@ -15,7 +15,7 @@
 //!   types, reading [`config`]; [`control`], [`status`], [`metrics`], [`pidfile`],
 //!   [`privilege`], [`untrusted`].
 //! - **Infrastructure:** [`counter`], [`memory`], [`fsx`], [`versioned`], [`clock`],
-//!   [`crashpoint`], [`logging`].
+//!   [`crashpoint`], [`error_text`], [`logging`].
 
 // The data path.
 pub mod batch;
@@ -51,6 +51,7 @@ pub mod untrusted;
 pub mod clock;
 pub mod counter;
 pub mod crashpoint;
+pub mod error_text;
 pub mod fsx;
 pub mod logging;
 pub mod memory;

@@ -19,20 +19,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes, as one line.
+/// The error and its causes, as one line; configuration errors say so.
 fn one_line(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for (i, cause) in error.chain().enumerate() {
-        if i > 0 {
-            text.push_str(": ");
-        }
-        if let Some(config) = cause.downcast_ref::<ConfigError>() {
-            text.push_str(&format!("configuration error: {config}"));
-        } else {
-            text.push_str(&cause.to_string());
-        }
-    }
-    text
+    nss_agent::error_text::labelled(error.as_ref(), |cause| {
+        cause.is::<ConfigError>().then_some("configuration error: ")
+    })
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {

@@ -6,8 +6,9 @@
 
 use super::Unavailable;
 use crate::config::{McasTarget, Settings};
+use crate::error_text::one_line;
 use crate::mcas::client::ENTRA_FORBIDDEN;
-use crate::mcas::error::{describe, TransportFailure};
+use crate::mcas::error::TransportFailure;
 use crate::mcas::{data_source, BlockScript, McasClient, SendError};
 
 /// How many of the returned domains are shown.
@@ -66,7 +67,7 @@ pub(crate) async fn check(client: &McasClient, target: &McasTarget) -> Check {
         return Check {
             status: Some(answer.status),
             urls: Vec::new(),
-            verdict: Verdict::Failed(describe(&error)),
+            verdict: Verdict::Failed(one_line(&error)),
         };
     }
     let body = String::from_utf8_lossy(&answer.body);
@@ -231,7 +232,7 @@ fn finish(verdict: Verdict) -> anyhow::Result<()> {
 
 /// Why the request did not get an answer, and what to do, from the error's causes.
 fn transport_verdict(domain: &str, error: &reqwest::Error) -> String {
-    let cause = describe(error);
+    let cause = one_line(error);
     let host = domain.rsplit_once(':').map_or(domain, |(h, _)| h);
     if let Some(failure) = crate::https::proxy_failure(error) {
         return format!("{} ({cause})", failure.message);

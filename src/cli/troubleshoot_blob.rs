@@ -7,7 +7,7 @@
 //! proxy like every upload, and sends nothing.
 
 use crate::config::McasTarget;
-use crate::mcas::error::describe;
+use crate::error_text::one_line;
 use crate::mcas::McasClient;
 use crate::reach::{self, Route};
 
@@ -40,7 +40,7 @@ pub(crate) async fn check(
         Err(error) => {
             let text = format!(
                 "upload_url failed, so no upload can work: {}",
-                describe(&error)
+                one_line(&error)
             );
             println!("Blob host: FAIL: {text}");
             return Err(text);

@@ -3,7 +3,7 @@
 
 use super::Unavailable;
 use crate::config::{ConfigError, Settings, ZiaLogin, ZiaTarget};
-use crate::mcas::error::describe;
+use crate::error_text::one_line;
 use crate::zia::{CheckReport, ZiaClient, ZiaError};
 
 /// What the check found, in the words of the verdict.
@@ -56,7 +56,7 @@ impl ZiaVerdict {
 
 /// The verdict for an error of the check.
 fn verdict(target: &ZiaTarget, error: &ZiaError) -> ZiaVerdict {
-    let cause = describe(error);
+    let cause = one_line(error);
     let who = match &target.login {
         ZiaLogin::ApiKey { username, .. } => format!("the API admin {username}"),
         ZiaLogin::OneApi { client_id, .. } => format!("the OneAPI client {client_id}"),

@@ -152,7 +152,7 @@ impl Signals {
             match next {
                 Ok(next) => return Stopped::Reload(Box::new(next), reply),
                 Err(error) => {
-                    let error = crate::mcas::error::describe(&*error);
+                    let error = crate::error_text::one_line(&*error);
                     tracing::error!(
                         %error,
                         "{asked_by}: the configuration was not reloaded (configuration error: {error}); running on with the previous one"

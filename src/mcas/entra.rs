@@ -14,7 +14,6 @@ use reqwest::Client;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::error::describe;
 use crate::config::{ConfigError, EntraApp, EntraSecret, Secret};
 use crate::jwt::{sign_rs256, RsaSigningKey};
 
@@ -266,7 +265,7 @@ impl EntraTokens {
         }
         let unreachable = |e: reqwest::Error| EntraError::Unreachable {
             url: self.token_url.clone(),
-            cause: describe(&e.without_url()),
+            cause: crate::error_text::one_line(&e.without_url()),
         };
         let started = Instant::now();
         let mut answer = self

@@ -167,7 +167,10 @@ impl ApiError {
         };
         ApiError::Transient {
             step,
-            reason: format!("{kind}: {}", describe(&error.without_url())),
+            reason: format!(
+                "{kind}: {}",
+                crate::error_text::one_line(&error.without_url())
+            ),
             retry_after: None,
             throttled: false,
         }
@@ -301,21 +304,6 @@ impl TransportFailure {
             None
         }
     }
-}
-
-/// The error and its causes on one line (reqwest hides the useful part in its sources).
-pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// A server's answer as one printable line, cut short.

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::rfc3339;
 use crate::config::SyncSettings;
-use crate::mcas::error::describe;
+use crate::error_text::one_line;
 use crate::mcas::{ApiError, BlockScript, McasClient, Step};
 use crate::zia::{PushReport, ZiaClient};
 use counters::SyncCounters;
@@ -284,7 +284,7 @@ fn record(
             next_delay(settings.interval)
         }
         Err(error) => {
-            let text = describe(error);
+            let text = one_line(error);
             tracing::error!(error = %text, "the unsanctioned-apps sync failed; the category keeps its previous URLs");
             sync.last_error
                 .set(Some(format!("{}: {text}", rfc3339(SystemTime::now()))));

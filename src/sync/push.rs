@@ -98,7 +98,7 @@ fn record(stats: &ZiaPushCounters, result: &Result<PushReport, PushError>) {
             stats.last_error.set(None);
         }
         Err(error) => {
-            let text = crate::mcas::error::describe(error);
+            let text = crate::error_text::one_line(error);
             tracing::error!(error = %text, "pushing the category into ZIA failed; ZIA keeps its current content");
             if let PushError::Zia(ZiaError::QuotaExceeded { remaining, .. }) = error {
                 stats.quota_remaining.set(Some(*remaining));

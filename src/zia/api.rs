@@ -296,7 +296,7 @@ impl Api {
                     // reqwest's message names the URL, never a header or the body.
                     let reason = match &proxy {
                         Some(failure) => failure.message.clone(),
-                        None => format!("cannot reach ZIA ({})", error_chain(&e)),
+                        None => format!("cannot reach ZIA ({})", crate::error_text::one_line(&e)),
                     };
                     // The same credentials would be refused again.
                     let hopeless = proxy.is_some_and(|f| f.credentials_refused);
@@ -442,7 +442,10 @@ async fn read_limited(
             Err(e) => {
                 return Err(ZiaError::Unavailable {
                     endpoint: endpoint.to_string(),
-                    reason: format!("reading the answer failed ({})", error_chain(&e)),
+                    reason: format!(
+                        "reading the answer failed ({})",
+                        crate::error_text::one_line(&e)
+                    ),
                 })
             }
         }
@@ -522,16 +525,4 @@ fn rejected(endpoint: String, status: StatusCode, body: &[u8]) -> ZiaError {
         code,
         message,
     }
-}
-
-/// An error and its causes, `: `-separated (reqwest hides the useful part in sources).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
