@@ -369,14 +369,7 @@ async fn kill_9_salvages_what_tcp_delivered() {
         agent.kill();
     }
     let agent = world.agent(&settings);
-    let total = expected.len() as u64;
-    world
-        .emulator
-        .wait_for_records(total, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_exactly_once(&world.emulator, expected);
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
     assert!(
         agent.log_text().contains("salvaged"),
         "{}",

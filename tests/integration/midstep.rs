@@ -151,13 +151,13 @@ async fn a_crash_between_a_seal_and_its_checkpoint_reads_nothing_twice() {
     let second = burst("later", 300);
     append(&file, &lines(&second));
     let agent = world.agent(&settings);
-    world
-        .emulator
-        .wait_for_records(800, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_exactly_once(&world.emulator, [first, second].concat());
+    wait_exactly_once(
+        &world,
+        &agent,
+        [first, second].concat(),
+        Duration::from_secs(30),
+    )
+    .await;
 }
 
 /// The program writing the file keeps appending to it for a while after it was renamed

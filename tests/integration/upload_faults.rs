@@ -57,13 +57,13 @@ async fn a_batch_that_keeps_failing_steps_aside_for_the_next_ten() {
     );
 
     world.emulator.clear_faults();
-    world
-        .emulator
-        .wait_for_records((later.len() + stuck.len()) as u64, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_exactly_once(&world.emulator, [stuck, later].concat());
+    wait_exactly_once(
+        &world,
+        &agent,
+        [stuck, later].concat(),
+        Duration::from_secs(30),
+    )
+    .await;
     agent.wait_status("nothing held", |s| s["spool"]["held"] == 0);
 }
 
