@@ -1,28 +1,41 @@
-//! The metrics' HTTP endpoint: `GET /metrics` over plain HTTP on `metrics.listen`
-//! (loopback by default), one short request at a time.
+//! The metrics' HTTP endpoint: `GET /metrics` over plain HTTP/1.1 on `metrics.listen`
+//! (loopback by default), served by hyper, one request a connection.
 
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::render;
 use crate::status::StatusReport;
 
-/// The largest request head read; a scraper sends a few hundred bytes.
+/// The most a request's head may hold; a scraper sends a few hundred bytes (hyper's
+/// smallest buffer).
 const MAX_REQUEST: usize = 8 << 10;
 
-/// How long a client may take to send its request.
+/// How long a client may take to send its request's head.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `GET /metrics` with the report `report` makes at each request, until `cancel`.
+/// Serves `GET /metrics` with the report `report` makes at each request, until `cancel`;
+/// returns once every connection has ended.
 pub async fn serve(
-    listener: std::sync::Arc<TcpListener>,
+    listener: Arc<TcpListener>,
     report: impl Fn() -> StatusReport + Send + Sync + 'static,
     cancel: CancellationToken,
 ) {
-    let report = std::sync::Arc::new(report);
+    let report = Arc::new(report);
+    let connections = TaskTracker::new();
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -33,53 +46,53 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => break,
         };
         let report = report.clone();
-        tokio::spawn(async move {
-            if let Err(error) = answer(stream, || render(&report())).await {
-                tracing::debug!(%error, "a metrics request failed");
+        let cancel = cancel.clone();
+        connections.spawn(async move {
+            let service = service_fn(move |request| {
+                let report = report.clone();
+                async move { Ok::<_, Infallible>(answer(&request, || render(&report()))) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(REQUEST_TIMEOUT)
+                .max_buf_size(MAX_REQUEST)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                result = connection => if let Err(error) = result {
+                    tracing::debug!(%error, "a metrics request failed");
+                },
+                _ = cancel.cancelled() => {}
             }
         });
     }
+    connections.close();
+    connections.wait().await;
 }
 
-/// Reads one request head and answers it: the metrics for `GET /metrics`, 404 otherwise.
-async fn answer(mut stream: TcpStream, body: impl FnOnce() -> String) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    let read_head = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, read_head)
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    let response = if method == b"GET" && (path == b"/metrics" || path.starts_with(b"/metrics?")) {
-        let body = body();
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    } else {
-        let body = "not found: the metrics are at /metrics\n";
-        format!(
-            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    };
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+/// The answer to `request`: the metrics for `GET /metrics`, 404 otherwise.
+fn answer(request: &Request<Incoming>, body: impl FnOnce() -> String) -> Response<Full<Bytes>> {
+    let (status, content_type, body) =
+        if request.method() == Method::GET && request.uri().path() == "/metrics" {
+            (
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body(),
+            )
+        } else {
+            (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found: the metrics are at /metrics\n".to_string(),
+            )
+        };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }

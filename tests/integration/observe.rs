@@ -285,3 +285,36 @@ async fn under_systemd_each_log_line_carries_its_journal_priority() {
     );
     assert!(!text.contains(" INFO ") && !text.contains('\x1b'), "{text}");
 }
+
+/// A scraper that connects and never sends its request holds no one up, and its connection
+/// is closed after the request timeout (5 s): the endpoint cannot be starved by idle
+/// connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_metrics_client_blocks_no_one_and_is_closed() {
+    let world = World::start().await;
+    let metrics_port = free_port();
+    let mut settings = world.settings();
+    settings.set(
+        "metrics.listen",
+        &quote(&format!("127.0.0.1:{metrics_port}")),
+    );
+    let _agent = world.agent(&settings);
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let metrics = http_get(metrics_port, "/metrics?format=text");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("\nnss_agent_feed_records_total 0\n"),
+        "{metrics}"
+    );
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed = silent.read_to_end(&mut rest);
+    assert!(
+        closed.is_ok() && started.elapsed() < Duration::from_secs(10),
+        "the silent connection was not closed: {closed:?} after {:?}",
+        started.elapsed()
+    );
+}
