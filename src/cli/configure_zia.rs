@@ -115,6 +115,64 @@ fn read_secret(key: &str, file: Option<&Path>, stdin: bool) -> Result<Option<Sec
         .map_err(|p| ConfigError::new(key, p))
 }
 
+/// Where each value of `[zia]` comes from: its flag; else, when no flag is given at all,
+/// the administrator's answer to its prompt (the current value offered); else the value
+/// the file holds.
+struct Answers<'a> {
+    input: &'a mut Input,
+    interactive: bool,
+}
+
+impl Answers<'_> {
+    /// The value of `zia.<key>`: `flag` checked by `accept`, or asked, or the file's as it
+    /// is; missing, an error saying to give it with `how`.
+    fn value(
+        &mut self,
+        file: &ConfigFile,
+        key: &'static str,
+        flag: Option<&str>,
+        prompt: &str,
+        accept: impl Fn(&str) -> Result<String, String>,
+        how: &str,
+    ) -> Result<String, ConfigError> {
+        let full = format!("zia.{key}");
+        let current = file.string("zia", key);
+        match (flag, self.interactive) {
+            (Some(given), _) => accept(given).map_err(|p| ConfigError::new(&full, p)),
+            (None, true) => self
+                .input
+                .ask_value(prompt, &full, current.as_deref(), accept),
+            (None, false) => current
+                .ok_or_else(|| ConfigError::new(&full, format!("is not set: give it with {how}"))),
+        }
+    }
+
+    /// The secret `zia.<key>`: `from_flags` (read from a file or standard input), or asked
+    /// with echo off, or the file's; missing, an error saying to give it with `how`.
+    #[allow(clippy::too_many_arguments)]
+    fn secret(
+        &mut self,
+        file: &ConfigFile,
+        key: &'static str,
+        from_flags: Option<Secret>,
+        prompt: &str,
+        accept: impl Fn(&str) -> Result<Secret, String>,
+        empty: &str,
+        how: &str,
+    ) -> Result<Secret, ConfigError> {
+        let full = format!("zia.{key}");
+        let current = file.current_secret("zia", key);
+        match (from_flags, self.interactive) {
+            (Some(given), _) => Ok(given),
+            (None, true) => self
+                .input
+                .ask_secret(prompt, &full, current.as_ref(), accept, empty),
+            (None, false) => current
+                .ok_or_else(|| ConfigError::new(&full, format!("is not set: give it with {how}"))),
+        }
+    }
+}
+
 /// Asks for (or takes from the flags) how to reach ZIA, writes it into the file at `path`,
 /// and checks it with a login and a quota read unless `--no-verify`. Exit 78 when a value
 /// is missing or malformed (nothing is written); 69 when ZIA refused or could not be
@@ -125,17 +183,7 @@ pub fn configure(path: &Path, args: &ConfigureZiaArgs) -> anyhow::Result<()> {
         .string("zia", "auth")
         .and_then(|a| ZiaAuth::try_from(a).ok())
         .unwrap_or_default();
-    let interactive = args.auth.is_none()
-        && args.base_url.is_none()
-        && args.username.is_none()
-        && args.password_file.is_none()
-        && !args.password_stdin
-        && args.api_key_file.is_none()
-        && args.token_url.is_none()
-        && args.client_id.is_none()
-        && args.client_secret_file.is_none()
-        && !args.client_secret_stdin
-        && args.private_key_file.is_none();
+    let interactive = args.gives_no_value();
     let mut input = Input::stdin();
     let auth = match (args.auth, interactive) {
         (Some(auth), _) => auth,
@@ -146,55 +194,44 @@ pub fn configure(path: &Path, args: &ConfigureZiaArgs) -> anyhow::Result<()> {
         }
         (None, false) => current_auth,
     };
-    let current_url = file.string("zia", "base_url");
-    let url = match (&args.base_url, interactive) {
-        (Some(given), _) => base_url(auth, given).map_err(|p| ConfigError::new("zia.base_url", p))?,
-        (None, true) => input.ask_value(BASE_URL_PROMPT, "zia.base_url", current_url.as_deref(), |u| {
-            base_url(auth, u)
-        })?,
-        (None, false) => current_url.ok_or_else(|| {
-            ConfigError::new("zia.base_url", "is not set: give it with --base-url (a cloud name such as zscalertwo, or https://zsapi.<cloud>.net)")
-        })?,
+    let mut answers = Answers {
+        input: &mut input,
+        interactive,
     };
+    let url = answers.value(
+        &file,
+        "base_url",
+        args.base_url.as_deref(),
+        BASE_URL_PROMPT,
+        |u| base_url(auth, u),
+        "--base-url (a cloud name such as zscalertwo, or https://zsapi.<cloud>.net)",
+    )?;
     file.set_string("zia", "base_url", &url)?;
     file.set_string("zia", "auth", auth.as_str())?;
     match auth {
         ZiaAuth::ApiKey => {
-            let username = match (&args.username, interactive) {
-                (Some(u), _) => {
-                    non_empty("zia.username")(u).map_err(|p| ConfigError::new("zia.username", p))?
-                }
-                (None, true) => input.ask_value(
-                    USERNAME_PROMPT,
-                    "zia.username",
-                    file.string("zia", "username").as_deref(),
-                    non_empty("zia.username"),
-                )?,
-                (None, false) => file.string("zia", "username").ok_or_else(|| {
-                    ConfigError::new("zia.username", "is not set: give it with --username")
-                })?,
-            };
-            let password = match read_secret(
-                "zia.password",
-                args.password_file.as_deref(),
-                args.password_stdin,
-            )? {
-                Some(p) => p,
-                None if interactive => input.ask_secret(
-                    PASSWORD_PROMPT,
+            let username = answers.value(
+                &file,
+                "username",
+                args.username.as_deref(),
+                USERNAME_PROMPT,
+                non_empty("zia.username"),
+                "--username",
+            )?;
+            let password = answers.secret(
+                &file,
+                "password",
+                read_secret(
                     "zia.password",
-                    file.current_secret("zia", "password").as_ref(),
-                    secret,
-                    "the password is empty",
+                    args.password_file.as_deref(),
+                    args.password_stdin,
                 )?,
-                None => file.current_secret("zia", "password").ok_or_else(|| {
-                    ConfigError::new(
-                        "zia.password",
-                        "is not set: give it with --password-file F or --password-stdin",
-                    )
-                })?,
-            };
-            let key = match args.api_key_file.as_deref() {
+                PASSWORD_PROMPT,
+                secret,
+                "the password is empty",
+                "--password-file F or --password-stdin",
+            )?;
+            let from_file = match args.api_key_file.as_deref() {
                 Some(path) => {
                     let text = std::fs::read_to_string(path).map_err(|e| {
                         ConfigError::new(
@@ -202,19 +239,19 @@ pub fn configure(path: &Path, args: &ConfigureZiaArgs) -> anyhow::Result<()> {
                             format!("cannot read {}: {e}", path.display()),
                         )
                     })?;
-                    api_key(&text).map_err(|p| ConfigError::new("zia.api_key", p))?
+                    Some(api_key(&text).map_err(|p| ConfigError::new("zia.api_key", p))?)
                 }
-                None if interactive => input.ask_secret(
-                    API_KEY_PROMPT,
-                    "zia.api_key",
-                    file.current_secret("zia", "api_key").as_ref(),
-                    api_key,
-                    "the API key is empty",
-                )?,
-                None => file.current_secret("zia", "api_key").ok_or_else(|| {
-                    ConfigError::new("zia.api_key", "is not set: give it with --api-key-file F")
-                })?,
+                None => None,
             };
+            let key = answers.secret(
+                &file,
+                "api_key",
+                from_file,
+                API_KEY_PROMPT,
+                api_key,
+                "the API key is empty",
+                "--api-key-file F",
+            )?;
             file.set_string("zia", "username", &username)?;
             file.set_secret("zia", "password", &password)?;
             file.set_secret("zia", "api_key", &key)?;
@@ -229,27 +266,27 @@ pub fn configure(path: &Path, args: &ConfigureZiaArgs) -> anyhow::Result<()> {
             }
         }
         ZiaAuth::OneApi => {
-            let token_url = match (&args.token_url, interactive) {
-                (Some(u), _) => u.trim().to_string(),
-                (None, true) => input.ask_value(TOKEN_URL_PROMPT, "zia.token_url", file.string("zia", "token_url").as_deref(), |u| {
-                    check_https("zia.token_url", u.trim()).map(|_| u.trim().to_string()).map_err(|e| e.problem)
-                })?,
-                (None, false) => file.string("zia", "token_url").ok_or_else(|| ConfigError::new("zia.token_url", "is not set: give it with --token-url https://<vanity>.zslogin.net/oauth2/v1/token"))?,
-            };
+            let token_url = answers.value(
+                &file,
+                "token_url",
+                args.token_url.as_deref(),
+                TOKEN_URL_PROMPT,
+                |u| {
+                    check_https("zia.token_url", u.trim())
+                        .map(|_| u.trim().to_string())
+                        .map_err(|e| e.problem)
+                },
+                "--token-url https://<vanity>.zslogin.net/oauth2/v1/token",
+            )?;
             check_https("zia.token_url", &token_url)?;
-            let client_id = match (&args.client_id, interactive) {
-                (Some(c), _) => non_empty("zia.client_id")(c)
-                    .map_err(|p| ConfigError::new("zia.client_id", p))?,
-                (None, true) => input.ask_value(
-                    CLIENT_ID_PROMPT,
-                    "zia.client_id",
-                    file.string("zia", "client_id").as_deref(),
-                    non_empty("zia.client_id"),
-                )?,
-                (None, false) => file.string("zia", "client_id").ok_or_else(|| {
-                    ConfigError::new("zia.client_id", "is not set: give it with --client-id")
-                })?,
-            };
+            let client_id = answers.value(
+                &file,
+                "client_id",
+                args.client_id.as_deref(),
+                CLIENT_ID_PROMPT,
+                non_empty("zia.client_id"),
+                "--client-id",
+            )?;
             file.set_string("zia", "token_url", &token_url)?;
             file.set_string("zia", "client_id", &client_id)?;
             if let Some(key_file) = &args.private_key_file {

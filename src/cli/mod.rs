@@ -136,7 +136,7 @@ pub struct ConfigureMcasArgs {
 }
 
 /// `nss configure-zia` flags, for cloud-init and scripts.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, PartialEq, clap::Args)]
 pub struct ConfigureZiaArgs {
     /// How the agent logs in: api_key (API admin and key) or oneapi (ZIdentity API client)
     #[arg(long, value_name = "KIND")]
@@ -174,6 +174,18 @@ pub struct ConfigureZiaArgs {
     /// Skip the login and quota check
     #[arg(long)]
     pub no_verify: bool,
+}
+
+impl ConfigureZiaArgs {
+    /// Whether the command line gives no value (at most `--no-verify`): configure-zia then
+    /// asks for each. Any flag added to these arguments counts, without a list to keep.
+    pub fn gives_no_value(&self) -> bool {
+        *self
+            == ConfigureZiaArgs {
+                no_verify: self.no_verify,
+                ..ConfigureZiaArgs::default()
+            }
+    }
 }
 
 /// A remote service (MCAS) refused or could not be reached: exit code 69.
