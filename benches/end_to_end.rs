@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use mcas_emulator::{Emulator, EmulatorConfig};
 use nix::sys::resource::{getrusage, UsageWho};
-use nss_agent::feed::checkpoint::fnv1a;
+use nss_agent::feed::fnv1a;
 
 #[path = "end_to_end/baseline.rs"]
 mod baseline;

@@ -18,41 +18,41 @@
 //!   [`crashpoint`], [`error_text`], [`logging`].
 
 // The data path.
-pub mod batch;
+pub(crate) mod batch;
 pub mod feed;
-pub mod latency;
+pub(crate) mod latency;
 pub mod pipeline;
 pub mod spool;
-pub mod upload;
+pub(crate) mod upload;
 
 // The side loop.
 pub mod sync;
 
 // The remote services.
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod https;
-pub mod jwt;
+pub(crate) mod jwt;
 pub mod mcas;
-pub mod reach;
+pub(crate) mod reach;
 pub mod zia;
 
 // Control.
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod daemon;
-pub mod metrics;
+pub(crate) mod daemon;
+pub(crate) mod metrics;
 pub mod pidfile;
-pub mod privilege;
-pub mod status;
+pub(crate) mod privilege;
+pub(crate) mod status;
 pub mod untrusted;
 
 // Infrastructure.
-pub mod clock;
-pub mod counter;
-pub mod crashpoint;
+pub(crate) mod clock;
+pub(crate) mod counter;
+pub(crate) mod crashpoint;
 pub mod error_text;
-pub mod fsx;
+pub(crate) mod fsx;
 pub mod logging;
-pub mod memory;
-pub mod versioned;
+pub(crate) mod memory;
+pub(crate) mod versioned;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use mcas_emulator::{Emulator, EmulatorConfig, Endpoint, Fault};
-use nss_agent::feed::checkpoint::fnv1a;
+use nss_agent::feed::fnv1a;
 
 use super::{
     children_usage, connect_when_ready, free_port, proc_status_bytes, scrape, Input, RUN_TIMEOUT,

@@ -5,7 +5,7 @@
 mod check;
 mod daemon_view;
 mod domain;
-pub mod edit;
+pub(crate) mod edit;
 mod load;
 pub(crate) mod proxy;
 mod secret;

@@ -316,6 +316,7 @@ impl FileProgress {
 
     /// How many chunks wait behind the checkpoint (pending, failed, or sealed runs beyond
     /// an unsealed one).
+    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         self.pending.lock().unwrap().chunks.len()
     }

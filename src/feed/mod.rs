@@ -1,12 +1,12 @@
 //! The feed: bytes in from the NSS MCAS feed over TCP or from tailed files, records out.
 
-pub mod checkpoint;
-pub mod codec;
-pub mod counters;
-pub mod descriptors;
+pub(crate) mod checkpoint;
+pub(crate) mod codec;
+pub(crate) mod counters;
+pub(crate) mod descriptors;
 mod rotated;
-pub mod tail;
-pub mod tcp;
+pub(crate) mod tail;
+pub(crate) mod tcp;
 mod throttle;
 
 use std::io;
@@ -17,6 +17,7 @@ use bytes::BytesMut;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::Decoder;
 
+pub use checkpoint::fnv1a;
 pub use codec::{Decoded, RecordDecoder};
 pub use throttle::Throttle;
 

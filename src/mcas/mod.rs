@@ -3,16 +3,16 @@
 //! the blob store behind an upload URL, the process-wide rate limiter of API calls, and
 //! what MCAS's answers mean. Used by the uploader, the sync, troubleshoot and configure.
 
-pub mod blob;
-pub mod body;
-pub mod client;
-pub mod counters;
-pub mod data_source;
-pub mod entra;
-pub mod error;
-pub mod limit;
-pub mod log_format;
-pub mod retry;
+pub(crate) mod blob;
+pub(crate) mod body;
+pub(crate) mod client;
+pub(crate) mod counters;
+pub(crate) mod data_source;
+pub(crate) mod entra;
+pub(crate) mod error;
+pub(crate) mod limit;
+pub(crate) mod log_format;
+pub(crate) mod retry;
 
 pub use client::{
     BlockScript, DataSource, DataSourcesError, McasClient, Provider, RawAnswer, SendError,

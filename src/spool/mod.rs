@@ -82,7 +82,7 @@
 
 mod batch_file;
 mod checksum;
-pub mod counters;
+pub(crate) mod counters;
 mod delivered;
 mod done_sent;
 mod merge;

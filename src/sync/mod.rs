@@ -2,11 +2,11 @@
 //! category (`sync.category`), within the appliance's limits; the other categories are
 //! never touched.
 
-pub mod counters;
-pub mod guard;
-pub mod normalize;
-pub mod push;
-pub mod store;
+pub(crate) mod counters;
+pub(crate) mod guard;
+pub(crate) mod normalize;
+pub(crate) mod push;
+pub(crate) mod store;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

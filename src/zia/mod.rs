@@ -7,12 +7,12 @@
 //! attributes of ours other than its URLs, are never written.
 
 mod api;
-pub mod error;
-pub mod login;
-pub mod obfuscate;
-pub mod push;
-pub mod retry;
-pub mod urls;
+pub(crate) mod error;
+pub(crate) mod login;
+pub(crate) mod obfuscate;
+pub(crate) mod push;
+pub(crate) mod retry;
+pub(crate) mod urls;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use mcas_emulator::entra::{OTHER_TEST_CERTIFICATE_PEM, TEST_CERTIFICATE_PEM};
 use mcas_emulator::{Endpoint, EntraApp, Roles};
 use nss_agent::config::{EntraSecret, McasCredential, McasTarget, Secret};
-use nss_agent::mcas::error::ApiError;
+use nss_agent::mcas::ApiError;
 use nss_agent::mcas::{ApiRateLimiter, BlockScript, DataSourcesError, McasClient};
 
 use crate::harness::*;
