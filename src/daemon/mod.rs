@@ -164,7 +164,6 @@ async fn run_pipeline(
 ) -> anyhow::Result<Stopped> {
     let running = RunningPipeline::start(&prepared, shared).await?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    tracing::info!(domain = %prepared.target.domain, data_source = %prepared.target.data_source, memory_limit = running.memory_limit(), "nss-agent running");
     if let Some(reply) = reloaded {
         let _ = reply.send(Ok(()));
     }

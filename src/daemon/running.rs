@@ -49,7 +49,6 @@ pub(super) struct RunningPipeline {
     stop_status: CancellationToken,
     /// Every task but the inputs.
     tasks: TaskTracker,
-    memory_limit: u64,
 }
 
 impl RunningPipeline {
@@ -250,6 +249,7 @@ impl RunningPipeline {
             stop_status.clone(),
         ));
         tasks.close();
+        tracing::info!(domain = %target.domain, data_source = %target.data_source, memory_limit = budget.limit(), "nss-agent running");
         Ok(RunningPipeline {
             inputs,
             stop_inputs,
@@ -264,13 +264,7 @@ impl RunningPipeline {
             status_task,
             stop_status,
             tasks,
-            memory_limit: budget.limit(),
         })
-    }
-
-    /// The memory budget's limit, in bytes.
-    pub(super) fn memory_limit(&self) -> u64 {
-        self.memory_limit
     }
 
     /// Stops the pipeline in order and waits for every task; `how` says whether the feed's
@@ -290,7 +284,6 @@ impl RunningPipeline {
             status_task,
             stop_status,
             tasks,
-            memory_limit: _,
         } = self;
         stop_inputs.cancel();
         writers.stop_waiting();
