@@ -164,6 +164,12 @@ impl McasClient {
         self.limiter.wait_for(calls)
     }
 
+    /// How long until fewer than `share` API calls of the process are in the rate
+    /// limiter's minute.
+    pub fn wait_for_share(&self, share: u32) -> Duration {
+        self.limiter.wait_for_share(share)
+    }
+
     /// The HTTP client, shared with the blob upload.
     pub fn http(&self) -> &Client {
         &self.http

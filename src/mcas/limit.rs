@@ -161,6 +161,26 @@ impl ApiRateLimiter {
         at - start
     }
 
+    /// How long until fewer than `share` calls are in the window (61 s), without making
+    /// one: while MCAS fails for every batch, the uploader's attempts keep to `share`
+    /// calls a minute, counting the calls of every kind the process made.
+    pub fn wait_for_share(&self, share: u32) -> Duration {
+        let state = self.state.lock().unwrap();
+        let now = Instant::now();
+        let share = share.max(1) as usize;
+        let recent: Vec<Instant> = state
+            .calls
+            .iter()
+            .copied()
+            .filter(|&at| at + WINDOW > now)
+            .collect();
+        if recent.len() < share {
+            return Duration::ZERO;
+        }
+        // The call whose leaving brings the window below the share.
+        (recent[recent.len() - share] + WINDOW).saturating_duration_since(now)
+    }
+
     /// Changes the limits (a reload): the calls already made still count, and the rate
     /// this agent has adapted to stays within the new limits.
     pub fn set_limits(&self, per_minute: u32, floor: u32) {
@@ -265,6 +285,29 @@ mod tests {
         assert!(!limiter.wait_for(1).is_zero(), "the burst is spent");
         tokio::time::advance(WINDOW / 30).await;
         assert!(limiter.wait_for(1).is_zero());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_share_counts_every_call_in_the_window() {
+        let limiter = ApiRateLimiter::new(30);
+        assert!(limiter.wait_for_share(4).is_zero());
+        for _ in 0..3 {
+            limiter.acquire().await;
+            tokio::time::advance(Duration::from_secs(10)).await;
+        }
+        assert!(
+            limiter.wait_for_share(4).is_zero(),
+            "3 calls: below a share of 4"
+        );
+        assert_eq!(limiter.wait_for_share(3), Duration::from_secs(31));
+        limiter.acquire().await;
+        assert_eq!(limiter.wait_for_share(4), Duration::from_secs(31));
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert!(
+            limiter.wait_for_share(4).is_zero(),
+            "the first left the window"
+        );
+        assert_eq!(limiter.wait_for_share(1), Duration::from_secs(30));
     }
 
     #[tokio::test(start_paused = true)]

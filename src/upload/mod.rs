@@ -325,7 +325,24 @@ impl<M: Mcas> Uploader<M> {
                 };
                 tracing::info!(seq = batch.seq, wait = %humantime::format_duration(round(wait)), outage, "will try again");
                 wait_or_cancel(wait, cancel).await;
+                if outage {
+                    self.keep_to_outage_share(cancel).await;
+                }
             }
+        }
+    }
+
+    /// While MCAS fails for every batch, waits until the process's API calls of the last
+    /// minute (the start-up's and the data sources watcher's too) leave room within the
+    /// outage's share, so that no minute of an outage has more calls than it.
+    async fn keep_to_outage_share(&self, cancel: &CancellationToken) {
+        let share = outage_share(self.settings.outage_retry);
+        loop {
+            let wait = self.mcas.wait_for_share(share);
+            if wait.is_zero() || cancel.is_cancelled() {
+                return;
+            }
+            wait_or_cancel(wait, cancel).await;
         }
     }
 
@@ -641,6 +658,13 @@ impl<M: Mcas> Uploader<M> {
             }
         }
     }
+}
+
+/// The API calls a minute an outage may cost: one every `every` (4 at the default 15 s),
+/// at least one.
+fn outage_share(every: Duration) -> u32 {
+    let per_minute = Duration::from_secs(60).as_secs_f64() / every.as_secs_f64().max(1e-3);
+    (per_minute.floor() as u32).max(1)
 }
 
 /// The wait between attempts while MCAS fails for every batch: `every`, and up to a tenth

@@ -42,6 +42,11 @@ pub trait Mcas: Send + Sync + 'static {
     /// Waits until an API call could be made, without making it.
     fn call_available(&self) -> impl Future<Output = ()> + Send;
 
+    /// How long until the API calls of the process (of every kind) in the last minute
+    /// are fewer than `share`: while MCAS fails for every batch, attempts keep to that
+    /// share of the tenant's throttle.
+    fn wait_for_share(&self, share: u32) -> Duration;
+
     /// The log format upload_url is given now, for the advice of a refusal ("" while
     /// not decided).
     fn source_name(&self) -> String {
@@ -91,6 +96,10 @@ impl Mcas for McasUploads {
 
     async fn call_available(&self) {
         self.client.call_available().await
+    }
+
+    fn wait_for_share(&self, share: u32) -> Duration {
+        self.client.wait_for_share(share)
     }
 
     fn source_name(&self) -> String {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::counters::UploaderCounters;
 use super::{Mcas, PauseKind, Uploader};
 use crate::config::UploadSettings;
-use crate::mcas::{ApiError, Provider, Step, UploadTarget};
+use crate::mcas::{ApiError, ApiRateLimiter, Provider, Step, UploadTarget};
 use crate::spool::{BatchFile, SealedBatch, Spool};
 
 /// How the scripted MCAS answers a call.
@@ -38,18 +38,34 @@ struct Script {
     calls_now: Option<(u32, Duration)>,
     /// API calls, by step, with their time.
     calls: Vec<(Step, Instant)>,
+    /// API calls of other tasks (the data sources list, the block script), with their time.
+    other_calls: Vec<Instant>,
     issued: u64,
     /// The records PUT at each URL, and the URLs MCAS ingested, in order.
     blobs: HashMap<String, u64>,
     ingested: Vec<String>,
 }
 
-#[derive(Clone, Default)]
-struct Fake(Arc<Mutex<Script>>);
+/// A scripted MCAS, and the process's rate limiter, which counts every call (at a rate
+/// that never makes one wait).
+#[derive(Clone)]
+struct Fake(Arc<Mutex<Script>>, Arc<ApiRateLimiter>);
+
+impl Default for Fake {
+    fn default() -> Fake {
+        Fake(Arc::default(), Arc::new(ApiRateLimiter::new(100_000)))
+    }
+}
 
 impl Fake {
     fn script(&self) -> std::sync::MutexGuard<'_, Script> {
         self.0.lock().unwrap()
+    }
+
+    /// Another task of the process makes an API call now.
+    async fn other_call(&self) {
+        self.1.acquire().await;
+        self.script().other_calls.push(Instant::now());
     }
 
     fn calls(&self, step: Step) -> usize {
@@ -88,6 +104,7 @@ impl Fake {
 
 impl Mcas for Fake {
     async fn upload_url(&self, file_name: &str) -> Result<UploadTarget, ApiError> {
+        self.1.acquire().await;
         let mut script = self.script();
         let now = Instant::now();
         script.calls.push((Step::UploadUrl, now));
@@ -129,6 +146,7 @@ impl Mcas for Fake {
     }
 
     async fn done_upload(&self, target: &UploadTarget) -> Result<(), ApiError> {
+        self.1.acquire().await;
         let mut script = self.script();
         script.calls.push((Step::DoneUpload, Instant::now()));
         let answer = script
@@ -151,6 +169,10 @@ impl Mcas for Fake {
     }
 
     async fn call_available(&self) {}
+
+    fn wait_for_share(&self, share: u32) -> Duration {
+        self.1.wait_for_share(share)
+    }
 }
 
 /// A spool in a temporary directory, an uploader of it through `fake`, running.
@@ -403,6 +425,9 @@ async fn an_outage_is_tried_at_a_steady_cadence_and_the_backlog_goes_up_as_one()
     let start = Instant::now();
     let outage = Duration::from_secs(600);
     fake.script().down_until = Some(start + outage);
+    // The start-up's data sources list and block script share the outage's first minute.
+    fake.other_call().await;
+    fake.other_call().await;
     let running = Running::start(&fake);
     while Instant::now() < start + outage {
         running.seal(10);
@@ -414,13 +439,15 @@ async fn an_outage_is_tried_at_a_steady_cadence_and_the_backlog_goes_up_as_one()
         back <= Duration::from_secs(20),
         "{back:?} after MCAS's return"
     );
-    let calls: Vec<Instant> = fake
-        .script()
-        .calls
-        .iter()
-        .filter(|(_, at)| *at < start + outage)
-        .map(|&(_, at)| at)
-        .collect();
+    let mut calls: Vec<Instant> = {
+        let script = fake.script();
+        let uploads = script.calls.iter().map(|&(_, at)| at);
+        uploads
+            .chain(script.other_calls.iter().copied())
+            .filter(|at| *at < start + outage)
+            .collect()
+    };
+    calls.sort();
     for (i, &at) in calls.iter().enumerate() {
         let in_minute = calls[i..]
             .iter()
@@ -447,4 +474,15 @@ fn batches_older_than_mcas_takes() {
     assert_eq!(too_old(now - 91 * day, now), Some(91 * day));
     // A clock set back: not old.
     assert_eq!(too_old(now + day, now), None);
+}
+
+#[test]
+fn an_outage_costs_its_cadences_share_of_the_minute() {
+    use super::outage_share;
+    let s = Duration::from_secs;
+    assert_eq!(outage_share(s(15)), 4);
+    assert_eq!(outage_share(s(10)), 6);
+    assert_eq!(outage_share(s(16)), 3);
+    assert_eq!(outage_share(s(60)), 1);
+    assert_eq!(outage_share(s(600)), 1, "never less than one");
 }
