@@ -185,6 +185,8 @@ impl Tail {
             match read {
                 Ok(0) => {}
                 Ok(n) => {
+                    // The next read grows while reads come back full.
+                    framer.read_done(n);
                     open.offset += n as u64;
                     open.last_news = Instant::now();
                     if let Err(error) = open.refresh_head().await {
@@ -206,6 +208,9 @@ impl Tail {
 
             let mut end = look_at_end(&path, open).await;
             if let AtEnd::Idle = end {
+                // A file that waits for more holds no more of the budget than its
+                // unfinished line, as a silent connection.
+                framer.release_spare();
                 sleep_or_cancel(&cancel).await;
                 // Truncated and written again during the sleep: look before reading on,
                 // or the new content would be read from the old offset.
@@ -509,5 +514,57 @@ async fn sleep_or_cancel(cancel: &CancellationToken) {
     tokio::select! {
         _ = tokio::time::sleep(POLL_INTERVAL) => {}
         _ = cancel.cancelled() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::DiskGate;
+    use crate::memory::MemoryBudget;
+    use crate::spool::counters::SpoolCounters;
+    use crate::spool::Spool;
+
+    /// A file that is there whole is read in reads that grow to [`super::super::READ_SIZE`],
+    /// as the TCP feed's do: not in the smallest read size, which costs a thread hop of
+    /// tokio's file I/O and a chunk through the writers' queue every 16 KiB.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_file_is_read_in_large_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.log");
+        let line = format!("{}\n", "x".repeat(499));
+        let lines = 16_384;
+        std::fs::write(&path, line.repeat(lines)).unwrap();
+        let spool = Arc::new(Spool::prepare(&dir.path().join("spool")).unwrap());
+        let gate = DiskGate::new(spool, Arc::new(SpoolCounters::default()));
+        let (sink, chunks) = RecordSink::new(4, MemoryBudget::new(64 << 20), gate);
+        let tail = Tail {
+            path,
+            sink,
+            max_record_bytes: 1 << 20,
+            counters: Arc::new(FeedCounters::default()),
+            checkpoints: Arc::new(CheckpointStore::open(&dir.path().join("ckpt")).unwrap()),
+            inputs: 1,
+        };
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(tail.follow(cancel.clone()));
+        let counted = tokio::task::spawn_blocking(move || {
+            let (mut records, mut received) = (0, 0);
+            while records < lines {
+                let mut chunk = chunks.recv().unwrap();
+                records += chunk.records.len();
+                received += 1;
+                if let Some(ack) = chunk.take_ack() {
+                    ack.sealed();
+                }
+            }
+            received
+        })
+        .await
+        .unwrap();
+        cancel.cancel();
+        task.await.unwrap();
+        // 8 MiB: 32 reads of 256 KiB, a few more while the size grows.
+        assert!(counted <= 48, "8 MiB came in {counted} chunks");
     }
 }
