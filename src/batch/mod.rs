@@ -18,7 +18,7 @@ use crate::latency::Arrivals;
 use crate::memory::MemoryBudget;
 use crate::pipeline::{Chunk, Origin, RecordSink, SealAck};
 use crate::spool::counters::SpoolCounters;
-use crate::spool::{BatchFile, Spool, DISK_RETRY};
+use crate::spool::{BatchFile, Filling, Spool, DISK_RETRY};
 
 mod disk_gate;
 mod sizing;
@@ -179,6 +179,8 @@ const FLUSH_BYTES: u64 = 1 << 20;
 /// The batch a writer is filling, not yet sealed.
 struct CurrentBatch {
     file: BatchFile,
+    /// Counts it among the batches being filled until it is sealed or set aside.
+    _filling: Filling,
     /// When its first record arrived: it is sealed `batch.max_age` after.
     first_arrival: Instant,
     /// Chunks whose last record is in this batch.
@@ -506,6 +508,7 @@ impl Writer {
             flushed_records,
             // Those counted are in the file, which stays where a restart salvages it.
             counted_on_disk: _,
+            _filling,
         } = batch;
         let path = file.path().to_path_buf();
         drop(file);
@@ -608,6 +611,7 @@ impl Writer {
                 let file = BatchFile::create(&path, self.rules.level).map_err(fail(sealed, i))?;
                 *self.current(origin) = Some(CurrentBatch {
                     file,
+                    _filling: self.spool.start_filling(),
                     first_arrival: arrived,
                     acks: Vec::new(),
                     counted_on_disk: 0,

@@ -164,6 +164,11 @@ impl McasClient {
         self.limiter.wait_for(calls)
     }
 
+    /// The most API calls the rate limiter ever lets go back to back.
+    pub fn most_back_to_back(&self) -> u32 {
+        self.limiter.most_back_to_back()
+    }
+
     /// How long until fewer than `share` API calls of the process are in the rate
     /// limiter's minute.
     pub fn wait_for_share(&self, share: u32) -> Duration {

@@ -161,6 +161,13 @@ impl ApiRateLimiter {
         at - start
     }
 
+    /// The most calls that ever go back to back: the burst, or the rate a minute when
+    /// lower (at least one).
+    pub fn most_back_to_back(&self) -> u32 {
+        let state = self.state.lock().unwrap();
+        (BURST.min(state.rate).floor() as u32).max(1)
+    }
+
     /// How long until fewer than `share` calls are in the window (61 s), without making
     /// one: while MCAS fails for every batch, the uploader's attempts keep to `share`
     /// calls a minute, counting the calls of every kind the process made.

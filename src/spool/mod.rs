@@ -256,6 +256,18 @@ pub struct Spool {
     sealed: Arc<Notify>,
     /// Bytes of the sealed batches, kept up to date by every change and every scan.
     ready_bytes: AtomicU64,
+    /// Batches the writers are filling now (each holds a [`Filling`]).
+    filling: Arc<AtomicU64>,
+}
+
+/// A batch being filled: counted in [`Spool::filling`] until dropped (sealed, or set aside).
+#[derive(Debug)]
+pub struct Filling(Arc<AtomicU64>);
+
+impl Drop for Filling {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Spool {
@@ -273,6 +285,7 @@ impl Spool {
             next_seq: AtomicU64::new(0),
             sealed: Arc::new(Notify::new()),
             ready_bytes: AtomicU64::new(0),
+            filling: Arc::default(),
         };
         for dir in [
             &spool.unsealed_dir,
@@ -391,6 +404,19 @@ impl Spool {
         let bytes = batches.iter().map(|b| b.gzip_bytes).sum();
         self.ready_bytes.store(bytes, Ordering::Relaxed);
         Ok((batches, bytes))
+    }
+
+    /// A writer starts filling a batch: more records are on their way to a seal while the
+    /// returned guard lives.
+    pub fn start_filling(&self) -> Filling {
+        self.filling.fetch_add(1, Ordering::Relaxed);
+        Filling(self.filling.clone())
+    }
+
+    /// Whether a writer is filling a batch now: the uploader keeps an upload's calls back
+    /// for it.
+    pub fn filling(&self) -> bool {
+        self.filling.load(Ordering::Relaxed) > 0
     }
 
     /// Waits until a batch is sealed after this call (or one was sealed since the last wait).

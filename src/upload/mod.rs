@@ -219,6 +219,29 @@ impl<M: Mcas> Uploader<M> {
                 batches.quarantined(oldest.seq);
                 continue;
             }
+            // An upload goes once its calls may go back to back. While writers fill
+            // batches, the calls of one more upload are kept back too: the last batch of a
+            // burst then goes up as soon as it is sealed, instead of waiting for the
+            // limiter behind the uploads before it. Batches sealed during the wait go
+            // along; a seal may also end the filling.
+            let outage = batches.failing_for_everyone();
+            let reserve = if !outage && self.spool.filling() {
+                CALLS_PER_UPLOAD
+            } else {
+                0
+            };
+            let calls = (CALLS_PER_UPLOAD + reserve).min(self.mcas.most_back_to_back());
+            if !outage {
+                let wait = self.mcas.wait_for_calls(calls);
+                if !wait.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.spool.wait_sealed() => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                    continue;
+                }
+            }
             // With batches waiting behind the oldest, how long the next of them would wait
             // for the rate limiter if each went up alone (two calls an upload): a merge
             // pays only when long.
@@ -229,7 +252,8 @@ impl<M: Mcas> Uploader<M> {
                     .len()
                     > 1;
             let limiter_wait = if behind {
-                self.mcas.wait_for_calls(2 * CALLS_PER_UPLOAD)
+                self.mcas
+                    .wait_for_calls(CALLS_PER_UPLOAD + reserve + CALLS_PER_UPLOAD)
             } else {
                 Duration::ZERO
             };

@@ -58,6 +58,11 @@ impl SpoolIo {
         self.0.wait_sealed().await
     }
 
+    /// Whether a writer is filling a batch now (no disk access).
+    pub fn filling(&self) -> bool {
+        self.0.filling()
+    }
+
     /// The check a batch passes before it is uploaded or joined into a merge: the one
     /// place that decides whether a sealed batch is still what was sealed.
     pub async fn verify(&self, batch: &SealedBatch) -> Result<(), Damage> {

@@ -42,6 +42,9 @@ pub trait Mcas: Send + Sync + 'static {
     /// Waits until an API call could be made, without making it.
     fn call_available(&self) -> impl Future<Output = ()> + Send;
 
+    /// The most API calls the rate limiter ever lets go back to back.
+    fn most_back_to_back(&self) -> u32;
+
     /// How long until the API calls of the process (of every kind) in the last minute
     /// are fewer than `share`: while MCAS fails for every batch, attempts keep to that
     /// share of the tenant's throttle.
@@ -100,6 +103,10 @@ impl Mcas for McasUploads {
 
     fn wait_for_share(&self, share: u32) -> Duration {
         self.client.wait_for_share(share)
+    }
+
+    fn most_back_to_back(&self) -> u32 {
+        self.client.most_back_to_back()
     }
 
     fn source_name(&self) -> String {

@@ -33,9 +33,6 @@ struct Script {
     down_until: Option<Instant>,
     /// upload_url answers http:// URLs.
     insecure_urls: bool,
-    /// API calls the rate limiter lets go back to back now, and the wait for each one
-    /// after them (None: no wait).
-    calls_now: Option<(u32, Duration)>,
     /// API calls, by step, with their time.
     calls: Vec<(Step, Instant)>,
     /// API calls of other tasks (the data sources list, the block script), with their time.
@@ -53,13 +50,18 @@ struct Fake(Arc<Mutex<Script>>, Arc<ApiRateLimiter>);
 
 impl Default for Fake {
     fn default() -> Fake {
-        Fake(Arc::default(), Arc::new(ApiRateLimiter::new(100_000)))
+        Fake::with_rate(100_000)
     }
 }
 
 impl Fake {
     fn script(&self) -> std::sync::MutexGuard<'_, Script> {
         self.0.lock().unwrap()
+    }
+
+    /// A scripted MCAS whose API calls go through a rate limiter of `per_minute` calls.
+    fn with_rate(per_minute: u32) -> Fake {
+        Fake(Arc::default(), Arc::new(ApiRateLimiter::new(per_minute)))
     }
 
     /// Another task of the process makes an API call now.
@@ -162,13 +164,16 @@ impl Mcas for Fake {
     }
 
     fn wait_for_calls(&self, calls: u32) -> Duration {
-        match self.script().calls_now {
-            Some((now, each)) => each * calls.saturating_sub(now),
-            None => Duration::ZERO,
-        }
+        self.1.wait_for(calls)
     }
 
-    async fn call_available(&self) {}
+    async fn call_available(&self) {
+        self.1.ready().await
+    }
+
+    fn most_back_to_back(&self) -> u32 {
+        self.1.most_back_to_back()
+    }
 
     fn wait_for_share(&self, share: u32) -> Duration {
         self.1.wait_for_share(share)
@@ -258,11 +263,14 @@ async fn until(what: &str, check: impl Fn() -> bool) {
     panic!("never: {what}");
 }
 
-/// Three batches sealed before the uploader first looks, through `fake` with its rate
-/// limiter's `calls_now`: how many uploads carried them (all 30 records checked).
-async fn uploads_of_three_sealed(calls_now: Option<(u32, Duration)>) -> usize {
-    let fake = Fake::default();
-    fake.script().calls_now = calls_now;
+/// Three batches sealed before the uploader first looks, through a rate limiter of
+/// `per_minute` calls of which other tasks just spent `spent`: how many uploads carried
+/// them (all 30 records checked).
+async fn uploads_of_three_sealed(per_minute: u32, spent: u32) -> usize {
+    let fake = Fake::with_rate(per_minute);
+    for _ in 0..spent {
+        fake.other_call().await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::prepare(dir.path()).unwrap());
     let running = Running::start_on(&fake, dir, spool);
@@ -277,37 +285,74 @@ async fn uploads_of_three_sealed(calls_now: Option<(u32, Duration)>) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn while_calls_are_plentiful_each_batch_goes_up_as_sealed() {
-    assert_eq!(uploads_of_three_sealed(None).await, 3, "one each, no merge");
+    assert_eq!(
+        uploads_of_three_sealed(100_000, 0).await,
+        3,
+        "one each, no merge"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn while_calls_are_scarce_waiting_batches_go_up_as_one() {
-    let none_now = Some((0, Duration::from_secs(2)));
-    assert_eq!(
-        uploads_of_three_sealed(none_now).await,
-        1,
-        "one merged upload"
-    );
+    // The burst spent: one call every 2 s.
+    assert_eq!(uploads_of_three_sealed(30, 4).await, 1, "one merged upload");
 }
 
 #[tokio::test(start_paused = true)]
 async fn batches_ready_beyond_the_calls_available_now_go_up_as_one_at_once() {
     // One upload's two calls may go now, then one every 2 s: the second batch alone would
     // wait 4 s for the limiter, one merged upload of all three waits for nothing.
-    let one_upload_now = Some((2, Duration::from_secs(2)));
-    assert_eq!(
-        uploads_of_three_sealed(one_upload_now).await,
-        1,
-        "one merged upload"
-    );
+    assert_eq!(uploads_of_three_sealed(30, 2).await, 1, "one merged upload");
 }
 
 #[tokio::test(start_paused = true)]
 async fn batches_ready_beyond_the_calls_now_go_up_one_by_one_when_the_wait_is_short() {
     // A fast rate: the calls beyond the burst come every 100 ms, and the second batch
     // alone waits 0.2 s: not worth a merge.
-    let fast = Some((2, Duration::from_millis(100)));
-    assert_eq!(uploads_of_three_sealed(fast).await, 3, "one each, no merge");
+    assert_eq!(
+        uploads_of_three_sealed(610, 2).await,
+        3,
+        "one each, no merge"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_batches_fill_one_uploads_calls_are_kept_for_the_last_of_them() {
+    // 30 calls a minute: 4 back to back, then one every 2 s.
+    let fake = Fake::with_rate(30);
+    let running = Running::start(&fake);
+    let filling = running.spool.start_filling();
+    running.seal(10);
+    until("the first batch delivered", || running.waiting() == 0).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Sealed while a writer fills the next: it waits, keeping the calls it would spend.
+    running.seal(10);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The last batch of the burst: nothing is being filled any more.
+    drop(filling);
+    running.seal(10);
+    let last_sealed = Instant::now();
+    until("every batch delivered", || running.waiting() == 0).await;
+    let done = fake
+        .script()
+        .calls
+        .iter()
+        .filter(|(step, _)| *step == Step::DoneUpload)
+        .map(|&(_, at)| at)
+        .max()
+        .unwrap();
+    assert!(
+        done - last_sealed < Duration::from_millis(500),
+        "the last batch was taken {:?} after its seal",
+        done - last_sealed
+    );
+    assert_eq!(fake.records(), 30);
+    assert_eq!(
+        fake.calls(Step::UploadUrl),
+        2,
+        "the last two went up as one"
+    );
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
