@@ -181,6 +181,8 @@ impl<M: Mcas> Uploader<M> {
             .set(outage_retry.as_secs_f64());
         let mut batches = Batches::default();
         let mut first_scan = true;
+        // The uploads waited for the rate limiter longer than a merge costs.
+        let mut waited_for_calls = false;
         while !cancel.is_cancelled() {
             let ready = match self.scan(&mut batches).await {
                 Ok(ready) => ready,
@@ -234,6 +236,8 @@ impl<M: Mcas> Uploader<M> {
             if !outage {
                 let wait = self.mcas.wait_for_calls(calls);
                 if !wait.is_zero() {
+                    // A wait longer than a merge costs: what waits goes up as one.
+                    waited_for_calls |= wait > batches::MERGE_PAYS_AFTER;
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = self.spool.wait_sealed() => {}
@@ -258,7 +262,11 @@ impl<M: Mcas> Uploader<M> {
                 Duration::ZERO
             };
             let call_now = self.mcas.call_available_now();
-            let merging = joinable && (!call_now || batches.merge_pays(limiter_wait));
+            // Calls were scarce for long: what waited for them goes up as one.
+            let merging = joinable
+                && (!call_now
+                    || std::mem::take(&mut waited_for_calls)
+                    || batches.merge_pays(limiter_wait));
             let mut probed = None;
             let batch = if merging && call_now && batches.failing_for_everyone() {
                 // MCAS fails for every batch: first ask whether it takes a file at all

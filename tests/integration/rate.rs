@@ -276,15 +276,15 @@ async fn merges_killed_midway_deliver_every_record_once() {
         );
         records += spool_old_batches(&state, "killed", next_seq, 40, 400, 600);
         next_seq += 40;
-        // MCAS throttles the first call (calls are scarce for 2 s: the waiting batches are
-        // merged once the wait is over), then refuses every upload until the end: nothing
-        // leaves the spool but by merging.
+        // MCAS throttles the first call (calls are scarce for 3 s, longer than a merge
+        // costs: the waiting batches are merged once the wait is over), then refuses every
+        // upload until the end: nothing leaves the spool but by merging.
         world.emulator.clear_faults();
         world.emulator.push_fault(
             Endpoint::UploadUrl,
             Fault::Status {
                 code: 429,
-                retry_after: Some("2".into()),
+                retry_after: Some("3".into()),
                 body: String::new(),
             },
             1,
