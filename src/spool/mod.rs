@@ -260,13 +260,19 @@ pub struct Spool {
     filling: Arc<AtomicU64>,
 }
 
-/// A batch being filled: counted in [`Spool::filling`] until dropped (sealed, or set aside).
+/// A batch being filled: counted in [`Spool::filling`] until dropped (once sealed, or set
+/// aside), which wakes [`Spool::wait_sealed`]: the uploader then sees the seal and the end
+/// of the filling together.
 #[derive(Debug)]
-pub struct Filling(Arc<AtomicU64>);
+pub struct Filling {
+    count: Arc<AtomicU64>,
+    sealed: Arc<Notify>,
+}
 
 impl Drop for Filling {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.sealed.notify_one();
     }
 }
 
@@ -410,7 +416,10 @@ impl Spool {
     /// returned guard lives.
     pub fn start_filling(&self) -> Filling {
         self.filling.fetch_add(1, Ordering::Relaxed);
-        Filling(self.filling.clone())
+        Filling {
+            count: self.filling.clone(),
+            sealed: self.sealed.clone(),
+        }
     }
 
     /// Whether a writer is filling a batch now: the uploader keeps an upload's calls back
@@ -419,7 +428,8 @@ impl Spool {
         self.filling.load(Ordering::Relaxed) > 0
     }
 
-    /// Waits until a batch is sealed after this call (or one was sealed since the last wait).
+    /// Waits until a batch is sealed after this call (or one was sealed since the last
+    /// wait), or a writer stops filling one.
     pub async fn wait_sealed(&self) {
         self.sealed.notified().await
     }

@@ -328,10 +328,12 @@ async fn while_batches_fill_one_uploads_calls_are_kept_for_the_last_of_them() {
     // Sealed while a writer fills the next: it waits, keeping the calls it would spend.
     running.seal(10);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // The last batch of the burst: nothing is being filled any more.
-    drop(filling);
+    // The last batch of the burst; its writer lets go of it a moment after the seal (a
+    // tailed file's checkpoint is saved in between): nothing is being filled any more.
     running.seal(10);
-    let last_sealed = Instant::now();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(filling);
+    let filled = Instant::now();
     until("every batch delivered", || running.waiting() == 0).await;
     let done = fake
         .script()
@@ -342,9 +344,9 @@ async fn while_batches_fill_one_uploads_calls_are_kept_for_the_last_of_them() {
         .max()
         .unwrap();
     assert!(
-        done - last_sealed < Duration::from_millis(500),
-        "the last batch was taken {:?} after its seal",
-        done - last_sealed
+        done - filled < Duration::from_millis(500),
+        "the last batch was taken {:?} after its writer let go of it",
+        done - filled
     );
     assert_eq!(fake.records(), 30);
     assert_eq!(
