@@ -23,8 +23,9 @@
 //!
 //! `NSS_BENCH_MIB` sets the input's size (default 1024). The input is generated once, into
 //! `target/bench-data`, and reused. The throttled cases run when the input is at least
-//! 256 MiB, or when `NSS_BENCH_THROTTLED=1` (`0` skips them). `NSS_BENCH_OUTAGE` sets the
-//! length of the long outage's case in seconds (default 600).
+//! 256 MiB, or when `NSS_BENCH_THROTTLED=1` (`0` skips them); `NSS_BENCH_CASES` names some
+//! of them by letter (`b`, `a,e`). `NSS_BENCH_OUTAGE` sets the length of the long outage's
+//! case in seconds (default 600).
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -132,7 +133,7 @@ fn main() -> Result<()> {
     };
     let mut throttled_rows = Vec::new();
     if throttled {
-        for (n, case) in throttled::Case::ALL.into_iter().enumerate() {
+        for (n, case) in throttled::Case::chosen()?.into_iter().enumerate() {
             let row = throttled::run(case, &work.join(format!("throttled-{n}")), &input, &runtime)?;
             eprintln!(
                 "{}: fed in {:.1} s, delivered {:?} s after",

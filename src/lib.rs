@@ -15,7 +15,7 @@
 //!   types, reading [`config`]; [`control`], [`status`], [`metrics`], [`pidfile`],
 //!   [`privilege`], [`untrusted`].
 //! - **Infrastructure:** [`counter`], [`memory`], [`fsx`], [`versioned`], [`clock`],
-//!   [`crashpoint`], [`error_text`], [`logging`].
+//!   [`crashpoint`], [`error_text`], [`exit`], [`logging`].
 
 // The data path.
 pub(crate) mod batch;
@@ -52,6 +52,7 @@ pub(crate) mod clock;
 pub(crate) mod counter;
 pub(crate) mod crashpoint;
 pub mod error_text;
+pub mod exit;
 pub(crate) mod fsx;
 pub mod logging;
 pub(crate) mod memory;

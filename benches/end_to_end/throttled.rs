@@ -61,6 +61,22 @@ impl Case {
         Case::LongOutage,
     ];
 
+    /// The cases `NSS_BENCH_CASES` names by letter (e.g. `b` or `a,e`), else all of them.
+    pub fn chosen() -> anyhow::Result<Vec<Case>> {
+        let Ok(letters) = std::env::var("NSS_BENCH_CASES") else {
+            return Ok(Case::ALL.to_vec());
+        };
+        letters
+            .split(',')
+            .map(|letter| {
+                Case::ALL
+                    .into_iter()
+                    .find(|case| case.name()[1..].starts_with(&format!("{})", letter.trim())))
+                    .ok_or_else(|| anyhow::anyhow!("NSS_BENCH_CASES: no case {letter:?} (a to e)"))
+            })
+            .collect()
+    }
+
     fn name(self) -> &'static str {
         match self {
             Case::Burst => "(a) burst",

@@ -20,13 +20,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{McasAuth, Settings, ZiaAuth};
 
 /// The exit codes administrators' scripts rely on.
-pub mod exit {
-    pub const SUCCESS: u8 = 0;
-    pub const FAILURE: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const UNAVAILABLE: u8 = 69;
-    pub const CONFIG: u8 = 78;
-}
+pub use crate::exit;
 
 /// nss-agent: uploads the Zscaler NSS MCAS web-log feed to Microsoft Defender for Cloud Apps.
 #[derive(Debug, Parser)]
@@ -193,6 +187,12 @@ impl ConfigureZiaArgs {
 #[error("{0}")]
 pub struct Unavailable(pub String);
 
+impl exit::ExitStatus for Unavailable {
+    fn exit_code(&self) -> u8 {
+        exit::UNAVAILABLE
+    }
+}
+
 /// What `nss reload` needs to find the daemon. A new file that does not load is refused
 /// here with its reason (exit 78): the daemon would refuse it the same way and run on.
 fn reload_settings(path: &std::path::Path) -> anyhow::Result<Settings> {
@@ -209,6 +209,12 @@ fn reload_settings(path: &std::path::Path) -> anyhow::Result<Settings> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigRefused(pub String);
+
+impl exit::ExitStatus for ConfigRefused {
+    fn exit_code(&self) -> u8 {
+        exit::CONFIG
+    }
+}
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {

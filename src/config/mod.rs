@@ -48,6 +48,12 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+impl crate::exit::ExitStatus for ConfigError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::CONFIG
+    }
+}
+
 impl ConfigError {
     /// The error for `key`, saying what is wrong and how to fix it.
     pub fn new(key: &str, problem: impl Into<String>) -> ConfigError {

@@ -71,6 +71,12 @@ pub enum ApiError {
 /// How much of a server's answer goes into a log line or the status.
 const BODY_SHOWN: usize = 300;
 
+impl crate::exit::ExitStatus for ApiError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::UNAVAILABLE
+    }
+}
+
 impl ApiError {
     /// Sorts a non-2xx answer of an API call.
     pub fn from_api_status(

@@ -91,6 +91,17 @@ fn code_suffix(code: &Option<String>) -> String {
     }
 }
 
+impl crate::exit::ExitStatus for ZiaError {
+    /// The configuration is at fault for a client that cannot be set up or a key that
+    /// cannot be read; ZIA for the rest.
+    fn exit_code(&self) -> u8 {
+        match self {
+            ZiaError::Setup(_) | ZiaError::PrivateKey(_) => crate::exit::CONFIG,
+            _ => crate::exit::UNAVAILABLE,
+        }
+    }
+}
+
 impl ZiaError {
     /// Whether trying again later (the next sync) may succeed without an administrator.
     pub fn is_transient(&self) -> bool {

@@ -216,22 +216,29 @@ async fn status_without_a_daemon_only_reads_and_shows_the_warnings() {
 
 /// SIGHUP with a CA file that is not PEM, then with a feed port another process holds:
 /// each is refused with a log line naming the key, and the agent runs on as before (the
-/// old port reads records). Then a good file is taken. The API rate limiter keeps its
-/// history across the reload: with the minute's 4 calls spent, the new pipeline's first sync
-/// waits for the minute to pass instead of calling at once.
+/// old port reads records). Then a good file is taken while an upload is in flight: it is
+/// cancelled after `upload.shutdown_timeout`. The API rate limiter keeps its history across
+/// the reload: with the minute's 5 calls spent, the new pipeline's first sync waits for the
+/// minute to pass instead of calling at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_is_all_or_nothing_and_keeps_the_rate_limit() {
     let world = World::start().await;
     let mut settings = world.settings();
     settings
-        // The data sources list and two block scripts take three calls; the upload's
-        // upload_url the fourth, so that its done_upload waits for the limiter, in flight.
-        .set("upload.api_calls_per_minute", "4")
+        // The data sources list and two block scripts take three calls; the first upload
+        // the last two, once the limiter lets both go (its done_upload unanswered for
+        // 10 s, in flight at the reload).
+        .set("upload.api_calls_per_minute", "5")
         .set("upload.shutdown_timeout", &quote("2s"))
         // Batches sealed soon, so that an upload is in flight (its done_upload waiting for
         // the limiter) when the good file is taken.
         .set("batch.max_age", &quote("300ms"));
     world.emulator.set_banned(domains("app", 5));
+    world.emulator.push_fault(
+        Endpoint::DoneUpload,
+        Fault::Delay(Duration::from_secs(10)),
+        1,
+    );
     let mut agent = world.agent(&settings);
     let config = world.dir.path().join("config.toml");
     agent.wait_status("the first sync", |s| s["sync"]["urls"] == 5);
@@ -278,12 +285,21 @@ async fn sighup_is_all_or_nothing_and_keeps_the_rate_limit() {
         });
     }
     assert!(!agent.log_text().contains("configuration reloaded"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while world.emulator.calls_to(Endpoint::DoneUpload).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no upload in flight: {}",
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     settings.set("batch.max_age", &quote("300ms"));
     settings.write(&config);
     agent.signal(Signal::SIGHUP);
     agent.wait_log("configuration reloaded");
-    // The records' upload waited for the rate limiter past upload.shutdown_timeout: it was
+    // The first upload's done_upload went unanswered past upload.shutdown_timeout: it was
     // cancelled (its batch stays in the spool) and awaited before the new pipeline began.
     let log = agent.log_text();
     let cancelled = log.find("did not finish in time").expect(&log);
