@@ -129,8 +129,9 @@ impl Api {
                 }
                 StatusCode::UNAUTHORIZED if !logged_in_again => {
                     info!(
-                        "ZIA {endpoint}: the session or token ended ({}); logging in again",
-                        login::refusal_message(&answer.body)
+                        endpoint,
+                        answer = %login::refusal_message(&answer.body),
+                        "ZIA: the session or token ended; logging in again"
                     );
                     logged_in_again = true;
                     *self.credential.lock().await = None;
@@ -163,11 +164,12 @@ impl Api {
         match result {
             Ok(answer) if answer.status.is_success() => debug!("ZIA: logged out"),
             Ok(answer) => warn!(
-                "ZIA {endpoint}: HTTP {}: {}",
-                answer.status.as_u16(),
-                login::refusal_message(&answer.body)
+                endpoint,
+                status = answer.status.as_u16(),
+                answer = %login::refusal_message(&answer.body),
+                "ZIA: the logout was refused"
             ),
-            Err(e) => warn!("ZIA: {e}"),
+            Err(error) => warn!(%error, "ZIA: the logout failed"),
         }
     }
 
@@ -307,7 +309,7 @@ impl Api {
                         });
                     }
                     let wait = backoff.next(None);
-                    warn!("ZIA {endpoint}: {reason}; trying again in {wait:?}");
+                    warn!(endpoint, %reason, ?wait, "ZIA: the call failed; trying again");
                     tokio::time::sleep(wait).await;
                     continue;
                 }
@@ -334,7 +336,7 @@ impl Api {
                 // "0 seconds" means the next second: never sooner than the limit allows.
                 let asked = rate_limit_wait(&headers, &body).unwrap_or(Duration::ZERO);
                 let wait = asked.max(kind.spacing()).max(Duration::from_millis(500));
-                info!("ZIA {endpoint}: rate limited (429); trying again in {wait:?}");
+                info!(endpoint, ?wait, "ZIA: rate limited (429); trying again");
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -349,8 +351,9 @@ impl Api {
                     });
                 }
                 info!(
-                    "ZIA {endpoint}: another admin session holds the edit lock; trying again in {:?}",
-                    options.edit_lock_wait
+                    endpoint,
+                    wait = ?options.edit_lock_wait,
+                    "ZIA: another admin session holds the edit lock; trying again"
                 );
                 tokio::time::sleep(options.edit_lock_wait).await;
                 continue;
@@ -376,7 +379,7 @@ impl Api {
                     });
                 }
                 let wait = backoff.next(None);
-                warn!("ZIA {endpoint}: {reason}; trying again in {wait:?}");
+                warn!(endpoint, %reason, ?wait, "ZIA: the call failed; trying again");
                 tokio::time::sleep(wait).await;
                 continue;
             }

@@ -259,9 +259,9 @@ impl ZiaClient {
         let checked = urls::check_all(urls);
         if checked.invalid > 0 {
             info!(
-                "ZIA: {} URLs dropped because ZIA would refuse them, e.g. {}",
-                checked.invalid,
-                checked.examples.join(", ")
+                dropped = checked.invalid,
+                examples = %checked.examples.join(", "),
+                "ZIA: URLs dropped because ZIA would refuse them"
             );
         }
         let wanted = checked.valid;
@@ -287,7 +287,7 @@ impl ZiaClient {
                 push::check_id(&category.id)?;
                 let diff = Diff::between(&category.urls, &wanted);
                 if diff.is_empty() {
-                    info!("ZIA: {name:?} ({}) is up to date", category.id);
+                    info!(category = name, id = %category.id, "ZIA: the category is up to date");
                     report.category_id = category.id;
                     return Ok(report);
                 }
@@ -302,7 +302,7 @@ impl ZiaClient {
                 push::check_quota(quota.remaining(), 0, wanted.len() as u64)?;
                 let first = &wanted[..wanted.len().min(self.options.slice.max(1))];
                 let id = push::create(&self.api, name, &self.options.description, first).await?;
-                info!("ZIA: created {name:?} as {id} with {} URLs", first.len());
+                info!(category = name, %id, urls = first.len(), "ZIA: created the category");
                 report.created = true;
                 report.writes += 1;
                 report.added += first.len() as u64;
@@ -341,11 +341,12 @@ impl ZiaClient {
         report.quota_remaining = (quota.remaining() + report.removed).saturating_sub(report.added);
         let state = push::activate(&self.api, &self.options).await?;
         info!(
-            "ZIA: {name:?} ({}): {} added, {} removed, activation {}",
-            report.category_id,
-            report.added,
-            report.removed,
-            state.as_str()
+            category = name,
+            id = %report.category_id,
+            added = report.added,
+            removed = report.removed,
+            activation = state.as_str(),
+            "ZIA: the category was pushed"
         );
         report.activation = Some(state);
         Ok(report)

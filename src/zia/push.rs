@@ -213,10 +213,10 @@ pub async fn update_list(
             .await?;
         writes += 1;
         info!(
-            "ZIA: {} {} URLs of {}",
-            action.query(),
-            slice.len(),
-            category.id
+            action = action.query(),
+            urls = slice.len(),
+            id = %category.id,
+            "ZIA: a slice of the category's URLs written"
         );
     }
     Ok(writes)
