@@ -36,15 +36,46 @@ enum Stopped {
 }
 
 /// Where a reload asked for on the control socket gets its outcome.
-type ReloadReply = tokio::sync::oneshot::Sender<Result<(), String>>;
+pub type ReloadReply = tokio::sync::oneshot::Sender<Result<(), String>>;
 
-/// Runs the daemon until SIGTERM or SIGINT. SIGHUP (or `nss reload`, on the control
-/// socket) reloads the configuration: the new
-/// settings are checked and their resources prepared while the pipeline runs on; only then
-/// does the pipeline stop as at shutdown (nothing read is lost) and start again with them.
-/// A configuration that fails any of this is refused with a log line naming the key, and
-/// the agent runs on exactly as before.
+/// What asks the running daemon to stop or to reload its configuration: the process's
+/// signals, and `nss reload` on the control socket.
+#[derive(Debug)]
+pub enum Request {
+    /// SIGTERM or SIGINT: shut down.
+    Stop,
+    /// SIGHUP (`reply` none) or `nss reload`: load the configuration file again.
+    Reload {
+        asked_by: &'static str,
+        reply: Option<ReloadReply>,
+    },
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the configuration (see
+/// [`serve`]).
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let (requests, received) = mpsc::channel(4);
+    let signals = OsSignals::watch()?;
+    let stop_signals = CancellationToken::new();
+    let forwarding = tokio::spawn(signals.forward(requests.clone(), stop_signals.clone()));
+    let result = serve(settings, requests, received).await;
+    stop_signals.cancel();
+    let _ = forwarding.await;
+    result
+}
+
+/// Runs the daemon until a [`Request::Stop`] arrives on `received` (or every sender is
+/// gone). A reload (from `received`, or `nss reload` on the control socket, which this
+/// forwards to `requests`) loads the configuration again: the new settings are checked
+/// and their resources prepared while the pipeline runs on; only then does the pipeline
+/// stop as at shutdown (nothing read is lost) and start again with them. A configuration
+/// that fails any of this is refused with a log line naming the key, and the agent runs
+/// on exactly as before.
+pub async fn serve(
+    settings: Settings,
+    requests: mpsc::Sender<Request>,
+    mut received: mpsc::Receiver<Request>,
+) -> anyhow::Result<()> {
     let runtime_dir = settings.paths.runtime_dir.clone();
     std::fs::create_dir_all(&runtime_dir).map_err(|e| ConfigError {
         key: "paths.runtime_dir".to_string(),
@@ -55,8 +86,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     })?;
     // Held until the daemon exits, across reloads.
     let _pidfile = PidLock::acquire(&runtime_dir)?;
-    let (reload_sender, reload_receiver) = mpsc::channel(4);
-    let mut signals = Signals::new(reload_receiver)?;
+    let (reload_sender, mut reload_receiver) = mpsc::channel::<control::ReloadRequest>(4);
     let (sync_sender, sync_receiver) = mpsc::channel(4);
     let counters = Arc::new(Counters::default());
     let shared = Shared {
@@ -70,6 +100,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let control_socket = control::bind(&runtime_dir)?;
     let stop_control = CancellationToken::new();
+    // `nss reload` joins the other requests.
+    let reloads_task = tokio::spawn(async move {
+        while let Some(reload) = reload_receiver.recv().await {
+            let request = Request::Reload {
+                asked_by: "nss reload",
+                reply: Some(reload.reply),
+            };
+            if requests.send(request).await.is_err() {
+                return;
+            }
+        }
+    });
     let control_task = tokio::spawn(control::serve(
         control_socket,
         control::Handlers {
@@ -85,7 +127,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         for warning in prepared.settings.warnings() {
             tracing::warn!("configuration: {warning}");
         }
-        match run_pipeline(prepared, &shared, &mut signals, reload_reply.take()).await {
+        match run_pipeline(prepared, &shared, &mut received, reload_reply.take()).await {
             Ok(Stopped::Exit) => break Ok(()),
             Ok(Stopped::Reload(next, reply)) => {
                 tracing::info!(config = %next.settings.path.display(), "configuration reloaded: starting again with it");
@@ -99,54 +141,71 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     shared.connections.close().await;
     stop_control.cancel();
     let _ = control_task.await;
+    // The control task is gone, and with it the reloads' sender.
+    let _ = reloads_task.await;
     let _ = std::fs::remove_file(control::socket_path(&runtime_dir));
     result
 }
 
-/// The signals the daemon acts on, and the reloads asked for on the control socket.
-struct Signals {
+/// The process's signals the daemon acts on.
+struct OsSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
-    reloads: mpsc::Receiver<control::ReloadRequest>,
 }
 
-impl Signals {
-    fn new(reloads: mpsc::Receiver<control::ReloadRequest>) -> anyhow::Result<Signals> {
-        Ok(Signals {
+impl OsSignals {
+    fn watch() -> anyhow::Result<OsSignals> {
+        Ok(OsSignals {
             term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
             hup: signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
-            reloads,
         })
     }
 
-    /// Waits for SIGTERM or SIGINT (then `Exit`), or SIGHUP or a reload request with a
-    /// configuration that passes its checks and whose resources could all be prepared
-    /// (then `Reload`). A refused configuration is logged, and told to the request.
-    async fn stopped(&mut self, current: &Prepared, shared: &Shared) -> Stopped {
+    /// Sends each signal to `requests` as what it asks, until `stop`.
+    async fn forward(mut self, requests: mpsc::Sender<Request>, stop: CancellationToken) {
         loop {
-            let (asked_by, reply) = tokio::select! {
-                _ = self.term.recv() => return Stopped::Exit,
-                _ = self.int.recv() => return Stopped::Exit,
-                _ = self.hup.recv() => ("SIGHUP", None),
-                Some(request) = self.reloads.recv() => ("nss reload", Some(request.reply)),
+            let request = tokio::select! {
+                _ = self.term.recv() => Request::Stop,
+                _ = self.int.recv() => Request::Stop,
+                _ = self.hup.recv() => Request::Reload { asked_by: "SIGHUP", reply: None },
+                _ = stop.cancelled() => return,
             };
-            let next = match Settings::load(&current.settings.path) {
-                Ok(settings) => Prepared::new(settings, Some(current), shared).await,
-                Err(error) => Err(error.into()),
-            };
-            match next {
-                Ok(next) => return Stopped::Reload(Box::new(next), reply),
-                Err(error) => {
-                    let error = crate::error_text::one_line(&*error);
-                    tracing::error!(
-                        %error,
-                        "{asked_by}: the configuration was not reloaded (configuration error: {error}); running on with the previous one"
-                    );
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(format!("configuration error: {error}")));
-                    }
+            if requests.send(request).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Waits for a stop (then `Exit`), or a reload with a configuration that passes its checks
+/// and whose resources could all be prepared (then `Reload`). A refused configuration is
+/// logged, and told to the request.
+async fn stopped(
+    received: &mut mpsc::Receiver<Request>,
+    current: &Prepared,
+    shared: &Shared,
+) -> Stopped {
+    loop {
+        let (asked_by, reply) = match received.recv().await {
+            None | Some(Request::Stop) => return Stopped::Exit,
+            Some(Request::Reload { asked_by, reply }) => (asked_by, reply),
+        };
+        let next = match Settings::load(&current.settings.path) {
+            Ok(settings) => Prepared::new(settings, Some(current), shared).await,
+            Err(error) => Err(error.into()),
+        };
+        match next {
+            Ok(next) => return Stopped::Reload(Box::new(next), reply),
+            Err(error) => {
+                let error = crate::error_text::one_line(&*error);
+                tracing::error!(
+                    %error,
+                    "{asked_by}: the configuration was not reloaded (configuration error: {error}); running on with the previous one"
+                );
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(format!("configuration error: {error}")));
                 }
             }
         }
@@ -159,7 +218,7 @@ impl Signals {
 async fn run_pipeline(
     prepared: Prepared,
     shared: &Shared,
-    signals: &mut Signals,
+    received: &mut mpsc::Receiver<Request>,
     reloaded: Option<ReloadReply>,
 ) -> anyhow::Result<Stopped> {
     let running = RunningPipeline::start(&prepared, shared).await?;
@@ -167,7 +226,7 @@ async fn run_pipeline(
     if let Some(reply) = reloaded {
         let _ = reply.send(Ok(()));
     }
-    let stopped = signals.stopped(&prepared, shared).await;
+    let stopped = stopped(received, &prepared, shared).await;
     let state = match stopped {
         Stopped::Exit => sd_notify::NotifyState::Stopping,
         Stopped::Reload(..) => sd_notify::NotifyState::Reloading,
@@ -176,4 +235,70 @@ async fn run_pipeline(
     running.shutdown(&stopped, shared).await?;
     tracing::info!("stopped");
     Ok(stopped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon in this process, stopped and reloaded by what the test sends it instead
+    /// of by signals: a reload is answered once the new pipeline runs, a stop ends it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_daemon_serves_until_asked_to_stop_and_reloads_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let feed = dir.path().join("feed.log");
+        std::fs::write(&feed, "").unwrap();
+        let config = dir.path().join("config.toml");
+        let text = format!(
+            r#"[mcas]
+domain = "127.0.0.1:9"
+token = "{token}"
+
+[feed]
+listen = ""
+files = ["{feed}"]
+
+[metrics]
+listen = ""
+
+[paths]
+state_dir = "{dir}/state"
+runtime_dir = "{dir}/run"
+"#,
+            token = "0123456789abcdef".repeat(4),
+            feed = feed.display(),
+            dir = dir.path().display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        let settings = Settings::load(&config).unwrap();
+        let (requests, received) = mpsc::channel(4);
+        let daemon = tokio::spawn(serve(settings, requests.clone(), received));
+        let status = dir.path().join("run").join(crate::status::STATUS_FILE);
+        for _ in 0..200 {
+            if status.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(status.exists(), "the daemon never wrote its status");
+
+        let (reply, reloaded) = tokio::sync::oneshot::channel();
+        requests
+            .send(Request::Reload {
+                asked_by: "the test",
+                reply: Some(reply),
+            })
+            .await
+            .unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(20), reloaded).await;
+        assert_eq!(outcome.unwrap().unwrap(), Ok(()));
+
+        requests.send(Request::Stop).await.unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(20), daemon).await;
+        ended.expect("stopped in time").unwrap().unwrap();
+        assert!(
+            !control::socket_path(&dir.path().join("run")).exists(),
+            "the control socket is removed"
+        );
+    }
 }
