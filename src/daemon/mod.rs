@@ -96,7 +96,7 @@ pub async fn serve(
             settings.upload.api_calls_per_minute,
             settings.upload.min_api_calls_per_minute,
         )),
-        sync_requests: Arc::new(tokio::sync::Mutex::new(sync_receiver)),
+        sync_requests: std::sync::Mutex::new(Some(sync_receiver)),
     };
     let control_socket = control::bind(&runtime_dir)?;
     let stop_control = CancellationToken::new();
@@ -242,7 +242,8 @@ mod tests {
     use super::*;
 
     /// The daemon in this process, stopped and reloaded by what the test sends it instead
-    /// of by signals: a reload is answered once the new pipeline runs, a stop ends it.
+    /// of by signals: a reload is answered once the new pipeline runs, whose sync answers
+    /// sync-now; a stop ends it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_daemon_serves_until_asked_to_stop_and_reloads_when_asked() {
         let dir = tempfile::tempdir().unwrap();
@@ -292,6 +293,21 @@ runtime_dir = "{dir}/run"
             .unwrap();
         let outcome = tokio::time::timeout(Duration::from_secs(20), reloaded).await;
         assert_eq!(outcome.unwrap().unwrap(), Ok(()));
+
+        // The reloaded pipeline's sync took over the queue of sync-now requests: it
+        // answers (MCAS is not there: that the sync failed).
+        let run_dir = dir.path().join("run");
+        let asked = tokio::task::spawn_blocking(move || {
+            control::ask(
+                &run_dir,
+                &control::Request::SyncNow {
+                    accept_empty: false,
+                },
+            )
+        });
+        let reply = tokio::time::timeout(Duration::from_secs(60), asked).await;
+        let reply = reply.expect("sync-now answered").unwrap().unwrap();
+        assert!(matches!(reply, control::Reply::Failed { .. }), "{reply:?}");
 
         requests.send(Request::Stop).await.unwrap();
         let ended = tokio::time::timeout(Duration::from_secs(20), daemon).await;

@@ -24,7 +24,8 @@ use crate::zia::ZiaClient;
 pub(super) struct Shared {
     pub(super) counters: Arc<Counters>,
     pub(super) limiter: Arc<ApiRateLimiter>,
-    pub(super) sync_requests: SyncRequests,
+    /// Taken by each pipeline's sync task, and given back when it stops.
+    pub(super) sync_requests: std::sync::Mutex<Option<SyncRequests>>,
     /// The feed's TCP connections, kept open across reloads.
     pub(super) connections: Arc<Connections>,
 }

@@ -41,7 +41,8 @@ pub(super) struct RunningPipeline {
     /// Cancels the upload in flight when it outlasts `upload_shutdown`.
     abort_uploads: CancellationToken,
     upload_shutdown: Duration,
-    sync_task: JoinHandle<()>,
+    /// Gives back the queue of sync-now requests when it ends.
+    sync_task: JoinHandle<crate::sync::SyncRequests>,
     data_source_task: JoinHandle<()>,
     stop_sync: CancellationToken,
     status_task: JoinHandle<()>,
@@ -168,13 +169,24 @@ impl RunningPipeline {
         let abort_uploads = CancellationToken::new();
         let stop_sync = CancellationToken::new();
         counters.sync.zia.enabled.set(prepared.zia.is_some());
+        let sync_requests = shared
+            .sync_requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+            .unwrap_or_else(|| {
+                // The last sync task ended without giving the queue back (it panicked):
+                // sync-now is refused, the scheduled syncs go on.
+                tracing::error!("the queue of sync-now requests was lost; nss sync-now cannot reach the daemon until it restarts");
+                tokio::sync::mpsc::channel(1).1
+            });
         let sync_task = tasks.spawn(sync::run(
             prepared.client.clone(),
             prepared.zia.clone(),
             CategoryStore::in_state_dir(&settings.paths.state_dir),
             settings.sync.clone(),
             counters.sync.clone(),
-            shared.sync_requests.clone(),
+            sync_requests,
             stop_sync.clone(),
         ));
         let (chooser, log_format) = Chosen::new(&target.source);
@@ -317,7 +329,12 @@ impl RunningPipeline {
             let _ = upload_task.await;
         }
         stop_sync.cancel();
-        let _ = sync_task.await;
+        if let Ok(requests) = sync_task.await {
+            *shared
+                .sync_requests
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(requests);
+        }
         let _ = data_source_task.await;
         stop_status.cancel();
         let _ = status_task.await;

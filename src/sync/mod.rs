@@ -212,60 +212,64 @@ pub struct SyncDone {
     pub pushed: Option<Result<PushReport, push::PushError>>,
 }
 
-/// The queue of [`SyncRequest`]s, shared by the sync tasks of successive pipelines.
-pub type SyncRequests = std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<SyncRequest>>>;
+/// The queue of [`SyncRequest`]s, handed from the sync task of one pipeline to the next.
+pub type SyncRequests = mpsc::Receiver<SyncRequest>;
 
 /// The daemon's sync: one right away, then every `settings.interval` (with jitter), and one
 /// whenever a [`SyncRequest`] comes; each recorded in `counters` for `nss status` and the
 /// metrics; after each successful one, the category is pushed into `zia` when there is
-/// one. Runs until `cancel`.
+/// one. Runs until `cancel`, then gives the queue back for the next pipeline's sync.
 pub async fn run(
     client: McasClient,
     zia: Option<std::sync::Arc<ZiaClient>>,
     store: CategoryStore,
     settings: SyncSettings,
     counters: std::sync::Arc<SyncCounters>,
-    requests: SyncRequests,
+    mut requests: SyncRequests,
     cancel: CancellationToken,
-) {
-    let mut requests = requests.lock().await;
-    let mut asked: Option<SyncRequest> = None;
-    loop {
-        let accept_empty = asked.as_ref().is_some_and(|r| r.accept_empty);
-        let result = tokio::select! {
-            result = sync_once(&client, &store, &settings, accept_empty) => result,
-            _ = cancel.cancelled() => return,
-        };
-        let mut delay = record(&counters, &settings, &result);
-        let pushed = match (&zia, &result) {
-            (Some(zia), Ok(_)) => Some(tokio::select! {
-                pushed = push::push_category(zia, &store, &settings.category, &counters.zia) => pushed,
+) -> SyncRequests {
+    // `return` ends this block, not the function: the queue goes back either way.
+    async {
+        let mut asked: Option<SyncRequest> = None;
+        loop {
+            let accept_empty = asked.as_ref().is_some_and(|r| r.accept_empty);
+            let result = tokio::select! {
+                result = sync_once(&client, &store, &settings, accept_empty) => result,
                 _ = cancel.cancelled() => return,
-            }),
-            _ => None,
-        };
-        if matches!(pushed, Some(Err(_))) {
-            // ZIA keeps its current content meanwhile; the next try comes as soon as after
-            // a failed sync.
-            delay = next_delay(settings.interval.min(RETRY_AFTER_FAILURE));
-        }
-        match asked.take() {
-            Some(request) => {
-                let _ = request.reply.send(SyncDone { result, pushed });
+            };
+            let mut delay = record(&counters, &settings, &result);
+            let pushed = match (&zia, &result) {
+                (Some(zia), Ok(_)) => Some(tokio::select! {
+                    pushed = push::push_category(zia, &store, &settings.category, &counters.zia) => pushed,
+                    _ = cancel.cancelled() => return,
+                }),
+                _ => None,
+            };
+            if matches!(pushed, Some(Err(_))) {
+                // ZIA keeps its current content meanwhile; the next try comes as soon as after
+                // a failed sync.
+                delay = next_delay(settings.interval.min(RETRY_AFTER_FAILURE));
             }
-            None => drop((result, pushed)),
-        }
-        // Checked: a bounded interval still must not overflow the wall clock's range.
-        let next = SystemTime::now().checked_add(delay);
-        if let Some(next) = next {
-            counters.next.set(next);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            Some(request) = requests.recv() => asked = Some(request),
-            _ = cancel.cancelled() => return,
+            match asked.take() {
+                Some(request) => {
+                    let _ = request.reply.send(SyncDone { result, pushed });
+                }
+                None => drop((result, pushed)),
+            }
+            // Checked: a bounded interval still must not overflow the wall clock's range.
+            let next = SystemTime::now().checked_add(delay);
+            if let Some(next) = next {
+                counters.next.set(next);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                Some(request) = requests.recv() => asked = Some(request),
+                _ = cancel.cancelled() => return,
+            }
         }
     }
+    .await;
+    requests
 }
 
 /// Records a sync's result in `sync` and says when the next one is due.
