@@ -102,7 +102,7 @@ pub struct Handlers {
 }
 
 /// Answers commands until `stop`.
-pub async fn serve(listener: UnixListener, handlers: Handlers, stop: CancellationToken) {
+pub async fn answer_commands(listener: UnixListener, handlers: Handlers, stop: CancellationToken) {
     let connections = TaskTracker::new();
     loop {
         tokio::select! {

@@ -52,13 +52,13 @@ pub enum Request {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the configuration (see
-/// [`serve`]).
+/// [`run_with_requests`]).
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (requests, received) = mpsc::channel(4);
     let signals = OsSignals::watch()?;
     let stop_signals = CancellationToken::new();
     let forwarding = tokio::spawn(signals.forward(requests.clone(), stop_signals.clone()));
-    let result = serve(settings, requests, received).await;
+    let result = run_with_requests(settings, requests, received).await;
     stop_signals.cancel();
     let _ = forwarding.await;
     result
@@ -71,7 +71,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// stop as at shutdown (nothing read is lost) and start again with them. A configuration
 /// that fails any of this is refused with a log line naming the key, and the agent runs
 /// on exactly as before.
-pub async fn serve(
+pub async fn run_with_requests(
     settings: Settings,
     requests: mpsc::Sender<Request>,
     mut received: mpsc::Receiver<Request>,
@@ -112,7 +112,7 @@ pub async fn serve(
             }
         }
     });
-    let control_task = tokio::spawn(control::serve(
+    let control_task = tokio::spawn(control::answer_commands(
         control_socket,
         control::Handlers {
             syncs: sync_sender,
@@ -273,7 +273,7 @@ runtime_dir = "{dir}/run"
         std::fs::write(&config, text).unwrap();
         let settings = Settings::load(&config).unwrap();
         let (requests, received) = mpsc::channel(4);
-        let daemon = tokio::spawn(serve(settings, requests.clone(), received));
+        let daemon = tokio::spawn(run_with_requests(settings, requests.clone(), received));
         let status = dir.path().join("run").join(crate::status::STATUS_FILE);
         for _ in 0..200 {
             if status.exists() {

@@ -145,7 +145,7 @@ impl RunningPipeline {
                 shared
                     .connections
                     .clone()
-                    .serve(listener.clone(), stop_inputs.clone()),
+                    .accept_connections(listener.clone(), stop_inputs.clone()),
             );
         }
         for path in &settings.feed.files {
@@ -242,7 +242,7 @@ impl RunningPipeline {
         let stop_status = CancellationToken::new();
         if let Some((_, listener)) = &prepared.metrics {
             let reports = reports.clone();
-            tasks.spawn(metrics::serve(
+            tasks.spawn(metrics::answer_scrapes(
                 listener.clone(),
                 move || reports.report(),
                 stop_status.clone(),

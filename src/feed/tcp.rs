@@ -112,7 +112,11 @@ impl Connections {
     /// Accepts connections on `listener` until `cancel` (the end of a pipeline, or of
     /// the listener's address in the configuration); each is read by a task of its own,
     /// which outlives this.
-    pub async fn serve(self: Arc<Self>, listener: Arc<TcpListener>, cancel: CancellationToken) {
+    pub async fn accept_connections(
+        self: Arc<Self>,
+        listener: Arc<TcpListener>,
+        cancel: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,

@@ -1,11 +1,11 @@
 //! Prometheus metrics: the status report's counters and gauges in the text exposition
 //! format, served over plain HTTP on `metrics.listen` (loopback by default).
 
-mod serve;
+mod http;
 
 use std::fmt::Write as _;
 
-pub use serve::serve;
+pub use http::answer_scrapes;
 
 use crate::latency::HistogramReport;
 use crate::status::StatusReport;

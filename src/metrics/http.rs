@@ -29,7 +29,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `GET /metrics` with the report `report` makes at each request, until `cancel`;
 /// returns once every connection has ended.
-pub async fn serve(
+pub async fn answer_scrapes(
     listener: Arc<TcpListener>,
     report: impl Fn() -> StatusReport + Send + Sync + 'static,
     cancel: CancellationToken,
