@@ -137,6 +137,9 @@ pub async fn run_with_requests(
             Err(error) => break Err(error),
         }
     };
+    // Nothing reads requests any more: a reload still being forwarded fails at once
+    // instead of waiting for room in a queue no one empties.
+    drop(received);
     // After a failed start of the next pipeline, connections kept for it are closed.
     shared.connections.close().await;
     stop_control.cancel();
