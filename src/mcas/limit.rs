@@ -65,11 +65,23 @@ impl State {
         self.try_take_at(take, Instant::now())
     }
 
-    /// [`State::try_take`] as at `now`.
-    fn try_take_at(&mut self, take: bool, now: Instant) -> Result<(), Instant> {
+    /// Forgets the calls that left the window by `now`.
+    fn forget_old_calls(&mut self, now: Instant) {
         while self.calls.front().is_some_and(|&t| t + WINDOW <= now) {
             self.calls.pop_front();
         }
+    }
+
+    /// When the window holds fewer than `allowed` calls again, if it holds that many now
+    /// (the old calls forgotten): the leaving of the call that makes room.
+    fn window_frees_at(&self, allowed: usize) -> Option<Instant> {
+        let len = self.calls.len();
+        (len >= allowed).then(|| self.calls[len - allowed] + WINDOW)
+    }
+
+    /// [`State::try_take`] as at `now`.
+    fn try_take_at(&mut self, take: bool, now: Instant) -> Result<(), Instant> {
+        self.forget_old_calls(now);
         let per_second = self.rate / WINDOW.as_secs_f64();
         self.tokens = (self.tokens + (now - self.refilled).as_secs_f64() * per_second).min(BURST);
         self.refilled = now;
@@ -77,10 +89,10 @@ impl State {
         if let Some(until) = self.hold_until.filter(|&until| until > now) {
             return Err(until);
         }
-        if self.calls.len() >= allowed {
-            // After a decrease more calls than allowed may be in the window: wait for the
-            // one whose leaving makes room.
-            return Err(self.calls[self.calls.len() - allowed] + WINDOW);
+        // After a decrease more calls than allowed may be in the window: wait for the one
+        // whose leaving makes room.
+        if let Some(frees) = self.window_frees_at(allowed) {
+            return Err(frees);
         }
         // A hair under one counts as one: the time the wait computes refills it only up to
         // rounding.
@@ -172,20 +184,12 @@ impl ApiRateLimiter {
     /// one: while MCAS fails for every batch, the uploader's attempts keep to `share`
     /// calls a minute, counting the calls of every kind the process made.
     pub fn wait_for_share(&self, share: u32) -> Duration {
-        let state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap();
         let now = Instant::now();
-        let share = share.max(1) as usize;
-        let recent: Vec<Instant> = state
-            .calls
-            .iter()
-            .copied()
-            .filter(|&at| at + WINDOW > now)
-            .collect();
-        if recent.len() < share {
-            return Duration::ZERO;
-        }
-        // The call whose leaving brings the window below the share.
-        (recent[recent.len() - share] + WINDOW).saturating_duration_since(now)
+        state.forget_old_calls(now);
+        state
+            .window_frees_at(share.max(1) as usize)
+            .map_or(Duration::ZERO, |frees| frees.saturating_duration_since(now))
     }
 
     /// Changes the limits (a reload): the calls already made still count, and the rate
