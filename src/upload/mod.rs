@@ -262,13 +262,13 @@ impl<M: Mcas> Uploader<M> {
                 Duration::ZERO
             };
             let call_now = self.mcas.call_available_now();
-            // Calls were scarce for long: what waited for them goes up as one.
-            let merging = joinable
-                && (!call_now
-                    || std::mem::take(&mut waited_for_calls)
-                    || batches.merge_pays(limiter_wait));
+            // Calls were scarce for long: what waited for them goes up as one. Taken
+            // whatever this round decides, so that it speaks only of the wait before it.
+            let waited_long = std::mem::take(&mut waited_for_calls);
+            let merging =
+                joinable && (!call_now || waited_long || batches.merge_pays(limiter_wait));
             let mut probed = None;
-            let batch = if merging && call_now && batches.failing_for_everyone() {
+            let batch = if merging && call_now && outage {
                 // MCAS fails for every batch: first ask whether it takes a file at all
                 // (upload_url carries only the name, which a merge keeps), and merge the
                 // backlog only once it does, not once per attempt.
