@@ -13,7 +13,7 @@ fn main() -> ExitCode {
             // Causes may carry a daemon's answer or a server's text: escaped for the terminal.
             let line = format!("nss: {}", nss_agent::untrusted::escaped(&one_line(&error)));
             eprintln!("{}", nss_agent::logging::fatal_line(&line));
-            ExitCode::from(exit::code_for(&error))
+            ExitCode::from(cli::exit_code_for(&error))
         }
     }
 }

@@ -22,6 +22,8 @@ use crate::config::{McasAuth, Settings, ZiaAuth};
 /// The exit codes administrators' scripts rely on.
 pub use crate::exit;
 
+use std::error::Error;
+
 /// nss-agent: uploads the Zscaler NSS MCAS web-log feed to Microsoft Defender for Cloud Apps.
 #[derive(Debug, Parser)]
 #[command(name = "nss", version, about, propagate_version = true)]
@@ -216,6 +218,32 @@ impl exit::ExitStatus for ConfigRefused {
     }
 }
 
+/// The exit code of a command that failed with `error`: the one the first cause of its
+/// chain decides, else [`exit::FAILURE`].
+pub fn exit_code_for(error: &anyhow::Error) -> u8 {
+    error
+        .chain()
+        .find_map(exit_code_decided)
+        .unwrap_or(exit::FAILURE)
+}
+
+/// The code `cause` decides, if it is of a kind that decides one.
+fn exit_code_decided(cause: &(dyn Error + 'static)) -> Option<u8> {
+    /// Every kind of error that decides an exit code.
+    const KINDS: &[fn(&(dyn Error + 'static)) -> Option<u8>] = &[
+        of::<crate::config::ConfigError>,
+        of::<ConfigRefused>,
+        of::<crate::zia::ZiaError>,
+        of::<crate::mcas::ApiError>,
+        of::<Unavailable>,
+    ];
+    KINDS.iter().find_map(|kind| kind(cause))
+}
+
+fn of<E: exit::ExitStatus>(cause: &(dyn Error + 'static)) -> Option<u8> {
+    cause.downcast_ref::<E>().map(E::exit_code)
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let path = Settings::resolve_path(cli.config.as_deref());
@@ -248,5 +276,33 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => troubleshoot_zia::run(&Settings::load(&path)?),
         Command::SyncNow { accept_empty } => sync_now::run(&Settings::load(&path)?, accept_empty),
         Command::UrlCategories { json } => url_categories::run(&Settings::load(&path)?, json),
+    }
+}
+
+#[cfg(test)]
+mod exit_code_tests {
+    use super::*;
+    use crate::exit::{CONFIG, FAILURE, UNAVAILABLE};
+    use anyhow::Context;
+
+    #[test]
+    fn each_kind_decides_its_code_wherever_it_is_in_the_chain() {
+        let config: anyhow::Result<()> =
+            Err(crate::config::ConfigError::new("mcas.domain", "missing").into());
+        assert_eq!(
+            exit_code_for(&config.context("loading").unwrap_err()),
+            CONFIG
+        );
+        let refused = anyhow::Error::new(ConfigRefused("refused".into()));
+        assert_eq!(exit_code_for(&refused.context("nss reload")), CONFIG);
+        let unavailable = anyhow::Error::new(Unavailable("MCAS refused".into()));
+        assert_eq!(exit_code_for(&unavailable), UNAVAILABLE);
+        let setup = anyhow::Error::new(crate::zia::ZiaError::Setup("no CA".into()));
+        assert_eq!(exit_code_for(&setup), CONFIG);
+        let read_only = crate::zia::ZiaError::ReadOnly {
+            endpoint: "/urlCategories".into(),
+        };
+        assert_eq!(exit_code_for(&anyhow::Error::new(read_only)), UNAVAILABLE);
+        assert_eq!(exit_code_for(&anyhow::anyhow!("anything else")), FAILURE);
     }
 }
