@@ -13,6 +13,7 @@ mod troubleshoot_blob;
 mod troubleshoot_zia;
 mod url_categories;
 
+use std::error::Error;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -21,8 +22,6 @@ use crate::config::{McasAuth, Settings, ZiaAuth};
 
 /// The exit codes administrators' scripts rely on.
 pub use crate::exit;
-
-use std::error::Error;
 
 /// nss-agent: uploads the Zscaler NSS MCAS web-log feed to Microsoft Defender for Cloud Apps.
 #[derive(Debug, Parser)]
