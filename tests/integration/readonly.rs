@@ -415,7 +415,11 @@ async fn read_only_remount_cycles_lose_nothing() {
     let agent = world.agent(&settings);
     let feed = LiveFeed::start(agent.feed.unwrap(), file.clone());
     for cycle in 0..cycles {
-        let read = agent.status()["feed"]["records"].as_u64().unwrap();
+        // The first cycle may come before the agent's first status file.
+        let read = agent.wait_status("a status file", |s| s["feed"]["records"].is_u64())["feed"]
+            ["records"]
+            .as_u64()
+            .unwrap();
         agent.wait_status("records read", |s| {
             s["feed"]["records"].as_u64() >= Some(read + 2 * BURST as u64)
         });
