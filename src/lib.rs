@@ -10,7 +10,7 @@
 //!   files on disk until [`upload`] has handed each to MCAS; [`latency`] measures the wait.
 //! - **The side loop:** [`sync`] makes MCAS's unsanctioned apps a URL category in ZIA.
 //! - **The remote services:** [`mcas`] and [`zia`], their one [`https`] client, [`reach`],
-//!   [`jwt`], [`backoff`].
+//!   [`jwt`], [`retry`].
 //! - **Control:** [`daemon`] wires the stages together; [`cli`] is what an administrator
 //!   types, reading [`config`]; [`control`], [`status`], [`metrics`], [`pidfile`],
 //!   [`privilege`], [`untrusted`].
@@ -29,11 +29,11 @@ pub(crate) mod upload;
 pub mod sync;
 
 // The remote services.
-pub(crate) mod backoff;
 pub mod https;
 pub(crate) mod jwt;
 pub mod mcas;
 pub(crate) mod reach;
+pub(crate) mod retry;
 pub mod zia;
 
 // Control.

@@ -12,7 +12,7 @@ use tokio_util::io::ReaderStream;
 
 use super::client::{Provider, UploadTarget};
 use super::error::{ApiError, Step};
-use super::retry::retry_after;
+use super::retry_after::retry_after;
 
 /// Azure takes a file below this in one Put Blob; larger ones go up in blocks.
 pub const SINGLE_PUT_LIMIT: u64 = 64 << 20;

@@ -14,7 +14,7 @@ use super::counters::McasCounters;
 use super::entra::{EntraError, EntraTokens};
 use super::error::{ApiError, Step};
 use super::limit::ApiRateLimiter;
-use super::retry::retry_after;
+use super::retry_after::retry_after;
 use crate::config::{ConfigError, McasCredential, McasTarget, Secret, UploadSettings};
 
 /// Where the blob store wants the file, as upload_url answered.

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::retry::Retry;
+
 /// The request of the upload (or sync) that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -140,6 +142,31 @@ impl ApiError {
         )
     }
 
+    /// Whether the same request may be sent again, sorted as ZIA's answers are: 429 is
+    /// [`Retry::Throttled`], other transient failures [`Retry::Transient`], with the wait
+    /// MCAS asked for; everything else [`Retry::Never`] (a refused blob URL is answered by a
+    /// new URL, not by the same request).
+    pub fn retry(&self) -> Retry {
+        match self {
+            ApiError::Transient {
+                retry_after,
+                throttled: true,
+                ..
+            } => Retry::Throttled {
+                asked: *retry_after,
+            },
+            ApiError::Transient { retry_after, .. } => Retry::Transient {
+                asked: *retry_after,
+            },
+            ApiError::TokenRefused { .. }
+            | ApiError::NotFound { .. }
+            | ApiError::BlobUrlRefused { .. }
+            | ApiError::UnusableUploadUrl { .. }
+            | ApiError::Rejected { .. }
+            | ApiError::Local(_) => Retry::Never,
+        }
+    }
+
     /// The step that failed; `None` when the batch file could not be read.
     pub fn step(&self) -> Option<Step> {
         match self {
@@ -224,14 +251,12 @@ impl Disposition {
     /// Reads a failed step.
     pub fn of(error: &ApiError, known: Known) -> Disposition {
         match error {
-            ApiError::Transient {
-                throttled: true, ..
-            } => Disposition::Throttled,
-            ApiError::Transient {
-                step: Step::Blob | Step::DoneUpload,
-                ..
-            } => Disposition::BatchFailed,
-            ApiError::Transient { .. } => Disposition::Outage,
+            // What may be sent again, sorted as ZIA's answers are; then whose fault it is.
+            ApiError::Transient { .. } => match (error.retry(), error.step()) {
+                (Retry::Throttled { .. }, _) => Disposition::Throttled,
+                (_, Some(Step::Blob | Step::DoneUpload)) => Disposition::BatchFailed,
+                _ => Disposition::Outage,
+            },
             ApiError::BlobUrlRefused { .. } => Disposition::NewUrl,
             ApiError::UnusableUploadUrl { .. } => Disposition::UnusableUrl,
             ApiError::TokenRefused { .. } | ApiError::NotFound { .. } => Disposition::Pause,
@@ -326,6 +351,45 @@ fn shown(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_may_be_sent_again() {
+        let api = |step, status, wait: Option<u64>| {
+            ApiError::from_api_status(step, status, wait.map(Duration::from_secs), "h", b"{}")
+        };
+        let secs = |n| Some(Duration::from_secs(n));
+        let table: Vec<(ApiError, Retry)> = vec![
+            (
+                api(Step::UploadUrl, 429, Some(20)),
+                Retry::Throttled { asked: secs(20) },
+            ),
+            (
+                api(Step::DoneUpload, 429, None),
+                Retry::Throttled { asked: None },
+            ),
+            (
+                api(Step::UploadUrl, 503, Some(5)),
+                Retry::Transient { asked: secs(5) },
+            ),
+            (
+                api(Step::DoneUpload, 500, None),
+                Retry::Transient { asked: None },
+            ),
+            (
+                ApiError::from_blob_status(500, secs(1), b""),
+                Retry::Transient { asked: secs(1) },
+            ),
+            (ApiError::from_blob_status(403, None, b""), Retry::Never),
+            (api(Step::UploadUrl, 401, None), Retry::Never),
+            (api(Step::UploadUrl, 404, None), Retry::Never),
+            (api(Step::DoneUpload, 400, None), Retry::Never),
+            (ApiError::Local(std::io::Error::other("gone")), Retry::Never),
+        ];
+        for (error, expected) in table {
+            assert_eq!(error.retry(), expected, "{error}");
+            assert_eq!(error.retry().may_retry(), expected != Retry::Never);
+        }
+    }
 
     #[test]
     fn every_answer_has_one_disposition() {

@@ -12,7 +12,7 @@ pub(crate) mod entra;
 pub(crate) mod error;
 pub(crate) mod limit;
 pub(crate) mod log_format;
-pub(crate) mod retry;
+pub(crate) mod retry_after;
 
 pub use client::{
     BlockScript, DataSource, DataSourcesError, McasClient, Provider, RawAnswer, SendError,

@@ -31,11 +31,11 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::clock::rfc3339;
 use crate::config::{McasTarget, UploadSettings};
 use crate::mcas::log_format::Chosen;
 use crate::mcas::{data_source, ApiError, Disposition, Known, McasClient, Provider, Step};
+use crate::retry::Backoff;
 use crate::spool::{DoneSent, SealedBatch, Spool, DISK_RETRY};
 use batches::{Batches, PUT_FAILURES_PER_URL};
 use counters::UploaderCounters;
@@ -625,10 +625,7 @@ impl<M: Mcas> Uploader<M> {
                     }
                     _ => {}
                 }
-                let retry_after = match &error {
-                    ApiError::Transient { retry_after, .. } => retry_after.unwrap_or_default(),
-                    _ => Duration::ZERO,
-                };
+                let retry_after = error.retry().asked().unwrap_or_default();
                 if batches.batch_failed(seq, error.to_string(), self.settings.backoff_max) {
                     tracing::warn!(seq, %error, hold = %humantime::format_duration(self.settings.backoff_max), "the batch keeps failing: it is held back and newer batches go first; it stays in the spool and is tried again later");
                     return Outcome::Held;

@@ -14,10 +14,10 @@ use tracing::{debug, info, warn};
 
 use super::error::{LoginKind, ZiaError};
 use super::login::{self, Credential, SessionRequest, TokenProof};
-use super::retry::rate_limit_wait;
+use super::retry_policy;
 use super::{ZiaCounters, ZiaOptions};
-use crate::backoff::Backoff;
 use crate::config::{OneApiSecret, ZiaLogin};
+use crate::retry::{Backoff, Retry};
 
 /// The largest answer of the category list (and of a write, which answers the category).
 pub const LARGE_ANSWER: usize = 8 << 20;
@@ -263,10 +263,10 @@ impl Api {
         }
     }
 
-    /// Sends the request `build` makes until an answer that is not to be retried: paced
-    /// by `kind`, 429 after the wait it asks for, 409 EDIT_LOCK_NOT_AVAILABLE after
-    /// `edit_lock_wait`, load shedding (see [`is_load_shedding`]), 5xx and connection
-    /// errors with backoff, each bounded.
+    /// Sends the request `build` makes until an answer that is not to be retried, as
+    /// [`retry_policy::classify`] sorts them: paced by `kind`, 429 after the wait it asks
+    /// for, 409 EDIT_LOCK_NOT_AVAILABLE after `edit_lock_wait`, load shedding, 5xx and
+    /// connection errors with backoff, each kind bounded.
     async fn exchange(
         &self,
         endpoint: &str,
@@ -276,7 +276,7 @@ impl Api {
     ) -> Result<Answer, ZiaError> {
         let options = &self.options;
         let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
-        let (mut failures, mut throttled, mut locked, mut shed) = (0u32, 0u32, 0u32, 0u32);
+        let (mut failures, mut throttled, mut locked) = (0u32, 0u32, 0u32);
         loop {
             self.pace(kind).await;
             self.counters.api_calls.add(1);
@@ -321,67 +321,60 @@ impl Api {
             } else {
                 read_truncated(response, SMALL_ANSWER).await
             };
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                self.counters.throttled.add(1);
-                throttled += 1;
-                if throttled > options.max_throttled {
-                    return Err(ZiaError::Unavailable {
-                        endpoint: endpoint.to_string(),
-                        reason: format!(
-                            "ZIA kept answering 429 ({})",
-                            login::refusal_message(&body)
-                        ),
-                    });
+            match retry_policy::classify(status, &headers, &body) {
+                Retry::Never => {}
+                Retry::Throttled { asked } => {
+                    self.counters.throttled.add(1);
+                    throttled += 1;
+                    if throttled > options.max_throttled {
+                        return Err(ZiaError::Unavailable {
+                            endpoint: endpoint.to_string(),
+                            reason: format!(
+                                "ZIA kept answering 429 ({})",
+                                login::refusal_message(&body)
+                            ),
+                        });
+                    }
+                    // "0 seconds" means the next second: never sooner than the limit allows.
+                    let wait = asked
+                        .unwrap_or(Duration::ZERO)
+                        .max(kind.spacing())
+                        .max(Duration::from_millis(500));
+                    info!(endpoint, ?wait, "ZIA: rate limited (429); trying again");
+                    tokio::time::sleep(wait).await;
+                    continue;
                 }
-                // "0 seconds" means the next second: never sooner than the limit allows.
-                let asked = rate_limit_wait(&headers, &body).unwrap_or(Duration::ZERO);
-                let wait = asked.max(kind.spacing()).max(Duration::from_millis(500));
-                info!(endpoint, ?wait, "ZIA: rate limited (429); trying again");
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            if status == StatusCode::CONFLICT
-                && error_code(&body) == Some("EDIT_LOCK_NOT_AVAILABLE")
-            {
-                locked += 1;
-                if locked > options.max_edit_lock_retries {
-                    return Err(ZiaError::EditLocked {
-                        endpoint: endpoint.to_string(),
-                        attempts: locked,
-                    });
+                Retry::Busy => {
+                    locked += 1;
+                    if locked > options.max_edit_lock_retries {
+                        return Err(ZiaError::EditLocked {
+                            endpoint: endpoint.to_string(),
+                            attempts: locked,
+                        });
+                    }
+                    info!(
+                        endpoint,
+                        wait = ?options.edit_lock_wait,
+                        "ZIA: another admin session holds the edit lock; trying again"
+                    );
+                    tokio::time::sleep(options.edit_lock_wait).await;
+                    continue;
                 }
-                info!(
-                    endpoint,
-                    wait = ?options.edit_lock_wait,
-                    "ZIA: another admin session holds the edit lock; trying again"
-                );
-                tokio::time::sleep(options.edit_lock_wait).await;
-                continue;
-            }
-            let shedding = is_load_shedding(status, &body);
-            if shedding || status.is_server_error() {
-                // Load shedding and 5xx: each with its own bound, the same backoff.
-                let (count, what) = if shedding {
-                    (&mut shed, "ZIA is shedding load: HTTP")
-                } else {
-                    (&mut failures, "ZIA answered HTTP")
-                };
-                *count += 1;
-                let reason = format!(
-                    "{what} {}: {}",
-                    status.as_u16(),
-                    login::refusal_message(&body)
-                );
-                if *count > options.max_retries {
-                    return Err(ZiaError::Unavailable {
-                        endpoint: endpoint.to_string(),
-                        reason,
-                    });
+                Retry::Transient { asked } => {
+                    // 5xx and load shedding share the bound of connection errors.
+                    failures += 1;
+                    let reason = retry_policy::transient_reason(status, &body);
+                    if failures > options.max_retries {
+                        return Err(ZiaError::Unavailable {
+                            endpoint: endpoint.to_string(),
+                            reason,
+                        });
+                    }
+                    let wait = backoff.next(asked);
+                    warn!(endpoint, %reason, ?wait, "ZIA: the call failed; trying again");
+                    tokio::time::sleep(wait).await;
+                    continue;
                 }
-                let wait = backoff.next(None);
-                warn!(endpoint, %reason, ?wait, "ZIA: the call failed; trying again");
-                tokio::time::sleep(wait).await;
-                continue;
             }
             return Ok(Answer {
                 status,
@@ -466,38 +459,6 @@ async fn read_truncated(mut response: reqwest::Response, limit: usize) -> Vec<u8
         }
     }
     body
-}
-
-/// ZIA's `code` of an error answer.
-fn error_code(body: &[u8]) -> Option<&str> {
-    // A borrowed parse: the code is a plain string.
-    #[derive(serde::Deserialize)]
-    struct Code<'a> {
-        code: Option<&'a str>,
-    }
-    serde_json::from_slice::<Code>(body).ok()?.code
-}
-
-/// ZIA's `message` of an error answer.
-fn error_message(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Message {
-        message: Option<String>,
-    }
-    serde_json::from_slice::<Message>(body).ok()?.message
-}
-
-/// ZIA shedding load, not refusing: 409 or 412 "Failed during enter Org barrier", 401
-/// "Resource Access Blocked". The official Go SDK retries them with backoff.
-fn is_load_shedding(status: StatusCode, body: &[u8]) -> bool {
-    let says = |text: &str| error_message(body).is_some_and(|m| m.contains(text));
-    match status {
-        StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => {
-            says("Failed during enter Org barrier")
-        }
-        StatusCode::UNAUTHORIZED => says("Resource Access Blocked"),
-        _ => false,
-    }
 }
 
 /// 403 because the tenant is in maintenance: only when ZIA says so with

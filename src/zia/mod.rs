@@ -11,7 +11,7 @@ pub(crate) mod error;
 pub(crate) mod login;
 pub(crate) mod obfuscate;
 pub(crate) mod push;
-pub(crate) mod retry;
+pub(crate) mod retry_policy;
 pub(crate) mod urls;
 
 use std::sync::Arc;

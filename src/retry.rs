@@ -1,7 +1,41 @@
-//! When to try again after a failure: exponential backoff with full jitter, for every
-//! remote call (MCAS uploads, ZIA pushes).
+//! Trying a remote call again, the same way for MCAS and ZIA: what may be tried again is
+//! decided apart from how. Each service sorts its failures into a [`Retry`] with a pure
+//! classifier (`ApiError::retry` for MCAS, `zia::retry_policy::classify` for ZIA), tested
+//! by a table; the loop that makes the calls decides the wait ([`Backoff`], the upload
+//! limiter, the outage cadence) and how many tries it allows.
 
 use std::time::Duration;
+
+/// What a failed call calls for, whatever the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The service's rate limit refused the call (429): it is well, only busy. Try again
+    /// after the wait it asked for, if any; no backoff grows.
+    Throttled { asked: Option<Duration> },
+    /// The service failed for now (a 5xx, a timeout, a connection refused, load shed):
+    /// try again after a growing wait, at least the one it asked for.
+    Transient { asked: Option<Duration> },
+    /// Someone else holds what the call needs (ZIA's edit lock): try again after a fixed
+    /// wait.
+    Busy,
+    /// The same request would fail the same way: do not send it again.
+    Never,
+}
+
+impl Retry {
+    /// Whether the same request may be sent again.
+    pub fn may_retry(self) -> bool {
+        self != Retry::Never
+    }
+
+    /// The wait the service asked for, if it named one.
+    pub fn asked(self) -> Option<Duration> {
+        match self {
+            Retry::Throttled { asked } | Retry::Transient { asked } => asked,
+            Retry::Busy | Retry::Never => None,
+        }
+    }
+}
 
 /// Exponential backoff with full jitter: the n-th wait is uniform in
 /// [0, min(max, min * 2^n)], so that agents failing together do not retry together.
