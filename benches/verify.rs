@@ -14,7 +14,7 @@ fn verify(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::prepare(dir.path()).unwrap();
     let mut file = BatchFile::create(
-        &spool.new_batch_path(0, nss_agent::pipeline::Origin::Stream),
+        &spool.new_batch_path(0, nss_agent::handoff::Origin::Stream),
         6,
     )
     .unwrap();
@@ -22,7 +22,7 @@ fn verify(c: &mut Criterion) {
         file.append(&record).unwrap();
     }
     let written = file.finish().unwrap();
-    let copy = spool.new_batch_path(0, nss_agent::pipeline::Origin::Stream);
+    let copy = spool.new_batch_path(0, nss_agent::handoff::Origin::Stream);
     std::fs::copy(&written.path, &copy).unwrap();
     let inflated = spool
         .seal(&copy, written.records, written.raw_bytes)

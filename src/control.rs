@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::sync::{SyncDone, SyncError, SyncOutcome, SyncRequest};
+use crate::category_sync::{SyncDone, SyncError, SyncOutcome, SyncRequest};
 
 /// The socket's name in the runtime directory.
 pub const SOCKET: &str = "control.sock";
@@ -193,7 +193,7 @@ async fn reload(reloads: &mpsc::Sender<ReloadRequest>, stop: &CancellationToken)
 
 fn reply_of(done: SyncDone) -> Reply {
     let zia = done.pushed.map(|pushed| match pushed {
-        Ok(report) => PushReply::Pushed(crate::sync::push::render(&report)),
+        Ok(report) => PushReply::Pushed(crate::category_sync::publish::render(&report)),
         Err(error) => PushReply::Failed(crate::error_text::one_line(&error)),
     });
     match done.result {

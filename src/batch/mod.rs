@@ -14,9 +14,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::clock::{self, MonoStamp};
 use crate::config::BatchSettings;
 use crate::crashpoint;
+use crate::handoff::{Chunk, Origin, RecordSink, SealAck};
 use crate::latency::Arrivals;
 use crate::memory::MemoryBudget;
-use crate::pipeline::{Chunk, Origin, RecordSink, SealAck};
 use crate::spool::counters::SpoolCounters;
 use crate::spool::{BatchFile, Filling, Spool, DISK_RETRY};
 

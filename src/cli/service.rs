@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 
 use crate::config::Settings;
 use crate::pidfile;
-use crate::status;
+use crate::status_report;
 
 /// The systemd unit of the daemon.
 const UNIT: &str = "nss-agent.service";
@@ -221,7 +221,7 @@ fn start(settings: &Settings) -> anyhow::Result<()> {
                 tail(&log_path, 10)
             );
         }
-        if status::read(dir).is_ok_and(|r| r.running && r.pid == Some(pid)) {
+        if status_report::read(dir).is_ok_and(|r| r.running && r.pid == Some(pid)) {
             println!("NSS service running with pid {pid}");
             return Ok(());
         }

@@ -12,7 +12,7 @@ use crate::memory::{self, MemoryBudget};
 use crate::memory::{meets_ram_floor, MemoryReport};
 use crate::spool;
 use crate::spool::counters::SpoolCounters;
-use crate::status::{self, McasReport, StatusReport, UploadReport};
+use crate::status_report::{self, McasReport, StatusReport, UploadReport};
 use crate::untrusted;
 use crate::upload::PauseKind;
 
@@ -46,7 +46,7 @@ pub fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
 /// be read, when it exists and could not.
 pub fn current(settings: &Settings) -> (StatusReport, Option<String>) {
     let dir = &settings.paths.runtime_dir;
-    let (last, unreadable) = match status::read(dir) {
+    let (last, unreadable) = match status_report::read(dir) {
         Ok(report) => (Some(report), None),
         Err(e) if e.is_missing() => (None, None),
         Err(e) => (
@@ -55,7 +55,7 @@ pub fn current(settings: &Settings) -> (StatusReport, Option<String>) {
         ),
     };
     if let Some(report) = &last {
-        let fresh = std::fs::metadata(dir.join(status::STATUS_FILE))
+        let fresh = std::fs::metadata(dir.join(status_report::STATUS_FILE))
             .and_then(|m| m.modified())
             .is_ok_and(|t| t.elapsed().unwrap_or_default() < STALE);
         if report.running && fresh && report.pid.is_some_and(alive) {
@@ -373,7 +373,7 @@ fn human(settings: &Settings, r: &StatusReport) -> String {
         line(
             "WARN",
             "one category in ZIA",
-            crate::sync::push::defender_note(&other.name, &other.id, other.urls),
+            crate::category_sync::publish::defender_note(&other.name, &other.id, other.urls),
         );
     }
     let state = if r.running { "running" } else { "not running" };

@@ -5,13 +5,13 @@
 use anyhow::Context;
 
 use super::Unavailable;
+use crate::category_sync::counters::ZiaPushCounters;
+use crate::category_sync::{self, publish, CategoryStore, SyncOutcome};
 use crate::clock::rfc3339;
 use crate::config::Settings;
 use crate::control::{self, PushReply, Reply, Request};
 use crate::mcas::McasClient;
 use crate::pidfile;
-use crate::sync::counters::ZiaPushCounters;
-use crate::sync::{self, push, CategoryStore, SyncOutcome};
 use crate::untrusted::escaped_lines;
 use crate::zia::ZiaClient;
 
@@ -70,7 +70,7 @@ pub fn run(settings: &Settings, accept_empty: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(sync::sync_once(
+    let outcome = runtime.block_on(category_sync::sync_once(
         &client,
         &store,
         &settings.sync,
@@ -84,13 +84,13 @@ pub fn run(settings: &Settings, accept_empty: bool) -> anyhow::Result<()> {
     let zia = ZiaClient::new(&zia_target)?;
     // This command's own push: what it did is printed, not kept for the daemon's status.
     let pushed = ZiaPushCounters::default();
-    let report = runtime.block_on(push::push_category(
+    let report = runtime.block_on(publish::push_category(
         &zia,
         &store,
         &settings.sync.category,
         &pushed,
     ))?;
-    print!("{}", push::render(&report));
+    print!("{}", publish::render(&report));
     Ok(())
 }
 

@@ -38,7 +38,11 @@ impl ZiaVerdict {
                 let twice = match &report.defender_category {
                     Some(other) => format!(
                         "\nWarning: {}.",
-                        crate::sync::push::defender_note(&other.name, &other.id, other.url_count)
+                        crate::category_sync::publish::defender_note(
+                            &other.name,
+                            &other.id,
+                            other.url_count
+                        )
                     ),
                     None => String::new(),
                 };

@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
+use crate::category_sync::store::{total_urls, Category, CategoryStore};
 use crate::config::Settings;
-use crate::sync::store::{total_urls, Category, CategoryStore};
 
 /// Prints the categories: a table for a person, or with `json` the object fixed in the
 /// contract. Needs neither token nor domain.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use toml_edit::{DocumentMut, Item, Table, Value};
 
 use super::{ConfigError, Secret};
-use crate::fsx::AtomicWrite;
+use crate::durable_fs::AtomicWrite;
 
 /// The configuration file as a format-preserving TOML document.
 pub struct ConfigFile {

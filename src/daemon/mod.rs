@@ -14,7 +14,7 @@ use crate::control;
 use crate::feed::tcp;
 use crate::mcas::ApiRateLimiter;
 use crate::pidfile::PidLock;
-use crate::status::Counters;
+use crate::status_report::Counters;
 
 mod notify;
 mod prepare;
@@ -277,7 +277,10 @@ runtime_dir = "{dir}/run"
         let settings = Settings::load(&config).unwrap();
         let (requests, received) = mpsc::channel(4);
         let daemon = tokio::spawn(run_with_requests(settings, requests.clone(), received));
-        let status = dir.path().join("run").join(crate::status::STATUS_FILE);
+        let status = dir
+            .path()
+            .join("run")
+            .join(crate::status_report::STATUS_FILE);
         for _ in 0..200 {
             if status.exists() {
                 break;

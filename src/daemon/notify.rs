@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::Heartbeats;
 use crate::memory::MemoryBudget;
 use crate::memory::MemoryReport;
-use crate::status::{self, Counters, McasReport, StatusReport};
+use crate::status_report::{self, Counters, McasReport, StatusReport};
 
 use super::STATUS_INTERVAL;
 
@@ -120,7 +120,7 @@ pub(super) async fn publish_status(
     stop: CancellationToken,
 ) {
     let write = |report: StatusReport| {
-        if let Err(error) = status::publish(&dir, &report) {
+        if let Err(error) = status_report::publish(&dir, &report) {
             tracing::debug!(%error, "cannot write the status file");
         }
     };

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::category_sync::SyncRequests;
 use crate::config::{format_size, ConfigError, McasTarget, Settings};
 use crate::feed::checkpoint::CheckpointStore;
 use crate::feed::tcp::{self, Connections};
@@ -14,8 +15,7 @@ use crate::feed::READ_SIZE;
 use crate::mcas::{ApiRateLimiter, McasClient};
 use crate::memory::{self, MemoryBudget};
 use crate::spool::Spool;
-use crate::status::Counters;
-use crate::sync::SyncRequests;
+use crate::status_report::Counters;
 use crate::zia::ZiaClient;
 
 /// What lives as long as the process, across reloads: the counters, the API rate

@@ -16,6 +16,7 @@ use super::notify::{notify_systemd, publish_status, Reports};
 use super::prepare::{Prepared, Shared};
 use super::Stopped;
 use crate::batch::BatchWriters;
+use crate::category_sync::{self, CategoryStore};
 use crate::config::{ConfigError, Limit};
 use crate::feed::checkpoint::{CheckpointStore, Claim};
 use crate::feed::{tail, tcp};
@@ -24,8 +25,7 @@ use crate::mcas::log_format::Chosen;
 use crate::memory::{self, meets_ram_floor, MemoryBudget, RAM_FLOOR};
 use crate::metrics;
 use crate::spool::{Recovery, Spool};
-use crate::status::McasReport;
-use crate::sync::{self, CategoryStore};
+use crate::status_report::McasReport;
 use crate::upload::counters::UploaderCounters;
 use crate::upload::{MergeLimits, Uploader};
 use crate::versioned::{NewerVersion, ReadError};
@@ -42,7 +42,7 @@ pub(super) struct RunningPipeline {
     abort_uploads: CancellationToken,
     upload_shutdown: Duration,
     /// Gives back the queue of sync-now requests when it ends.
-    sync_task: JoinHandle<crate::sync::SyncRequests>,
+    sync_task: JoinHandle<crate::category_sync::SyncRequests>,
     data_source_task: JoinHandle<()>,
     stop_sync: CancellationToken,
     status_task: JoinHandle<()>,
@@ -180,7 +180,7 @@ impl RunningPipeline {
                 tracing::error!("the queue of sync-now requests was lost; nss sync-now cannot reach the daemon until it restarts");
                 tokio::sync::mpsc::channel(1).1
             });
-        let sync_task = tasks.spawn(sync::run(
+        let sync_task = tasks.spawn(category_sync::run(
             prepared.client.clone(),
             prepared.zia.clone(),
             CategoryStore::in_state_dir(&settings.paths.state_dir),

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsx::AtomicWrite;
-use crate::pipeline::{SealAck, SealWatcher};
+use crate::durable_fs::AtomicWrite;
+use crate::handoff::{SealAck, SealWatcher};
 use crate::versioned::{self, NewerVersion, ReadError};
 
 /// The version of the checkpoint files this build writes, and the newest it reads.

@@ -22,8 +22,8 @@ pub use codec::{Decoded, RecordDecoder};
 pub use throttle::Throttle;
 
 use crate::feed::counters::FeedCounters;
+use crate::handoff::Records;
 use crate::memory::{MemoryBudget, MemoryPermit};
-use crate::pipeline::Records;
 
 /// The most bytes asked of the operating system in one read.
 pub const READ_SIZE: usize = 256 << 10;

@@ -21,7 +21,7 @@ use super::checkpoint::{
 use super::rotated::find_rotated;
 use super::{Decoded, Framer, RecordDecoder};
 use crate::feed::counters::{FeedCounters, FileReport};
-use crate::pipeline::{RecordSink, Records, SealAck, SealWatcher};
+use crate::handoff::{RecordSink, Records, SealAck, SealWatcher};
 
 /// How often a file at its end is looked at again.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);

@@ -19,8 +19,8 @@ use tokio_util::task::TaskTracker;
 use super::{descriptors, Framer, Throttle};
 use crate::batch::DiskGate;
 use crate::feed::counters::FeedCounters;
+use crate::handoff::RecordSink;
 use crate::memory::MemoryBudget;
-use crate::pipeline::RecordSink;
 
 /// After shutdown is asked for, how long a connection may go on delivering what its peer
 /// already sent before it is closed.

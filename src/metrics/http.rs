@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::render;
-use crate::status::StatusReport;
+use crate::status_report::StatusReport;
 
 /// The most a request's head may hold; a scraper sends a few hundred bytes (hyper's
 /// smallest buffer).

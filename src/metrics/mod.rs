@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 pub use http::answer_scrapes;
 
 use crate::latency::HistogramReport;
-use crate::status::StatusReport;
+use crate::status_report::StatusReport;
 
 /// Whether a figure only grows (a counter), goes up and down (a gauge), or counts
 /// observations in buckets (a histogram: `_bucket{le=..}`, `_sum`, `_count`).
@@ -556,7 +556,7 @@ mod tests {
     /// outside lists.
     fn figures(report: &StatusReport) -> Vec<String> {
         let mut lines = Vec::new();
-        crate::status::tests::shape(&serde_json::to_value(report).unwrap(), "", &mut lines);
+        crate::status_report::tests::shape(&serde_json::to_value(report).unwrap(), "", &mut lines);
         lines
             .iter()
             .filter(|line| !line.contains("[]"))
@@ -569,7 +569,7 @@ mod tests {
 
     #[test]
     fn every_figure_of_the_status_is_a_metric() {
-        let counters = crate::status::Counters::default();
+        let counters = crate::status_report::Counters::default();
         // Null until known: set, so that they count as figures.
         counters.data_source.found.set(Some(true));
         counters.sync.zia.quota_remaining.set(Some(7));
@@ -616,7 +616,7 @@ mod tests {
 
     #[test]
     fn histograms_in_the_prometheus_format() {
-        let counters = crate::status::Counters::default();
+        let counters = crate::status_report::Counters::default();
         counters
             .spool
             .seal_latency

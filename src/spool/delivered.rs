@@ -5,7 +5,7 @@ use std::fs::{self, File};
 use std::io;
 
 use super::{file_name, SealedBatch, Spool};
-use crate::fsx::sync_dir;
+use crate::durable_fs::sync_dir;
 
 impl Spool {
     /// Removes a batch MCAS accepted: first a marker in `delivered/` (so that no later

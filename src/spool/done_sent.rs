@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{file_name, SealedBatch, Spool};
-use crate::fsx::AtomicWrite;
+use crate::durable_fs::AtomicWrite;
 use crate::versioned::{self, ReadError};
 
 /// The directory under the spool's root.

@@ -28,7 +28,7 @@ use flate2::Compression;
 use super::checksum::Checksummed;
 use super::{MergeName, SealedBatch, SealedName, Spool};
 use crate::clock::unix_millis;
-use crate::fsx::sync_dir;
+use crate::durable_fs::sync_dir;
 
 /// MCAS takes files up to 5 GB.
 pub const MCAS_MAX_FILE: u64 = 5_000_000_000;
@@ -297,8 +297,7 @@ mod tests {
     /// Seals a batch of `records` as the batch writers do.
     fn seal(spool: &Spool, records: &[&str]) -> SealedBatch {
         let mut file =
-            BatchFile::create(&spool.new_batch_path(0, crate::pipeline::Origin::Stream), 6)
-                .unwrap();
+            BatchFile::create(&spool.new_batch_path(0, crate::handoff::Origin::Stream), 6).unwrap();
         for r in records {
             file.append(r.as_bytes()).unwrap();
         }
@@ -307,7 +306,7 @@ mod tests {
 
     /// Seals a batch as an older version did: a gzip stream ended without a sync flush.
     fn seal_plain(spool: &Spool, records: &[&str]) -> SealedBatch {
-        let path = spool.new_batch_path(0, crate::pipeline::Origin::Stream);
+        let path = spool.new_batch_path(0, crate::handoff::Origin::Stream);
         let mut encoder = GzEncoder::new(File::create(&path).unwrap(), Compression::new(6));
         let mut raw = 0;
         for r in records {

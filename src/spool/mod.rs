@@ -109,8 +109,8 @@ pub use name::{BatchName, ForeignName, MergeName, OpenName, QuarantineName, Seal
 pub use recover::Recovery;
 pub use verify::Damage;
 
-use crate::fsx::{sync_dir, AtomicWrite};
-use crate::pipeline::Origin;
+use crate::durable_fs::{sync_dir, AtomicWrite};
+use crate::handoff::Origin;
 
 use crate::clock::unix_millis;
 
@@ -325,7 +325,7 @@ impl Spool {
 
     /// Seals a batch file as [`Spool::seal`] does, with the checksum of its bytes in its
     /// name, and `claims` (what the batch holds of tailed files, see
-    /// [`crate::pipeline::SealWatcher::claims`]) kept durably beside it until
+    /// [`crate::handoff::SealWatcher::claims`]) kept durably beside it until
     /// [`Spool::settled`]: a crash after the seal and before the checkpoints are saved
     /// leaves them for [`Spool::recover`].
     pub fn seal_written(&self, written: &Written, claims: &[u8]) -> io::Result<SealedBatch> {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::pipeline::Origin;
+use crate::handoff::Origin;
 
 /// The name of a file the spool writes in `open/` or `ready/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use flate2::read::GzDecoder;
 
 use super::{file_name, BatchFile, BatchName, OpenName, Spool};
 use crate::crashpoint;
-use crate::fsx::sync_dir;
-use crate::pipeline::Origin;
+use crate::durable_fs::sync_dir;
+use crate::handoff::Origin;
 
 /// What [`Spool::recover`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -229,9 +229,7 @@ impl Running {
     /// Seals a batch of `records` records.
     fn seal(&self, records: usize) -> SealedBatch {
         let mut file = BatchFile::create(
-            &self
-                .spool
-                .new_batch_path(0, crate::pipeline::Origin::Stream),
+            &self.spool.new_batch_path(0, crate::handoff::Origin::Stream),
             1,
         )
         .unwrap();

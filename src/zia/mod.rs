@@ -7,10 +7,10 @@
 //! attributes of ours other than its URLs, are never written.
 
 mod api;
+pub(crate) mod category_update;
 pub(crate) mod error;
 pub(crate) mod login;
 pub(crate) mod obfuscate;
-pub(crate) mod push;
 pub(crate) mod retry_policy;
 pub(crate) mod urls;
 
@@ -19,13 +19,13 @@ use std::time::Duration;
 
 use tracing::info;
 
+pub use category_update::{Diff, Quota};
 pub use error::{LoginKind, ZiaError};
-pub use push::{Diff, Quota};
 
 use crate::config::ZiaTarget;
 use crate::counter::Count;
 use api::Api;
-use push::ListAction;
+use category_update::ListAction;
 
 /// The description a created category gets (ZIA keeps it; pushes never rewrite it).
 pub const DEFAULT_DESCRIPTION: &str =
@@ -170,7 +170,7 @@ pub struct CategorySummary {
 }
 
 impl CategorySummary {
-    fn of(category: &push::RemoteCategory) -> CategorySummary {
+    fn of(category: &category_update::RemoteCategory) -> CategorySummary {
         CategorySummary {
             id: category.id.clone(),
             name: category.configured_name.clone().unwrap_or_default(),
@@ -265,10 +265,11 @@ impl ZiaClient {
             );
         }
         let wanted = checked.valid;
-        let categories = push::list_categories(&self.api).await?;
-        let existing = push::find(&categories, name).cloned();
-        let defender_category = push::find_defender(&categories, name).map(CategorySummary::of);
-        let quota = push::quota(&self.api).await?;
+        let categories = category_update::list_categories(&self.api).await?;
+        let existing = category_update::find(&categories, name).cloned();
+        let defender_category =
+            category_update::find_defender(&categories, name).map(CategorySummary::of);
+        let quota = category_update::quota(&self.api).await?;
         let mut report = PushReport {
             category_id: String::new(),
             created: false,
@@ -284,14 +285,14 @@ impl ZiaClient {
         };
         let (category, diff) = match existing {
             Some(category) => {
-                push::check_id(&category.id)?;
+                category_update::check_id(&category.id)?;
                 let diff = Diff::between(&category.urls, &wanted);
                 if diff.is_empty() {
                     info!(category = name, id = %category.id, "ZIA: the category is up to date");
                     report.category_id = category.id;
                     return Ok(report);
                 }
-                push::check_quota(
+                category_update::check_quota(
                     quota.remaining(),
                     diff.remove.len() as u64,
                     diff.add.len() as u64,
@@ -299,17 +300,18 @@ impl ZiaClient {
                 (category, diff)
             }
             None => {
-                push::check_quota(quota.remaining(), 0, wanted.len() as u64)?;
+                category_update::check_quota(quota.remaining(), 0, wanted.len() as u64)?;
                 let first = &wanted[..wanted.len().min(self.options.slice.max(1))];
-                let id = push::create(&self.api, name, &self.options.description, first).await?;
+                let id = category_update::create(&self.api, name, &self.options.description, first)
+                    .await?;
                 info!(category = name, %id, urls = first.len(), "ZIA: created the category");
                 report.created = true;
                 report.writes += 1;
                 report.added += first.len() as u64;
-                let category = push::RemoteCategory {
+                let category = category_update::RemoteCategory {
                     id,
                     configured_name: Some(name.to_string()),
-                    super_category: Some(push::SUPER_CATEGORY.to_string()),
+                    super_category: Some(category_update::SUPER_CATEGORY.to_string()),
                     urls: first.to_vec(),
                 };
                 let diff = Diff::between(&category.urls, &wanted);
@@ -318,7 +320,7 @@ impl ZiaClient {
         };
         report.category_id = category.id.clone();
         // Removals first: they free quota for the additions.
-        report.writes += push::update_list(
+        report.writes += category_update::update_list(
             &self.api,
             &category,
             name,
@@ -328,7 +330,7 @@ impl ZiaClient {
         )
         .await?;
         report.removed += diff.remove.len() as u64;
-        report.writes += push::update_list(
+        report.writes += category_update::update_list(
             &self.api,
             &category,
             name,
@@ -339,7 +341,7 @@ impl ZiaClient {
         .await?;
         report.added += diff.add.len() as u64;
         report.quota_remaining = (quota.remaining() + report.removed).saturating_sub(report.added);
-        let state = push::activate(&self.api, &self.options).await?;
+        let state = category_update::activate(&self.api, &self.options).await?;
         info!(
             category = name,
             id = %report.category_id,
@@ -361,11 +363,12 @@ impl ZiaClient {
     }
 
     async fn check_logged_in(&self, name: &str) -> Result<CheckReport, ZiaError> {
-        let quota = push::quota(&self.api).await?;
-        let categories = push::list_categories(&self.api).await?;
-        let category = push::find(&categories, name).map(CategorySummary::of);
-        let defender_category = push::find_defender(&categories, name).map(CategorySummary::of);
-        let activation = push::status(&self.api).await?;
+        let quota = category_update::quota(&self.api).await?;
+        let categories = category_update::list_categories(&self.api).await?;
+        let category = category_update::find(&categories, name).map(CategorySummary::of);
+        let defender_category =
+            category_update::find_defender(&categories, name).map(CategorySummary::of);
+        let activation = category_update::status(&self.api).await?;
         Ok(CheckReport {
             urls_provisioned: quota.unique_urls_provisioned.max(0) as u64,
             quota_remaining: quota.remaining(),

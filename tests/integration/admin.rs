@@ -10,7 +10,7 @@ use std::time::Duration;
 use mcas_emulator::{Endpoint, Fault};
 use nix::sys::signal::Signal;
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// A system user made for one test, removed after it.
 struct SystemUser {

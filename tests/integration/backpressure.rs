@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mcas_emulator::{Endpoint, Fault};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 const MEMORY_LIMIT: u64 = 8 << 20;
 const SPOOL_CAP: u64 = 1 << 20;

@@ -6,7 +6,7 @@
 use mcas_emulator::connect_proxy::ConnectProxy;
 use mcas_emulator::Endpoint;
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// Writes `settings` as the world's configuration and runs `nss troubleshoot mcas`.
 fn troubleshoot(world: &World, settings: &Settings) -> (i32, String) {

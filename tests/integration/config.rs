@@ -1,6 +1,6 @@
 //! Bad configuration is refused before anything starts: exit 78 and the key named.
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 fn run_with(toml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mcas_emulator::{Endpoint, Fault};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 pub const TOKEN_PROMPT: &str = "token (Authentication token for uploading to MCAS) ";
 pub const DOMAIN_PROMPT: &str = "domain (MCAS domain like mycompany.portal.cloudappsecurity.com) ";

@@ -4,7 +4,7 @@
 use std::fs;
 
 use crate::configure::{mode, nss_piped, Terminal, DOMAIN_PROMPT, TOKEN_PROMPT};
-use crate::harness::*;
+use crate::support::harness::*;
 
 const TENANT_PROMPT: &str = "tenant_id (Directory (tenant) ID or domain of the Entra application) ";
 const CLIENT_ID_PROMPT: &str = "client_id (Application (client) ID of the Entra application) ";

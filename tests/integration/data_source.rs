@@ -7,7 +7,7 @@ use std::time::Duration;
 use mcas_emulator::{DataSource, Roles};
 use nix::sys::signal::Signal;
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// `mcas.data_source` names a data source MCAS does not have: done_upload is refused, the
 /// batches wait in the spool (none quarantined), the status names the data source and the

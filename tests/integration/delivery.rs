@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mcas_emulator::Endpoint;
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// Records over three TCP connections and from a tailed file, in batches sealed by each
 /// of the three limits, all arrive exactly once.

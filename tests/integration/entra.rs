@@ -6,7 +6,7 @@ use std::time::Duration;
 use mcas_emulator::entra::{OTHER_TEST_CERTIFICATE_PEM, TEST_CERTIFICATE_PEM};
 use mcas_emulator::{Endpoint, EntraApp, Roles};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 const CLIENT_ID: &str = "3b0c7d8e-1f2a-4b5c-8d9e-0a1b2c3d4e5f";
 const SECRET: &str = "Zq8~entra-client-secret-value_0123456789";

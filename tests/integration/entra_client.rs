@@ -12,7 +12,7 @@ use nss_agent::config::{EntraSecret, McasCredential, McasTarget, Secret};
 use nss_agent::mcas::ApiError;
 use nss_agent::mcas::{ApiRateLimiter, BlockScript, DataSourcesError, McasClient};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 const CLIENT_ID: &str = "3b0c7d8e-1f2a-4b5c-8d9e-0a1b2c3d4e5f";
 const SECRET: &str = "Zq8~entra-client-secret-value_0123456789";

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mcas_emulator::{Endpoint, Fault};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 fn status(code: u16, retry_after: Option<&str>) -> Fault {
     Fault::Status {

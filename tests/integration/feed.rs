@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// A 10 MiB line is dropped and counted; invalid UTF-8, NUL and CRLF records pass as
 /// bytes; an unterminated last record still arrives.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// The test process opens more sockets than a default soft limit of 1,024 allows.
 fn raise_own_open_files() {

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::*;
-use crate::tally::tally;
+use crate::support::harness::*;
+use crate::support::tally::tally;
 
 /// How many times the kill -9 test kills the agent: 12, or NSS_SOAK_KILLS (scripts/soak).
 fn kill_cycles() -> usize {

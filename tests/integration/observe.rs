@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mcas_emulator::{Endpoint, Fault};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// Runs `nss --config <settings> <args>` once; returns the exit code and stdout + stderr.
 fn nss_with(world: &World, settings: &Settings, args: &[&str]) -> (i32, String) {

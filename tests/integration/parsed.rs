@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mcas_emulator::DataSource;
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// Sends `records` to a new agent of `world` and waits until every line is at MCAS.
 async fn deliver(world: &World, records: &[Vec<u8>]) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mcas_emulator::connect_proxy::ConnectProxy;
 
-use crate::harness::*;
+use crate::support::harness::*;
 use crate::zia_sync::{apps, assert_no_secret, sorted, Tenant};
 
 const PROXY_USER: &str = "nss-appliance";

@@ -10,7 +10,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use mcas_emulator::{Endpoint, Fault};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// The record counts of the sealed batches waiting in the agent's spool, oldest first.
 fn ready_batches(state_dir: &Path) -> Vec<u64> {

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::harness::*;
+use crate::support::harness::*;
 use mcas_emulator::{Endpoint, Fault};
 
 /// Records in each burst of the live feed, over TCP and into the tailed file.

@@ -4,7 +4,7 @@
 
 use nix::sys::signal::Signal;
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// A ZIA password, as long and odd as real ones.
 const PASSWORD: &str = "Pa55-w0rd-quite-secret-9f3b";

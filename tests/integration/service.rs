@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 fn service(config: &std::path::Path, verb: &str) -> (i32, String) {
     run_nss(config, &[verb], &[("NSS_AGENT_NO_SYSTEMD", "1")])

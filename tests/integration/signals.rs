@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// SIGTERM while records stream in: exit 0 within the timeout, every record the agent
 /// read is delivered (the rest after a restart), none twice.

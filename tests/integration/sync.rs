@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use mcas_emulator::{Endpoint, Fault};
 use serde_json::{json, Value};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 const CATEGORY: &str = "MCAS Unsanctioned Apps";
 

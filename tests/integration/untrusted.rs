@@ -7,11 +7,11 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::SystemTime;
 
+use nss_agent::category_sync::SyncOutcome;
 use nss_agent::control::{PushReply, Reply};
 use nss_agent::pidfile::PidLock;
-use nss_agent::sync::SyncOutcome;
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// What an attacker writes: clear the screen, retitle the terminal, ring the bell.
 const ESCAPES: &str = "\u{1b}[2J\u{1b}]0;pwned\u{7}\r\u{9b}";

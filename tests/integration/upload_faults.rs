@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mcas_emulator::{Endpoint, Fault, RepeatedDone};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// The storage answers 500 to every PUT of the first batch: after a few attempts it is held
 /// back (the status says how many and why), the 10 batches after it are delivered, and

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mcas_emulator::{Emulator, Endpoint, Fault};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// The record numbers of `stream` (made by [`leef`]) in the order MCAS received them.
 fn arrival_order(emulator: &Emulator, stream: &str) -> Vec<usize> {

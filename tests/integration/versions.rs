@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// Runs `nss run` with the configuration at `config` until it exits, for at most `limit`;
 /// returns its exit code (`None`: still running, then killed) and its output.

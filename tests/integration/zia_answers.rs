@@ -5,7 +5,7 @@
 use mcas_emulator::zia::{FaultScope, ZiaCategory, ZiaFault, DEFAULT_PASSWORD};
 use serde_json::json;
 
-use crate::harness::*;
+use crate::support::harness::*;
 use crate::zia_sync::{apps, assert_no_secret, sorted, Tenant, CATEGORY};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use mcas_emulator::zia::{
     DEFAULT_PASSWORD, DEFAULT_USERNAME,
 };
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 pub(crate) const CATEGORY: &str = "MCAS Unsanctioned Apps";
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsx::AtomicWrite;
+use crate::durable_fs::AtomicWrite;
 use crate::versioned::{self, ReadError};
 
 /// The file in the state directory that remembers the answer held back last.

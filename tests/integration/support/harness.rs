@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mcas_emulator::{Emulator, EmulatorConfig};
 use tempfile::TempDir;
 
-pub use crate::generate::{leef, lines, nss_prefix};
+pub use crate::support::generate::{leef, lines, nss_prefix};
 
 /// The API token the emulator accepts and the agent is given.
 pub const TOKEN: &str = "t0k3n-0123456789abcdef0123456789abcdef0123456789abcdef-SECRET";

@@ -5,7 +5,7 @@
 pub(crate) mod counters;
 pub(crate) mod guard;
 pub(crate) mod normalize;
-pub(crate) mod push;
+pub(crate) mod publish;
 pub(crate) mod store;
 
 use std::path::Path;
@@ -209,7 +209,7 @@ pub struct SyncRequest {
 #[derive(Debug)]
 pub struct SyncDone {
     pub result: Result<SyncOutcome, SyncError>,
-    pub pushed: Option<Result<PushReport, push::PushError>>,
+    pub pushed: Option<Result<PushReport, publish::PushError>>,
 }
 
 /// The queue of [`SyncRequest`]s, handed from the sync task of one pipeline to the next.
@@ -240,7 +240,7 @@ pub async fn run(
             let mut delay = record(&counters, &settings, &result);
             let pushed = match (&zia, &result) {
                 (Some(zia), Ok(_)) => Some(tokio::select! {
-                    pushed = push::push_category(zia, &store, &settings.category, &counters.zia) => pushed,
+                    pushed = publish::push_category(zia, &store, &settings.category, &counters.zia) => pushed,
                     _ = cancel.cancelled() => return,
                 }),
                 _ => None,

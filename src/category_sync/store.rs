@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::rfc3339;
 use crate::config::SyncSettings;
-use crate::fsx::AtomicWrite;
+use crate::durable_fs::AtomicWrite;
 use crate::versioned::{self, NewerVersion, ReadError};
 
 /// The store's file name in the state directory.

@@ -9,14 +9,14 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::category_sync::counters::SyncCounters;
 use crate::clock::rfc3339;
+use crate::durable_fs::AtomicWrite;
 use crate::feed::counters::FeedCounters;
-use crate::fsx::AtomicWrite;
 use crate::latency::Arrivals;
 use crate::mcas::counters::{DataSourceCounters, McasCounters};
 use crate::memory::MemoryReport;
 use crate::spool::counters::SpoolCounters;
-use crate::sync::counters::SyncCounters;
 use crate::upload::counters::UploadCounters;
 use crate::versioned;
 
@@ -223,8 +223,8 @@ pub(crate) mod tests {
 
     #[test]
     fn the_report_keeps_its_field_names_and_types() {
+        use crate::category_sync::counters::ZiaCategoryReport;
         use crate::feed::counters::FileReport;
-        use crate::sync::counters::ZiaCategoryReport;
         use crate::upload::{PauseKind, PauseReason};
         use std::time::Duration;
         let counters = Counters::default();
@@ -276,9 +276,9 @@ pub(crate) mod tests {
         let report = counters.report(mcas, MemoryReport::default());
         let mut lines = Vec::new();
         shape(&serde_json::to_value(&report).unwrap(), "", &mut lines);
-        let expected = include_str!("status/shape.txt");
+        let expected = include_str!("status_report/shape.txt");
         if std::env::var_os("NSS_WRITE_SHAPE").is_some() {
-            std::fs::write("src/status/shape.txt", lines.join("\n") + "\n").unwrap();
+            std::fs::write("src/status_report/shape.txt", lines.join("\n") + "\n").unwrap();
         }
         assert_eq!(lines.join("\n") + "\n", expected);
     }
