@@ -4,6 +4,7 @@ pub(crate) mod checkpoint;
 pub(crate) mod codec;
 pub(crate) mod counters;
 pub(crate) mod descriptors;
+pub(crate) mod progress;
 mod rotated;
 pub(crate) mod tail;
 pub(crate) mod tcp;

@@ -15,9 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{
-    Checkpoint, CheckpointStore, FailedChunk, FileProgress, Identity, FINGERPRINT_BYTES,
-};
+use super::checkpoint::{Checkpoint, CheckpointStore, Identity, FINGERPRINT_BYTES};
+use super::progress::{FailedChunk, FileProgress};
 use super::rotated::find_rotated;
 use super::{Decoded, Framer, RecordDecoder};
 use crate::feed::counters::{FeedCounters, FileReport};
