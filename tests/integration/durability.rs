@@ -6,13 +6,8 @@ use std::time::Duration;
 use crate::support::harness::*;
 use crate::support::tally::tally;
 
-/// How many times the kill -9 tests kill the agent: 20, or NSS_SOAK_KILLS (scripts/soak).
-fn kill_cycles() -> usize {
-    std::env::var("NSS_SOAK_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
-}
+/// How many times this file's kill -9 tests kill the agent, unless NSS_SOAK_KILLS says.
+const KILLS: usize = 20;
 
 fn tail_only(world: &World, file: &std::path::Path) -> Settings {
     let mut settings = world.settings();
@@ -51,13 +46,9 @@ async fn a_restart_resumes_a_tailed_file_at_its_checkpoint() {
     let second: Vec<Vec<u8>> = (0..300).map(|n| leef("while-down", n, 0)).collect();
     append(&file, &second);
     let agent = world.agent(&settings);
-    world
-        .emulator
-        .wait_for_records(800, Duration::from_secs(30))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_exactly_once(&world.emulator, [first, second].concat());
+    let expected = [first, second].concat();
+    assert_eq!(expected.len(), 800);
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
     assert!(
         agent.log_text().contains("tailing from the checkpoint"),
         "{}",
@@ -89,7 +80,7 @@ async fn kill_9_while_tailing_loses_no_record() {
     });
     let mut rng = fastrand::Rng::with_seed(20);
     let mut kills = 0;
-    while !appender.is_finished() || kills < kill_cycles() {
+    while !appender.is_finished() || kills < kill_cycles(KILLS) {
         let mut agent = world.agent(&settings);
         std::thread::sleep(Duration::from_millis(rng.u64(100..700)));
         agent.kill();
@@ -220,13 +211,7 @@ async fn logrotate_copytruncate_loses_nothing_read() {
     let long: Vec<Vec<u8>> = (0..2000).map(|n| leef("after", n, 0)).collect();
     append(&file, &long);
     expected.extend(long);
-    world
-        .emulator
-        .wait_for_records(expected.len() as u64, Duration::from_secs(30))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_exactly_once(&world.emulator, expected);
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
     assert!(agent.log_text().contains("truncated"));
 }
 
@@ -402,7 +387,7 @@ async fn kill_9_with_tcp_file_and_a_failing_mcas() {
     });
     let mut sent_tcp = Vec::new();
     let mut kills = 0;
-    while kills < kill_cycles() {
+    while kills < kill_cycles(KILLS) {
         for (endpoint, code) in [
             (Endpoint::UploadUrl, 503),
             (Endpoint::Blob, 500),

@@ -68,6 +68,8 @@ async fn records_delivered_over_several_token_lifetimes_and_the_secret_never_sho
             .wait_for_records(expected.len() as u64, Duration::from_secs(30))
             .await
             .unwrap();
+        // The pace of the rounds, not a wait for the agent: the rounds span three token
+        // lifetimes.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     assert_exactly_once(&world.emulator, expected);

@@ -44,8 +44,8 @@ async fn transient_failures_end_in_delivery_without_loss_or_duplicates() {
         .wait_for_records(records.len() as u64, Duration::from_secs(90))
         .await
         .unwrap();
-    // Give a late duplicate the chance to show up.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nothing left in flight: a late duplicate would have arrived.
+    agent.wait_quiet(Duration::from_secs(30)).await;
     assert_exactly_once(emulator, records);
     assert!(
         started.elapsed() >= Duration::from_secs(2),

@@ -9,13 +9,8 @@ use std::time::Duration;
 use crate::support::harness::*;
 use crate::support::tally::tally;
 
-/// How many times the kill -9 test kills the agent: 12, or NSS_SOAK_KILLS (scripts/soak).
-fn kill_cycles() -> usize {
-    std::env::var("NSS_SOAK_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12)
-}
+/// How many times this file's kill -9 tests kill the agent, unless NSS_SOAK_KILLS says.
+const KILLS: usize = 12;
 
 /// Two batch writers (the 2-core default), a tailed file, no TCP feed.
 fn two_writers_tailing(world: &World, file: &Path) -> Settings {
@@ -73,7 +68,7 @@ async fn kill_9_with_two_writers_reads_no_sealed_record_again() {
     });
     let mut rng = fastrand::Rng::with_seed(11);
     let mut kills = 0;
-    while kills < kill_cycles() {
+    while kills < kill_cycles(KILLS) {
         let mut agent = world.agent(&settings);
         std::thread::sleep(Duration::from_millis(rng.u64(300..1500)));
         agent.kill();
@@ -430,11 +425,6 @@ async fn a_crash_between_salvage_and_removal_salvages_once() {
     agent.kill();
     world.run_to_crash(&settings, "salvage-written");
     let agent = world.agent(&settings);
-    world
-        .emulator
-        .wait_for_records(500, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_exactly_once(&world.emulator, records);
+    assert_eq!(records.len(), 500);
+    wait_exactly_once(&world, &agent, records, Duration::from_secs(30)).await;
 }

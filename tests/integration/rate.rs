@@ -321,14 +321,14 @@ async fn merges_killed_midway_deliver_every_record_once() {
         "only {interrupted} kills fell inside a merge"
     );
     world.emulator.clear_faults();
-    let _agent = world.agent(&settings);
+    let agent = world.agent(&settings);
     world
         .emulator
         .wait_for_records(records, Duration::from_secs(120))
         .await
         .unwrap();
-    // Whatever could still arrive late.
-    std::thread::sleep(Duration::from_secs(1));
+    // Nothing left in flight: whatever could arrive late has arrived.
+    agent.wait_quiet(Duration::from_secs(30)).await;
     assert_ids_exactly_once(&world.emulator, "killed", records);
 }
 

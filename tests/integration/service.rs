@@ -76,7 +76,12 @@ async fn start_stop_and_restart_through_the_pidfile_lose_nothing() {
         .wait_for_records(expected.len() as u64, Duration::from_secs(30))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let runtime_dir = std::path::PathBuf::from(
+        serde_json::from_str::<String>(settings.get("paths.runtime_dir").unwrap()).unwrap(),
+    );
+    wait_quiet(&runtime_dir, Some(third), Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_exactly_once(&world.emulator, expected);
 
     let (code, text) = service(&config, "stop");

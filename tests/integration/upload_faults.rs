@@ -166,7 +166,7 @@ async fn a_shutdown_during_a_hung_done_upload_delivers_once_after_the_restart() 
     again.wait_status("the batch delivered and removed", |s| {
         s["upload"]["batches"] == 1 && s["spool"]["batches"] == 0
     });
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    again.wait_quiet(Duration::from_secs(30)).await;
     assert_exactly_once(&world.emulator, records);
     assert!(again.quarantined().is_empty(), "{}", again.log_text());
 }

@@ -132,7 +132,7 @@ async fn after_an_outage_the_backlog_is_at_mcas_within_seconds_and_few_calls_mea
         1,
         "the backlog as one upload"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    agent.wait_quiet(Duration::from_secs(30)).await;
     assert_exactly_once(&world.emulator, all);
     eprintln!("delivered {after:?} after MCAS's return");
     assert_eq!(status["upload"]["outage"], true, "{status}");
@@ -180,7 +180,7 @@ async fn six_seconds_of_503_deliver_nothing_late_and_keep_the_order() {
         )
         .await
         .unwrap_or_else(|e| panic!("{e} within 20 s of MCAS's return\n{}", agent.log_text()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    agent.wait_quiet(Duration::from_secs(30)).await;
     assert_exactly_once(&world.emulator, all.clone());
     let order = arrival_order(&world.emulator, "sixs");
     assert!(

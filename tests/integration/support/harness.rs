@@ -400,6 +400,15 @@ impl Agent {
         panic!("status never showed {what}; log:\n{}", self.log_text());
     }
 
+    /// Waits until the agent has nothing in flight ([`wait_quiet`]), or panics with the log
+    /// after `within`.
+    pub async fn wait_quiet(&self, within: Duration) -> serde_json::Value {
+        let pid = self.child.as_ref().map(|child| child.id());
+        wait_quiet(&self.runtime_dir, pid, within)
+            .await
+            .unwrap_or_else(|why| panic!("{why}\nlog:\n{}", self.log_text()))
+    }
+
     /// Files in the spool's quarantine, without their `.reason` companions.
     pub fn quarantined(&self) -> Vec<PathBuf> {
         let dir = self.state_dir.join("spool/quarantine");
@@ -569,9 +578,10 @@ pub fn assert_exactly_once(emulator: &Emulator, mut expected: Vec<Vec<u8>>) {
     }
 }
 
-/// Waits until the emulator holds as many records as `expected` (at most `within`), lets
-/// a moment pass for any record that would arrive twice, then checks that each arrived
-/// exactly once; the agent's log on failure.
+/// Waits until the emulator holds as many records as `expected` (at most `within`) and
+/// the agent has nothing left in flight ([`Agent::wait_quiet`]), so that a record that
+/// would arrive twice has arrived, then checks that each arrived exactly once; the agent's
+/// log on failure.
 pub async fn wait_exactly_once(
     world: &World,
     agent: &Agent,
@@ -583,8 +593,61 @@ pub async fn wait_exactly_once(
         .wait_for_records(expected.len() as u64, within)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    agent.wait_quiet(Duration::from_secs(30)).await;
     assert_exactly_once(&world.emulator, expected);
+}
+
+/// Waits until the daemon whose runtime directory is `runtime_dir` (and whose pid is `pid`,
+/// when given) has nothing in flight, as two status files in a row written after the call
+/// say: every record it read is in a sealed batch (`feed.records == spool.sealed_records`),
+/// and no sealed batch waits in the spool (`spool.batches == 0`,
+/// `spool.delivered_undeleted == 0`). From then on nothing more can reach MCAS until new
+/// records come. The last status, or why not within `within`.
+pub async fn wait_quiet(
+    runtime_dir: &Path,
+    pid: Option<u32>,
+    within: Duration,
+) -> Result<serde_json::Value, String> {
+    let path = runtime_dir.join("status.json");
+    let since = std::time::SystemTime::now();
+    let deadline = Instant::now() + within;
+    // The status is written once a second and the spool's count is the uploader's last
+    // scan, so one quiet file could predate a seal the uploader has not seen yet.
+    let (mut quiet_files, mut last_written) = (0, None);
+    let mut last = serde_json::Value::Null;
+    while Instant::now() < deadline {
+        let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        if written.is_some_and(|w| w > since) && written != last_written {
+            last_written = written;
+            if let Some(status) = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            {
+                let quiet = pid.is_none_or(|pid| status["pid"] == pid)
+                    && status["feed"]["records"] == status["spool"]["sealed_records"]
+                    && status["spool"]["batches"] == 0
+                    && status["spool"]["delivered_undeleted"] == 0;
+                quiet_files = if quiet { quiet_files + 1 } else { 0 };
+                last = status;
+                if quiet_files == 2 {
+                    return Ok(last);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "the agent never went quiet within {within:?}; last status: {last}"
+    ))
+}
+
+/// How many times a kill -9 test kills the agent: `usual` (what the test needs to meet its
+/// windows), or NSS_SOAK_KILLS for every such test (scripts/soak).
+pub fn kill_cycles(usual: usize) -> usize {
+    std::env::var("NSS_SOAK_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usual)
 }
 
 /// The files in `dir`, sorted by name.
