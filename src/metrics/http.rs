@@ -13,6 +13,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::prometheus_text;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -77,11 +78,7 @@ pub async fn answer_scrapes(
 fn answer(request: &Request<Incoming>, body: impl FnOnce() -> String) -> Response<Full<Bytes>> {
     let (status, content_type, body) =
         if request.method() == Method::GET && request.uri().path() == "/metrics" {
-            (
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                body(),
-            )
+            (StatusCode::OK, prometheus_text::CONTENT_TYPE, body())
         } else {
             (
                 StatusCode::NOT_FOUND,

@@ -3,9 +3,11 @@
 
 mod http;
 
-use std::fmt::Write as _;
-
 pub use http::answer_scrapes;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use crate::latency::HistogramReport;
 use crate::status_report::StatusReport;
@@ -510,40 +512,75 @@ const METRICS: &[Metric] = &[
     },
 ];
 
-/// The report as Prometheus text.
-pub fn render(report: &StatusReport) -> String {
-    let report = serde_json::to_value(report).unwrap_or_default();
-    let mut out = String::new();
-    for metric in METRICS {
-        let kind = match metric.kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-        };
-        let name = metric.name;
-        let _ = writeln!(
-            out,
-            "# HELP nss_agent_{name} {} (nss status: {})",
-            metric.help, metric.field
-        );
-        let _ = writeln!(out, "# TYPE nss_agent_{name} {kind}");
-        let value = field(&report, metric.field);
-        if let Read::Histogram = metric.read {
-            let h: HistogramReport = serde_json::from_value(value.clone()).unwrap_or_default();
-            for bucket in &h.buckets {
-                let _ = writeln!(
-                    out,
-                    "nss_agent_{name}_bucket{{le=\"{}\"}} {}",
-                    bucket.le, bucket.count
-                );
+/// One scrape's figures, read from the report as the table says.
+#[derive(Debug)]
+struct ReportCollector(serde_json::Value);
+
+impl Collector for ReportCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        for metric in METRICS {
+            let value = field(&self.0, metric.field);
+            let help = format!("{} (nss status: {})", metric.help, metric.field);
+            match metric.kind {
+                Kind::Counter => {
+                    // The encoder adds the `_total` every counter's name ends with.
+                    let name = metric.name.strip_suffix("_total").unwrap_or(metric.name);
+                    let mut out =
+                        encoder.encode_descriptor(name, &help, None, MetricType::Counter)?;
+                    match value.as_u64() {
+                        Some(count) => out.encode_counter::<NoLabelSet, _, u64>(&count, None)?,
+                        None => out.encode_counter::<NoLabelSet, _, u64>(
+                            &number(value, metric.read),
+                            None,
+                        )?,
+                    }
+                }
+                Kind::Gauge => {
+                    let mut out =
+                        encoder.encode_descriptor(metric.name, &help, None, MetricType::Gauge)?;
+                    match value.as_i64() {
+                        Some(whole) => out.encode_gauge(&whole)?,
+                        None => out.encode_gauge(&number(value, metric.read))?,
+                    }
+                }
+                Kind::Histogram => {
+                    let mut out = encoder.encode_descriptor(
+                        metric.name,
+                        &help,
+                        None,
+                        MetricType::Histogram,
+                    )?;
+                    let h: HistogramReport =
+                        serde_json::from_value(value.clone()).unwrap_or_default();
+                    // The report's buckets are cumulative; the encoder adds them up itself.
+                    let mut below = 0;
+                    let buckets: Vec<(f64, u64)> = h
+                        .buckets
+                        .iter()
+                        .map(|bucket| {
+                            let own = bucket.count.saturating_sub(below);
+                            below = bucket.count;
+                            (bucket.le, own)
+                        })
+                        .collect();
+                    out.encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?;
+                }
             }
-            let _ = writeln!(out, "nss_agent_{name}_bucket{{le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "nss_agent_{name}_sum {}", h.sum);
-            let _ = writeln!(out, "nss_agent_{name}_count {}", h.count);
-        } else {
-            let _ = writeln!(out, "nss_agent_{name} {}", number(value, metric.read));
         }
+        Ok(())
     }
+}
+
+/// The report in Prometheus's text format (version 0.0.4), every metric named
+/// `nss_agent_<name>`.
+pub fn render(report: &StatusReport) -> String {
+    let mut registry = Registry::with_prefix("nss_agent");
+    registry.register_collector(Box::new(ReportCollector(
+        serde_json::to_value(report).unwrap_or_default(),
+    )));
+    let mut out = String::new();
+    // Writing into a String cannot fail; a collector's error would leave the text short.
+    let _ = prometheus_text::encode(&mut out, &registry);
     out
 }
 
@@ -611,6 +648,33 @@ mod tests {
                 metric.name,
                 metric.field
             );
+        }
+    }
+
+    #[test]
+    fn counters_and_gauges_in_the_prometheus_format() {
+        let counters = crate::status_report::Counters::default();
+        counters.feed.records.add(1234);
+        let text = render(&counters.report(Default::default(), Default::default()));
+        assert!(
+            text.starts_with(
+                "# HELP nss_agent_feed_records_total Records read from the feed. (nss status: feed.records)\n\
+                 # TYPE nss_agent_feed_records_total counter\n\
+                 nss_agent_feed_records_total 1234\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n# TYPE nss_agent_feed_connections gauge\nnss_agent_feed_connections 0\n"
+            ),
+            "{text}"
+        );
+        // Every line is a comment or `name value`, and every value a number Prometheus reads.
+        for line in text.lines().filter(|line| !line.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(name.starts_with("nss_agent_"), "{line}");
+            assert!(value == "NaN" || value.parse::<f64>().is_ok(), "{line}");
         }
     }
 
