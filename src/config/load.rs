@@ -86,52 +86,105 @@ fn key_error(error: &serde_path_to_error::Error<config::ConfigError>) -> ConfigE
         root if root == "." => String::new(),
         path => path,
     };
-    let message = message(error.inner());
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let name = rest.split('`').next().unwrap_or_default();
-        // The path ends with the unknown key itself.
-        let key = match path.strip_suffix(name) {
-            Some(parent) if parent.is_empty() || parent.ends_with('.') => path.clone(),
-            _ if path.is_empty() => name.to_string(),
-            _ => format!("{path}.{name}"),
-        };
-        return if key.contains('.') {
-            ConfigError::new(
-                &key,
-                "is not a known key: check its spelling and section (`nss dump-config` lists every key)",
-            )
-        } else {
-            ConfigError::new(
-                &key,
-                format!("is not a known section: keys belong under {SECTIONS}"),
-            )
-        };
-    }
-    let key = if path.is_empty() { "(file)" } else { &path };
-    ConfigError::new(key, message)
-}
-
-/// The message of a `config` error, without the key and origin it appends (the key is
-/// named separately), in words for an administrator.
-fn message(error: &config::ConfigError) -> String {
-    match error {
-        config::ConfigError::At { error, .. } => message(error),
-        config::ConfigError::Type {
-            unexpected,
-            expected,
-            ..
-        } => must_be(expected, &kind_of(&unexpected.to_string())),
-        other => {
-            let text = other.to_string();
-            // serde's own wording: "invalid type: integer `5`, expected a size ..."
-            match text
-                .strip_prefix("invalid type: ")
-                .and_then(|rest| rest.split_once(", expected "))
-            {
-                Some((unexpected, expected)) => must_be(expected, &kind_of(unexpected)),
-                None => text,
+    match Complaint::of(error.inner()) {
+        Complaint::UnknownField(name) => {
+            // The path ends with the unknown key itself.
+            let key = match path.strip_suffix(&name) {
+                Some(parent) if parent.is_empty() || parent.ends_with('.') => path.clone(),
+                _ if path.is_empty() => name,
+                _ => format!("{path}.{name}"),
+            };
+            if key.contains('.') {
+                ConfigError::new(
+                    &key,
+                    "is not a known key: check its spelling and section (`nss dump-config` lists every key)",
+                )
+            } else {
+                ConfigError::new(
+                    &key,
+                    format!("is not a known section: keys belong under {SECTIONS}"),
+                )
             }
         }
+        Complaint::WrongType {
+            unexpected,
+            expected,
+        } => {
+            let key = if path.is_empty() { "(file)" } else { &path };
+            ConfigError::new(key, must_be(&expected, &kind_of(&unexpected)))
+        }
+        Complaint::Other(message) => {
+            let key = if path.is_empty() { "(file)" } else { &path };
+            ConfigError::new(key, message)
+        }
+    }
+}
+
+/// What a `config` error says, sorted. The `config` crate carries serde's complaints only
+/// as text (its error implements serde's `custom`, so `invalid_type` and `unknown_field`
+/// arrive formatted by serde's default methods); this is the one place that reads that
+/// text, and `tests::serde_wording_is_read_back` builds it with serde's own methods, so
+/// that a serde that words it otherwise fails a test rather than an administrator.
+#[derive(Debug, PartialEq, Eq)]
+enum Complaint {
+    /// A key the settings do not have.
+    UnknownField(String),
+    /// A value of the wrong type: what it was, and what the key takes.
+    WrongType {
+        unexpected: String,
+        expected: String,
+    },
+    /// Anything else, in its own words.
+    Other(String),
+}
+
+impl Complaint {
+    fn of(error: &config::ConfigError) -> Complaint {
+        match error {
+            config::ConfigError::At { error, .. } => Complaint::of(error),
+            config::ConfigError::Type {
+                unexpected,
+                expected,
+                ..
+            } => Complaint::WrongType {
+                unexpected: unexpected.to_string(),
+                expected: expected.to_string(),
+            },
+            other => Complaint::read(&other.to_string()),
+        }
+    }
+
+    /// Reads serde's wording: "unknown field `x`, expected one of ..." and
+    /// "invalid type: integer `5`, expected a size ...".
+    fn read(text: &str) -> Complaint {
+        if let Some(rest) = text.strip_prefix("unknown field `") {
+            if let Some((name, _)) = rest.split_once('`') {
+                return Complaint::UnknownField(name.to_string());
+            }
+        }
+        match text
+            .strip_prefix("invalid type: ")
+            .and_then(|rest| rest.split_once(", expected "))
+        {
+            Some((unexpected, expected)) => Complaint::WrongType {
+                unexpected: unexpected.to_string(),
+                expected: expected.to_string(),
+            },
+            None => Complaint::Other(text.to_string()),
+        }
+    }
+}
+
+/// The message of a `config` error that names no key of the settings (the environment's
+/// own errors), in words for an administrator.
+fn message(error: &config::ConfigError) -> String {
+    match Complaint::of(error) {
+        Complaint::WrongType {
+            unexpected,
+            expected,
+        } => must_be(&expected, &kind_of(&unexpected)),
+        Complaint::UnknownField(name) => format!("unknown field `{name}`"),
+        Complaint::Other(message) => message,
     }
 }
 
@@ -392,4 +445,56 @@ fn file_holds_secret(path: &Path) -> bool {
             .and_then(|value| value.as_str())
             .is_some_and(|value| !value.is_empty())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::Unexpected;
+
+    #[test]
+    fn serde_wording_is_read_back() {
+        // Built the way serde builds them for the `config` crate's error: its default
+        // `invalid_type` and `unknown_field`, formatted into `custom`.
+        let wrong = <config::ConfigError as serde::de::Error>::invalid_type(
+            Unexpected::Signed(5),
+            &"a size",
+        );
+        assert_eq!(
+            Complaint::of(&wrong),
+            Complaint::WrongType {
+                unexpected: "integer `5`".into(),
+                expected: "a size".into()
+            }
+        );
+        let secret = <config::ConfigError as serde::de::Error>::invalid_type(
+            Unexpected::Str("hunter2"),
+            &"a boolean",
+        );
+        assert_eq!(
+            must_be(
+                "a boolean",
+                &kind_of(match &Complaint::of(&secret) {
+                    Complaint::WrongType { unexpected, .. } => unexpected,
+                    other => panic!("{other:?}"),
+                })
+            ),
+            "must be a boolean, not a string",
+            "a string is never quoted: it may be a secret"
+        );
+        for expected in [&["token", "domain"][..], &["token"], &[]] {
+            let unknown =
+                <config::ConfigError as serde::de::Error>::unknown_field("tokn", expected);
+            assert_eq!(
+                Complaint::of(&unknown),
+                Complaint::UnknownField("tokn".into()),
+                "{unknown}"
+            );
+        }
+        let missing = <config::ConfigError as serde::de::Error>::custom("something else");
+        assert_eq!(
+            Complaint::of(&missing),
+            Complaint::Other("something else".into())
+        );
+    }
 }
