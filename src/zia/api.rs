@@ -302,15 +302,8 @@ impl Api {
                     };
                     // The same credentials would be refused again.
                     let hopeless = proxy.is_some_and(|f| f.credentials_refused);
-                    if hopeless || failures > options.max_retries {
-                        return Err(ZiaError::Unavailable {
-                            endpoint: endpoint.to_string(),
-                            reason,
-                        });
-                    }
-                    let wait = backoff.next(None);
-                    warn!(endpoint, %reason, ?wait, "ZIA: the call failed; trying again");
-                    tokio::time::sleep(wait).await;
+                    let give_up = hopeless || failures > options.max_retries;
+                    failed_for_now(endpoint, reason, give_up, &mut backoff, None).await?;
                     continue;
                 }
             };
@@ -364,15 +357,8 @@ impl Api {
                     // 5xx and load shedding share the bound of connection errors.
                     failures += 1;
                     let reason = retry_policy::transient_reason(status, &body);
-                    if failures > options.max_retries {
-                        return Err(ZiaError::Unavailable {
-                            endpoint: endpoint.to_string(),
-                            reason,
-                        });
-                    }
-                    let wait = backoff.next(asked);
-                    warn!(endpoint, %reason, ?wait, "ZIA: the call failed; trying again");
-                    tokio::time::sleep(wait).await;
+                    let give_up = failures > options.max_retries;
+                    failed_for_now(endpoint, reason, give_up, &mut backoff, asked).await?;
                     continue;
                 }
             }
@@ -459,6 +445,28 @@ async fn read_truncated(mut response: reqwest::Response, limit: usize) -> Vec<u8
         }
     }
     body
+}
+
+/// After a call that failed for now (a 5xx, load shedding, no connection): ZIA unavailable
+/// for `reason` when `give_up`, else the backoff's next wait (at least the one `asked`),
+/// logged and slept.
+async fn failed_for_now(
+    endpoint: &str,
+    reason: String,
+    give_up: bool,
+    backoff: &mut Backoff,
+    asked: Option<Duration>,
+) -> Result<(), ZiaError> {
+    if give_up {
+        return Err(ZiaError::Unavailable {
+            endpoint: endpoint.to_string(),
+            reason,
+        });
+    }
+    let wait = backoff.next(asked);
+    warn!(endpoint, %reason, ?wait, "ZIA: the call failed; trying again");
+    tokio::time::sleep(wait).await;
+    Ok(())
 }
 
 /// 403 because the tenant is in maintenance: only when ZIA says so with
