@@ -95,11 +95,22 @@ mod layout_tests {
                     }
                     continue;
                 };
+                // Every `*.rs` the block names, as a whole word.
+                let named: Vec<&str> = text
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                    .map(|word| word.trim_end_matches('.'))
+                    .filter(|word| word.ends_with(".rs"))
+                    .collect();
                 for file in std::fs::read_dir(&path).unwrap() {
                     let file = file.unwrap().file_name().into_string().unwrap();
                     let shown = file.ends_with(".rs") && file != "mod.rs" && file != "tests.rs";
-                    if shown && !text.contains(&file) {
+                    if shown && !named.contains(&file.as_str()) {
                         missing.push(format!("src/{name}/{file}"));
+                    }
+                }
+                for file in named {
+                    if !path.join(file).exists() {
+                        missing.push(format!("src/{name}/{file} (named, not there)"));
                     }
                 }
             } else if name != "lib.rs" && block(&map, &format!("src/{name}")).is_none() {

@@ -512,6 +512,14 @@ const METRICS: &[Metric] = &[
     },
 ];
 
+/// A figure that is a whole number, as an integer: written `1`, not `1.0`, as scrapers and
+/// people have always read this endpoint's flags, counts and times.
+fn whole(figure: f64) -> Option<i64> {
+    // Below 2^53 every whole f64 is exact as an i64.
+    (figure.is_finite() && figure.fract() == 0.0 && figure.abs() < 9_007_199_254_740_992.0)
+        .then_some(figure as i64)
+}
+
 /// One scrape's figures, read from the report as the table says.
 #[derive(Debug)]
 struct ReportCollector(serde_json::Value);
@@ -527,9 +535,11 @@ impl Collector for ReportCollector {
                     let name = metric.name.strip_suffix("_total").unwrap_or(metric.name);
                     let mut out =
                         encoder.encode_descriptor(name, &help, None, MetricType::Counter)?;
-                    match value.as_u64() {
-                        Some(count) => out.encode_counter::<NoLabelSet, _, u64>(&count, None)?,
-                        None => out.encode_counter::<NoLabelSet, _, u64>(
+                    match whole(number(value, metric.read)) {
+                        Some(count) if count >= 0 => {
+                            out.encode_counter::<NoLabelSet, _, u64>(&count.unsigned_abs(), None)?
+                        }
+                        _ => out.encode_counter::<NoLabelSet, _, u64>(
                             &number(value, metric.read),
                             None,
                         )?,
@@ -538,9 +548,10 @@ impl Collector for ReportCollector {
                 Kind::Gauge => {
                     let mut out =
                         encoder.encode_descriptor(metric.name, &help, None, MetricType::Gauge)?;
-                    match value.as_i64() {
+                    let figure = number(value, metric.read);
+                    match whole(figure) {
                         Some(whole) => out.encode_gauge(&whole)?,
-                        None => out.encode_gauge(&number(value, metric.read))?,
+                        None => out.encode_gauge(&figure)?,
                     }
                 }
                 Kind::Histogram => {
@@ -579,8 +590,10 @@ pub fn render(report: &StatusReport) -> String {
         serde_json::to_value(report).unwrap_or_default(),
     )));
     let mut out = String::new();
-    // Writing into a String cannot fail; a collector's error would leave the text short.
-    let _ = prometheus_text::encode(&mut out, &registry);
+    // Writing into a String cannot fail, nor can the collector: this is not expected.
+    if let Err(error) = prometheus_text::encode(&mut out, &registry) {
+        tracing::error!(%error, "the metrics could not be encoded; the answer is cut short");
+    }
     out
 }
 
@@ -668,6 +681,12 @@ mod tests {
             text.contains(
                 "\n# TYPE nss_agent_feed_connections gauge\nnss_agent_feed_connections 0\n"
             ),
+            "{text}"
+        );
+        // Flags, "not known yet" and times never set: whole numbers, as integers.
+        assert!(text.contains("\nnss_agent_spool_full 0\n"), "{text}");
+        assert!(
+            text.contains("\nnss_agent_feed_last_record_timestamp_seconds 0\n"),
             "{text}"
         );
         // Every line is a comment or `name value`, and every value a number Prometheus reads.

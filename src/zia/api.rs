@@ -265,8 +265,9 @@ impl Api {
 
     /// Sends the request `build` makes until an answer that is not to be retried, as
     /// [`retry_policy::classify`] sorts them: paced by `kind`, 429 after the wait it asks
-    /// for, 409 EDIT_LOCK_NOT_AVAILABLE after `edit_lock_wait`, load shedding, 5xx and
-    /// connection errors with backoff, each kind bounded.
+    /// for (at most `max_throttled` times), 409 EDIT_LOCK_NOT_AVAILABLE after
+    /// `edit_lock_wait` (at most `max_edit_lock_retries`), and load shedding, 5xx and
+    /// connection errors with backoff, `max_retries` times in all.
     async fn exchange(
         &self,
         endpoint: &str,

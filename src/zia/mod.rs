@@ -39,11 +39,13 @@ pub const DEFENDER_CATEGORY: &str = "MS Defender Unsanctioned Apps";
 pub struct ZiaOptions {
     /// The longest one request may take.
     pub request_timeout: Duration,
-    /// First wait after a 5xx or a connection error; doubles up to `backoff_max`.
+    /// First wait after a 5xx, load shedding or a connection error; doubles up to
+    /// `backoff_max`.
     pub backoff_min: Duration,
-    /// Longest wait after a 5xx or a connection error.
+    /// Longest wait after a 5xx, load shedding or a connection error.
     pub backoff_max: Duration,
-    /// Retries of a request after 5xx answers or connection errors.
+    /// Retries of a request after 5xx answers, load shedding and connection errors, all
+    /// counted together.
     pub max_retries: u32,
     /// Retries of a request answered 429.
     pub max_throttled: u32,

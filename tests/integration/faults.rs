@@ -44,7 +44,7 @@ async fn transient_failures_end_in_delivery_without_loss_or_duplicates() {
         .wait_for_records(records.len() as u64, Duration::from_secs(90))
         .await
         .unwrap();
-    // Nothing left in flight: a late duplicate would have arrived.
+    // Nothing left in the agent's spool: no batch that could go up twice remains.
     agent.wait_quiet(Duration::from_secs(30)).await;
     assert_exactly_once(emulator, records);
     assert!(

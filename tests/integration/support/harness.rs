@@ -602,7 +602,10 @@ pub async fn wait_exactly_once(
 /// say: every record it read is in a sealed batch (`feed.records == spool.sealed_records`),
 /// and no sealed batch waits in the spool (`spool.batches == 0`,
 /// `spool.delivered_undeleted == 0`). From then on nothing more can reach MCAS until new
-/// records come. The last status, or why not within `within`.
+/// records come. It watches the agent only (a request the emulator is still delaying may
+/// land later), and it never returns for a daemon whose disk refused a TCP batch: the
+/// records of such a batch reach the spool by salvage, outside `spool.sealed_records`.
+/// The last status, or why not within `within`.
 pub async fn wait_quiet(
     runtime_dir: &Path,
     pid: Option<u32>,
