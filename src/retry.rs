@@ -23,11 +23,6 @@ pub enum Retry {
 }
 
 impl Retry {
-    /// Whether the same request may be sent again.
-    pub fn may_retry(self) -> bool {
-        self != Retry::Never
-    }
-
     /// The wait the service asked for, if it named one.
     pub fn asked(self) -> Option<Duration> {
         match self {

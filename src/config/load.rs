@@ -106,16 +106,9 @@ fn key_error(error: &serde_path_to_error::Error<config::ConfigError>) -> ConfigE
                 )
             }
         }
-        Complaint::WrongType {
-            unexpected,
-            expected,
-        } => {
+        complaint => {
             let key = if path.is_empty() { "(file)" } else { &path };
-            ConfigError::new(key, must_be(&expected, &kind_of(&unexpected)))
-        }
-        Complaint::Other(message) => {
-            let key = if path.is_empty() { "(file)" } else { &path };
-            ConfigError::new(key, message)
+            ConfigError::new(key, complaint.in_words())
         }
     }
 }
@@ -154,6 +147,18 @@ impl Complaint {
         }
     }
 
+    /// The complaint for an administrator: a wrong type as "must be ..., not ...".
+    fn in_words(self) -> String {
+        match self {
+            Complaint::WrongType {
+                unexpected,
+                expected,
+            } => must_be(&expected, &kind_of(&unexpected)),
+            Complaint::UnknownField(name) => format!("unknown field `{name}`"),
+            Complaint::Other(message) => message,
+        }
+    }
+
     /// Reads serde's wording: "unknown field `x`, expected one of ..." and
     /// "invalid type: integer `5`, expected a size ...".
     fn read(text: &str) -> Complaint {
@@ -178,14 +183,7 @@ impl Complaint {
 /// The message of a `config` error that names no key of the settings (the environment's
 /// own errors), in words for an administrator.
 fn message(error: &config::ConfigError) -> String {
-    match Complaint::of(error) {
-        Complaint::WrongType {
-            unexpected,
-            expected,
-        } => must_be(&expected, &kind_of(&unexpected)),
-        Complaint::UnknownField(name) => format!("unknown field `{name}`"),
-        Complaint::Other(message) => message,
-    }
+    Complaint::of(error).in_words()
 }
 
 /// A value of the wrong type, as an error may show it: numbers and booleans as written

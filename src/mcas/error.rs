@@ -387,7 +387,6 @@ mod tests {
         ];
         for (error, expected) in table {
             assert_eq!(error.retry(), expected, "{error}");
-            assert_eq!(error.retry().may_retry(), expected != Retry::Never);
         }
     }
 

@@ -535,14 +535,10 @@ impl Collector for ReportCollector {
                     let name = metric.name.strip_suffix("_total").unwrap_or(metric.name);
                     let mut out =
                         encoder.encode_descriptor(name, &help, None, MetricType::Counter)?;
-                    match whole(number(value, metric.read)) {
-                        Some(count) if count >= 0 => {
-                            out.encode_counter::<NoLabelSet, _, u64>(&count.unsigned_abs(), None)?
-                        }
-                        _ => out.encode_counter::<NoLabelSet, _, u64>(
-                            &number(value, metric.read),
-                            None,
-                        )?,
+                    let figure = number(value, metric.read);
+                    match whole(figure).and_then(|count| u64::try_from(count).ok()) {
+                        Some(count) => out.encode_counter::<NoLabelSet, _, u64>(&count, None)?,
+                        None => out.encode_counter::<NoLabelSet, _, u64>(&figure, None)?,
                     }
                 }
                 Kind::Gauge => {
