@@ -231,6 +231,13 @@ const METRICS: &[Metric] = &[
         read: Read::Number,
     },
     Metric {
+        name: "spool_scanned_sealed_records",
+        kind: Kind::Gauge,
+        help: "Records of the batches sealed before the uploader's last scan of the spool began (below batch_sealed_records_total: the spool figures predate the newest seals).",
+        field: "spool.scanned_sealed_records",
+        read: Read::Number,
+    },
+    Metric {
         name: "batch_stream_records_on_disk_total",
         kind: Kind::Counter,
         help: "Records of the TCP feed handed to the operating system (flushed or sealed).",

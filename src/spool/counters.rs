@@ -8,6 +8,12 @@ use crate::latency::Histogram;
 /// Counters of the batch and spool stages.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SpoolCounters {
+    /// What `sealed_records` was when the uploader's last scan of the spool began: once
+    /// it equals `sealed_records`, `batches` and `delivered_undeleted` count every batch
+    /// sealed so far. Declared first, so that the report reads it before the figures of
+    /// the scan it stands for; the uploader sets it after them.
+    #[serde(default)]
+    pub scanned_sealed_records: Count,
     /// Sealed batches waiting, as last seen.
     pub batches: Count,
     /// Bytes of those batches.

@@ -381,10 +381,13 @@ impl<M: Mcas> Uploader<M> {
     /// The batches to upload, oldest first, after refreshing the spool's figures in the
     /// status and forgetting batches gone from the spool.
     async fn scan(&self, batches: &mut Batches) -> std::io::Result<Vec<SealedBatch>> {
+        let spool = &self.counters.spool;
+        // Read before the scan: a writer counts a batch once it is in the spool, so every
+        // batch this figure counts is in what the scan sees.
+        let sealed_before = spool.sealed_records.get();
         let scan = self.spool.scan().await?;
         let view = scan.view;
         batches.refresh(&view.ready);
-        let spool = &self.counters.spool;
         spool.batches.set(view.batches());
         spool.bytes.set(view.bytes());
         spool.quarantined.set(view.quarantined);
@@ -396,6 +399,7 @@ impl<M: Mcas> Uploader<M> {
             Some(oldest) => spool.oldest.set(oldest),
             None => spool.oldest.clear(),
         }
+        spool.scanned_sealed_records.set(sealed_before);
         Ok(view.ready)
     }
 

@@ -356,6 +356,31 @@ async fn while_batches_fill_one_uploads_calls_are_kept_for_the_last_of_them() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_spools_figures_say_which_seals_the_last_scan_saw() {
+    let fake = Fake::default();
+    let running = Running::start(&fake);
+    let spool = &running.counters.spool;
+    // As the batch writer does: the count goes up once the batch is in the spool.
+    running.seal(5);
+    spool.sealed_records.add(5);
+    assert_eq!(
+        spool.scanned_sealed_records.get(),
+        0,
+        "no scan since the seal yet"
+    );
+    until("a scan after the seal finds nothing waiting", || {
+        spool.scanned_sealed_records.get() == 5 && spool.batches.get() == 0
+    })
+    .await;
+    assert_eq!(
+        fake.records(),
+        5,
+        "the batch went up before the spool read empty"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_held_batch_is_tried_again_once_a_newer_one_is_delivered() {
     let fake = Fake::default();
     fake.script().failing_file = Some("-0.log.gz".into());

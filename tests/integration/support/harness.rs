@@ -598,12 +598,13 @@ pub async fn wait_exactly_once(
 }
 
 /// Waits until the daemon whose runtime directory is `runtime_dir` (and whose pid is `pid`,
-/// when given) has nothing in flight, as two status files in a row written after the call
-/// say: every record it read is in a sealed batch (`feed.records == spool.sealed_records`),
-/// and no sealed batch waits in the spool (`spool.batches == 0`,
-/// `spool.delivered_undeleted == 0`). From then on nothing more can reach MCAS until new
-/// records come. It watches the agent only (a request the emulator is still delaying may
-/// land later), and it never returns for a daemon whose disk refused a TCP batch: the
+/// when given) has nothing in flight, as a status file written after the call says: every
+/// record it read is in a sealed batch (`feed.records == spool.sealed_records`), the
+/// uploader's last scan began after the last seal (`spool.scanned_sealed_records ==
+/// spool.sealed_records`), and that scan found no sealed batch waiting (`spool.batches ==
+/// 0`, `spool.delivered_undeleted == 0`). From then on nothing more can reach MCAS until
+/// new records come. It watches the agent only (a request the emulator is still delaying
+/// may land later), and it never returns for a daemon whose disk refused a TCP batch: the
 /// records of such a batch reach the spool by salvage, outside `spool.sealed_records`.
 /// The last status, or why not within `within`.
 pub async fn wait_quiet(
@@ -614,9 +615,7 @@ pub async fn wait_quiet(
     let path = runtime_dir.join("status.json");
     let since = std::time::SystemTime::now();
     let deadline = Instant::now() + within;
-    // The status is written once a second and the spool's count is the uploader's last
-    // scan, so one quiet file could predate a seal the uploader has not seen yet.
-    let (mut quiet_files, mut last_written) = (0, None);
+    let mut last_written = None;
     let mut last = serde_json::Value::Null;
     while Instant::now() < deadline {
         let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
@@ -626,18 +625,19 @@ pub async fn wait_quiet(
                 .ok()
                 .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
             {
+                let spool = &status["spool"];
                 let quiet = pid.is_none_or(|pid| status["pid"] == pid)
-                    && status["feed"]["records"] == status["spool"]["sealed_records"]
-                    && status["spool"]["batches"] == 0
-                    && status["spool"]["delivered_undeleted"] == 0;
-                quiet_files = if quiet { quiet_files + 1 } else { 0 };
+                    && status["feed"]["records"] == spool["sealed_records"]
+                    && spool["scanned_sealed_records"] == spool["sealed_records"]
+                    && spool["batches"] == 0
+                    && spool["delivered_undeleted"] == 0;
                 last = status;
-                if quiet_files == 2 {
+                if quiet {
                     return Ok(last);
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err(format!(
         "the agent never went quiet within {within:?}; last status: {last}"
