@@ -7,18 +7,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::{Certificate, Client};
+use reqwest::Client;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 use crate::config::{ConfigError, ProxyTarget};
 
 /// How long a TCP and TLS handshake may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Builds the client: rustls, the system's trust anchors plus those in `ca_file` (the key
-/// `ca_key` names it in errors), HTTPS only (a blob URL carries a signature that must not
-/// cross the network in clear), certificate verification always on, and no redirect
-/// followed (a redirected POST becomes a GET, and the token must not go to another host):
-/// a 3xx is an error naming where it pointed ([`super::body::redirected`]).
+/// Builds the client: rustls with the settings of [`tls_config`] (the key `ca_key` names
+/// `ca_file` in errors), HTTPS only (a blob URL carries a signature that must not cross
+/// the network in clear), certificate verification always on, and no redirect followed (a
+/// redirected POST becomes a GET, and the token must not go to another host): a 3xx is an
+/// error naming where it pointed ([`super::body::redirected`]).
 ///
 /// With `proxy`, every connection but those to its `no_proxy` hosts is tunnelled through
 /// it with CONNECT (TLS end to end: the proxy sees host names, never a header or a body).
@@ -30,9 +32,9 @@ pub fn client(
     ca_key: &str,
     proxy: Option<&ProxyTarget>,
 ) -> Result<Client, ConfigError> {
+    let tls = tls_config(ca_file).map_err(|problem| ConfigError::new(ca_key, problem))?;
     let mut builder = Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(true)
+        .tls_backend_preconfigured(tls)
         .https_only(true)
         .connect_timeout(CONNECT_TIMEOUT)
         .dns_resolver(Arc::new(SystemResolver))
@@ -46,23 +48,56 @@ pub fn client(
         ),
         None => builder.no_proxy(),
     };
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            ConfigError::new(ca_key, format!("cannot read {}: {e}", path.display()))
-        })?;
-        let certs = Certificate::from_pem_bundle(&pem).map_err(|e| {
-            ConfigError::new(
-                ca_key,
-                format!("{} is not a PEM bundle: {e}", path.display()),
-            )
-        })?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
     builder
         .build()
         .map_err(|e| ConfigError::new(ca_key, format!("cannot set up HTTPS: {e}")))
+}
+
+/// The TLS settings of every connection the agent opens, its requests' and
+/// [`crate::reach`]'s handshakes alike: rustls with ring (the one crypto stack linked),
+/// the system's trust anchors plus the certificates of `ca_file`, and ALPN offering
+/// HTTP/2, then HTTP/1.1 (the connection is preconfigured, so reqwest does not add it).
+/// The error names the file and what is wrong with it.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    // Anchors the system store holds that rustls cannot read are left out, as a browser
+    // does; an administrator's own file must be usable whole.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        for cert in ca_certificates(path)? {
+            roots.add(cert).map_err(|e| {
+                format!(
+                    "{} holds a certificate that cannot be a trust anchor: {e}",
+                    path.display()
+                )
+            })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The certificates of the PEM file at `path`: at least one, else an error naming it.
+fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM bundle: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 /// A request that failed at the proxy.
@@ -127,5 +162,55 @@ impl Resolve for SystemResolver {
                 Err(source) => Err(Box::new(NameNotResolved { host, source }) as _),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_settings_take_the_ca_file_and_offer_both_protocols() {
+        let dir = tempfile::tempdir().unwrap();
+        mcas_emulator::ensure_certs(dir.path()).unwrap();
+        tls_config(None).unwrap();
+        let with_file = tls_config(Some(&dir.path().join(mcas_emulator::CA_FILE))).unwrap();
+        assert_eq!(
+            with_file.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        assert_eq!(
+            format!("{:?}", with_file.crypto_provider().cipher_suites),
+            format!(
+                "{:?}",
+                rustls::crypto::ring::default_provider().cipher_suites
+            ),
+            "ring, the one crypto stack linked"
+        );
+    }
+
+    #[test]
+    fn a_ca_file_without_a_usable_certificate_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let text = dir.path().join("text.pem");
+        std::fs::write(&text, "this is not a certificate\n").unwrap();
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        for (path, says) in [
+            (&missing, "cannot read"),
+            (&text, "holds no PEM certificate"),
+            (&broken, "is not a PEM bundle"),
+        ] {
+            let problem = tls_config(Some(path)).unwrap_err();
+            assert!(
+                problem.contains(&path.display().to_string()) && problem.contains(says),
+                "{problem}"
+            );
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -61,7 +61,8 @@ pub async fn tls_handshake(
     proxy: Option<&ProxyTarget>,
     timeout: Duration,
 ) -> Result<Route, Unreachable> {
-    let config = client_config(ca_file)?;
+    let config = crate::https::tls_config(ca_file)
+        .map_err(|problem| Unreachable::Tls(format!("mcas.ca_file: {problem}")))?;
     let server_name = server_name(host)?;
     let attempt = async {
         let (stream, path) = match proxy.filter(|p| !bypassed(&p.no_proxy, host)) {
@@ -90,32 +91,6 @@ pub async fn tls_handshake(
             timeout.as_secs()
         ))),
     }
-}
-
-/// The TLS settings of reqwest's client: the system's anchors plus `ca_file`'s.
-fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Unreachable> {
-    let mut roots = rustls::RootCertStore::empty();
-    // Anchors the system store holds that rustls cannot read are left out, as reqwest does.
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = ca_file {
-        let text = std::fs::read(path).map_err(|e| {
-            Unreachable::Tls(format!("cannot read mcas.ca_file {}: {e}", path.display()))
-        })?;
-        let blocks = pem::parse_many(&text).map_err(|e| {
-            Unreachable::Tls(format!("mcas.ca_file {} is not PEM: {e}", path.display()))
-        })?;
-        for block in blocks.iter().filter(|b| b.tag() == "CERTIFICATE") {
-            let _ = roots.add(CertificateDer::from(block.contents().to_vec()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Unreachable::Tls(format!("cannot set up TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 fn server_name(host: &str) -> Result<ServerName<'static>, Unreachable> {

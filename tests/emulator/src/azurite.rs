@@ -28,10 +28,8 @@ impl AzuriteClient {
         let key = B64
             .decode(target.key.trim())
             .context("the Azurite account key is not base64")?;
-        let ca = reqwest::Certificate::from_pem(ca_pem).context("parsing the CA certificate")?;
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .add_root_certificate(ca)
+        let http = crate::client_trusting(ca_pem)
+            .context("parsing the CA certificate")?
             .timeout(std::time::Duration::from_secs(300))
             .build()?;
         let client = AzuriteClient { target, key, http };

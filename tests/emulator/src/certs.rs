@@ -181,6 +181,15 @@ pub(crate) fn server_config(dir: &Path) -> Result<Arc<rustls::ServerConfig>> {
     Ok(Arc::new(cfg))
 }
 
+/// A client builder that trusts only the CA in `ca_pem` (the emulators' own), with ring as
+/// the agent's client has: reqwest is built without a crypto provider, so ring is made the
+/// process's (once; a provider already set stays).
+pub fn client_trusting(ca_pem: &[u8]) -> reqwest::Result<reqwest::ClientBuilder> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(ca_pem)?;
+    Ok(reqwest::Client::builder().tls_certs_only([ca]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

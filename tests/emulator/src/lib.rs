@@ -45,7 +45,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 pub use blocklist::block_list_xml;
-pub use certs::{ensure_certs, CA_FILE, CERT_FILE, KEY_FILE};
+pub use certs::{client_trusting, ensure_certs, CA_FILE, CERT_FILE, KEY_FILE};
 pub use done_upload::RepeatedDone;
 pub use entra::{EntraApp, EntraConfig, Roles};
 pub use records::gzip_lines;

@@ -21,9 +21,8 @@ async fn start(edit: impl FnOnce(&mut ZiaConfig)) -> Zia {
     edit(&mut cfg);
     let zia = ZiaEmulator::start(cfg).await.unwrap();
     let ca = std::fs::read(zia.ca_pem_path()).unwrap();
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+    let http = mcas_emulator::client_trusting(&ca)
+        .unwrap()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();

@@ -36,9 +36,8 @@ pub async fn start() -> Harness {
 
 pub fn client(emu: &Emulator, h2: bool) -> reqwest::Client {
     let ca = std::fs::read(emu.ca_pem_path()).unwrap();
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+    let mut b = mcas_emulator::client_trusting(&ca)
+        .unwrap()
         .timeout(Duration::from_secs(30));
     b = if h2 {
         b.http2_prior_knowledge()
