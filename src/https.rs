@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Client;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 
 use crate::config::{ConfigError, ProxyTarget};
 
@@ -60,13 +58,24 @@ pub fn client(
 /// The error names the file and what is wrong with it.
 pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
-    // Anchors the system store holds that rustls cannot read are left out, as a browser
-    // does; an administrator's own file must be usable whole.
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
+    // The system store is the operating system's, used as it is: what cannot be read is
+    // logged and left out. An administrator's own file must be usable whole.
+    let system = rustls_native_certs::load_native_certs();
+    for error in &system.errors {
+        tracing::warn!(%error, "a part of the system's trust store cannot be read");
+    }
+    let (_, unusable) = roots.add_parsable_certificates(system.certs);
+    if unusable > 0 {
+        tracing::warn!(
+            unusable,
+            "the system's trust store holds certificates that cannot be trust anchors"
+        );
+    }
+    if roots.is_empty() && ca_file.is_none() {
+        tracing::warn!("no trust anchor: the system's trust store is empty (install ca-certificates) and no CA file is set");
     }
     if let Some(path) = ca_file {
-        for cert in ca_certificates(path)? {
+        for cert in crate::config::ca_certificates(path)? {
             roots.add(cert).map_err(|e| {
                 format!(
                     "{} holds a certificate that cannot be a trust anchor: {e}",
@@ -83,21 +92,6 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
-}
-
-/// The certificates of the PEM file at `path`: at least one, else an error naming it.
-fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not a PEM bundle: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        ));
-    }
-    Ok(certs)
 }
 
 /// A request that failed at the proxy.

@@ -53,16 +53,17 @@ pub enum Route {
 }
 
 /// Connects to `host:port` and completes a TLS handshake, trusting the system's anchors and
-/// those in `ca_file`; within `timeout` in all.
+/// those in `ca_file` (the key `ca_key` names it in errors); within `timeout` in all.
 pub async fn tls_handshake(
     host: &str,
     port: u16,
     ca_file: Option<&Path>,
+    ca_key: &str,
     proxy: Option<&ProxyTarget>,
     timeout: Duration,
 ) -> Result<Route, Unreachable> {
     let config = crate::https::tls_config(ca_file)
-        .map_err(|problem| Unreachable::Tls(format!("mcas.ca_file: {problem}")))?;
+        .map_err(|problem| Unreachable::Tls(format!("{ca_key}: {problem}")))?;
     let server_name = server_name(host)?;
     let attempt = async {
         let (stream, path) = match proxy.filter(|p| !bypassed(&p.no_proxy, host)) {

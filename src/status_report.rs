@@ -241,6 +241,7 @@ pub(crate) mod tests {
         counters.spool.oldest.set(now);
         counters.spool.held_why.set(text());
         counters.spool.write_refused.set(text());
+        counters.spool.scanned_sealed_records.set(Some(1));
         counters
             .spool
             .seal_latency

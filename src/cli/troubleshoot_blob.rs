@@ -64,6 +64,7 @@ pub(crate) async fn check(
         &host,
         port,
         target.ca_file.as_deref(),
+        "mcas.ca_file",
         target.proxy.as_ref(),
         crate::https::CONNECT_TIMEOUT,
     )

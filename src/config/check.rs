@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
 use super::load::SecretSources;
 use super::size::{format_duration, format_size};
 use super::{check_domain, check_token_shape, ConfigError, Limit, Settings};
@@ -456,19 +459,34 @@ fn check_pem(path: &Path, labels: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks that `path` is a readable PEM file with at least one certificate.
+/// Checks that `path` is a readable PEM file with at least one certificate, each usable.
 pub fn check_ca_file(path: &Path) -> Result<(), String> {
+    ca_certificates(path).map(|_| ())
+}
+
+/// The certificates of the PEM file of CA certificates at `path` (`mcas.ca_file`,
+/// `zia.ca_file`): at least one, each well formed, else what to fix, naming the file. The
+/// configuration's check and the HTTPS client read the file by this one rule.
+pub fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = std::fs::read(path).map_err(|e| {
         format!(
             "cannot read {}: {e}; point it at a readable PEM file of CA certificates, or remove the key",
             path.display()
         )
     })?;
-    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            format!(
+                "{} is not a PEM bundle ({e}): point it at a PEM file of CA certificates",
+                path.display()
+            )
+        })?;
+    if certs.is_empty() {
         return Err(format!(
             "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----): point it at a PEM file of CA certificates",
             path.display()
         ));
     }
-    Ok(())
+    Ok(certs)
 }

@@ -18,8 +18,8 @@ mod values;
 use std::path::{Path, PathBuf};
 
 pub use check::{
-    check_ca_file, check_certificate_file, check_entra_id, check_https, check_https_base,
-    MCAS_SOURCES,
+    ca_certificates, check_ca_file, check_certificate_file, check_entra_id, check_https,
+    check_https_base, MCAS_SOURCES,
 };
 pub use daemon_view::{check_daemon_reads, DaemonView};
 pub use domain::check_domain;

@@ -233,7 +233,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "spool_scanned_sealed_records",
         kind: Kind::Gauge,
-        help: "Records of the batches sealed before the uploader's last scan of the spool began (below batch_sealed_records_total: the spool figures predate the newest seals).",
+        help: "Records of the batches sealed before the uploader's last scan of the spool began (below nss_agent_batch_sealed_records_total: the spool figures predate the newest seals; NaN before the first scan).",
         field: "spool.scanned_sealed_records",
         read: Read::Number,
     },

@@ -8,12 +8,13 @@ use crate::latency::Histogram;
 /// Counters of the batch and spool stages.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SpoolCounters {
-    /// What `sealed_records` was when the uploader's last scan of the spool began: once
-    /// it equals `sealed_records`, `batches` and `delivered_undeleted` count every batch
-    /// sealed so far. Declared first, so that the report reads it before the figures of
-    /// the scan it stands for; the uploader sets it after them.
+    /// What `sealed_records` was when the uploader's last completed scan of the spool
+    /// began; null before its first scan. Once it equals `sealed_records`, `batches` and
+    /// `delivered_undeleted` count every batch sealed so far. Declared first, so that the
+    /// report takes its lock before it reads the figures of the scan it stands for; the
+    /// uploader sets it after them, so the lock orders the two.
     #[serde(default)]
-    pub scanned_sealed_records: Count,
+    pub scanned_sealed_records: Shared<Option<u64>>,
     /// Sealed batches waiting, as last seen.
     pub batches: Count,
     /// Bytes of those batches.

@@ -383,7 +383,8 @@ impl<M: Mcas> Uploader<M> {
     async fn scan(&self, batches: &mut Batches) -> std::io::Result<Vec<SealedBatch>> {
         let spool = &self.counters.spool;
         // Read before the scan: a writer counts a batch once it is in the spool, so every
-        // batch this figure counts is in what the scan sees.
+        // batch this figure counts is in what the scan sees (or already delivered). Set
+        // last, under its lock, after the figures of this scan.
         let sealed_before = spool.sealed_records.get();
         let scan = self.spool.scan().await?;
         let view = scan.view;
@@ -399,7 +400,7 @@ impl<M: Mcas> Uploader<M> {
             Some(oldest) => spool.oldest.set(oldest),
             None => spool.oldest.clear(),
         }
-        spool.scanned_sealed_records.set(sealed_before);
+        spool.scanned_sealed_records.set(Some(sealed_before));
         Ok(view.ready)
     }
 

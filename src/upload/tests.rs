@@ -360,16 +360,16 @@ async fn the_spools_figures_say_which_seals_the_last_scan_saw() {
     let fake = Fake::default();
     let running = Running::start(&fake);
     let spool = &running.counters.spool;
+    assert_eq!(spool.scanned_sealed_records.get(), None, "no scan yet");
+    until("the first scan", || {
+        spool.scanned_sealed_records.get() == Some(0)
+    })
+    .await;
     // As the batch writer does: the count goes up once the batch is in the spool.
     running.seal(5);
     spool.sealed_records.add(5);
-    assert_eq!(
-        spool.scanned_sealed_records.get(),
-        0,
-        "no scan since the seal yet"
-    );
     until("a scan after the seal finds nothing waiting", || {
-        spool.scanned_sealed_records.get() == 5 && spool.batches.get() == 0
+        spool.scanned_sealed_records.get() == Some(5) && spool.batches.get() == 0
     })
     .await;
     assert_eq!(
