@@ -23,16 +23,6 @@ fn two_writers_tailing(world: &World, file: &Path) -> Settings {
     settings
 }
 
-/// An agent of two writers (with `env`) tailing `file`, created empty, once it has the
-/// file open.
-fn tailing_an_empty_file(world: &World, file: &Path, env: &[(&str, &str)]) -> Agent {
-    let settings = two_writers_tailing(world, file);
-    std::fs::write(file, b"").unwrap();
-    let agent = world.agent_with_env(&settings, env);
-    agent.wait_status("the file open", |s| s["feed"]["files"][0]["open"] == true);
-    agent
-}
-
 fn append(file: &Path, bytes: &[u8]) {
     let mut out = std::fs::OpenOptions::new()
         .create(true)
@@ -325,7 +315,10 @@ async fn a_delivered_batch_that_cannot_be_removed_is_not_sent_again() {
 async fn records_of_a_batch_that_failed_to_seal_are_read_again() {
     let world = World::start().await;
     let file = world.dir.path().join("feed.log");
-    let agent = tailing_an_empty_file(&world, &file, &[]);
+    let settings = two_writers_tailing(&world, &file);
+    std::fs::write(&file, b"").unwrap();
+    let agent = world.agent(&settings);
+    agent.wait_status("the file open", |s| s["feed"]["files"][0]["open"] == true);
     let ready = agent.state_dir.join("spool/ready");
     let lock = Immutable::new(&ready);
     let first = burst("unsealable", 400);
@@ -355,7 +348,10 @@ async fn records_of_a_batch_that_failed_to_seal_are_read_again() {
 async fn a_seal_whose_directory_sync_fails_after_the_rename_delivers_once() {
     let world = World::start().await;
     let file = world.dir.path().join("feed.log");
-    let agent = tailing_an_empty_file(&world, &file, &[("NSS_FAIL_AT", "seal-sync-ready")]);
+    let settings = two_writers_tailing(&world, &file);
+    std::fs::write(&file, b"").unwrap();
+    let agent = world.agent_with_env(&settings, &[("NSS_FAIL_AT", "seal-sync-ready")]);
+    agent.wait_status("the file open", |s| s["feed"]["files"][0]["open"] == true);
     let first = burst("synced-late", 400);
     append(&file, &lines(&first));
     agent.wait_log("failure point reached");
