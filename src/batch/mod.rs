@@ -697,9 +697,7 @@ impl Writer {
                         current.flushed_records,
                     );
                 } else {
-                    // Left in ready/ (its directory's sync failed, and so did moving it
-                    // back): it goes up, and the tail reads its records again, a
-                    // duplicate the spool has logged.
+                    // Renamed into ready/ all the same (a later step failed): sealed.
                     self.spool.settled(&path);
                 }
                 Err(io::Error::new(

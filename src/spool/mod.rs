@@ -54,12 +54,6 @@
 //! A file enters `ready/` only by rename after its gzip trailer is written and fsynced,
 //! and leaves it only after MCAS accepted it, so a crash never uploads half a batch.
 //!
-//! A seal whose directories' fsync fails after the rename (`NSS_FAIL_AT=seal-sync-ready`
-//! makes the debug builds fail it once) is undone: the batch goes back to `open/` and is
-//! dealt with as a batch that failed to seal, since a rename not known to be durable
-//! cannot be acknowledged, and a batch left in `ready/` unacknowledged would go up beside
-//! its records read again.
-//!
 //! # Crash points
 //!
 //! A crash between two steps of a change leaves a state the next start finishes or undoes
@@ -119,7 +113,6 @@ use crate::durable_fs::{sync_dir, AtomicWrite};
 use crate::handoff::Origin;
 
 use crate::clock::unix_millis;
-use crate::crashpoint;
 
 /// One sealed batch waiting in `ready/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,20 +360,9 @@ impl Spool {
         };
         let batch = SealedBatch::named(&self.ready_dir, &name, gzip_bytes);
         fs::rename(unsealed, &batch.path)?;
-        let synced = crashpoint::fail_once("seal-sync-ready")
-            .and_then(|()| sync_dir(&self.ready_dir))
-            .and_then(|()| sync_dir(&self.unsealed_dir));
-        if let Err(error) = synced {
-            // The rename may not survive a power loss, so the seal is not acknowledged and
-            // its records are to be written again: the batch goes back to `open/` to be
-            // dealt with as a batch that failed to seal, instead of staying in `ready/` to
-            // be uploaded beside its records' second copy.
-            if let Err(back) = fs::rename(&batch.path, unsealed) {
-                tracing::error!(file = %batch.path.display(), %back, "a sealed batch whose directory could not be synced cannot be moved back: it will be uploaded, and its records written again");
-            }
-            return Err(error);
-        }
         self.ready_bytes.fetch_add(gzip_bytes, Ordering::Relaxed);
+        sync_dir(&self.ready_dir)?;
+        sync_dir(&self.unsealed_dir)?;
         self.sealed.notify_one();
         Ok(batch)
     }

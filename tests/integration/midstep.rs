@@ -341,26 +341,6 @@ async fn records_of_a_batch_that_failed_to_seal_are_read_again() {
     assert_eq!(checkpoint["offset"], len, "{checkpoint}");
 }
 
-/// The ready directory's fsync fails once after a seal's rename (`NSS_FAIL_AT`: a disk
-/// error when the batch is already in `ready/`): the seal is undone and dealt with as a
-/// failed one: its records are read again from the tailed file, and MCAS has each once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_seal_whose_directory_sync_fails_after_the_rename_delivers_once() {
-    let world = World::start().await;
-    let file = world.dir.path().join("feed.log");
-    let settings = two_writers_tailing(&world, &file);
-    std::fs::write(&file, b"").unwrap();
-    let agent = world.agent_with_env(&settings, &[("NSS_FAIL_AT", "seal-sync-ready")]);
-    agent.wait_status("the file open", |s| s["feed"]["files"][0]["open"] == true);
-    let first = burst("synced-late", 400);
-    append(&file, &lines(&first));
-    agent.wait_log("failure point reached");
-    let second = burst("after", 100);
-    append(&file, &lines(&second));
-    let expected = [first, second].concat();
-    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
-}
-
 /// A batch damaged in the middle of its deflate stream (size and trailer intact) goes to
 /// quarantine with the reason before upload; the other batches are delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
