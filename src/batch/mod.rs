@@ -556,10 +556,17 @@ impl Writer {
                         tracing::error!(writer = self.id, file = %broken.path.display(), flushed = records, saved, "the disk lost records of a batch it had accepted");
                     }
                 }
-                _ => match std::fs::remove_file(&broken.path) {
-                    Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-                    _ => {}
-                },
+                _ => {
+                    // Its claims go first: left without their batch (a crash between the
+                    // two removals), they would move the checkpoints past records that
+                    // no batch holds.
+                    self.spool.drop_claims(&broken.path)?;
+                    crashpoint::here("broken-batch-half-removed");
+                    match std::fs::remove_file(&broken.path) {
+                        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                        _ => {}
+                    }
+                }
             }
             let broken = self.broken.remove(0);
             self.spool.settled(&broken.path);

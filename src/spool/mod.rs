@@ -67,6 +67,7 @@
 //! | `checkpoint-with-sealed-ranges` | a checkpoint saved with ranges sealed beyond its offset | the tail resumes at the offset and skips those ranges |
 //! | `salvage-written` | a complete `salvaged-…` written, its unsealed source still there | the source is deleted, the salvage sealed: its records once |
 //! | `salvage-source-removed` | the source deleted, the salvage not yet sealed | the salvage is sealed |
+//! | `broken-batch-half-removed` | a batch of tailed records the disk failed to seal, being removed once it takes writes again: its claims deleted, the batch not yet | the batch is deleted, its records read again (claims deleted first: left alone, they would move the checkpoints past those records) |
 //!
 //! Steps without a named point are guarded the same way: a merge killed before its rename
 //! leaves `open/merge-…` (deleted; its sources still wait), after it leaves sources beside
@@ -365,6 +366,16 @@ impl Spool {
         sync_dir(&self.unsealed_dir)?;
         self.sealed.notify_one();
         Ok(batch)
+    }
+
+    /// The batch `unsealed` failed to seal and is about to be deleted (its records are read
+    /// again): its claims go first, durably, so that a crash never leaves them without it.
+    pub fn drop_claims(&self, unsealed: &Path) -> io::Result<()> {
+        match fs::remove_file(claims_path(unsealed)) {
+            Ok(()) => sync_dir(&self.unsealed_dir),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     /// The checkpoints of the batch sealed from `unsealed` are saved: its claims go.

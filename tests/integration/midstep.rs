@@ -23,6 +23,16 @@ fn two_writers_tailing(world: &World, file: &Path) -> Settings {
     settings
 }
 
+/// An agent of two writers (with `env`) tailing `file`, created empty, once it has the
+/// file open.
+fn tailing_an_empty_file(world: &World, file: &Path, env: &[(&str, &str)]) -> Agent {
+    let settings = two_writers_tailing(world, file);
+    std::fs::write(file, b"").unwrap();
+    let agent = world.agent_with_env(&settings, env);
+    agent.wait_status("the file open", |s| s["feed"]["files"][0]["open"] == true);
+    agent
+}
+
 fn append(file: &Path, bytes: &[u8]) {
     let mut out = std::fs::OpenOptions::new()
         .create(true)
@@ -315,10 +325,7 @@ async fn a_delivered_batch_that_cannot_be_removed_is_not_sent_again() {
 async fn records_of_a_batch_that_failed_to_seal_are_read_again() {
     let world = World::start().await;
     let file = world.dir.path().join("feed.log");
-    let settings = two_writers_tailing(&world, &file);
-    std::fs::write(&file, b"").unwrap();
-    let agent = world.agent(&settings);
-    agent.wait_status("the file open", |s| s["feed"]["files"][0]["open"] == true);
+    let agent = tailing_an_empty_file(&world, &file, &[]);
     let ready = agent.state_dir.join("spool/ready");
     let lock = Immutable::new(&ready);
     let first = burst("unsealable", 400);
@@ -339,6 +346,40 @@ async fn records_of_a_batch_that_failed_to_seal_are_read_again() {
     let checkpoint: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&checkpoints[0]).unwrap()).unwrap();
     assert_eq!(checkpoint["offset"], len, "{checkpoint}");
+}
+
+/// The disk refuses a seal of tailed records (the ready directory refuses the rename),
+/// then takes writes again, and the agent is killed half-way through removing that
+/// batch: the next start reads its records again from the file, none lost, none doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_while_a_failed_seal_is_removed_loses_nothing() {
+    let world = World::start().await;
+    let file = world.dir.path().join("feed.log");
+    let mut crashing = tailing_an_empty_file(
+        &world,
+        &file,
+        &[("NSS_CRASH_AT", "broken-batch-half-removed")],
+    );
+    let lock = Immutable::new(&crashing.state_dir.join("spool/ready"));
+    let first = burst("unsealable", 400);
+    append(&file, &lines(&first));
+    crashing.wait_log("sealing a batch failed");
+    drop(lock);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while crashing.running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached the crash point:\n{}",
+            crashing.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(crashing);
+    let second = burst("after", 100);
+    append(&file, &lines(&second));
+    let agent = world.agent(&two_writers_tailing(&world, &file));
+    let expected = [first, second].concat();
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
 }
 
 /// A batch damaged in the middle of its deflate stream (size and trailer intact) goes to
