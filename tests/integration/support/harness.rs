@@ -606,9 +606,8 @@ pub async fn wait_exactly_once(
 /// 0`, `spool.delivered_undeleted == 0`). From then on nothing more can reach MCAS until
 /// new records come. It watches the agent only (a request the emulator is still delaying
 /// may land later), and it never returns for a daemon whose disk refused a TCP batch: the
-/// records of such a batch reach the spool by salvage, outside `spool.sealed_records`
-/// (nor for one whose tailed batch failed to seal: the tail reads those records again,
-/// and `feed.records` counts them twice). The last status, or why not within `within`.
+/// records of such a batch reach the spool by salvage, outside `spool.sealed_records`.
+/// The last status, or why not within `within`.
 pub async fn wait_quiet(
     runtime_dir: &Path,
     pid: Option<u32>,
