@@ -547,6 +547,10 @@ impl Writer {
     /// records written, in order, before anything newer.
     fn restore(&mut self) -> io::Result<()> {
         while let Some(broken) = self.broken.first() {
+            // Its claims (a batch of tailed records has them) go first: left without their
+            // batch (a crash before it is dealt with), they would move the checkpoints past
+            // records that no batch holds.
+            self.spool.drop_claims(&broken.path)?;
             match broken.flushed_records {
                 Some(records) if records > 0 => {
                     let saved =
@@ -557,10 +561,6 @@ impl Writer {
                     }
                 }
                 _ => {
-                    // Its claims go first: left without their batch (a crash between the
-                    // two removals), they would move the checkpoints past records that
-                    // no batch holds.
-                    self.spool.drop_claims(&broken.path)?;
                     crashpoint::here("broken-batch-half-removed");
                     match std::fs::remove_file(&broken.path) {
                         Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
@@ -568,8 +568,7 @@ impl Writer {
                     }
                 }
             }
-            let broken = self.broken.remove(0);
-            self.spool.settled(&broken.path);
+            self.broken.remove(0);
         }
         if self.held.is_empty() {
             return Ok(());
