@@ -27,7 +27,7 @@ fn verify(c: &mut Criterion) {
     let inflated = spool
         .seal(&copy, written.records, written.raw_bytes)
         .unwrap();
-    let checksummed = spool.seal_written(&written, &[]).unwrap();
+    let checksummed = spool.seal_written(&written, &[]).unwrap().batch;
     assert_eq!(checksummed.gzip_bytes, inflated.gzip_bytes);
 
     let mut group = c.benchmark_group("verify");

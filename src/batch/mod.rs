@@ -126,6 +126,7 @@ impl BatchWriters {
                 held: Vec::new(),
                 held_arrived: Instant::now(),
                 broken: Vec::new(),
+                unsynced: Vec::new(),
                 gate: gate.clone(),
                 stopping: stopping.clone(),
                 heartbeats: heartbeats.clone(),
@@ -203,6 +204,16 @@ struct Broken {
     flushed_records: Option<u64>,
 }
 
+/// A batch in `ready/` whose rename is not yet known to be durable (the sync after it
+/// failed): the chunks it completes stay unacknowledged, and its claims beside it, until a
+/// sync succeeds. A crash meanwhile finds it in `ready/` (the claims settle the
+/// checkpoints) or back in `open/` (deleted with its claims, its records read again).
+struct Unsynced {
+    /// Where it was written, for its claims.
+    unsealed: std::path::PathBuf,
+    acks: Vec<SealAck>,
+}
+
 /// What a failed [`Writer::write_records`] got done.
 struct Failure {
     /// Records of the slice in sealed batches.
@@ -229,6 +240,8 @@ struct Writer {
     held_arrived: Instant,
     /// Batch files the disk failed, to be dealt with once it takes writes again.
     broken: Vec<Broken>,
+    /// Sealed batches whose rename is not yet durable, oldest first.
+    unsynced: Vec<Unsynced>,
     gate: DiskGate,
     stopping: Arc<AtomicBool>,
     heartbeats: Heartbeats,
@@ -300,6 +313,14 @@ impl Writer {
                             writer = self.id,
                             records = self.held.len(),
                             "stopping while the spool's disk refuses writes: these records read from TCP are lost"
+                        );
+                    }
+                    if !self.unsynced.is_empty() {
+                        // Their claims stay beside them: the next start settles them.
+                        tracing::warn!(
+                            writer = self.id,
+                            batches = self.unsynced.len(),
+                            "stopping before the spool's directories synced after these seals: the next start finds each batch sealed or not, and loses nothing"
                         );
                     }
                     return;
@@ -439,13 +460,20 @@ impl Writer {
             });
             match result {
                 Ok(()) => {
-                    self.gate.accepted();
                     if let Some(ack) = chunk.take_ack() {
-                        match self.current(origin).as_mut() {
-                            Some(batch) => batch.acks.push(ack),
+                        match (
+                            self.current[origin as usize].as_mut(),
+                            self.unsynced.last_mut(),
+                        ) {
+                            (Some(batch), _) => batch.acks.push(ack),
+                            // The last record sealed its batch, whose sync failed.
+                            (None, Some(unsynced)) => unsynced.acks.push(ack),
                             // The last record sealed its batch: all of the chunk is sealed.
-                            None => ack.sealed(),
+                            (None, None) => ack.sealed(),
                         }
+                    }
+                    if !self.waits_for_disk() {
+                        self.gate.accepted();
                     }
                     return;
                 }
@@ -467,9 +495,10 @@ impl Writer {
         }
     }
 
-    /// Whether the writer holds records or broken batches for a disk that failed it.
+    /// Whether the writer holds records, broken batches or unsynced seals for a disk that
+    /// failed it.
     fn waits_for_disk(&self) -> bool {
-        !self.held.is_empty() || !self.broken.is_empty()
+        !self.held.is_empty() || !self.broken.is_empty() || !self.unsynced.is_empty()
     }
 
     /// Idle, with something held for the disk: tries again.
@@ -546,6 +575,10 @@ impl Writer {
     /// TCP sealed into a batch of their own, files' batches deleted), then the held
     /// records written, in order, before anything newer.
     fn restore(&mut self) -> io::Result<()> {
+        if !self.unsynced.is_empty() {
+            self.spool.sync_withheld()?;
+            self.synced();
+        }
         while let Some(broken) = self.broken.first() {
             // Its claims (a batch of tailed records has them) go first: left without their
             // batch (a crash before it is dealt with), they would move the checkpoints past
@@ -668,49 +701,70 @@ impl Writer {
         match result {
             Ok(sealed) => {
                 let spool = &self.counters;
+                let batch = &sealed.batch;
                 spool.sealed.add(1);
-                spool.sealed_records.add(sealed.records);
+                spool.sealed_records.add(batch.records);
                 if origin == Origin::Stream {
                     spool
                         .stream_records_on_disk
-                        .add(sealed.records - counted_on_disk);
+                        .add(batch.records - counted_on_disk);
                 }
                 spool.seal_latency_max.raise_to(open_for.as_secs_f64());
                 spool.seal_latency.observe(open_for, 1);
-                self.arrivals.sealed(sealed.seq, open_for);
+                self.arrivals.sealed(batch.seq, open_for);
+                tracing::debug!(
+                    writer = self.id,
+                    seq = batch.seq,
+                    records = batch.records,
+                    raw = batch.raw_bytes,
+                    gzip = batch.gzip_bytes,
+                    "sealed a batch"
+                );
+                if let Some(error) = sealed.unsynced {
+                    // Sealed, but not yet for sure: held like the rest until the disk
+                    // syncs. Not an error of this write: the records are in the batch.
+                    tracing::error!(writer = self.id, seq = batch.seq, %error, "the spool's directory failed to sync after a seal: the batch waits, unacknowledged and not uploaded, and reading stops until a sync succeeds");
+                    self.unsynced.push(Unsynced {
+                        unsealed: path,
+                        acks: current.acks,
+                    });
+                    crashpoint::here("sealed-unsynced");
+                    self.gate
+                        .refused(&format!("syncing the spool after a seal failed: {error}"));
+                    return Ok(());
+                }
+                // This seal's sync made every earlier rename durable too.
+                self.synced();
                 crashpoint::here("sealed-before-checkpoint");
                 SealAck::all_sealed(current.acks);
                 self.spool.settled(&path);
-                tracing::debug!(
-                    writer = self.id,
-                    seq = sealed.seq,
-                    records = sealed.records,
-                    raw = sealed.raw_bytes,
-                    gzip = sealed.gzip_bytes,
-                    "sealed a batch"
-                );
                 Ok(())
             }
             Err(error) => {
-                // The acknowledgements drop unsealed: the tail reads those records again.
+                // Still in open/: the acknowledgements drop unsealed, and the tail reads
+                // those records again.
                 drop(current.acks);
-                if path.exists() {
-                    self.set_aside_file(
-                        origin,
-                        path,
-                        current.first_arrival,
-                        current.unflushed,
-                        current.flushed_records,
-                    );
-                } else {
-                    // Renamed into ready/ all the same (a later step failed): sealed.
-                    self.spool.settled(&path);
-                }
+                self.set_aside_file(
+                    origin,
+                    path,
+                    current.first_arrival,
+                    current.unflushed,
+                    current.flushed_records,
+                );
                 Err(io::Error::new(
                     error.kind(),
                     format!("sealing a batch failed: {error}"),
                 ))
             }
+        }
+    }
+
+    /// A sync of the spool's directories succeeded: the seals that waited for one are
+    /// acknowledged, oldest first, and their claims go.
+    fn synced(&mut self) {
+        for unsynced in self.unsynced.drain(..) {
+            SealAck::all_sealed(unsynced.acks);
+            self.spool.settled(&unsynced.unsealed);
         }
     }
 }

@@ -126,11 +126,12 @@ impl Spool {
             last: Some(sources[sources.len() - 1].last_seq()),
         };
         let merged = SealedBatch::named(&self.ready_dir, &name, fs::metadata(part)?.len());
-        fs::rename(part, &merged.path)?;
+        let synced = self.rename_into_ready(part, &merged, "merge-sync-ready")?;
         self.ready_bytes
             .fetch_add(merged.gzip_bytes, std::sync::atomic::Ordering::Relaxed);
-        sync_dir(&self.ready_dir)?;
-        sync_dir(&self.unsealed_dir)?;
+        // Failed, the merged batch and its sources wait, withheld, for a sync to succeed:
+        // then the scan deletes the sources and offers the merged batch.
+        synced?;
         Ok(merged)
     }
 
@@ -301,7 +302,10 @@ mod tests {
         for r in records {
             file.append(r.as_bytes()).unwrap();
         }
-        spool.seal_written(&file.finish().unwrap(), &[]).unwrap()
+        spool
+            .seal_written(&file.finish().unwrap(), &[])
+            .unwrap()
+            .batch
     }
 
     /// Seals a batch as an older version did: a gzip stream ended without a sync flush.

@@ -67,6 +67,7 @@
 //! | `checkpoint-with-sealed-ranges` | a checkpoint saved with ranges sealed beyond its offset | the tail resumes at the offset and skips those ranges |
 //! | `salvage-written` | a complete `salvaged-…` written, its unsealed source still there | the source is deleted, the salvage sealed: its records once |
 //! | `salvage-source-removed` | the source deleted, the salvage not yet sealed | the salvage is sealed |
+//! | `sealed-unsynced` | a batch of tailed records renamed into `ready/`, the sync after the rename failed (`NSS_FAIL_AT=seal-sync-ready`): unacknowledged, its claims beside it | as after `sealed-before-checkpoint` when the rename reached the disk; when it did not, the batch is back in `open/` and deleted with its claims, its records read again |
 //! | `broken-batch-half-removed` | a batch of tailed records the disk failed to seal, being removed once it takes writes again: its claims deleted, the batch not yet | the batch is deleted, its records read again (claims deleted first: left alone, they would move the checkpoints past those records) |
 //!
 //! Steps without a named point are guarded the same way: a merge killed before its rename
@@ -90,6 +91,7 @@ mod merge;
 mod name;
 mod recover;
 mod verify;
+mod withheld;
 
 use std::fs;
 use std::io;
@@ -114,6 +116,7 @@ use crate::durable_fs::{sync_dir, AtomicWrite};
 use crate::handoff::Origin;
 
 use crate::clock::unix_millis;
+use crate::crashpoint;
 
 /// One sealed batch waiting in `ready/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +262,19 @@ pub struct Spool {
     ready_bytes: AtomicU64,
     /// Batches the writers are filling now (each holds a [`Filling`]).
     filling: Arc<AtomicU64>,
+    /// Batches in `ready/` whose rename is not yet known to be durable: left out of scans.
+    withheld: withheld::Withheld,
+}
+
+/// A batch sealed by [`Spool::seal_written`].
+#[derive(Debug)]
+pub struct Sealed {
+    pub batch: SealedBatch,
+    /// The sync of `ready/` or `open/` after the rename failed: the batch is in `ready/`,
+    /// but a crash could still undo its rename. It is kept from upload (and what it holds
+    /// of tailed files is to stay unacknowledged, its claims beside it) until
+    /// [`Spool::sync_withheld`], or another seal's sync, succeeds.
+    pub unsynced: Option<io::Error>,
 }
 
 /// A batch being filled: counted in [`Spool::filling`] until dropped (once sealed, or set
@@ -293,6 +309,7 @@ impl Spool {
             sealed: Arc::new(Notify::new()),
             ready_bytes: AtomicU64::new(0),
             filling: Arc::default(),
+            withheld: withheld::Withheld::default(),
         };
         for dir in [
             &spool.unsealed_dir,
@@ -319,17 +336,26 @@ impl Spool {
 
     /// Moves a complete, fsynced batch file from `open/` into `ready/` and makes the
     /// rename itself durable. Wakes the uploader. The file's bytes were not checksummed as
-    /// they were written: the check before upload decompresses it whole.
+    /// they were written: the check before upload decompresses it whole. Used for batches
+    /// of TCP records salvaged (at a start, or from a batch the disk failed): when only the
+    /// sync after the rename fails, the batch counts as sealed, withheld from upload until
+    /// a later sync succeeds (its source is gone; a crash meanwhile finds the salvage in
+    /// `open/` or in `ready/`, and seals or uploads it once).
     pub fn seal(&self, unsealed: &Path, records: u64, raw_bytes: u64) -> io::Result<SealedBatch> {
-        self.seal_file(unsealed, records, raw_bytes, None, &[])
+        let sealed = self.seal_file(unsealed, records, raw_bytes, None, &[])?;
+        if let Some(error) = sealed.unsynced {
+            tracing::warn!(file = %sealed.batch.path.display(), %error, "a sealed batch's directory could not be synced: it waits until a sync succeeds");
+        }
+        Ok(sealed.batch)
     }
 
     /// Seals a batch file as [`Spool::seal`] does, with the checksum of its bytes in its
     /// name, and `claims` (what the batch holds of tailed files, see
     /// [`crate::handoff::SealWatcher::claims`]) kept durably beside it until
     /// [`Spool::settled`]: a crash after the seal and before the checkpoints are saved
-    /// leaves them for [`Spool::recover`].
-    pub fn seal_written(&self, written: &Written, claims: &[u8]) -> io::Result<SealedBatch> {
+    /// leaves them for [`Spool::recover`]. An error means the batch is still in `open/`;
+    /// a failed sync after the rename is [`Sealed::unsynced`].
+    pub fn seal_written(&self, written: &Written, claims: &[u8]) -> io::Result<Sealed> {
         self.seal_file(
             &written.path,
             written.records,
@@ -346,7 +372,7 @@ impl Spool {
         raw_bytes: u64,
         checksum: Option<u32>,
         claims: &[u8],
-    ) -> io::Result<SealedBatch> {
+    ) -> io::Result<Sealed> {
         if !claims.is_empty() {
             AtomicWrite::durable(0o644).write(&claims_path(unsealed), claims)?;
         }
@@ -360,12 +386,68 @@ impl Spool {
             last: None,
         };
         let batch = SealedBatch::named(&self.ready_dir, &name, gzip_bytes);
-        fs::rename(unsealed, &batch.path)?;
+        let unsynced = self
+            .rename_into_ready(unsealed, &batch, "seal-sync-ready")?
+            .err();
         self.ready_bytes.fetch_add(gzip_bytes, Ordering::Relaxed);
+        self.sealed.notify_one();
+        Ok(Sealed { batch, unsynced })
+    }
+
+    /// Renames `from` to `batch` in `ready/`, then syncs `ready/` and `open/`, the batch
+    /// withheld from scans until that sync succeeds (see [`withheld`]). The outer error is
+    /// the rename's (nothing moved); the inner one the sync's (`crash_point` names it for
+    /// `NSS_FAIL_AT`).
+    fn rename_into_ready(
+        &self,
+        from: &Path,
+        batch: &SealedBatch,
+        crash_point: &str,
+    ) -> io::Result<io::Result<()>> {
+        let name = file_name(&batch.path);
+        self.withheld.renaming(&name, batch.seq, batch.last_seq());
+        if let Err(error) = fs::rename(from, &batch.path) {
+            self.withheld.release(&name);
+            return Err(error);
+        }
+        // Renames whose sync failed before this one's: made durable by it too.
+        let earlier = self.withheld.failed();
+        let synced = crashpoint::fail_once(crash_point)
+            .and_then(|()| sync_dir(&self.ready_dir))
+            .and_then(|()| sync_dir(&self.unsealed_dir));
+        match &synced {
+            Ok(()) => {
+                self.withheld.release(&name);
+                self.withheld.synced(&earlier);
+            }
+            Err(_) => self.withheld.sync_failed(&name),
+        }
+        Ok(synced)
+    }
+
+    /// Tries again the syncs that failed after renames into `ready/` (see
+    /// [`Sealed::unsynced`]); once one succeeds, those batches are offered for upload
+    /// again, and the uploader woken.
+    pub fn sync_withheld(&self) -> io::Result<()> {
+        let failed = self.withheld.failed();
+        if failed.is_empty() {
+            return Ok(());
+        }
         sync_dir(&self.ready_dir)?;
         sync_dir(&self.unsealed_dir)?;
+        self.withheld.synced(&failed);
+        tracing::info!(
+            batches = failed.len(),
+            "the spool's directories synced again: the batches withheld meanwhile are offered for upload"
+        );
         self.sealed.notify_one();
-        Ok(batch)
+        Ok(())
+    }
+
+    /// Whether `batch` is kept from upload because its rename, or a merge's holding it,
+    /// is not yet known to be durable.
+    pub fn withheld(&self, batch: &SealedBatch) -> bool {
+        self.withheld.hides(batch)
     }
 
     /// The batch `unsealed` failed to seal and is about to be deleted (its records are read
@@ -393,6 +475,8 @@ impl Spool {
     /// spool did not write are moved to quarantine.
     pub fn scan_ready(&self) -> io::Result<Vec<SealedBatch>> {
         self.retry_removals();
+        // The writers try this too, and say when it fails.
+        let _ = self.sync_withheld();
         let (ready, _) = self.scan_ready_all()?;
         let undeleted = self.undeleted.lock().unwrap();
         Ok(ready
@@ -417,8 +501,12 @@ impl Spool {
             }
         }
         batches.sort_by_key(|b| b.seq);
+        // Withheld batches take room all the same; before their sync they are neither
+        // uploaded nor, as a merge's sources, deleted.
+        let (withheld, mut batches): (Vec<_>, Vec<_>) =
+            batches.into_iter().partition(|b| self.withheld.hides(b));
         self.drop_merged_sources(&mut batches)?;
-        let bytes = batches.iter().map(|b| b.gzip_bytes).sum();
+        let bytes = batches.iter().chain(&withheld).map(|b| b.gzip_bytes).sum();
         self.ready_bytes.store(bytes, Ordering::Relaxed);
         Ok((batches, bytes))
     }
@@ -628,7 +716,7 @@ mod tests {
         let unchecked = spool
             .seal(&copy, written.records, written.raw_bytes)
             .unwrap();
-        let batch = spool.seal_written(&written, &[]).unwrap();
+        let batch = spool.seal_written(&written, &[]).unwrap().batch;
         assert_eq!(batch.checksum, Some(written.checksum));
         assert_eq!(unchecked.checksum, None);
         for batch in [&batch, &unchecked] {
@@ -659,7 +747,10 @@ mod tests {
         let spool = Spool::prepare(dir.path()).unwrap();
         let mut file = BatchFile::create(&spool.new_batch_path(0, Origin::Stream), 6).unwrap();
         file.append(b"a record").unwrap();
-        let batch = spool.seal_written(&file.finish().unwrap(), &[]).unwrap();
+        let batch = spool
+            .seal_written(&file.finish().unwrap(), &[])
+            .unwrap()
+            .batch;
         // The gzip header's OS byte: decompressing never looks at it.
         let mut bytes = fs::read(&batch.path).unwrap();
         bytes[9] ^= 0x01;

@@ -280,8 +280,14 @@ impl<M: Mcas> Uploader<M> {
                 match asked {
                     Ok(target) => {
                         batches.usable_url();
+                        let Some(batch) = self.merge_waiting(&oldest, &mut batches).await else {
+                            // Kept for the merged batch, named after the oldest, that a
+                            // later round uploads.
+                            batches.progress(oldest.seq).target = Some(target);
+                            continue;
+                        };
                         probed = Some(target);
-                        self.merge_waiting(oldest, &mut batches).await
+                        batch
                     }
                     Err(error) => {
                         let outcome = self.failed(&oldest, &mut batches, error).await;
@@ -296,7 +302,10 @@ impl<M: Mcas> Uploader<M> {
                     _ = self.mcas.call_available() => {}
                     _ = cancel.cancelled() => continue,
                 }
-                self.merge_waiting(oldest, &mut batches).await
+                match self.merge_waiting(&oldest, &mut batches).await {
+                    Some(batch) => batch,
+                    None => continue,
+                }
             } else {
                 oldest
             };
@@ -428,20 +437,26 @@ impl<M: Mcas> Uploader<M> {
 
     /// `oldest`, or one batch merging it with the batches waiting after it that may join.
     /// A damaged source stops the run (it goes to quarantine in its turn); a merge that
-    /// fails is logged and the oldest goes alone.
-    async fn merge_waiting(&self, oldest: SealedBatch, batches: &mut Batches) -> SealedBatch {
+    /// fails is logged and the oldest goes alone, unless the merged batch is already in
+    /// `ready/` (only the sync after its rename failed): then `None`, and the next scan
+    /// offers it once the sync succeeds, so that no record of it goes up twice.
+    async fn merge_waiting(
+        &self,
+        oldest: &SealedBatch,
+        batches: &mut Batches,
+    ) -> Option<SealedBatch> {
         let Ok(scan) = self.spool.scan().await else {
-            return oldest;
+            return Some(oldest.clone());
         };
         let run = batches.merge_run(&scan.view.ready, oldest.seq, self.merge.max_raw_bytes);
-        if run.len() < 2 || run[0] != oldest {
-            return oldest;
+        if run.len() < 2 || run[0] != *oldest {
+            return Some(oldest.clone());
         }
         // The merge joins deflate streams without reading them, and would carry a damaged
         // source into every record's file.
         let good = self.spool.verified_prefix(run).await;
         if good < 2 {
-            return oldest;
+            return Some(oldest.clone());
         }
         let run = run[..good].to_vec();
         match self
@@ -451,12 +466,16 @@ impl<M: Mcas> Uploader<M> {
         {
             Ok(Some(merged)) => {
                 batches.merged(merged.seq);
-                merged
+                Some(merged)
             }
-            Ok(None) => oldest,
+            Ok(None) => Some(oldest.clone()),
+            Err(error) if self.spool.withheld(oldest) => {
+                tracing::warn!(%error, "the spool's directories failed to sync after a merge: the merged batch waits until a sync succeeds");
+                None
+            }
             Err(error) => {
                 tracing::warn!(%error, "merging the waiting batches failed; uploading them one by one");
-                oldest
+                Some(oldest.clone())
             }
         }
     }

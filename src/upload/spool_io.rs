@@ -58,6 +58,12 @@ impl SpoolIo {
         self.0.wait_sealed().await
     }
 
+    /// Whether `batch` is kept from upload until the spool's directories sync (no disk
+    /// access; see [`Spool::withheld`]).
+    pub fn withheld(&self, batch: &SealedBatch) -> bool {
+        self.0.withheld(batch)
+    }
+
     /// Whether a writer is filling a batch now (no disk access).
     pub fn filling(&self) -> bool {
         self.0.filling()

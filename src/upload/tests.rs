@@ -237,7 +237,7 @@ impl Running {
             file.append(format!("record {n}").as_bytes()).unwrap();
         }
         let written = file.finish().unwrap();
-        self.spool.seal_written(&written, &[]).unwrap()
+        self.spool.seal_written(&written, &[]).unwrap().batch
     }
 
     fn waiting(&self) -> usize {

@@ -382,6 +382,82 @@ async fn a_crash_while_a_failed_seal_is_removed_loses_nothing() {
     wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
 }
 
+/// The ready directory's fsync fails once after a seal's rename (`NSS_FAIL_AT`: a disk
+/// error when the batch is already in `ready/`): the batch waits, unacknowledged and kept
+/// from upload, until a later fsync succeeds; its records are not read again, reading
+/// resumes, and MCAS has each record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seal_whose_directory_sync_fails_after_the_rename_delivers_once() {
+    let world = World::start().await;
+    let file = world.dir.path().join("feed.log");
+    let agent = tailing_an_empty_file(&world, &file, &[("NSS_FAIL_AT", "seal-sync-ready")]);
+    let first = burst("synced-late", 400);
+    append(&file, &lines(&first));
+    agent.wait_log("failure point reached");
+    let second = burst("after", 100);
+    append(&file, &lines(&second));
+    let expected = [first, second].concat();
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
+}
+
+/// As above, with a fsync that takes 6 s to fail (longer than the uploader's rescan of the
+/// spool, and the other writer sealing meanwhile): the batch is kept from upload while its
+/// rename is not known to be durable, and MCAS has each record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seal_whose_directory_sync_fails_slowly_is_not_uploaded_meanwhile() {
+    let world = World::start().await;
+    let file = world.dir.path().join("feed.log");
+    let agent = tailing_an_empty_file(
+        &world,
+        &file,
+        &[
+            ("NSS_FAIL_AT", "seal-sync-ready"),
+            ("NSS_FAIL_SLOW_MS", "6000"),
+        ],
+    );
+    let first = burst("synced-slowly", 400);
+    append(&file, &lines(&first));
+    agent.wait_log("failure point reached");
+    let second = burst("meanwhile", 100);
+    append(&file, &lines(&second));
+    let expected = [first, second].concat();
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(40)).await;
+}
+
+/// The agent is killed while a seal's directory sync has failed (the batch in `ready/`,
+/// unacknowledged, its claims beside it): the next start settles the claims, uploads the
+/// batch once and reads on from after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_while_a_seal_waits_for_its_directory_sync_loses_nothing() {
+    let world = World::start().await;
+    let file = world.dir.path().join("feed.log");
+    let mut crashing = tailing_an_empty_file(
+        &world,
+        &file,
+        &[
+            ("NSS_FAIL_AT", "seal-sync-ready"),
+            ("NSS_CRASH_AT", "sealed-unsynced"),
+        ],
+    );
+    let first = burst("unsynced", 400);
+    append(&file, &lines(&first));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while crashing.running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached the crash point:\n{}",
+            crashing.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(crashing);
+    let second = burst("after", 100);
+    append(&file, &lines(&second));
+    let agent = world.agent(&two_writers_tailing(&world, &file));
+    let expected = [first, second].concat();
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
+}
+
 /// A batch damaged in the middle of its deflate stream (size and trailer intact) goes to
 /// quarantine with the reason before upload; the other batches are delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

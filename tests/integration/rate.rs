@@ -241,6 +241,27 @@ async fn a_backlog_of_small_batches_goes_up_as_one_gzip_member() {
     agent.wait_log("merged waiting batches into one upload");
 }
 
+/// The sync of `ready/` after a merge's rename fails once (`NSS_FAIL_AT`): the merged
+/// batch and its sources wait until a sync succeeds, then the merged batch goes up alone
+/// (its sources deleted, none uploaded beside it): every record exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_whose_directory_sync_fails_delivers_every_record_once() {
+    let world = World::start().await;
+    let mut settings = world.settings();
+    settings.set("upload.api_calls_per_minute", "30");
+    let state = world.dir.path().join("state");
+    let records = spool_old_batches(&state, "unsynced", 0, 60, 200, 20);
+    let agent = world.agent_with_env(&settings, &[("NSS_FAIL_AT", "merge-sync-ready")]);
+    agent.wait_log("failed to sync after a merge");
+    world
+        .emulator
+        .wait_for_records(records, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_ids_exactly_once(&world.emulator, "unsynced", records);
+    agent.wait_log("deleted batches an interrupted merge had already merged");
+}
+
 /// kill -9 at any point of merges (the merged file half written, sealed beside its
 /// sources, or its sources half deleted) never loses a record nor delivers one twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
