@@ -84,6 +84,11 @@ impl DiskGate {
         if state.refused.load(Ordering::Relaxed) && !state.seen_read_only.load(Ordering::Relaxed) {
             return true;
         }
+        // Whichever writer's write succeeded meanwhile: sealed batches still wait for a
+        // sync of the spool's directories.
+        if self.spool.sync_failed() {
+            return true;
+        }
         let read_only = self.spool.is_read_only();
         if read_only && !state.refused.load(Ordering::Relaxed) {
             state.seen_read_only.store(true, Ordering::Relaxed);

@@ -466,8 +466,17 @@ impl Writer {
                             self.unsynced.last_mut(),
                         ) {
                             (Some(batch), _) => batch.acks.push(ack),
-                            // The last record sealed its batch, whose sync failed.
-                            (None, Some(unsynced)) => unsynced.acks.push(ack),
+                            // The last record sealed its batch, whose sync failed: its
+                            // claims say so too, for a crash before the sync.
+                            (None, Some(unsynced)) => {
+                                unsynced.acks.push(ack);
+                                let claims = SealAck::claims(&unsynced.acks);
+                                if let Err(error) =
+                                    self.spool.rewrite_claims(&unsynced.unsealed, &claims)
+                                {
+                                    tracing::warn!(writer = self.id, %error, "cannot add a chunk to the claims of a batch waiting for its sync: a crash before the sync would read that chunk again");
+                                }
+                            }
                             // The last record sealed its batch: all of the chunk is sealed.
                             (None, None) => ack.sealed(),
                         }

@@ -34,11 +34,11 @@ use crate::durable_fs::sync_dir;
 pub const MCAS_MAX_FILE: u64 = 5_000_000_000;
 
 /// The header flate2 writes: no name, no extra field, no header CRC.
-const GZIP_HEADER_LEN: u64 = 10;
+pub(super) const GZIP_HEADER_LEN: u64 = 10;
 /// A sync flush (an empty stored block) then an empty final fixed-Huffman block.
-const SPLICE_TAIL: [u8; 6] = [0x00, 0x00, 0xff, 0xff, 0x03, 0x00];
+pub(super) const SPLICE_TAIL: [u8; 6] = [0x00, 0x00, 0xff, 0xff, 0x03, 0x00];
 /// The empty final block alone.
-const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
+pub(super) const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 
 /// The waiting batches a merge takes: the oldest and those after it with consecutive
 /// sequence numbers (a gap may be a batch being sealed right now), while the merged file
@@ -64,6 +64,32 @@ pub fn merge_run(ready: &[SealedBatch], max_raw_bytes: u64) -> &[SealedBatch] {
     &ready[..n]
 }
 
+/// A merge that failed, and whether it got as far as `ready/`.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct MergeFailed {
+    pub error: io::Error,
+    /// The merged batch is in `ready/` (beside some or all of its sources, which the scan
+    /// deletes): none of them is to go up on its own.
+    pub sealed: bool,
+}
+
+impl MergeFailed {
+    fn before_ready(error: io::Error) -> MergeFailed {
+        MergeFailed {
+            error,
+            sealed: false,
+        }
+    }
+
+    fn in_ready(error: io::Error) -> MergeFailed {
+        MergeFailed {
+            error,
+            sealed: true,
+        }
+    }
+}
+
 impl Spool {
     /// Merges the oldest waiting batches (see [`merge_run`]) into one sealed batch and
     /// deletes them; `None` when fewer than two can be merged. `level` is used only when a
@@ -73,7 +99,7 @@ impl Spool {
         ready: &[SealedBatch],
         max_raw_bytes: u64,
         level: u32,
-    ) -> io::Result<Option<SealedBatch>> {
+    ) -> Result<Option<SealedBatch>, MergeFailed> {
         let sources = merge_run(ready, max_raw_bytes);
         if sources.len() < 2 {
             return Ok(None);
@@ -88,15 +114,10 @@ impl Spool {
             Ok(written) => written,
             Err(error) => {
                 let _ = fs::remove_file(&part);
-                return Err(error);
+                return Err(MergeFailed::before_ready(error));
             }
         };
-        let merged = self.seal_merged(&part, sources, checksum)?;
-        for source in sources {
-            fs::remove_file(&source.path)?;
-            self.forget_ready_bytes(source.gzip_bytes);
-        }
-        sync_dir(&self.ready_dir)?;
+        let merged = self.replace_sources(&part, sources, checksum)?;
         tracing::info!(
             batches = sources.len(),
             records = merged.records,
@@ -108,6 +129,23 @@ impl Spool {
         Ok(Some(merged))
     }
 
+    /// Seals the complete, fsynced merged file `part` (see [`Spool::seal_merged`]), then
+    /// deletes its sources.
+    pub(super) fn replace_sources(
+        &self,
+        part: &Path,
+        sources: &[SealedBatch],
+        checksum: u32,
+    ) -> Result<SealedBatch, MergeFailed> {
+        let merged = self.seal_merged(part, sources, checksum)?;
+        for source in sources {
+            fs::remove_file(&source.path).map_err(MergeFailed::in_ready)?;
+            self.forget_ready_bytes(source.gzip_bytes);
+        }
+        sync_dir(&self.ready_dir).map_err(MergeFailed::in_ready)?;
+        Ok(merged)
+    }
+
     /// Renames a complete, fsynced merged file into `ready/`, named after its sources and
     /// with `checksum`, the CRC-32 of its bytes.
     fn seal_merged(
@@ -115,7 +153,7 @@ impl Spool {
         part: &Path,
         sources: &[SealedBatch],
         checksum: u32,
-    ) -> io::Result<SealedBatch> {
+    ) -> Result<SealedBatch, MergeFailed> {
         let first = &sources[0];
         let name = SealedName {
             seq: first.seq,
@@ -125,13 +163,16 @@ impl Spool {
             checksum: Some(checksum),
             last: Some(sources[sources.len() - 1].last_seq()),
         };
-        let merged = SealedBatch::named(&self.ready_dir, &name, fs::metadata(part)?.len());
-        let synced = self.rename_into_ready(part, &merged, "merge-sync-ready")?;
+        let len = fs::metadata(part).map_err(MergeFailed::before_ready)?.len();
+        let merged = SealedBatch::named(&self.ready_dir, &name, len);
+        let synced = self
+            .rename_into_ready(part, &merged, "merge-sync-ready")
+            .map_err(MergeFailed::before_ready)?;
         self.ready_bytes
             .fetch_add(merged.gzip_bytes, std::sync::atomic::Ordering::Relaxed);
         // Failed, the merged batch and its sources wait, withheld, for a sync to succeed:
         // then the scan deletes the sources and offers the merged batch.
-        synced?;
+        synced.map_err(MergeFailed::in_ready)?;
         Ok(merged)
     }
 

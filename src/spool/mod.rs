@@ -107,7 +107,7 @@ use tokio::sync::Notify;
 
 pub use batch_file::{BatchFile, Written};
 pub use done_sent::DoneSent;
-pub use merge::{merge_run, MCAS_MAX_FILE};
+pub use merge::{merge_run, MergeFailed, MCAS_MAX_FILE};
 pub use name::{BatchName, ForeignName, MergeName, OpenName, QuarantineName, SealedName};
 pub use recover::Recovery;
 pub use verify::Damage;
@@ -407,8 +407,14 @@ impl Spool {
         let name = file_name(&batch.path);
         self.withheld.renaming(&name, batch.seq, batch.last_seq());
         if let Err(error) = fs::rename(from, &batch.path) {
-            self.withheld.release(&name);
-            return Err(error);
+            if from.exists() || !batch.path.exists() {
+                self.withheld.release(&name);
+                return Err(error);
+            }
+            // Done all the same (a network file system's lost answer): as durable as a
+            // rename whose sync failed.
+            self.withheld.sync_failed(&name);
+            return Ok(Err(error));
         }
         // Renames whose sync failed before this one's: made durable by it too.
         let earlier = self.withheld.failed();
@@ -444,10 +450,16 @@ impl Spool {
         Ok(())
     }
 
-    /// Whether `batch` is kept from upload because its rename, or a merge's holding it,
-    /// is not yet known to be durable.
-    pub fn withheld(&self, batch: &SealedBatch) -> bool {
-        self.withheld.hides(batch)
+    /// Whether a sync after a rename into `ready/` failed and no sync succeeded since: the
+    /// inputs stop reading meanwhile.
+    pub fn sync_failed(&self) -> bool {
+        self.withheld.any_failed()
+    }
+
+    /// Replaces the claims kept beside the batch sealed from `unsealed` (see
+    /// [`Spool::seal_written`]), durably: a chunk whose last record sealed it joins them.
+    pub fn rewrite_claims(&self, unsealed: &Path, claims: &[u8]) -> io::Result<()> {
+        AtomicWrite::durable(0o644).write(&claims_path(unsealed), claims)
     }
 
     /// The batch `unsealed` failed to seal and is about to be deleted (its records are read

@@ -62,6 +62,11 @@ impl Withheld {
             .collect()
     }
 
+    /// Whether a batch's sync failed.
+    pub(super) fn any_failed(&self) -> bool {
+        self.entries.lock().unwrap().values().any(|e| e.failed)
+    }
+
     /// A sync that started after [`Withheld::failed`] returned `names` succeeded.
     pub(super) fn synced(&self, names: &[String]) {
         let mut entries = self.entries.lock().unwrap();

@@ -36,7 +36,7 @@ use crate::config::{McasTarget, UploadSettings};
 use crate::mcas::log_format::Chosen;
 use crate::mcas::{data_source, ApiError, Disposition, Known, McasClient, Provider, Step};
 use crate::retry::Backoff;
-use crate::spool::{DoneSent, SealedBatch, Spool, DISK_RETRY};
+use crate::spool::{DoneSent, MergeFailed, SealedBatch, Spool, DISK_RETRY};
 use batches::{Batches, PUT_FAILURES_PER_URL};
 use counters::UploaderCounters;
 use spool_io::SpoolIo;
@@ -282,7 +282,7 @@ impl<M: Mcas> Uploader<M> {
                         batches.usable_url();
                         let Some(batch) = self.merge_waiting(&oldest, &mut batches).await else {
                             // Kept for the merged batch, named after the oldest, that a
-                            // later round uploads.
+                            // later round uploads (and checks first).
                             batches.progress(oldest.seq).target = Some(target);
                             continue;
                         };
@@ -469,11 +469,13 @@ impl<M: Mcas> Uploader<M> {
                 Some(merged)
             }
             Ok(None) => Some(oldest.clone()),
-            Err(error) if self.spool.withheld(oldest) => {
-                tracing::warn!(%error, "the spool's directories failed to sync after a merge: the merged batch waits until a sync succeeds");
+            Err(failed) if failed.sealed => {
+                // Its progress was the oldest's, whose seq the merged batch takes.
+                batches.merged(oldest.seq);
+                tracing::warn!(error = %failed.error, "a merge failed after its rename into ready/: the merged batch waits for the next scan, its sources are not uploaded");
                 None
             }
-            Err(error) => {
+            Err(MergeFailed { error, .. }) => {
                 tracing::warn!(%error, "merging the waiting batches failed; uploading them one by one");
                 Some(oldest.clone())
             }

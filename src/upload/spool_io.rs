@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::spool::{Damage, DoneSent, SealedBatch, Spool, SpoolView};
+use crate::spool::{Damage, DoneSent, MergeFailed, SealedBatch, Spool, SpoolView};
 
 /// What a scan of the spool found.
 #[derive(Debug)]
@@ -58,12 +58,6 @@ impl SpoolIo {
         self.0.wait_sealed().await
     }
 
-    /// Whether `batch` is kept from upload until the spool's directories sync (no disk
-    /// access; see [`Spool::withheld`]).
-    pub fn withheld(&self, batch: &SealedBatch) -> bool {
-        self.0.withheld(batch)
-    }
-
     /// Whether a writer is filling a batch now (no disk access).
     pub fn filling(&self) -> bool {
         self.0.filling()
@@ -95,9 +89,15 @@ impl SpoolIo {
         ready: Vec<SealedBatch>,
         max_raw_bytes: u64,
         level: u32,
-    ) -> io::Result<Option<SealedBatch>> {
-        self.blocking(move |spool| spool.merge_oldest(&ready, max_raw_bytes, level))
+    ) -> Result<Option<SealedBatch>, MergeFailed> {
+        self.blocking(move |spool| Ok(spool.merge_oldest(&ready, max_raw_bytes, level)))
             .await
+            .unwrap_or_else(|error| {
+                Err(MergeFailed {
+                    error,
+                    sealed: false,
+                })
+            })
     }
 
     /// Removes a batch MCAS accepted (see [`Spool::delivered`]) and its done_upload record.

@@ -252,7 +252,7 @@ async fn a_merge_whose_directory_sync_fails_delivers_every_record_once() {
     let state = world.dir.path().join("state");
     let records = spool_old_batches(&state, "unsynced", 0, 60, 200, 20);
     let agent = world.agent_with_env(&settings, &[("NSS_FAIL_AT", "merge-sync-ready")]);
-    agent.wait_log("failed to sync after a merge");
+    agent.wait_log("a merge failed after its rename into ready/");
     world
         .emulator
         .wait_for_records(records, Duration::from_secs(60))
