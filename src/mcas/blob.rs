@@ -57,22 +57,54 @@ async fn put_blocks(
     len: u64,
     timeout: Duration,
 ) -> Result<(), ApiError> {
-    let mut ids = Vec::new();
+    let mut count = 0;
     let mut offset = 0;
     while offset < len {
         let size = BLOCK_SIZE.min(len - offset);
-        let id = block_id(ids.len());
-        let request = http
-            .put(with_query(url, &[("comp", "block"), ("blockid", &id)]))
-            .header("x-ms-version", AZURE_VERSION);
+        let request = block_request(http, url, count);
         send(request, path, offset, size, timeout).await?;
-        ids.push(id);
+        count += 1;
         offset += size;
     }
+    put_block_list(http, url, count, timeout).await
+}
+
+/// Azure Put Block of `bytes` as block number `index` of the blob at `url`: staged, not
+/// yet part of the blob (uncommitted blocks are dropped by Azure after a week).
+pub async fn put_block(
+    http: &Client,
+    url: &str,
+    index: usize,
+    bytes: bytes::Bytes,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let allowance = timeout + Duration::from_secs(bytes.len() as u64 / SLOWEST_UPLINK);
+    let request = block_request(http, url, index)
+        .header(CONTENT_LENGTH, bytes.len())
+        .body(bytes);
+    execute(request, allowance).await
+}
+
+fn block_request(http: &Client, url: &str, index: usize) -> RequestBuilder {
+    http.put(with_query(
+        url,
+        &[("comp", "block"), ("blockid", &block_id(index))],
+    ))
+    .header("x-ms-version", AZURE_VERSION)
+}
+
+/// Azure Put Block List: blocks `0..count` of the blob at `url`, in order, become the
+/// blob.
+pub async fn put_block_list(
+    http: &Client,
+    url: &str,
+    count: usize,
+    timeout: Duration,
+) -> Result<(), ApiError> {
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
-    for id in &ids {
+    for index in 0..count {
         xml.push_str("<Latest>");
-        xml.push_str(id);
+        xml.push_str(&block_id(index));
         xml.push_str("</Latest>");
     }
     xml.push_str("</BlockList>");

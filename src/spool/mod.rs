@@ -87,6 +87,7 @@ mod checksum;
 pub(crate) mod counters;
 mod delivered;
 mod done_sent;
+mod growing_merge;
 mod merge;
 mod name;
 mod recover;
@@ -107,6 +108,7 @@ use tokio::sync::Notify;
 
 pub use batch_file::{BatchFile, Written};
 pub use done_sent::DoneSent;
+pub use growing_merge::GrowingMerge;
 pub use merge::{merge_run, MergeFailed, MCAS_MAX_FILE};
 pub use name::{BatchName, ForeignName, MergeName, OpenName, QuarantineName, SealedName};
 pub use recover::Recovery;

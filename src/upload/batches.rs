@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::held::Holds;
-use crate::mcas::UploadTarget;
+use crate::mcas::{Provider, UploadTarget};
 use crate::spool::{merge_run, SealedBatch};
 
 /// Waiting batches are merged when the next of them, uploaded alone, would wait longer
@@ -57,6 +57,9 @@ pub struct Progress {
     pub put_failures: u32,
     /// It passed the check before upload.
     pub checked: bool,
+    /// Its bytes are staged at `target` as this many blocks (sent ahead, see
+    /// [`super::ahead`]): the blob step only commits them.
+    pub staged_blocks: Option<usize>,
     /// Its done_upload waits for the spool's disk to take writes (said once in the log).
     pub waiting_for_disk: bool,
 }
@@ -71,6 +74,8 @@ pub struct Batches {
     outage: bool,
     /// upload_url answers the agent would not use, in a row.
     unusable_urls: u32,
+    /// The blob store of the last upload URL.
+    provider: Option<Provider>,
 }
 
 impl Batches {
@@ -161,9 +166,16 @@ impl Batches {
         };
     }
 
-    /// upload_url answered a URL the agent uses.
-    pub fn usable_url(&mut self) {
+    /// upload_url answered `target`, a URL the agent uses.
+    pub fn usable_url(&mut self, target: &UploadTarget) {
         self.unusable_urls = 0;
+        self.provider = Some(target.provider);
+    }
+
+    /// Whether the upload URLs take Azure blocks, as far as the last one says (unknown
+    /// before the first: MCAS's are Azure's).
+    pub fn urls_take_blocks(&self) -> bool {
+        self.provider != Some(Provider::Aws)
     }
 
     /// upload_url answered a URL the agent will not use; true when that happened
@@ -291,7 +303,10 @@ mod tests {
             assert!(!batches.unusable_url(0));
         }
         assert!(batches.unusable_url(0));
-        batches.usable_url();
+        batches.usable_url(&UploadTarget {
+            url: "https://a.blob.core.windows.net/c/b".into(),
+            provider: Provider::Azure,
+        });
         assert!(!batches.unusable_url(0));
     }
 }

@@ -11,6 +11,7 @@
 //! limiter, or while MCAS fails for every batch: then one attempt every
 //! `upload.outage_retry`, and the whole backlog goes up once one succeeds.
 
+mod ahead;
 mod batches;
 pub mod counters;
 mod held;
@@ -235,6 +236,36 @@ impl<M: Mcas> Uploader<M> {
             let calls = (CALLS_PER_UPLOAD + reserve).min(self.mcas.most_back_to_back());
             if !outage {
                 let wait = self.mcas.wait_for_calls(calls);
+                if wait > batches::MERGE_PAYS_AFTER
+                    && reserve > 0
+                    && self.may_send_ahead(&oldest, &batches)
+                {
+                    // One upload's calls, not one each, for longer than a merge costs:
+                    // what is sealed meanwhile goes ahead to one upload URL as it is
+                    // sealed.
+                    match self
+                        .send_ahead(&oldest, &mut batches, &cancel, &abort)
+                        .await
+                    {
+                        ahead::Ahead::Ready(batch) => {
+                            if !self.passes_check(&batch, &mut batches).await {
+                                continue;
+                            }
+                            let outcome = tokio::select! {
+                                outcome = self.attempt(&batch, &mut batches) => outcome,
+                                _ = abort.cancelled() => return,
+                            };
+                            self.settle(outcome, &batch, &mut backoff, &batches, &cancel)
+                                .await;
+                        }
+                        ahead::Ahead::Failed(outcome) => {
+                            self.settle(outcome, &oldest, &mut backoff, &batches, &cancel)
+                                .await;
+                        }
+                        ahead::Ahead::Abandoned => {}
+                    }
+                    continue;
+                }
                 if !wait.is_zero() {
                     // A wait longer than a merge costs: what waits goes up as one.
                     waited_for_calls |= wait > batches::MERGE_PAYS_AFTER;
@@ -279,7 +310,7 @@ impl<M: Mcas> Uploader<M> {
                 };
                 match asked {
                     Ok(target) => {
-                        batches.usable_url();
+                        batches.usable_url(&target);
                         let Some(batch) = self.merge_waiting(&oldest, &mut batches).await else {
                             // Kept for the merged batch, named after the oldest, that a
                             // later round uploads (and checks first).
@@ -309,14 +340,8 @@ impl<M: Mcas> Uploader<M> {
             } else {
                 oldest
             };
-            if !batches.progress(batch.seq).checked {
-                if let Err(problem) = self.spool.verify(&batch).await {
-                    self.quarantine(&batch, &format!("failed its integrity check: {problem}"))
-                        .await;
-                    batches.quarantined(batch.seq);
-                    continue;
-                }
-                batches.progress(batch.seq).checked = true;
+            if !self.passes_check(&batch, &mut batches).await {
+                continue;
             }
             if let Some(target) = probed {
                 // The upload URL asked for the oldest's name serves the merged file.
@@ -325,6 +350,7 @@ impl<M: Mcas> Uploader<M> {
                 progress.blob_sent = false;
                 progress.done_unanswered = false;
                 progress.put_failures = 0;
+                progress.staged_blocks = None;
             }
             let outcome = tokio::select! {
                 outcome = self.attempt(&batch, &mut batches) => outcome,
@@ -482,6 +508,22 @@ impl<M: Mcas> Uploader<M> {
         }
     }
 
+    /// Whether `batch` passed, or now passes, the check before upload; if not, it goes to
+    /// quarantine.
+    async fn passes_check(&self, batch: &SealedBatch, batches: &mut Batches) -> bool {
+        if batches.progress(batch.seq).checked {
+            return true;
+        }
+        if let Err(problem) = self.spool.verify(batch).await {
+            self.quarantine(batch, &format!("failed its integrity check: {problem}"))
+                .await;
+            batches.quarantined(batch.seq);
+            return false;
+        }
+        batches.progress(batch.seq).checked = true;
+        true
+    }
+
     /// The name the file gets in MCAS: the appliance, the seal time and the sequence.
     fn file_name(&self, batch: &SealedBatch) -> String {
         let sealed = rfc3339(batch.sealed_at).replace([':', '-'], "");
@@ -518,17 +560,23 @@ impl<M: Mcas> Uploader<M> {
             Some(target) => target.clone(),
             None => {
                 let target = self.mcas.upload_url(&self.file_name(batch)).await?;
-                batches.usable_url();
+                batches.usable_url(&target);
                 let progress = batches.progress(batch.seq);
                 progress.target = Some(target.clone());
                 progress.blob_sent = false;
                 progress.done_unanswered = false;
                 progress.put_failures = 0;
+                progress.staged_blocks = None;
                 target
             }
         };
         if !batches.progress(batch.seq).blob_sent {
-            self.mcas.put_blob(&target, batch).await?;
+            // Sent ahead, only the block list is left; should it fail, the next attempt
+            // sends the file whole.
+            match batches.progress(batch.seq).staged_blocks.take() {
+                Some(blocks) => self.mcas.commit_blocks(&target, blocks).await?,
+                None => self.mcas.put_blob(&target, batch).await?,
+            }
             batches.progress(batch.seq).blob_sent = true;
         }
         if !batches.progress(batch.seq).done_unanswered {

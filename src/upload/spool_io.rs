@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::spool::{Damage, DoneSent, MergeFailed, SealedBatch, Spool, SpoolView};
+use crate::spool::{Damage, DoneSent, GrowingMerge, MergeFailed, SealedBatch, Spool, SpoolView};
 
 /// What a scan of the spool found.
 #[derive(Debug)]
@@ -98,6 +98,43 @@ impl SpoolIo {
                     sealed: false,
                 })
             })
+    }
+
+    /// Starts a merged file that grows as batches are added (see [`GrowingMerge`]).
+    pub async fn grow_merge(&self) -> io::Result<GrowingMerge> {
+        self.blocking(|spool| spool.grow_merge()).await
+    }
+
+    /// Runs `work` on a growing merge on a blocking thread, and gives the merge back.
+    pub async fn with_merge<T: Send + 'static>(
+        &self,
+        mut merge: GrowingMerge,
+        work: impl FnOnce(&mut GrowingMerge) -> io::Result<T> + Send + 'static,
+    ) -> (GrowingMerge, io::Result<T>) {
+        let (merge, result) = tokio::task::spawn_blocking(move || {
+            let result = work(&mut merge);
+            (merge, result)
+        })
+        .await
+        .expect("a merge's file work does not panic");
+        (merge, result)
+    }
+
+    /// Seals a growing merge whose stream is ended (see [`GrowingMerge::seal`]).
+    pub async fn seal_merge(&self, merge: GrowingMerge) -> Result<SealedBatch, MergeFailed> {
+        self.blocking(move |spool| Ok(merge.seal(spool)))
+            .await
+            .unwrap_or_else(|error| {
+                Err(MergeFailed {
+                    error,
+                    sealed: false,
+                })
+            })
+    }
+
+    /// Deletes a growing merge's file, off the async runtime.
+    pub async fn abandon_merge(&self, merge: GrowingMerge) {
+        let _ = tokio::task::spawn_blocking(move || merge.abandon()).await;
     }
 
     /// Removes a batch MCAS accepted (see [`Spool::delivered`]) and its done_upload record.

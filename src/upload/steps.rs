@@ -5,6 +5,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::mcas::log_format::Chosen;
 use crate::mcas::{blob, ApiError, McasClient, UploadTarget};
 use crate::spool::SealedBatch;
@@ -22,6 +24,23 @@ pub trait Mcas: Send + Sync + 'static {
         &self,
         target: &UploadTarget,
         batch: &SealedBatch,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// Step 2 in pieces, for an Azure `target` only: `piece` staged as block `index` of
+    /// its blob, not yet part of it.
+    fn stage_block(
+        &self,
+        target: &UploadTarget,
+        index: usize,
+        piece: Bytes,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// The end of step 2 in pieces: blocks `0..count` staged at `target`, in order,
+    /// become its blob.
+    fn commit_blocks(
+        &self,
+        target: &UploadTarget,
+        count: usize,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
     /// Step 3: the file at `target` is complete and belongs to the data source.
@@ -85,6 +104,19 @@ impl Mcas for McasUploads {
             self.timeout,
         )
         .await
+    }
+
+    async fn stage_block(
+        &self,
+        target: &UploadTarget,
+        index: usize,
+        piece: Bytes,
+    ) -> Result<(), ApiError> {
+        blob::put_block(self.client.http(), &target.url, index, piece, self.timeout).await
+    }
+
+    async fn commit_blocks(&self, target: &UploadTarget, count: usize) -> Result<(), ApiError> {
+        blob::put_block_list(self.client.http(), &target.url, count, self.timeout).await
     }
 
     async fn done_upload(&self, target: &UploadTarget) -> Result<(), ApiError> {

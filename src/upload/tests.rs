@@ -147,6 +147,20 @@ impl Mcas for Fake {
         Ok(())
     }
 
+    // Its upload URLs are AWS's, which take no blocks (the uploader never stages to one).
+    async fn stage_block(
+        &self,
+        _target: &UploadTarget,
+        _index: usize,
+        _piece: bytes::Bytes,
+    ) -> Result<(), ApiError> {
+        Err(ApiError::from_blob_status(400, None, b"not an Azure blob"))
+    }
+
+    async fn commit_blocks(&self, _target: &UploadTarget, _count: usize) -> Result<(), ApiError> {
+        Err(ApiError::from_blob_status(400, None, b"not an Azure blob"))
+    }
+
     async fn done_upload(&self, target: &UploadTarget) -> Result<(), ApiError> {
         self.1.acquire().await;
         let mut script = self.script();
