@@ -276,6 +276,7 @@ impl Writer {
                 .min(HEARTBEAT);
             match rx.recv_timeout(wait) {
                 Ok(mut chunk) => {
+                    self.spool.fed();
                     let origin = chunk.origin();
                     self.wait_for_room();
                     self.write_chunk(origin, &mut chunk);

@@ -99,7 +99,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -266,6 +266,9 @@ pub struct Spool {
     filling: Arc<AtomicU64>,
     /// Batches in `ready/` whose rename is not yet known to be durable: left out of scans.
     withheld: withheld::Withheld,
+    /// When a writer last took a chunk, in milliseconds after `opened` (0: never).
+    fed_ms: AtomicU64,
+    opened: std::time::Instant,
 }
 
 /// A batch sealed by [`Spool::seal_written`].
@@ -312,6 +315,8 @@ impl Spool {
             ready_bytes: AtomicU64::new(0),
             filling: Arc::default(),
             withheld: withheld::Withheld::default(),
+            fed_ms: AtomicU64::new(0),
+            opened: std::time::Instant::now(),
         };
         for dir in [
             &spool.unsealed_dir,
@@ -539,6 +544,24 @@ impl Spool {
     /// for it.
     pub fn filling(&self) -> bool {
         self.filling.load(Ordering::Relaxed) > 0
+    }
+
+    /// A writer took a chunk of records.
+    pub fn fed(&self) {
+        let ms = self.opened.elapsed().as_millis() as u64 + 1;
+        self.fed_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether more records are on their way to a seal: a writer is filling a batch, or
+    /// took a chunk within `within` (in a steady feed, after a batch sealed by age and
+    /// before the next chunk, none may be filling for a moment).
+    pub fn more_coming(&self, within: Duration) -> bool {
+        if self.filling() {
+            return true;
+        }
+        let fed = self.fed_ms.load(Ordering::Relaxed);
+        fed > 0
+            && Duration::from_millis(self.opened.elapsed().as_millis() as u64 + 1 - fed) < within
     }
 
     /// Waits until a batch is sealed after this call (or one was sealed since the last

@@ -1,8 +1,9 @@
 //! Sending ahead: while the writers still fill batches and the calls left are enough for
 //! one upload but not for one each, the oldest batch and those sealed after it go to one
 //! upload URL as they are sealed, each as Azure blocks of one blob, written meanwhile into
-//! one merged file (see [`crate::spool::GrowingMerge`]). Once the writers stop filling,
-//! or the calls suffice again for the next batch to go alone, only the last bytes, the
+//! one merged file (see [`crate::spool::GrowingMerge`]). Once the writers stop filling
+//! (and took no records for half a second), or the calls suffice again for the
+//! next batch to go alone, only the last bytes, the
 //! block list and done_upload are left: the upload ends moments after the last seal,
 //! instead of starting then.
 //!
@@ -18,6 +19,11 @@ use crate::spool::{GrowingMerge, MergeFailed, SealedBatch};
 
 /// The most bytes one block holds: what a piece in flight keeps in memory.
 const PIECE: usize = 4 << 20;
+
+/// A pause of the feed shorter than this does not end an upload sent ahead: between two
+/// chunks of a steady feed, right after a batch sealed by age, no writer may be filling
+/// (a tailed file at its end is looked at every [`crate::feed::tail::POLL_INTERVAL`]).
+pub(super) const STILL_COMING: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Azure takes at most 50,000 blocks in a blob; no more batches join past this many.
 const MOST_BLOCKS: usize = 40_000;
@@ -109,7 +115,7 @@ impl<M: Mcas> Uploader<M> {
         let mut next_seq = oldest.seq;
         loop {
             // Read before the scan: a writer that stopped filling had sealed its batch.
-            let filling = self.spool.filling();
+            let coming = self.spool.more_coming(STILL_COMING);
             let Ok(ready) = self.scan(batches).await else {
                 return Err(Ahead::Abandoned);
             };
@@ -128,7 +134,7 @@ impl<M: Mcas> Uploader<M> {
                 Some(_) => return Ok(()),
                 // Sealed but it cannot join (a limit, a hold): the upload ends here.
                 None if ready.iter().any(|b| b.seq == next_seq) => return Ok(()),
-                None if !filling => return Ok(()),
+                None if !coming => return Ok(()),
                 None => {
                     // The done_upload and the next batch's two calls may all go now: the
                     // next batch need not wait, and goes up alone.
@@ -136,9 +142,15 @@ impl<M: Mcas> Uploader<M> {
                     if calls_back.is_zero() {
                         return Ok(());
                     }
+                    // A writer that starts filling says nothing: looked at again soon.
+                    let look_again = if self.spool.filling() {
+                        calls_back
+                    } else {
+                        calls_back.min(STILL_COMING / 5)
+                    };
                     tokio::select! {
                         _ = self.spool.wait_sealed() => {}
-                        _ = tokio::time::sleep(calls_back) => {}
+                        _ = tokio::time::sleep(look_again) => {}
                         _ = cancel.cancelled() => return Err(Ahead::Abandoned),
                     }
                 }

@@ -226,9 +226,11 @@ impl<M: Mcas> Uploader<M> {
             // batches, the calls of one more upload are kept back too: the last batch of a
             // burst then goes up as soon as it is sealed, instead of waiting for the
             // limiter behind the uploads before it. Batches sealed during the wait go
-            // along; a seal may also end the filling.
+            // along; a seal may also end the filling. A feed that paused for less than
+            // half a second (right after a batch sealed by age, before its next
+            // chunk) still counts as filling.
             let outage = batches.failing_for_everyone();
-            let reserve = if !outage && self.spool.filling() {
+            let reserve = if !outage && self.spool.more_coming(ahead::STILL_COMING) {
                 CALLS_PER_UPLOAD
             } else {
                 0
@@ -269,8 +271,15 @@ impl<M: Mcas> Uploader<M> {
                 if !wait.is_zero() {
                     // A wait longer than a merge costs: what waits goes up as one.
                     waited_for_calls |= wait > batches::MERGE_PAYS_AFTER;
+                    // A writer that starts filling says nothing, nor does the end of a
+                    // pause: while no writer fills, looked at again soon.
+                    let look_again = if self.spool.filling() {
+                        wait
+                    } else {
+                        wait.min(ahead::STILL_COMING / 5)
+                    };
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = tokio::time::sleep(look_again) => {}
                         _ = self.spool.wait_sealed() => {}
                         _ = cancel.cancelled() => {}
                     }

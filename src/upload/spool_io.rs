@@ -58,6 +58,12 @@ impl SpoolIo {
         self.0.wait_sealed().await
     }
 
+    /// Whether more records are on their way to a seal (no disk access; see
+    /// [`Spool::more_coming`]).
+    pub fn more_coming(&self, within: std::time::Duration) -> bool {
+        self.0.more_coming(within)
+    }
+
     /// Whether a writer is filling a batch now (no disk access).
     pub fn filling(&self) -> bool {
         self.0.filling()

@@ -560,3 +560,152 @@ fn assert_ids_exactly_once_among(emulator: &mcas_emulator::Emulator, stream: &st
     let doubled = seen.iter().filter(|&&c| c > 1).count();
     assert_eq!((missing, doubled), (0, 0), "{stream}: missing, duplicated");
 }
+
+/// Whether the blob store has taken a Put Block (not a block list).
+fn a_block_staged(world: &World) -> bool {
+    world
+        .emulator
+        .calls_to(Endpoint::Blob)
+        .iter()
+        .any(|c| c.query.contains("comp=block&") && (200..300).contains(&c.status))
+}
+
+/// Records of `stream` written into the feed every 50 ms, 20 at a time (a steady feed)
+/// until `done`; `None` when it did not happen within 30 s.
+async fn trickle_until(
+    feed: &mut std::net::TcpStream,
+    stream: &str,
+    written: &mut Vec<Vec<u8>>,
+    done: impl Fn() -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "not within 30 s of a steady feed"
+        );
+        let step: Vec<Vec<u8>> = (written.len()..written.len() + 20)
+            .map(|n| leef(stream, n, 20))
+            .collect();
+        feed.write_all(&lines(&step)).unwrap();
+        written.extend(step);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One writer, batches sealed by age every 300 ms, 10 calls a minute: once the start-up
+/// took its calls, those left suffice for one upload, not for one each.
+fn scarce_calls(world: &World) -> Settings {
+    let mut settings = world.settings();
+    settings
+        .set("batch.writers", "1")
+        .set("batch.max_age", &quote("300ms"))
+        .set("upload.api_calls_per_minute", "10");
+    settings
+}
+
+/// While a steady feed fills batches and the calls left suffice for one upload but not
+/// one each, the batches sealed are sent ahead: the blob store has the first blocks before
+/// the last records are even written, and those records join the same upload (one gzip
+/// member, in blocks), every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_sealed_while_calls_are_scarce_are_sent_ahead_as_they_seal() {
+    let world = World::start().await;
+    let agent = world.agent(&scarce_calls(&world));
+    let mut feed = std::net::TcpStream::connect(agent.feed.unwrap()).unwrap();
+    let mut written = Vec::new();
+    trickle_until(&mut feed, "ahead", &mut written, || a_block_staged(&world)).await;
+    let first_block = written.len();
+    // A second after the first block: several batches sealed by age meanwhile.
+    let later = Instant::now() + Duration::from_secs(1);
+    trickle_until(&mut feed, "ahead", &mut written, || Instant::now() > later).await;
+    drop(feed);
+    wait_exactly_once(&world, &agent, written.clone(), Duration::from_secs(60)).await;
+    let uploads = world.emulator.uploads();
+    let first = uploads
+        .iter()
+        .find(|u| u.records_decompressed().unwrap().contains(&written[0]))
+        .unwrap();
+    let records = first.records_decompressed().unwrap();
+    assert!(
+        records.contains(&written[first_block + 20]),
+        "the records written after the first block are not in its upload:\n{}",
+        agent.log_text()
+    );
+    assert!(first.block_count > 2, "{} blocks", first.block_count);
+    let bytes = first.read().unwrap();
+    let mut decoder = flate2::bufread::GzDecoder::new(&bytes[..]);
+    std::io::Read::read_to_end(&mut decoder, &mut Vec::new()).unwrap();
+    assert!(
+        decoder.into_inner().is_empty(),
+        "bytes after the first gzip member"
+    );
+    agent.wait_log("sent batches ahead as they were sealed");
+}
+
+/// A block sent ahead is refused (a 500 from the blob store): the upload sent ahead is
+/// given up, its batches wait in the spool as they were, and every record reaches MCAS
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_refused_while_sent_ahead_loses_nothing_and_doubles_nothing() {
+    let world = World::start().await;
+    world
+        .emulator
+        .push_fault(Endpoint::Blob, Fault::status(500), 1);
+    let mut settings = scarce_calls(&world);
+    settings.set("upload.backoff_min", &quote("1s"));
+    let agent = world.agent(&settings);
+    let mut feed = std::net::TcpStream::connect(agent.feed.unwrap()).unwrap();
+    let mut written = Vec::new();
+    trickle_until(&mut feed, "refused", &mut written, || {
+        !world.emulator.calls_to(Endpoint::Blob).is_empty()
+    })
+    .await;
+    drop(feed);
+    wait_exactly_once(&world, &agent, written, Duration::from_secs(90)).await;
+    let refused = &world.emulator.calls_to(Endpoint::Blob)[0];
+    assert_eq!(refused.status, 500);
+    assert!(
+        refused.query.contains("comp=block&"),
+        "the refused request was not a block sent ahead: {}",
+        refused.query
+    );
+}
+
+/// kill -9 while batches of a tailed file are being sent ahead (blocks staged, no block
+/// list, no done_upload): the next start finds the batches in the spool (the merged
+/// file's part deleted) and the file's checkpoint before them, and every record reaches
+/// MCAS once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_sending_ahead_loses_nothing_and_doubles_nothing() {
+    let world = World::start().await;
+    let file = world.dir.path().join("feed.log");
+    std::fs::write(&file, b"").unwrap();
+    let mut settings = scarce_calls(&world);
+    settings.set("feed.listen", &quote("")).tail(&file);
+    let mut agent = world.agent(&settings);
+    agent.wait_status("the file open", |s| s["feed"]["files"][0]["open"] == true);
+    let mut written: Vec<Vec<u8>> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a_block_staged(&world) {
+        assert!(Instant::now() < deadline, "no block was staged within 30 s");
+        let step: Vec<Vec<u8>> = (written.len()..written.len() + 20)
+            .map(|n| leef("killed", n, 20))
+            .collect();
+        let mut out = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        out.write_all(&lines(&step)).unwrap();
+        written.extend(step);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.kill();
+    assert!(
+        world.emulator.uploads().is_empty(),
+        "done_upload went before the kill: the kill did not land while sending ahead"
+    );
+    drop(agent);
+    let agent = world.agent(&settings);
+    wait_exactly_once(&world, &agent, written, Duration::from_secs(90)).await;
+}
