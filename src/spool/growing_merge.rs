@@ -197,6 +197,13 @@ impl GrowingMerge {
             error,
             sealed: false,
         };
+        if self.sources.is_empty() {
+            drop(file);
+            let _ = fs::remove_file(&self.part);
+            return Err(before_ready(io::Error::other(
+                "no batch was added to the merge",
+            )));
+        }
         if self.sources.len() == 1 {
             drop(file);
             fs::remove_file(&self.part).map_err(before_ready)?;

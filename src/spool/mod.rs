@@ -53,6 +53,10 @@
 //!
 //! A file enters `ready/` only by rename after its gzip trailer is written and fsynced,
 //! and leaves it only after MCAS accepted it, so a crash never uploads half a batch.
+//! Between the rename and a successful sync of `ready/` and `open/` after it, a batch (a
+//! merged one with its sources) is withheld from upload (see `withheld`): a failed sync
+//! keeps it so until one succeeds. A merge also grows source by source while the uploader
+//! sends it ahead (see `growing_merge`): the same `open/merge-…` part, sealed the same way.
 //!
 //! # Crash points
 //!

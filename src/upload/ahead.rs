@@ -7,9 +7,12 @@
 //! block list and done_upload are left: the upload ends moments after the last seal,
 //! instead of starting then.
 //!
-//! Nothing reaches MCAS before done_upload: a failure or a stop on the way leaves the
+//! Nothing reaches MCAS before done_upload: a failure or a kill on the way leaves the
 //! batches in `ready/` as they were (the staged blocks are never committed; Azure drops
-//! them), and the merged file, once sealed, goes through done_upload like any batch.
+//! them), and the merged file, once sealed, goes through done_upload like any batch. A
+//! refused block, or a batch that does not read back whole (checked then, and put in
+//! quarantine if damaged), sends the oldest batch alone to the URL asked for, so that no
+//! call is lost; a stop ends the upload with what was sent.
 
 use tokio_util::sync::CancellationToken;
 
@@ -73,15 +76,13 @@ impl<M: Mcas> Uploader<M> {
         batches.usable_url(&target);
         if target.provider != Provider::Azure {
             // Blocks are Azure's: the oldest goes up alone, as it is, to this URL.
-            batches.progress(oldest.seq).target = Some(target);
-            return Ahead::Ready(oldest.clone());
+            return alone(oldest, target, batches);
         }
         let merge = match self.spool.grow_merge().await {
             Ok(merge) => merge,
             Err(error) => {
                 tracing::warn!(%error, "cannot start a merged file in the spool; the oldest batch goes up alone");
-                batches.progress(oldest.seq).target = Some(target);
-                return Ahead::Ready(oldest.clone());
+                return alone(oldest, target, batches);
             }
         };
         let mut sending = Sending {
@@ -89,21 +90,35 @@ impl<M: Mcas> Uploader<M> {
             blocks: 0,
             target,
         };
-        match self
+        let added = self
             .add_while_scarce(oldest, &mut sending, batches, cancel, abort)
-            .await
-        {
-            Ok(()) => self.finish(oldest, sending, batches, abort).await,
-            Err(ahead) => {
+            .await;
+        match added {
+            Ok(()) if sending.sources() > 0 => self.finish(oldest, sending, batches, abort).await,
+            // The oldest itself cannot join: it goes up alone, to the URL asked for.
+            Ok(()) => self.fall_back(oldest, sending, batches).await,
+            Err(Broke::Stopped) => {
                 self.abandon(sending).await;
-                ahead
+                Ahead::Abandoned
+            }
+            Err(Broke::OldestDamaged) => {
+                self.abandon(sending).await;
+                Ahead::Abandoned
+            }
+            // The oldest is intact: it goes up alone, to the URL asked for (no call lost),
+            // and the batches after it in their turn.
+            Err(Broke::Later) => self.fall_back(oldest, sending, batches).await,
+            Err(Broke::Staging(error)) => {
+                // The oldest goes alone to that URL, whose failures count as a PUT's do.
+                self.fall_back(oldest, sending, batches).await;
+                Ahead::Failed(self.failed(oldest, batches, error).await)
             }
         }
     }
 
-    /// Adds the batches after `oldest` as they are sealed, sending each as it is read,
-    /// until the writers stop filling, the calls suffice again, or the next batch cannot
-    /// join. `Err` when the whole is to be given up.
+    /// Adds the batches from `oldest` on as they are sealed, sending each as it is read,
+    /// until the writers stop filling, the calls suffice again, a stop, or the next batch
+    /// cannot join.
     async fn add_while_scarce(
         &self,
         oldest: &SealedBatch,
@@ -111,17 +126,25 @@ impl<M: Mcas> Uploader<M> {
         batches: &mut Batches,
         cancel: &CancellationToken,
         abort: &CancellationToken,
-    ) -> Result<(), Ahead> {
+    ) -> Result<(), Broke> {
         let mut next_seq = oldest.seq;
         loop {
+            if sending.sources() > 0 {
+                // A stop finishes what is sent; calls enough for the done_upload and the
+                // next batch's own upload end it too, as no batch need wait any more.
+                if cancel.is_cancelled() || self.mcas.wait_for_calls(1 + CALLS_PER_UPLOAD).is_zero()
+                {
+                    return Ok(());
+                }
+            }
             // Read before the scan: a writer that stopped filling had sealed its batch.
             let coming = self.spool.more_coming(STILL_COMING);
             let Ok(ready) = self.scan(batches).await else {
-                return Err(Ahead::Abandoned);
+                return Err(Broke::Stopped);
             };
             let run = batches.merge_run(&ready, oldest.seq, self.merge.max_raw_bytes);
             if run.first() != Some(oldest) {
-                return Err(Ahead::Abandoned);
+                return Err(Broke::Stopped);
             }
             match run.iter().find(|b| b.seq == next_seq).cloned() {
                 Some(source) if sending.blocks < MOST_BLOCKS => {
@@ -136,12 +159,7 @@ impl<M: Mcas> Uploader<M> {
                 None if ready.iter().any(|b| b.seq == next_seq) => return Ok(()),
                 None if !coming => return Ok(()),
                 None => {
-                    // The done_upload and the next batch's two calls may all go now: the
-                    // next batch need not wait, and goes up alone.
                     let calls_back = self.mcas.wait_for_calls(1 + CALLS_PER_UPLOAD);
-                    if calls_back.is_zero() {
-                        return Ok(());
-                    }
                     // A writer that starts filling says nothing: looked at again soon.
                     let look_again = if self.spool.filling() {
                         calls_back
@@ -151,7 +169,7 @@ impl<M: Mcas> Uploader<M> {
                     tokio::select! {
                         _ = self.spool.wait_sealed() => {}
                         _ = tokio::time::sleep(look_again) => {}
-                        _ = cancel.cancelled() => return Err(Ahead::Abandoned),
+                        _ = cancel.cancelled() => {}
                     }
                 }
             }
@@ -167,7 +185,7 @@ impl<M: Mcas> Uploader<M> {
         oldest: &SealedBatch,
         batches: &mut Batches,
         abort: &CancellationToken,
-    ) -> Result<bool, Ahead> {
+    ) -> Result<bool, Broke> {
         let added = {
             let source = source.clone();
             self.step(sending, move |merge| merge.add(&source)).await
@@ -176,8 +194,8 @@ impl<M: Mcas> Uploader<M> {
             Ok(true) => {}
             Ok(false) => return Ok(false),
             Err(error) => {
-                tracing::warn!(seq = source.seq, %error, "cannot read a batch to send it ahead; it waits for its turn");
-                return Err(Ahead::Abandoned);
+                tracing::warn!(seq = source.seq, %error, "cannot read a batch to send it ahead");
+                return Err(self.unreadable(source, oldest, batches).await);
             }
         }
         loop {
@@ -185,13 +203,41 @@ impl<M: Mcas> Uploader<M> {
                 Ok(Some(piece)) => piece,
                 Ok(None) => return Ok(true),
                 Err(error) => {
-                    // Damaged, or unreadable: the check before its upload decides.
-                    tracing::warn!(seq = source.seq, %error, "a batch being sent ahead failed to read back whole; the upload sent ahead is given up");
-                    return Err(Ahead::Abandoned);
+                    tracing::warn!(seq = source.seq, %error, "a batch being sent ahead did not read back whole; the upload sent ahead is given up");
+                    return Err(self.unreadable(source, oldest, batches).await);
                 }
             };
-            self.stage(sending, piece, oldest, batches, abort).await?;
+            self.stage(sending, piece, abort).await?;
         }
+    }
+
+    /// `source` did not read back whole: checked now, and in quarantine if damaged (a
+    /// later round stops before its place instead of meeting it again).
+    async fn unreadable(
+        &self,
+        source: &SealedBatch,
+        oldest: &SealedBatch,
+        batches: &mut Batches,
+    ) -> Broke {
+        batches.progress(source.seq).checked = false;
+        let damaged = !self.passes_check(source, batches).await;
+        if damaged && source.seq == oldest.seq {
+            Broke::OldestDamaged
+        } else {
+            Broke::Later
+        }
+    }
+
+    /// Gives the merged file up; the oldest goes up alone to the URL asked for.
+    async fn fall_back(
+        &self,
+        oldest: &SealedBatch,
+        sending: Sending,
+        batches: &mut Batches,
+    ) -> Ahead {
+        let target = sending.target.clone();
+        self.abandon(sending).await;
+        alone(oldest, target, batches)
     }
 
     /// Stages `piece` as the next block.
@@ -199,20 +245,18 @@ impl<M: Mcas> Uploader<M> {
         &self,
         sending: &mut Sending,
         piece: bytes::Bytes,
-        oldest: &SealedBatch,
-        batches: &mut Batches,
         abort: &CancellationToken,
-    ) -> Result<(), Ahead> {
+    ) -> Result<(), Broke> {
         let staged = tokio::select! {
             staged = self.mcas.stage_block(&sending.target, sending.blocks, piece) => staged,
-            _ = abort.cancelled() => return Err(Ahead::Abandoned),
+            _ = abort.cancelled() => return Err(Broke::Stopped),
         };
         match staged {
             Ok(()) => {
                 sending.blocks += 1;
                 Ok(())
             }
-            Err(error) => Err(Ahead::Failed(self.failed(oldest, batches, error).await)),
+            Err(error) => Err(Broke::Staging(error)),
         }
     }
 
@@ -233,9 +277,16 @@ impl<M: Mcas> Uploader<M> {
                 return Ahead::Abandoned;
             }
         };
-        if let Err(ahead) = self.stage(&mut sending, last, oldest, batches, abort).await {
-            self.abandon(sending).await;
-            return ahead;
+        match self.stage(&mut sending, last, abort).await {
+            Ok(()) => {}
+            Err(Broke::Staging(error)) => {
+                self.fall_back(oldest, sending, batches).await;
+                return Ahead::Failed(self.failed(oldest, batches, error).await);
+            }
+            Err(_) => {
+                self.abandon(sending).await;
+                return Ahead::Abandoned;
+            }
         }
         let Sending {
             merge,
@@ -254,8 +305,7 @@ impl<M: Mcas> Uploader<M> {
                     return Ahead::Abandoned;
                 }
                 tracing::warn!(%error, "cannot seal the merged file sent ahead; the oldest batch goes up alone");
-                batches.progress(oldest.seq).target = Some(target);
-                return Ahead::Ready(oldest.clone());
+                return alone(oldest, target, batches);
             }
         };
         batches.merged(batch.seq);
@@ -298,6 +348,24 @@ impl<M: Mcas> Uploader<M> {
     }
 }
 
+/// Why adding batches to an upload sent ahead stopped before its end.
+enum Broke {
+    /// A stop, or the spool: the batches wait as they were.
+    Stopped,
+    /// The oldest batch did not read back whole and is in quarantine.
+    OldestDamaged,
+    /// A later batch did not read back whole (now in quarantine, or readable again).
+    Later,
+    /// A block was refused.
+    Staging(crate::mcas::ApiError),
+}
+
+/// The oldest batch goes up alone, as it is, to `target`: the next attempt sends it whole.
+fn alone(oldest: &SealedBatch, target: UploadTarget, batches: &mut Batches) -> Ahead {
+    batches.progress(oldest.seq).target = Some(target);
+    Ahead::Ready(oldest.clone())
+}
+
 /// An upload being sent ahead.
 struct Sending {
     /// Away only during a step.
@@ -305,4 +373,11 @@ struct Sending {
     /// Blocks staged so far.
     blocks: usize,
     target: UploadTarget,
+}
+
+impl Sending {
+    /// The batches added so far.
+    fn sources(&self) -> usize {
+        self.merge.as_ref().map_or(0, |m| m.sources().len())
+    }
 }

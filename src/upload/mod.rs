@@ -4,7 +4,8 @@
 //!
 //! The parts: [`steps`] (MCAS as a trait, so that this logic is tested on paused time),
 //! [`batches`] (the state between attempts and the decisions taken from it), [`held`]
-//! (batches that keep failing step aside), [`spool_io`] (the blocking spool, awaited).
+//! (batches that keep failing step aside), [`ahead`] (batches sent ahead as they are
+//! sealed while calls are scarce), [`spool_io`] (the blocking spool, awaited).
 //!
 //! While an API call may go now, each sealed batch goes up at once as it is; waiting
 //! batches are merged into one upload only while the next call must wait for the rate

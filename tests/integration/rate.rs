@@ -571,7 +571,7 @@ fn a_block_staged(world: &World) -> bool {
 }
 
 /// Records of `stream` written into the feed every 50 ms, 20 at a time (a steady feed)
-/// until `done`; `None` when it did not happen within 30 s.
+/// until `done` (which must come within 30 s).
 async fn trickle_until(
     feed: &mut std::net::TcpStream,
     stream: &str,
