@@ -10,13 +10,13 @@
 //! is read; a source without one (a salvage, an older version's batch) does not join.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
 
 use super::checksum::Checksummed;
-use super::merge::{FINAL_BLOCK, GZIP_HEADER_LEN, SPLICE_TAIL};
+use super::merge::{read_ends, Ends, FINAL_BLOCK, GZIP_HEADER_LEN};
 use super::{Damage, MergeFailed, MergeName, SealedBatch, Spool};
 
 /// The bytes after a source's body: its final block and its gzip trailer.
@@ -76,24 +76,17 @@ impl GrowingMerge {
             return Ok(false);
         }
         let mut file = File::open(&source.path)?;
-        let len = file.metadata()?.len();
-        if len != source.gzip_bytes || len < GZIP_HEADER_LEN + SPLICE_TAIL.len() as u64 + 8 {
+        let Some(Ends {
+            header,
+            records_crc: source_crc,
+            len,
+        }) = read_ends(&mut file, source)?
+        else {
+            return Ok(false);
+        };
+        if len != source.gzip_bytes {
             return Ok(false);
         }
-        let mut header = [0u8; GZIP_HEADER_LEN as usize];
-        file.read_exact(&mut header)?;
-        if header[..4] != [0x1f, 0x8b, 0x08, 0x00] {
-            return Ok(false);
-        }
-        let mut tail = [0u8; 14];
-        file.seek(SeekFrom::End(-14))?;
-        file.read_exact(&mut tail)?;
-        let source_crc = u32::from_le_bytes(tail[6..10].try_into().expect("4 bytes"));
-        let isize = u32::from_le_bytes(tail[10..14].try_into().expect("4 bytes"));
-        if tail[..6] != SPLICE_TAIL || isize != source.raw_bytes as u32 {
-            return Ok(false);
-        }
-        file.seek(SeekFrom::Start(GZIP_HEADER_LEN))?;
         let mut file_crc = crc32fast::Hasher::new();
         file_crc.update(&header);
         self.records_crc

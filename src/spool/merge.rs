@@ -224,36 +224,57 @@ pub(super) fn merged_sources(batches: &[SealedBatch]) -> BTreeSet<usize> {
         .collect()
 }
 
-/// A source's compressed body, if it ends as this agent's batches do: where its deflate
-/// data starts and ends (without the final block), its CRC-32 and its uncompressed size.
-fn spliceable(batch: &SealedBatch) -> io::Result<Option<(u64, u64, u32)>> {
-    let mut file = File::open(&batch.path)?;
+/// What the two ends of a batch this agent sealed hold.
+pub(super) struct Ends {
+    /// Its gzip header.
+    pub header: [u8; GZIP_HEADER_LEN as usize],
+    /// The CRC-32 of its records, from its trailer.
+    pub records_crc: u32,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
+/// The ends of `batch`, read from `file` (left just after the header), if it ends as this
+/// agent's batches do: a gzip header without optional fields, a sync flush and an empty
+/// final block, and a trailer whose size is the batch's.
+pub(super) fn read_ends(file: &mut File, batch: &SealedBatch) -> io::Result<Option<Ends>> {
     let len = file.metadata()?.len();
     if len < GZIP_HEADER_LEN + SPLICE_TAIL.len() as u64 + 8 {
-        return Ok(None);
-    }
-    let mut header = [0u8; 10];
-    file.read_exact(&mut header)?;
-    // Magic, deflate, and no optional header fields.
-    if header[..4] != [0x1f, 0x8b, 0x08, 0x00] {
         return Ok(None);
     }
     let mut tail = [0u8; 14];
     file.seek(SeekFrom::End(-14))?;
     file.read_exact(&mut tail)?;
-    if tail[..6] != SPLICE_TAIL {
-        return Ok(None);
-    }
-    let crc = u32::from_le_bytes(tail[6..10].try_into().expect("4 bytes"));
+    let records_crc = u32::from_le_bytes(tail[6..10].try_into().expect("4 bytes"));
     let isize = u32::from_le_bytes(tail[10..14].try_into().expect("4 bytes"));
-    if isize != batch.raw_bytes as u32 {
+    if tail[..6] != SPLICE_TAIL || isize != batch.raw_bytes as u32 {
         return Ok(None);
     }
-    Ok(Some((
-        GZIP_HEADER_LEN,
-        len - 8 - FINAL_BLOCK.len() as u64,
-        crc,
-    )))
+    let mut header = [0u8; GZIP_HEADER_LEN as usize];
+    file.seek(SeekFrom::Start(0))?;
+    file.read_exact(&mut header)?;
+    // Magic, deflate, and no optional header fields.
+    if header[..4] != [0x1f, 0x8b, 0x08, 0x00] {
+        return Ok(None);
+    }
+    Ok(Some(Ends {
+        header,
+        records_crc,
+        len,
+    }))
+}
+
+/// A source's compressed body, if it ends as this agent's batches do: where its deflate
+/// data starts and ends (without the final block), its CRC-32 and its uncompressed size.
+fn spliceable(batch: &SealedBatch) -> io::Result<Option<(u64, u64, u32)>> {
+    let mut file = File::open(&batch.path)?;
+    Ok(read_ends(&mut file, batch)?.map(|ends| {
+        (
+            GZIP_HEADER_LEN,
+            ends.len - 8 - FINAL_BLOCK.len() as u64,
+            ends.records_crc,
+        )
+    }))
 }
 
 /// Joins the sources' compressed bodies into `part`, returning the CRC-32 of its bytes;

@@ -382,22 +382,32 @@ async fn a_crash_while_a_failed_seal_is_removed_loses_nothing() {
     wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
 }
 
+/// An agent whose ready directory's fsync fails once after a seal's rename (`env`), sent
+/// a burst then, after the failure, another: MCAS has each record once within `within`.
+async fn a_failed_sync_delivers_once(env: &[(&str, &str)], within: Duration) {
+    let world = World::start().await;
+    let file = world.dir.path().join("feed.log");
+    let agent = tailing_an_empty_file(&world, &file, env);
+    let first = burst("before-the-failure", 400);
+    append(&file, &lines(&first));
+    agent.wait_log("failure point reached");
+    let second = burst("after-the-failure", 100);
+    append(&file, &lines(&second));
+    let expected = [first, second].concat();
+    wait_exactly_once(&world, &agent, expected, within).await;
+}
+
 /// The ready directory's fsync fails once after a seal's rename (`NSS_FAIL_AT`: a disk
 /// error when the batch is already in `ready/`): the batch waits, unacknowledged and kept
 /// from upload, until a later fsync succeeds; its records are not read again, reading
 /// resumes, and MCAS has each record once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seal_whose_directory_sync_fails_after_the_rename_delivers_once() {
-    let world = World::start().await;
-    let file = world.dir.path().join("feed.log");
-    let agent = tailing_an_empty_file(&world, &file, &[("NSS_FAIL_AT", "seal-sync-ready")]);
-    let first = burst("synced-late", 400);
-    append(&file, &lines(&first));
-    agent.wait_log("failure point reached");
-    let second = burst("after", 100);
-    append(&file, &lines(&second));
-    let expected = [first, second].concat();
-    wait_exactly_once(&world, &agent, expected, Duration::from_secs(30)).await;
+    a_failed_sync_delivers_once(
+        &[("NSS_FAIL_AT", "seal-sync-ready")],
+        Duration::from_secs(30),
+    )
+    .await;
 }
 
 /// As above, with a fsync that takes 6 s to fail (longer than the uploader's rescan of the
@@ -405,23 +415,14 @@ async fn a_seal_whose_directory_sync_fails_after_the_rename_delivers_once() {
 /// rename is not known to be durable, and MCAS has each record once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seal_whose_directory_sync_fails_slowly_is_not_uploaded_meanwhile() {
-    let world = World::start().await;
-    let file = world.dir.path().join("feed.log");
-    let agent = tailing_an_empty_file(
-        &world,
-        &file,
+    a_failed_sync_delivers_once(
         &[
             ("NSS_FAIL_AT", "seal-sync-ready"),
             ("NSS_FAIL_SLOW_MS", "6000"),
         ],
-    );
-    let first = burst("synced-slowly", 400);
-    append(&file, &lines(&first));
-    agent.wait_log("failure point reached");
-    let second = burst("meanwhile", 100);
-    append(&file, &lines(&second));
-    let expected = [first, second].concat();
-    wait_exactly_once(&world, &agent, expected, Duration::from_secs(40)).await;
+        Duration::from_secs(40),
+    )
+    .await;
 }
 
 /// The agent is killed while a seal's directory sync has failed (the batch in `ready/`,
