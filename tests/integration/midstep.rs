@@ -33,6 +33,19 @@ fn tailing_an_empty_file(world: &World, file: &Path, env: &[(&str, &str)]) -> Ag
     agent
 }
 
+/// Waits (30 s at most) until `crashing` has killed itself at its crash point.
+async fn until_crashed(mut crashing: Agent) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while crashing.running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached the crash point:\n{}",
+            crashing.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn append(file: &Path, bytes: &[u8]) {
     let mut out = std::fs::OpenOptions::new()
         .create(true)
@@ -355,7 +368,7 @@ async fn records_of_a_batch_that_failed_to_seal_are_read_again() {
 async fn a_crash_while_a_failed_seal_is_removed_loses_nothing() {
     let world = World::start().await;
     let file = world.dir.path().join("feed.log");
-    let mut crashing = tailing_an_empty_file(
+    let crashing = tailing_an_empty_file(
         &world,
         &file,
         &[("NSS_CRASH_AT", "broken-batch-half-removed")],
@@ -365,16 +378,7 @@ async fn a_crash_while_a_failed_seal_is_removed_loses_nothing() {
     append(&file, &lines(&first));
     crashing.wait_log("sealing a batch failed");
     drop(lock);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while crashing.running() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never reached the crash point:\n{}",
-            crashing.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    drop(crashing);
+    until_crashed(crashing).await;
     let second = burst("after", 100);
     append(&file, &lines(&second));
     let agent = world.agent(&two_writers_tailing(&world, &file));
@@ -432,7 +436,7 @@ async fn a_seal_whose_directory_sync_fails_slowly_is_not_uploaded_meanwhile() {
 async fn a_crash_while_a_seal_waits_for_its_directory_sync_loses_nothing() {
     let world = World::start().await;
     let file = world.dir.path().join("feed.log");
-    let mut crashing = tailing_an_empty_file(
+    let crashing = tailing_an_empty_file(
         &world,
         &file,
         &[
@@ -442,16 +446,7 @@ async fn a_crash_while_a_seal_waits_for_its_directory_sync_loses_nothing() {
     );
     let first = burst("unsynced", 400);
     append(&file, &lines(&first));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while crashing.running() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never reached the crash point:\n{}",
-            crashing.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    drop(crashing);
+    until_crashed(crashing).await;
     let second = burst("after", 100);
     append(&file, &lines(&second));
     let agent = world.agent(&two_writers_tailing(&world, &file));
