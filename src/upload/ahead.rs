@@ -64,6 +64,10 @@ impl<M: Mcas> Uploader<M> {
         cancel: &CancellationToken,
         abort: &CancellationToken,
     ) -> Ahead {
+        // Checked before a call is spent on it: damaged, it goes to quarantine now.
+        if !self.passes_check(oldest, batches).await {
+            return Ahead::Abandoned;
+        }
         let name = self.file_name(oldest);
         let asked = tokio::select! {
             asked = self.mcas.upload_url(&name) => asked,

@@ -709,3 +709,71 @@ async fn kill_9_while_sending_ahead_loses_nothing_and_doubles_nothing() {
     let agent = world.agent(&settings);
     wait_exactly_once(&world, &agent, written, Duration::from_secs(90)).await;
 }
+
+/// Writes `batches` sealed batches of `per_batch` records of `stream` into `state_dir`'s
+/// spool as this agent seals them (a sync flush before the final block, the CRC-32 of the
+/// file's bytes in the name); returns each batch's records.
+fn spool_sealed_batches(
+    state_dir: &Path,
+    stream: &str,
+    batches: u64,
+    per_batch: u64,
+) -> Vec<Vec<Vec<u8>>> {
+    let ready = state_dir.join("spool/ready");
+    std::fs::create_dir_all(&ready).unwrap();
+    (0..batches)
+        .map(|seq| {
+            let records: Vec<Vec<u8>> = (0..per_batch)
+                .map(|n| leef(stream, (seq * per_batch + n) as usize, 20))
+                .collect();
+            let text = lines(&records);
+            let mut gz = GzEncoder::new(Vec::new(), Compression::new(6));
+            gz.write_all(&text).unwrap();
+            gz.flush().unwrap();
+            let bytes = gz.finish().unwrap();
+            let name = format!(
+                "{seq:020}-{}-{per_batch}r-{}b-{:08x}c.gz",
+                a_minute_ago_ms() + seq,
+                text.len(),
+                crc32fast::hash(&bytes)
+            );
+            std::fs::write(ready.join(name), bytes).unwrap();
+            records
+        })
+        .collect()
+}
+
+/// A batch damaged in the spool (a byte changed after its seal) is the oldest when calls
+/// are scarce and a steady feed fills batches (where batches are sent ahead): it goes to
+/// quarantine before an upload URL is asked for it, every other record reaches MCAS once,
+/// and no upload_url call is lost (no more of them than uploads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_oldest_batch_goes_to_quarantine_before_a_call_is_spent_sending_it_ahead() {
+    let world = World::start().await;
+    let state = world.dir.path().join("state");
+    let mut spooled = spool_sealed_batches(&state, "spooled", 6, 200);
+    let damaged = files_in(&state.join("spool/ready"))[3].clone();
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&damaged, bytes).unwrap();
+    spooled.remove(3);
+    let agent = world.agent(&scarce_calls(&world));
+    let mut feed = std::net::TcpStream::connect(agent.feed.unwrap()).unwrap();
+    let mut written = Vec::new();
+    trickle_until(&mut feed, "fed", &mut written, || {
+        !agent.quarantined().is_empty()
+    })
+    .await;
+    drop(feed);
+    let expected = [spooled.concat(), written].concat();
+    wait_exactly_once(&world, &agent, expected, Duration::from_secs(90)).await;
+    assert_eq!(agent.quarantined().len(), 1, "{:?}", agent.quarantined());
+    let asked = world.emulator.calls_to(Endpoint::UploadUrl).len();
+    let uploads = world.emulator.uploads().len();
+    assert!(
+        asked <= uploads,
+        "{asked} upload_url calls for {uploads} uploads:\n{}",
+        agent.log_text()
+    );
+}
