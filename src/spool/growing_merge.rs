@@ -16,11 +16,8 @@ use std::path::PathBuf;
 use bytes::{Bytes, BytesMut};
 
 use super::checksum::Checksummed;
-use super::merge::{read_ends, Ends, FINAL_BLOCK, GZIP_HEADER_LEN};
+use super::merge::{read_ends, Ends, AFTER_BODY, FINAL_BLOCK, GZIP_HEADER_LEN};
 use super::{Damage, MergeFailed, MergeName, SealedBatch, Spool};
-
-/// The bytes after a source's body: its final block and its gzip trailer.
-const AFTER_BODY: u64 = FINAL_BLOCK.len() as u64 + 8;
 
 /// A merged file being written in `open/`.
 pub struct GrowingMerge {
@@ -31,8 +28,6 @@ pub struct GrowingMerge {
     raw: u64,
     sources: Vec<SealedBatch>,
     reading: Option<Reading>,
-    /// Bytes of the part written so far.
-    written: u64,
 }
 
 /// The source whose body is being copied.
@@ -58,7 +53,6 @@ impl Spool {
             raw: 0,
             sources: Vec::new(),
             reading: None,
-            written: 0,
         })
     }
 }
@@ -149,23 +143,12 @@ impl GrowingMerge {
         reading.file_crc.update(&piece[extra..]);
         reading.left -= take as u64;
         self.out.write_all(&piece)?;
-        self.written += piece.len() as u64;
         Ok(Some(piece.freeze()))
     }
 
     /// The sources added so far, oldest first.
     pub fn sources(&self) -> &[SealedBatch] {
         &self.sources
-    }
-
-    /// Uncompressed bytes of the sources added.
-    pub fn raw_bytes(&self) -> u64 {
-        self.raw
-    }
-
-    /// Bytes of the merged file written so far.
-    pub fn written(&self) -> u64 {
-        self.written
     }
 
     /// Ends the merged stream after the sources copied whole: writes and returns its last
@@ -177,7 +160,6 @@ impl GrowingMerge {
         last.extend_from_slice(&self.records_crc.clone().finalize().to_le_bytes());
         last.extend_from_slice(&(self.raw as u32).to_le_bytes());
         self.out.write_all(&last)?;
-        self.written += last.len() as u64;
         Ok(Bytes::from(last))
     }
 
@@ -186,10 +168,7 @@ impl GrowingMerge {
     /// bytes as that source) is deleted and the source returned as it is.
     pub fn seal(self, spool: &Spool) -> Result<SealedBatch, MergeFailed> {
         let (file, checksum) = self.out.into_parts();
-        let before_ready = |error| MergeFailed {
-            error,
-            sealed: false,
-        };
+        let before_ready = MergeFailed::before_ready;
         if self.sources.is_empty() {
             drop(file);
             let _ = fs::remove_file(&self.part);

@@ -39,6 +39,8 @@ pub(super) const GZIP_HEADER_LEN: u64 = 10;
 pub(super) const SPLICE_TAIL: [u8; 6] = [0x00, 0x00, 0xff, 0xff, 0x03, 0x00];
 /// The empty final block alone.
 pub(super) const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
+/// The bytes after a batch's compressed body: its final block and its gzip trailer.
+pub(super) const AFTER_BODY: u64 = FINAL_BLOCK.len() as u64 + 8;
 
 /// The waiting batches a merge takes: the oldest and those after it with consecutive
 /// sequence numbers (a gap may be a batch being sealed right now), while the merged file
@@ -75,7 +77,8 @@ pub struct MergeFailed {
 }
 
 impl MergeFailed {
-    fn before_ready(error: io::Error) -> MergeFailed {
+    /// Failed before anything of it reached `ready/`.
+    pub fn before_ready(error: io::Error) -> MergeFailed {
         MergeFailed {
             error,
             sealed: false,
@@ -268,13 +271,8 @@ pub(super) fn read_ends(file: &mut File, batch: &SealedBatch) -> io::Result<Opti
 /// data starts and ends (without the final block), its CRC-32 and its uncompressed size.
 fn spliceable(batch: &SealedBatch) -> io::Result<Option<(u64, u64, u32)>> {
     let mut file = File::open(&batch.path)?;
-    Ok(read_ends(&mut file, batch)?.map(|ends| {
-        (
-            GZIP_HEADER_LEN,
-            ends.len - 8 - FINAL_BLOCK.len() as u64,
-            ends.records_crc,
-        )
-    }))
+    Ok(read_ends(&mut file, batch)?
+        .map(|ends| (GZIP_HEADER_LEN, ends.len - AFTER_BODY, ends.records_crc)))
 }
 
 /// Joins the sources' compressed bodies into `part`, returning the CRC-32 of its bytes;

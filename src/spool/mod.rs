@@ -552,8 +552,12 @@ impl Spool {
 
     /// A writer took a chunk of records.
     pub fn fed(&self) {
-        let ms = self.opened.elapsed().as_millis() as u64 + 1;
-        self.fed_ms.store(ms, Ordering::Relaxed);
+        self.fed_ms.store(self.ms_open(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the spool was opened, from 1.
+    fn ms_open(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64 + 1
     }
 
     /// Whether more records are on their way to a seal: a writer is filling a batch, or
@@ -564,8 +568,7 @@ impl Spool {
             return true;
         }
         let fed = self.fed_ms.load(Ordering::Relaxed);
-        fed > 0
-            && Duration::from_millis(self.opened.elapsed().as_millis() as u64 + 1 - fed) < within
+        fed > 0 && Duration::from_millis(self.ms_open() - fed) < within
     }
 
     /// Waits until a batch is sealed after this call (or one was sealed since the last

@@ -101,11 +101,7 @@ impl<M: Mcas> Uploader<M> {
             Ok(()) if sending.sources() > 0 => self.finish(oldest, sending, batches, abort).await,
             // The oldest itself cannot join: it goes up alone, to the URL asked for.
             Ok(()) => self.fall_back(oldest, sending, batches).await,
-            Err(Broke::Stopped) => {
-                self.abandon(sending).await;
-                Ahead::Abandoned
-            }
-            Err(Broke::OldestDamaged) => {
+            Err(Broke::Stopped | Broke::OldestDamaged) => {
                 self.abandon(sending).await;
                 Ahead::Abandoned
             }
@@ -164,19 +160,24 @@ impl<M: Mcas> Uploader<M> {
                 None if !coming => return Ok(()),
                 None => {
                     let calls_back = self.mcas.wait_for_calls(1 + CALLS_PER_UPLOAD);
-                    // A writer that starts filling says nothing: looked at again soon.
-                    let look_again = if self.spool.filling() {
-                        calls_back
-                    } else {
-                        calls_back.min(STILL_COMING / 5)
-                    };
                     tokio::select! {
                         _ = self.spool.wait_sealed() => {}
-                        _ = tokio::time::sleep(look_again) => {}
+                        _ = tokio::time::sleep(self.look_again(calls_back)) => {}
                         _ = cancel.cancelled() => {}
                     }
                 }
             }
+        }
+    }
+
+    /// How long to wait for `wait` (the rate limiter's) before looking at the spool
+    /// again: no longer than a fifth of [`STILL_COMING`] while no writer fills, since a
+    /// writer that starts filling, or a pause that ends, says nothing.
+    pub(super) fn look_again(&self, wait: std::time::Duration) -> std::time::Duration {
+        if self.spool.filling() {
+            wait
+        } else {
+            wait.min(STILL_COMING / 5)
         }
     }
 

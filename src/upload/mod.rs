@@ -251,15 +251,18 @@ impl<M: Mcas> Uploader<M> {
                         .await
                     {
                         ahead::Ahead::Ready(batch) => {
-                            if !self.passes_check(&batch, &mut batches).await {
-                                continue;
-                            }
-                            let outcome = tokio::select! {
-                                outcome = self.attempt(&batch, &mut batches) => outcome,
-                                _ = abort.cancelled() => return,
-                            };
-                            self.settle(outcome, &batch, &mut backoff, &batches, &cancel)
+                            let attempted = self
+                                .check_and_attempt(
+                                    &batch,
+                                    &mut batches,
+                                    &mut backoff,
+                                    &cancel,
+                                    &abort,
+                                )
                                 .await;
+                            if !attempted {
+                                return;
+                            }
                         }
                         ahead::Ahead::Failed(outcome) => {
                             self.settle(outcome, &oldest, &mut backoff, &batches, &cancel)
@@ -272,15 +275,8 @@ impl<M: Mcas> Uploader<M> {
                 if !wait.is_zero() {
                     // A wait longer than a merge costs: what waits goes up as one.
                     waited_for_calls |= wait > batches::MERGE_PAYS_AFTER;
-                    // A writer that starts filling says nothing, nor does the end of a
-                    // pause: while no writer fills, looked at again soon.
-                    let look_again = if self.spool.filling() {
-                        wait
-                    } else {
-                        wait.min(ahead::STILL_COMING / 5)
-                    };
                     tokio::select! {
-                        _ = tokio::time::sleep(look_again) => {}
+                        _ = tokio::time::sleep(self.look_again(wait)) => {}
                         _ = self.spool.wait_sealed() => {}
                         _ = cancel.cancelled() => {}
                     }
@@ -350,9 +346,6 @@ impl<M: Mcas> Uploader<M> {
             } else {
                 oldest
             };
-            if !self.passes_check(&batch, &mut batches).await {
-                continue;
-            }
             if let Some(target) = probed {
                 // The upload URL asked for the oldest's name serves the merged file.
                 let progress = batches.progress(batch.seq);
@@ -362,13 +355,35 @@ impl<M: Mcas> Uploader<M> {
                 progress.put_failures = 0;
                 progress.staged_blocks = None;
             }
-            let outcome = tokio::select! {
-                outcome = self.attempt(&batch, &mut batches) => outcome,
-                _ = abort.cancelled() => return,
-            };
-            self.settle(outcome, &batch, &mut backoff, &batches, &cancel)
-                .await;
+            if !self
+                .check_and_attempt(&batch, &mut batches, &mut backoff, &cancel, &abort)
+                .await
+            {
+                return;
+            }
         }
+    }
+
+    /// The check before upload (a batch that fails it goes to quarantine), then one
+    /// attempt at `batch` and the wait its outcome asks for; `false` when `abort` cut the
+    /// attempt short.
+    async fn check_and_attempt(
+        &self,
+        batch: &SealedBatch,
+        batches: &mut Batches,
+        backoff: &mut Backoff,
+        cancel: &CancellationToken,
+        abort: &CancellationToken,
+    ) -> bool {
+        if !self.passes_check(batch, batches).await {
+            return true;
+        }
+        let outcome = tokio::select! {
+            outcome = self.attempt(batch, batches) => outcome,
+            _ = abort.cancelled() => return false,
+        };
+        self.settle(outcome, batch, backoff, batches, cancel).await;
+        true
     }
 
     /// After an attempt: counts a retry and waits as the outcome says.

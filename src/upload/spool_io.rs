@@ -98,12 +98,7 @@ impl SpoolIo {
     ) -> Result<Option<SealedBatch>, MergeFailed> {
         self.blocking(move |spool| Ok(spool.merge_oldest(&ready, max_raw_bytes, level)))
             .await
-            .unwrap_or_else(|error| {
-                Err(MergeFailed {
-                    error,
-                    sealed: false,
-                })
-            })
+            .unwrap_or_else(|error| Err(MergeFailed::before_ready(error)))
     }
 
     /// Starts a merged file that grows as batches are added (see [`GrowingMerge`]).
@@ -130,12 +125,7 @@ impl SpoolIo {
     pub async fn seal_merge(&self, merge: GrowingMerge) -> Result<SealedBatch, MergeFailed> {
         self.blocking(move |spool| Ok(merge.seal(spool)))
             .await
-            .unwrap_or_else(|error| {
-                Err(MergeFailed {
-                    error,
-                    sealed: false,
-                })
-            })
+            .unwrap_or_else(|error| Err(MergeFailed::before_ready(error)))
     }
 
     /// Deletes a growing merge's file, off the async runtime.

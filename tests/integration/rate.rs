@@ -570,10 +570,10 @@ fn a_block_staged(world: &World) -> bool {
         .any(|c| c.query.contains("comp=block&") && (200..300).contains(&c.status))
 }
 
-/// Records of `stream` written into the feed every 50 ms, 20 at a time (a steady feed)
-/// until `done` (which must come within 30 s).
+/// Records of `stream` written into `feed` (the TCP feed, or a tailed file) every 50 ms,
+/// 20 at a time (a steady feed) until `done` (which must come within 30 s).
 async fn trickle_until(
-    feed: &mut std::net::TcpStream,
+    feed: &mut impl Write,
     stream: &str,
     written: &mut Vec<Vec<u8>>,
     done: impl Fn() -> bool,
@@ -685,21 +685,12 @@ async fn kill_9_while_sending_ahead_loses_nothing_and_doubles_nothing() {
     settings.set("feed.listen", &quote("")).tail(&file);
     let mut agent = world.agent(&settings);
     agent.wait_status("the file open", |s| s["feed"]["files"][0]["open"] == true);
-    let mut written: Vec<Vec<u8>> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !a_block_staged(&world) {
-        assert!(Instant::now() < deadline, "no block was staged within 30 s");
-        let step: Vec<Vec<u8>> = (written.len()..written.len() + 20)
-            .map(|n| leef("killed", n, 20))
-            .collect();
-        let mut out = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&file)
-            .unwrap();
-        out.write_all(&lines(&step)).unwrap();
-        written.extend(step);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut written = Vec::new();
+    let mut out = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    trickle_until(&mut out, "killed", &mut written, || a_block_staged(&world)).await;
     agent.kill();
     assert!(
         world.emulator.uploads().is_empty(),
